@@ -1,0 +1,59 @@
+# Rivulet — build, run and test. Every target installs what it needs on a bare Debian
+# machine that has only the language toolchains.
+
+SHELL := /bin/bash
+RIVULET_CACHE ?= $(HOME)/.cache/rivulet
+# Outside the clone, so CI and fresh clones reuse the (slow, RocksDB-heavy) build.
+CARGO_TARGET_DIR ?= $(RIVULET_CACHE)/target
+export RIVULET_CACHE CARGO_TARGET_DIR
+BIN := $(CARGO_TARGET_DIR)/release/rivulet
+VENV := $(RIVULET_CACHE)/venv
+DATA_DIR ?= $(CURDIR)/data
+# Everything is built with the release profile only: RocksDB (C++) compiles once.
+CARGO_FLAGS := --release --locked
+
+.PHONY: all build run test test-rust test-compat lint fmt deps-build deps-test compat bench clean
+
+all: build
+
+## deps-build: system packages the build needs (libclang for RocksDB's bindings).
+deps-build:
+	@if ! dpkg -s libclang-dev >/dev/null 2>&1; then \
+		echo "installing libclang-dev"; \
+		(apt-get update -qq || sudo apt-get update -qq) && \
+		(DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev || \
+		 sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev); \
+	fi
+
+## build: the rivulet binary (release).
+build: deps-build
+	cargo build $(CARGO_FLAGS) -p rivulet
+
+## run: one broker on localhost:9092, data under ./data, embedded metadata.
+run: build
+	mkdir -p $(DATA_DIR)
+	$(BIN) config/server.properties --override log.dirs=$(DATA_DIR)
+
+## deps-test: kcat, the Python clients and the Java clients/tools the tests drive.
+deps-test:
+	bash compat-tests/install-deps.sh
+
+## test: every test — unit, integration (real broker processes), and the client suite.
+test: build deps-test test-rust test-compat
+
+test-rust: deps-build
+	cargo test $(CARGO_FLAGS) --workspace
+
+test-compat: build deps-test
+	RIVULET_BIN=$(BIN) $(VENV)/bin/pytest -q compat-tests/python
+
+## lint: formatting and clippy, warnings as errors.
+lint: deps-build
+	cargo fmt --all -- --check
+	cargo clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+clean:
+	rm -rf $(DATA_DIR)

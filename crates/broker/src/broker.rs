@@ -1,0 +1,183 @@
+//! The broker's shared state: configuration, storage, metadata and the topic registry.
+
+use std::sync::Arc;
+
+use rivulet_metadata::{EmbeddedMetadataStore, MetadataError, MetadataStore, NewTopic};
+use rivulet_storage::{LogClass, LogId, Store, StoreOptions};
+use tokio::sync::{watch, Mutex};
+
+use crate::config::BrokerConfig;
+use crate::topic_config::TopicSettings;
+use crate::topics::{Topic, TopicRegistry};
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create log directory {path}: {reason}")]
+    LogDir { path: String, reason: String },
+    #[error("cannot open storage: {0}")]
+    Storage(#[from] rivulet_storage::StorageError),
+    #[error("cannot load metadata: {0}")]
+    Metadata(#[from] MetadataError),
+}
+
+/// Everything request handlers share.
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub store: Store,
+    pub metadata: Arc<dyn MetadataStore>,
+    pub topics: TopicRegistry,
+    pub cluster_id: String,
+    /// Bumped after every append so long-polling fetches wake up.
+    appended: watch::Sender<u64>,
+    /// Serialises topic creation and deletion.
+    admin: Mutex<()>,
+}
+
+/// Kafka's rule for topic names (`Topic.validate`).
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("Topic name is illegal, it can't be empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err("Topic name cannot be \".\" or \"..\"".into());
+    }
+    if name.len() > 249 {
+        return Err(format!("Topic name is illegal, it can't be longer than 249 characters, topic name: {name}"));
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-') {
+        return Err(format!(
+            "Topic name {name} is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+fn class_of(internal: bool) -> LogClass {
+    if internal {
+        LogClass::Internal
+    } else {
+        LogClass::User
+    }
+}
+
+impl Broker {
+    /// Opens storage under the first log dir, loads metadata and opens every partition log.
+    pub async fn open(config: BrokerConfig) -> Result<Arc<Self>, StartError> {
+        let dir = config.log_dirs[0].clone();
+        if config.log_dirs.len() > 1 {
+            tracing::warn!(log_dirs = ?config.log_dirs, "only the first of log.dirs is used");
+        }
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| StartError::LogDir { path: dir.display().to_string(), reason: e.to_string() })?;
+        let mut options = StoreOptions::new(dir.join("rivulet-db"));
+        options.flush = config.flush_policy;
+        let store = Store::open(&options)?;
+        let metadata: Arc<dyn MetadataStore> = Arc::new(EmbeddedMetadataStore::new(store.clone())?);
+        let cluster_id = metadata.cluster_id().await?;
+        let topics = TopicRegistry::default();
+        for record in metadata.topics().await? {
+            let topic = Self::open_topic(&store, &config, record)?;
+            topics.insert(Arc::new(topic));
+        }
+        tracing::info!(topics = topics.all().len(), %cluster_id, path = %options.path.display(), "storage opened");
+        let (appended, _) = watch::channel(0);
+        Ok(Arc::new(Broker { config, store, metadata, topics, cluster_id, appended, admin: Mutex::new(()) }))
+    }
+
+    fn open_topic(
+        store: &Store,
+        config: &BrokerConfig,
+        record: rivulet_metadata::TopicRecord,
+    ) -> Result<Topic, rivulet_storage::StorageError> {
+        let class = class_of(record.internal);
+        let logs = record
+            .partitions
+            .iter()
+            .map(|p| store.open_log(LogId(p.log_id), class).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let settings = TopicSettings::resolve(&record.configs, config);
+        Ok(Topic { record, logs, settings })
+    }
+
+    /// Creates a topic in the metadata store and opens its logs.
+    pub async fn create_topic(&self, new_topic: NewTopic) -> Result<Arc<Topic>, MetadataError> {
+        let _admin = self.admin.lock().await;
+        if self.topics.get(&new_topic.name).is_some() {
+            return Err(MetadataError::TopicExists(new_topic.name));
+        }
+        let record = self.metadata.create_topic(new_topic).await?;
+        let topic = Arc::new(Self::open_topic(&self.store, &self.config, record)?);
+        self.topics.insert(topic.clone());
+        tracing::info!(topic = %topic.record.name, partitions = topic.logs.len(), topic_id = %topic.record.topic_id, "topic created");
+        Ok(topic)
+    }
+
+    /// Deletes a topic: metadata first (so it stops being served), then its data.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), MetadataError> {
+        let _admin = self.admin.lock().await;
+        let record = self.metadata.delete_topic(name).await?;
+        self.topics.remove(name);
+        let class = class_of(record.internal);
+        for partition in &record.partitions {
+            self.store.delete_log(LogId(partition.log_id), class)?;
+        }
+        tracing::info!(topic = %name, "topic deleted");
+        Ok(())
+    }
+
+    /// The topic named `name`, creating it with the broker defaults when
+    /// `auto.create.topics.enable` allows and the client asked for it.
+    pub async fn get_or_create_topic(
+        &self,
+        name: &str,
+        allow_auto_create: bool,
+    ) -> Result<Option<Arc<Topic>>, MetadataError> {
+        if let Some(topic) = self.topics.get(name) {
+            return Ok(Some(topic));
+        }
+        if !allow_auto_create || !self.config.auto_create_topics_enable || validate_topic_name(name).is_err() {
+            return Ok(None);
+        }
+        let new_topic = NewTopic {
+            name: name.to_string(),
+            partitions: self.config.num_partitions,
+            replication_factor: self.config.default_replication_factor,
+            configs: Default::default(),
+            internal: false,
+        };
+        match self.create_topic(new_topic).await {
+            Ok(topic) => Ok(Some(topic)),
+            Err(MetadataError::TopicExists(_)) => Ok(self.topics.get(name)),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn notify_append(&self) {
+        self.appended.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    pub fn subscribe_appends(&self) -> watch::Receiver<u64> {
+        self.appended.subscribe()
+    }
+
+    /// Makes every acknowledged write durable before exit.
+    pub fn shutdown(&self) {
+        if let Err(e) = self.store.flush_wal() {
+            tracing::error!(error = %e, "flushing the WAL at shutdown failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_topic_name;
+
+    #[test]
+    fn topic_names_follow_kafka() {
+        assert!(validate_topic_name("orders.v1_2-x").is_ok());
+        for bad in ["", ".", "..", "a b", "ünicode", &"x".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad}");
+        }
+    }
+}

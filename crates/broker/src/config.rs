@@ -1,0 +1,354 @@
+//! Broker configuration under Apache Kafka's `server.properties` names.
+//!
+//! Values come from a properties file and `--override key=value` flags (later wins), as
+//! with Kafka's `kafka-server-start.sh`. Keys Rivulet does not know are warned about; keys
+//! Kafka knows but Rivulet has no use for are accepted quietly so a stock
+//! `server.properties` works; invalid values stop the broker at start with the key named.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use rivulet_storage::FlushPolicy;
+
+/// A configuration problem found at start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid value '{value}' for {key}: {reason}")]
+    Invalid { key: String, value: String, reason: String },
+    #[error("cannot read {path}: {reason}")]
+    Read { path: String, reason: String },
+}
+
+/// A `PLAINTEXT://host:port` listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub name: String,
+    /// Empty means every interface.
+    pub host: String,
+    pub port: u16,
+}
+
+/// The validated configuration of one broker.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub node_id: i32,
+    pub listeners: Vec<Listener>,
+    pub advertised_listeners: Vec<Listener>,
+    pub log_dirs: Vec<PathBuf>,
+    pub num_partitions: i32,
+    pub default_replication_factor: i16,
+    pub auto_create_topics_enable: bool,
+    pub delete_topic_enable: bool,
+    pub message_max_bytes: usize,
+    pub socket_request_max_bytes: usize,
+    pub max_connections: usize,
+    pub log_message_timestamp_type_log_append: bool,
+    pub flush_policy: FlushPolicy,
+    pub broker_rack: Option<String>,
+    /// Every key that was set, as given (for DescribeConfigs).
+    pub raw: BTreeMap<String, String>,
+}
+
+/// Keys Rivulet reads.
+const KNOWN_KEYS: &[&str] = &[
+    "node.id",
+    "broker.id",
+    "listeners",
+    "advertised.listeners",
+    "log.dirs",
+    "log.dir",
+    "num.partitions",
+    "default.replication.factor",
+    "auto.create.topics.enable",
+    "delete.topic.enable",
+    "message.max.bytes",
+    "socket.request.max.bytes",
+    "max.connections",
+    "log.message.timestamp.type",
+    "log.flush.interval.messages",
+    "broker.rack",
+];
+
+/// Kafka keys that are meaningful for Apache Kafka but have no effect here (threads,
+/// segments, KRaft/ZooKeeper wiring, ...). Accepted without a warning.
+const ACCEPTED_KAFKA_KEYS: &[&str] = &[
+    "process.roles",
+    "controller.quorum.voters",
+    "controller.quorum.bootstrap.servers",
+    "controller.listener.names",
+    "inter.broker.listener.name",
+    "listener.security.protocol.map",
+    "num.network.threads",
+    "num.io.threads",
+    "socket.send.buffer.bytes",
+    "socket.receive.buffer.bytes",
+    "num.recovery.threads.per.data.dir",
+    "offsets.topic.replication.factor",
+    "transaction.state.log.replication.factor",
+    "transaction.state.log.min.isr",
+    "share.coordinator.state.topic.replication.factor",
+    "share.coordinator.state.topic.min.isr",
+    "log.retention.hours",
+    "log.retention.ms",
+    "log.retention.bytes",
+    "log.segment.bytes",
+    "log.retention.check.interval.ms",
+    "log.flush.interval.ms",
+    "group.initial.rebalance.delay.ms",
+    "zookeeper.connect",
+    "zookeeper.connection.timeout.ms",
+];
+
+fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    value.trim().parse::<T>().map_err(|e| ConfigError::Invalid {
+        key: key.to_string(),
+        value: value.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn invalid(key: &str, value: &str, reason: &str) -> ConfigError {
+    ConfigError::Invalid { key: key.to_string(), value: value.to_string(), reason: reason.to_string() }
+}
+
+/// Parses `NAME://host:port[,NAME://host:port]`.
+pub fn parse_listeners(key: &str, value: &str) -> Result<Vec<Listener>, ConfigError> {
+    let mut listeners = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, address) = item.split_once("://").ok_or_else(|| invalid(key, value, "expected NAME://host:port"))?;
+        let (host, port) = address.rsplit_once(':').ok_or_else(|| invalid(key, value, "missing :port"))?;
+        let port: u16 = parse(key, port)?;
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        if name.is_empty() {
+            return Err(invalid(key, value, "listener name is empty"));
+        }
+        listeners.push(Listener { name: name.to_string(), host, port });
+    }
+    if listeners.is_empty() {
+        return Err(invalid(key, value, "no listener given"));
+    }
+    Ok(listeners)
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(invalid(key, value, "expected true or false")),
+    }
+}
+
+fn parse_positive<T>(key: &str, value: &str) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + Default,
+    T::Err: std::fmt::Display,
+{
+    let parsed: T = parse(key, value)?;
+    if parsed <= T::default() {
+        return Err(invalid(key, value, "must be positive"));
+    }
+    Ok(parsed)
+}
+
+impl BrokerConfig {
+    /// Reads a Java properties file into key/value pairs.
+    pub fn read_properties(path: &std::path::Path) -> Result<BTreeMap<String, String>, ConfigError> {
+        let file = std::fs::File::open(path)
+            .map_err(|e| ConfigError::Read { path: path.display().to_string(), reason: e.to_string() })?;
+        let map = java_properties::read(std::io::BufReader::new(file))
+            .map_err(|e| ConfigError::Read { path: path.display().to_string(), reason: e.to_string() })?;
+        Ok(map.into_iter().collect())
+    }
+
+    /// Validates `props`. Returns the config and the keys that were not recognised.
+    pub fn from_properties(props: BTreeMap<String, String>) -> Result<(Self, Vec<String>), ConfigError> {
+        let get = |key: &str| props.get(key).map(String::as_str);
+        let node_id = match get("node.id").or(get("broker.id")) {
+            Some(v) => {
+                let id: i32 = parse("node.id", v)?;
+                if id < 0 {
+                    return Err(invalid("node.id", v, "must be >= 0"));
+                }
+                id
+            }
+            None => 1,
+        };
+        let listeners = parse_listeners("listeners", get("listeners").unwrap_or("PLAINTEXT://localhost:9092"))?;
+        let advertised_listeners = match get("advertised.listeners") {
+            Some(v) => parse_listeners("advertised.listeners", v)?,
+            None => listeners
+                .iter()
+                .map(|l| Listener {
+                    host: if l.host.is_empty() || l.host == "0.0.0.0" || l.host == "::" {
+                        "localhost".into()
+                    } else {
+                        l.host.clone()
+                    },
+                    ..l.clone()
+                })
+                .collect(),
+        };
+        let log_dirs: Vec<PathBuf> = get("log.dirs")
+            .or(get("log.dir"))
+            .unwrap_or("/tmp/rivulet-logs")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+            .collect();
+        if log_dirs.is_empty() {
+            return Err(invalid("log.dirs", get("log.dirs").unwrap_or(""), "no directory given"));
+        }
+        let timestamp_type = get("log.message.timestamp.type").unwrap_or("CreateTime");
+        let log_append = match timestamp_type {
+            "CreateTime" => false,
+            "LogAppendTime" => true,
+            other => return Err(invalid("log.message.timestamp.type", other, "expected CreateTime or LogAppendTime")),
+        };
+        let flush_policy = match get("log.flush.interval.messages") {
+            None => FlushPolicy::OsManaged,
+            Some(v) => match parse_positive::<i64>("log.flush.interval.messages", v)? {
+                1 => FlushPolicy::EveryWrite,
+                _ => FlushPolicy::OsManaged,
+            },
+        };
+        let config = BrokerConfig {
+            node_id,
+            listeners,
+            advertised_listeners,
+            log_dirs,
+            num_partitions: get("num.partitions").map_or(Ok(1), |v| parse_positive("num.partitions", v))?,
+            default_replication_factor: get("default.replication.factor")
+                .map_or(Ok(1), |v| parse_positive("default.replication.factor", v))?,
+            auto_create_topics_enable: get("auto.create.topics.enable")
+                .map_or(Ok(true), |v| parse_bool("auto.create.topics.enable", v))?,
+            delete_topic_enable: get("delete.topic.enable")
+                .map_or(Ok(true), |v| parse_bool("delete.topic.enable", v))?,
+            message_max_bytes: get("message.max.bytes")
+                .map_or(Ok(1_048_588), |v| parse_positive("message.max.bytes", v))?,
+            socket_request_max_bytes: get("socket.request.max.bytes")
+                .map_or(Ok(rivulet_protocol::frame::DEFAULT_MAX_REQUEST_BYTES), |v| {
+                    parse_positive("socket.request.max.bytes", v)
+                })?,
+            max_connections: get("max.connections").map_or(Ok(10_000), |v| parse_positive("max.connections", v))?,
+            log_message_timestamp_type_log_append: log_append,
+            flush_policy,
+            broker_rack: get("broker.rack").map(str::to_string),
+            raw: BTreeMap::new(),
+        };
+        if config.socket_request_max_bytes > i32::MAX as usize {
+            return Err(invalid(
+                "socket.request.max.bytes",
+                &config.socket_request_max_bytes.to_string(),
+                "must fit in an i32",
+            ));
+        }
+        let unknown = props
+            .keys()
+            .filter(|k| !KNOWN_KEYS.contains(&k.as_str()) && !ACCEPTED_KAFKA_KEYS.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        Ok((BrokerConfig { raw: props, ..config }, unknown))
+    }
+
+    /// The listener clients are told about in Metadata.
+    pub fn advertised(&self) -> &Listener {
+        // Validation guarantees at least one listener.
+        &self.advertised_listeners[0]
+    }
+}
+
+impl BrokerConfig {
+    /// Every broker config Rivulet reads, with its effective value and whether it was set
+    /// explicitly (for DescribeConfigs on a BROKER resource).
+    pub fn describe(&self) -> Vec<(&'static str, String, bool)> {
+        let listeners = |ls: &[Listener]| {
+            ls.iter().map(|l| format!("{}://{}:{}", l.name, l.host, l.port)).collect::<Vec<_>>().join(",")
+        };
+        let values: Vec<(&'static str, String)> = vec![
+            ("node.id", self.node_id.to_string()),
+            ("broker.id", self.node_id.to_string()),
+            ("listeners", listeners(&self.listeners)),
+            ("advertised.listeners", listeners(&self.advertised_listeners)),
+            ("log.dirs", self.log_dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(",")),
+            ("num.partitions", self.num_partitions.to_string()),
+            ("default.replication.factor", self.default_replication_factor.to_string()),
+            ("auto.create.topics.enable", self.auto_create_topics_enable.to_string()),
+            ("delete.topic.enable", self.delete_topic_enable.to_string()),
+            ("message.max.bytes", self.message_max_bytes.to_string()),
+            ("socket.request.max.bytes", self.socket_request_max_bytes.to_string()),
+            ("max.connections", self.max_connections.to_string()),
+            (
+                "log.message.timestamp.type",
+                if self.log_message_timestamp_type_log_append { "LogAppendTime" } else { "CreateTime" }.to_string(),
+            ),
+            (
+                "log.flush.interval.messages",
+                match self.flush_policy {
+                    FlushPolicy::EveryWrite => "1".to_string(),
+                    FlushPolicy::OsManaged => i64::MAX.to_string(),
+                },
+            ),
+        ];
+        values
+            .into_iter()
+            .map(|(key, value)| {
+                let explicit = self.raw.contains_key(key) || (key == "node.id" && self.raw.contains_key("broker.id"));
+                (key, value, explicit)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_follow_kafka() {
+        let (config, unknown) = BrokerConfig::from_properties(BTreeMap::new()).unwrap();
+        assert_eq!(config.message_max_bytes, 1_048_588);
+        assert_eq!(config.socket_request_max_bytes, 100 * 1024 * 1024);
+        assert_eq!(config.num_partitions, 1);
+        assert!(config.auto_create_topics_enable);
+        assert_eq!(config.advertised().port, 9092);
+        assert!(unknown.is_empty());
+    }
+
+    #[test]
+    fn parses_listeners_and_reports_unknown_keys() {
+        let (config, unknown) = BrokerConfig::from_properties(props(&[
+            ("listeners", "PLAINTEXT://:19092"),
+            ("broker.id", "3"),
+            ("num.io.threads", "8"),
+            ("no.such.key", "x"),
+        ]))
+        .unwrap();
+        assert_eq!(config.node_id, 3);
+        assert_eq!(config.listeners[0].host, "");
+        assert_eq!(config.advertised().host, "localhost");
+        assert_eq!(unknown, vec!["no.such.key".to_string()]);
+    }
+
+    #[test]
+    fn refuses_invalid_values_naming_the_key() {
+        for (key, value) in [
+            ("num.partitions", "0"),
+            ("message.max.bytes", "lots"),
+            ("listeners", "localhost:9092"),
+            ("auto.create.topics.enable", "yes"),
+            ("log.message.timestamp.type", "Whenever"),
+            ("node.id", "-4"),
+        ] {
+            let err = BrokerConfig::from_properties(props(&[(key, value)])).unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
+    }
+}

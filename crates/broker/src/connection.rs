@@ -1,0 +1,108 @@
+//! One client connection: read a frame, decode it, handle it, write the response — one
+//! request at a time, so responses leave in request order however deep the client
+//! pipelines (as Kafka's `Processor` mutes a channel until its response is sent).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rivulet_protocol::frame::{check_frame_size, SIZE_PREFIX_BYTES};
+use rivulet_protocol::request::{decode_request, Request};
+use rivulet_protocol::response::{encode_api_versions_fallback, encode_response};
+use rivulet_protocol::ProtocolError;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tracing::Instrument;
+
+use crate::broker::Broker;
+use crate::handlers::{self, Reply};
+
+/// Why a connection ended.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("protocol error: {0}")]
+    Protocol(#[from] ProtocolError),
+    #[error("io error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("truncated frame: expected {expected} bytes, got {got} before end of stream")]
+    Truncated { expected: usize, got: usize },
+    #[error("closing: {0}")]
+    Closed(String),
+}
+
+/// Reads one frame. `Ok(None)` is a clean end of stream between frames.
+///
+/// The body buffer grows as bytes arrive rather than being allocated at the announced size,
+/// so a peer that announces a large frame and sends little costs little.
+async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max_bytes: usize,
+) -> Result<Option<bytes::Bytes>, ConnectionError> {
+    let mut prefix = [0u8; SIZE_PREFIX_BYTES];
+    let mut filled = 0;
+    while filled < SIZE_PREFIX_BYTES {
+        let n = reader.read(&mut prefix[filled..]).await?;
+        if n == 0 {
+            return if filled == 0 {
+                Ok(None)
+            } else {
+                Err(ConnectionError::Truncated { expected: SIZE_PREFIX_BYTES, got: filled })
+            };
+        }
+        filled += n;
+    }
+    let size = check_frame_size(prefix, max_bytes)?;
+    let mut body = Vec::with_capacity(size.min(64 * 1024));
+    reader.take(size as u64).read_to_end(&mut body).await?;
+    if body.len() < size {
+        return Err(ConnectionError::Truncated { expected: size, got: body.len() });
+    }
+    Ok(Some(body.into()))
+}
+
+/// Serves one connection until the peer closes it or breaks the protocol.
+pub async fn serve<S>(broker: Arc<Broker>, stream: S, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let span = tracing::info_span!("connection", %peer);
+    async move {
+        match serve_inner(&broker, stream).await {
+            Ok(()) => tracing::debug!("connection closed by peer"),
+            Err(ConnectionError::Io(e)) => tracing::debug!(error = %e, "connection dropped"),
+            Err(e) => tracing::warn!(error = %e, "closing connection"),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn serve_inner<S>(broker: &Arc<Broker>, stream: S) -> Result<(), ConnectionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let max_bytes = broker.config.socket_request_max_bytes;
+    while let Some(frame) = read_frame(&mut reader, max_bytes).await? {
+        let response = match decode_request(frame)? {
+            Request::ApiVersionsFallback { correlation_id, version } => {
+                tracing::debug!(version, "ApiVersions of an unknown version: answering with v0 (KIP-511)");
+                encode_api_versions_fallback(correlation_id)?
+            }
+            Request::Known { header, api_key, body } => {
+                let span = tracing::debug_span!(
+                    "request",
+                    api = ?api_key,
+                    version = header.request_api_version,
+                    correlation_id = header.correlation_id,
+                    client_id = header.client_id.as_ref().map(|c| c.as_str()).unwrap_or(""),
+                );
+                match handlers::handle(broker, &header, *body).instrument(span).await {
+                    Reply::Response(body) => encode_response(header.correlation_id, header.request_api_version, &body)?,
+                    Reply::NoResponse => continue,
+                    Reply::Close(reason) => return Err(ConnectionError::Closed(reason)),
+                }
+            }
+        };
+        writer.write_all(&response).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,54 @@
+//! DeleteTopics (key 20): by name (v1-v5) or by name or topic id (v6+).
+
+use rivulet_metadata::MetadataError;
+use rivulet_protocol::kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use rivulet_protocol::kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
+use rivulet_protocol::ResponseError;
+use uuid::Uuid;
+
+use super::str_bytes;
+use crate::broker::Broker;
+
+pub async fn handle(broker: &Broker, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+    let wanted: Vec<(Option<TopicName>, Uuid)> = if version >= 6 {
+        request.topics.into_iter().map(|t| (t.name, t.topic_id)).collect()
+    } else {
+        request.topic_names.into_iter().map(|n| (Some(n), Uuid::nil())).collect()
+    };
+    let mut responses = Vec::with_capacity(wanted.len());
+    for (name, topic_id) in wanted {
+        let topic = match &name {
+            Some(n) => broker.topics.get(n.0.as_str()),
+            None => broker.topics.get_by_id(&topic_id),
+        };
+        let result = DeletableTopicResult::default().with_name(name.clone()).with_topic_id(topic_id);
+        let Some(topic) = topic else {
+            let error =
+                if name.is_none() { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };
+            responses.push(result.with_error_code(error.code()));
+            continue;
+        };
+        let result = result
+            .with_name(Some(TopicName(str_bytes(topic.record.name.clone()))))
+            .with_topic_id(topic.record.topic_id);
+        if !broker.config.delete_topic_enable {
+            responses.push(result.with_error_code(ResponseError::TopicDeletionDisabled.code()));
+            continue;
+        }
+        match broker.delete_topic(&topic.record.name).await {
+            Ok(()) => responses.push(result),
+            Err(MetadataError::UnknownTopic(_)) => {
+                responses.push(result.with_error_code(ResponseError::UnknownTopicOrPartition.code()))
+            }
+            Err(e) => {
+                tracing::error!(topic = %topic.record.name, error = %e, "deleting topic failed");
+                responses.push(
+                    result
+                        .with_error_code(ResponseError::UnknownServerError.code())
+                        .with_error_message(Some(str_bytes(e.to_string()))),
+                );
+            }
+        }
+    }
+    DeleteTopicsResponse::default().with_responses(responses)
+}

@@ -1,0 +1,32 @@
+//! DescribeCluster (key 60): cluster id, controller and brokers, as the admin client's
+//! `describeCluster()` asks.
+
+use rivulet_protocol::kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use rivulet_protocol::kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use rivulet_protocol::ResponseError;
+
+use super::str_bytes;
+use crate::broker::Broker;
+
+/// `endpoint_type` values (KIP-919).
+const ENDPOINT_BROKERS: i8 = 1;
+
+pub fn handle(broker: &Broker, request: DescribeClusterRequest) -> DescribeClusterResponse {
+    let mut response = DescribeClusterResponse::default()
+        .with_endpoint_type(request.endpoint_type)
+        .with_cluster_id(str_bytes(broker.cluster_id.clone()))
+        .with_controller_id(BrokerId(broker.config.node_id));
+    if request.endpoint_type != ENDPOINT_BROKERS {
+        // A broker answers for brokers only, as Kafka's brokers do.
+        return response
+            .with_error_code(ResponseError::UnsupportedEndpointType.code())
+            .with_error_message(Some(str_bytes("The target broker only supports broker endpoints")));
+    }
+    let listener = broker.config.advertised();
+    response.brokers = vec![DescribeClusterBroker::default()
+        .with_broker_id(BrokerId(broker.config.node_id))
+        .with_host(str_bytes(listener.host.clone()))
+        .with_port(i32::from(listener.port))
+        .with_rack(broker.config.broker_rack.clone().map(str_bytes))];
+    response
+}

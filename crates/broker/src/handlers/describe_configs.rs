@@ -1,0 +1,104 @@
+//! DescribeConfigs (key 32): topic and broker configs, as `kafka-configs --describe` and
+//! `kafka-topics --describe` ask for them.
+
+use rivulet_protocol::kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
+use rivulet_protocol::kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+use rivulet_protocol::kafka_protocol::protocol::StrBytes;
+use rivulet_protocol::ResponseError;
+
+use super::str_bytes;
+use crate::broker::Broker;
+use crate::topic_config::{self, ConfigSource, ConfigType, TOPIC_CONFIGS};
+
+/// Kafka's `ConfigResource.Type` codes.
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+
+fn entry(
+    name: &str,
+    value: String,
+    source: ConfigSource,
+    config_type: ConfigType,
+    read_only: bool,
+) -> DescribeConfigsResourceResult {
+    DescribeConfigsResourceResult::default()
+        .with_name(str_bytes(name))
+        .with_value(Some(str_bytes(value)))
+        .with_read_only(read_only)
+        .with_config_source(source as i8)
+        .with_config_type(config_type as i8)
+}
+
+fn wanted(keys: &Option<Vec<StrBytes>>, name: &str) -> bool {
+    keys.as_ref().is_none_or(|keys| keys.is_empty() || keys.iter().any(|k| k.as_str() == name))
+}
+
+fn broker_config_type(name: &str) -> ConfigType {
+    match name {
+        "auto.create.topics.enable" | "delete.topic.enable" => ConfigType::Boolean,
+        "listeners" | "advertised.listeners" | "log.dirs" | "log.message.timestamp.type" => ConfigType::String,
+        "log.flush.interval.messages" => ConfigType::Long,
+        _ => ConfigType::Int,
+    }
+}
+
+pub fn handle(broker: &Broker, request: DescribeConfigsRequest, _version: i16) -> DescribeConfigsResponse {
+    let results = request
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let result = DescribeConfigsResult::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
+            match resource.resource_type {
+                RESOURCE_TOPIC => {
+                    let Some(topic) = broker.topics.get(resource.resource_name.as_str()) else {
+                        return result
+                            .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                            .with_error_message(Some(str_bytes(format!(
+                                "Topic '{}' does not exist.",
+                                resource.resource_name.as_str()
+                            ))));
+                    };
+                    let configs = TOPIC_CONFIGS
+                        .iter()
+                        .filter(|def| wanted(&resource.configuration_keys, def.name))
+                        .map(|def| {
+                            let effective = topic_config::effective(def, &topic.record.configs, &broker.config);
+                            entry(def.name, effective.value, effective.source, def.config_type, false)
+                        })
+                        .collect();
+                    result.with_configs(configs)
+                }
+                RESOURCE_BROKER => {
+                    let name = resource.resource_name.as_str();
+                    if !name.is_empty() && name != broker.config.node_id.to_string() {
+                        return result.with_error_code(ResponseError::InvalidRequest.code()).with_error_message(Some(
+                            str_bytes(format!(
+                                "Unexpected broker id, expected {} or empty string, but received {name}",
+                                broker.config.node_id
+                            )),
+                        ));
+                    }
+                    let configs = broker
+                        .config
+                        .describe()
+                        .into_iter()
+                        .filter(|(key, _, _)| wanted(&resource.configuration_keys, key))
+                        .map(|(key, value, explicit)| {
+                            let source = if explicit { ConfigSource::StaticBroker } else { ConfigSource::Default };
+                            entry(key, value, source, broker_config_type(key), true)
+                        })
+                        .collect();
+                    result.with_configs(configs)
+                }
+                other => result
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(Some(str_bytes(format!("Unsupported resource type {other}")))),
+            }
+        })
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}

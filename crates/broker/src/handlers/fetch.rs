@@ -1,0 +1,126 @@
+//! Fetch (key 1): read batches for each requested partition, long-polling until
+//! `min_bytes` are available or `max_wait_ms` has passed.
+//!
+//! Sessions (KIP-227) are not kept: every response carries session id 0, which tells the
+//! Java client to keep sending full fetch requests. Only partitions the client asked for
+//! are ever returned, in the order it asked.
+
+use std::time::Duration;
+
+use rivulet_protocol::kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use rivulet_protocol::kafka_protocol::messages::{FetchRequest, FetchResponse};
+use rivulet_protocol::ResponseError;
+use rivulet_storage::StorageError;
+use tokio::time::Instant;
+
+use super::{check_leader_epoch, code};
+use crate::broker::Broker;
+
+/// `isolation_level` of a read_committed consumer.
+const READ_COMMITTED: i8 = 1;
+/// Longest wait honoured, whatever the client asks (Kafka bounds it by the request timeout).
+const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
+
+fn partition_error(index: i32, error: ResponseError) -> PartitionData {
+    PartitionData::default()
+        .with_partition_index(index)
+        .with_error_code(error.code())
+        .with_high_watermark(-1)
+        .with_aborted_transactions(None)
+}
+
+/// One pass over every requested partition. Returns the response and the bytes it holds.
+fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchResponse, usize, bool) {
+    let mut remaining = usize::try_from(request.max_bytes).unwrap_or(0);
+    let mut total = 0usize;
+    let mut any_error = false;
+    let read_committed = request.isolation_level == READ_COMMITTED;
+    let mut responses = Vec::with_capacity(request.topics.len());
+    for wanted in &request.topics {
+        let topic = if version >= 13 {
+            broker.topics.get_by_id(&wanted.topic_id)
+        } else {
+            broker.topics.get(wanted.topic.0.as_str())
+        };
+        let unknown =
+            if version >= 13 { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };
+        let mut partitions = Vec::with_capacity(wanted.partitions.len());
+        for p in &wanted.partitions {
+            let Some((topic, log)) = topic.as_ref().and_then(|t| t.partition(p.partition).map(|l| (t, l))) else {
+                any_error = true;
+                partitions.push(partition_error(p.partition, unknown));
+                continue;
+            };
+            if let Some(error) = check_leader_epoch(p.current_leader_epoch, topic.leader_epoch(p.partition)) {
+                any_error = true;
+                partitions.push(partition_error(p.partition, error));
+                continue;
+            }
+            let limit = usize::try_from(p.partition_max_bytes).unwrap_or(0).min(remaining);
+            // KIP-74: the first partition with data may exceed the limits by one batch.
+            let min_one_batch = total == 0;
+            let data = match log.read(p.fetch_offset, limit, min_one_batch) {
+                Ok(data) => data,
+                Err(StorageError::OffsetOutOfRange { log_start, log_end, .. }) => {
+                    any_error = true;
+                    partitions.push(
+                        partition_error(p.partition, ResponseError::OffsetOutOfRange)
+                            .with_high_watermark(log_end)
+                            .with_last_stable_offset(log_end)
+                            .with_log_start_offset(log_start),
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(topic = %topic.record.name, partition = p.partition, error = %e, "read failed");
+                    any_error = true;
+                    partitions.push(partition_error(p.partition, ResponseError::KafkaStorageError));
+                    continue;
+                }
+            };
+            total += data.records.len();
+            remaining = remaining.saturating_sub(data.records.len());
+            partitions.push(
+                PartitionData::default()
+                    .with_partition_index(p.partition)
+                    .with_error_code(code(None))
+                    .with_high_watermark(data.high_watermark)
+                    .with_last_stable_offset(data.high_watermark)
+                    .with_log_start_offset(data.log_start_offset)
+                    // No transactions yet: nothing was ever aborted.
+                    .with_aborted_transactions(read_committed.then(Vec::new))
+                    .with_records(Some(data.records)),
+            );
+        }
+        responses.push(
+            FetchableTopicResponse::default()
+                .with_topic(wanted.topic.clone())
+                .with_topic_id(wanted.topic_id)
+                .with_partitions(partitions),
+        );
+    }
+    (FetchResponse::default().with_responses(responses), total, any_error)
+}
+
+pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
+    if request.session_id != 0 {
+        // We never hand out sessions, so any id the client names is unknown.
+        return FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
+    }
+    let wait = Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0)).min(MAX_WAIT_CAP);
+    let deadline = Instant::now() + wait;
+    let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
+    // Subscribe before reading so an append between the read and the wait is not missed.
+    let mut appended = broker.subscribe_appends();
+    loop {
+        let (response, bytes, any_error) = read_once(broker, &request, version);
+        if bytes >= min_bytes || any_error || Instant::now() >= deadline || request.topics.is_empty() {
+            return response;
+        }
+        match tokio::time::timeout_at(deadline, appended.changed()).await {
+            Ok(Ok(())) => continue,
+            // Deadline reached (or the broker is shutting down): answer with what is there.
+            Ok(Err(_)) | Err(_) => return read_once(broker, &request, version).0,
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! ListOffsets (key 2): earliest, latest, max-timestamp, or the first offset at or after a
+//! timestamp, per partition.
+
+use rivulet_protocol::kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use rivulet_protocol::kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use rivulet_protocol::ResponseError;
+use rivulet_storage::{PartitionLog, StorageError, TimestampLookup};
+
+use super::check_leader_epoch;
+use crate::broker::Broker;
+
+/// Special timestamps of Kafka's `ListOffsetsRequest`.
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const EARLIEST_PENDING_UPLOAD: i64 = -5;
+const LATEST_TIERED: i64 = -6;
+
+fn lookup(log: &PartitionLog, timestamp: i64) -> Result<Option<TimestampLookup>, StorageError> {
+    Ok(match timestamp {
+        // No transactions yet, so the last stable offset is the high watermark for
+        // read_committed as well.
+        LATEST => Some(TimestampLookup { offset: log.high_watermark(), timestamp: -1 }),
+        EARLIEST | EARLIEST_LOCAL => Some(TimestampLookup { offset: log.log_start_offset(), timestamp: -1 }),
+        MAX_TIMESTAMP => log.max_timestamp_record()?,
+        // No tiered storage: nothing is pending upload or tiered.
+        EARLIEST_PENDING_UPLOAD | LATEST_TIERED => None,
+        t if t >= 0 => log.lookup_timestamp(t)?,
+        _ => return Ok(None),
+    })
+}
+
+pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|wanted| {
+            let topic = broker.topics.get(wanted.name.0.as_str());
+            let partitions = wanted
+                .partitions
+                .iter()
+                .map(|p| {
+                    let response = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+                    let Some((topic, log)) = topic.as_ref().and_then(|t| t.partition(p.partition_index).map(|l| (t, l))) else {
+                        return response.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    };
+                    let epoch = topic.leader_epoch(p.partition_index);
+                    // The leader epoch field exists from v4 on; the codec refuses it before.
+                    let reported_epoch = if version >= 4 { epoch } else { -1 };
+                    if let Some(error) = check_leader_epoch(p.current_leader_epoch, epoch) {
+                        return response.with_error_code(error.code());
+                    }
+                    if p.timestamp < LATEST_TIERED {
+                        return response.with_error_code(ResponseError::InvalidRequest.code());
+                    }
+                    match lookup(log, p.timestamp) {
+                        Ok(Some(found)) => response.with_offset(found.offset).with_timestamp(found.timestamp).with_leader_epoch(reported_epoch),
+                        Ok(None) => response.with_offset(-1).with_timestamp(-1),
+                        Err(e) => {
+                            tracing::error!(topic = %topic.record.name, partition = p.partition_index, error = %e, "offset lookup failed");
+                            response.with_error_code(ResponseError::KafkaStorageError.code())
+                        }
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default().with_name(wanted.name).with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}

@@ -1,0 +1,91 @@
+//! Metadata (key 3): brokers, cluster id, controller, and topics with their partitions.
+//! Topics asked for by name may be auto-created (`auto.create.topics.enable`).
+
+use rivulet_protocol::kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use rivulet_protocol::kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use rivulet_protocol::ResponseError;
+use uuid::Uuid;
+
+use super::{code, str_bytes};
+use crate::broker::{validate_topic_name, Broker};
+use crate::topics::Topic;
+
+fn topic_response(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {
+    let node = BrokerId(broker.config.node_id);
+    let partitions = topic
+        .record
+        .partitions
+        .iter()
+        .map(|p| {
+            MetadataResponsePartition::default()
+                .with_partition_index(p.index)
+                .with_leader_id(node)
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(vec![node])
+                .with_isr_nodes(vec![node])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(str_bytes(topic.record.name.clone()))))
+        .with_topic_id(topic.record.topic_id)
+        .with_is_internal(topic.record.internal)
+        .with_partitions(partitions)
+}
+
+fn error_topic(name: Option<String>, topic_id: Uuid, error: ResponseError) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_name(name.map(|n| TopicName(str_bytes(n))))
+        .with_topic_id(topic_id)
+        .with_error_code(code(Some(error)))
+}
+
+pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
+    let listener = broker.config.advertised();
+    let mut response = MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(BrokerId(broker.config.node_id))
+            .with_host(str_bytes(listener.host.clone()))
+            .with_port(i32::from(listener.port))
+            .with_rack(broker.config.broker_rack.clone().map(str_bytes))])
+        .with_cluster_id(Some(str_bytes(broker.cluster_id.clone())))
+        .with_controller_id(BrokerId(broker.config.node_id));
+
+    // v0-v3 have no flag and always allow auto-creation.
+    let allow_auto_create = version < 4 || request.allow_auto_topic_creation;
+    response.topics = match request.topics {
+        // v0 sends an empty list for "all topics"; v1+ sends null.
+        None => broker.topics.all().iter().map(|t| topic_response(broker, t)).collect(),
+        Some(wanted) if wanted.is_empty() && version == 0 => {
+            broker.topics.all().iter().map(|t| topic_response(broker, t)).collect()
+        }
+        Some(wanted) => {
+            let mut topics = Vec::with_capacity(wanted.len());
+            for item in wanted {
+                let Some(name) = item.name.map(|n| n.0.to_string()) else {
+                    // v10+: lookup by topic id.
+                    topics.push(match broker.topics.get_by_id(&item.topic_id) {
+                        Some(topic) => topic_response(broker, &topic),
+                        None => error_topic(None, item.topic_id, ResponseError::UnknownTopicId),
+                    });
+                    continue;
+                };
+                if validate_topic_name(&name).is_err() {
+                    topics.push(error_topic(Some(name), Uuid::nil(), ResponseError::InvalidTopicException));
+                    continue;
+                }
+                topics.push(match broker.get_or_create_topic(&name, allow_auto_create).await {
+                    Ok(Some(topic)) => topic_response(broker, &topic),
+                    Ok(None) => error_topic(Some(name), Uuid::nil(), ResponseError::UnknownTopicOrPartition),
+                    Err(e) => {
+                        tracing::warn!(topic = %name, error = %e, "auto-creating topic failed");
+                        error_topic(Some(name), Uuid::nil(), ResponseError::LeaderNotAvailable)
+                    }
+                });
+            }
+            topics
+        }
+    };
+    response
+}

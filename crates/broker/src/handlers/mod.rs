@@ -1,0 +1,79 @@
+//! One module per Kafka API, each the same shape: take the decoded request, validate,
+//! act on the broker, build the response. [`handle`] routes a request to its module.
+
+mod api_versions;
+mod create_topics;
+mod delete_topics;
+mod describe_cluster;
+mod describe_configs;
+mod fetch;
+mod init_producer_id;
+mod list_offsets;
+mod metadata;
+mod offset_for_leader_epoch;
+mod produce;
+
+use std::sync::Arc;
+
+use rivulet_protocol::kafka_protocol::messages::RequestHeader;
+use rivulet_protocol::kafka_protocol::protocol::StrBytes;
+use rivulet_protocol::{RequestKind, ResponseError, ResponseKind};
+
+use crate::broker::Broker;
+
+/// What the connection does after a request.
+#[derive(Debug)]
+pub enum Reply {
+    Response(Box<ResponseKind>),
+    /// acks=0 produce: the client expects nothing.
+    NoResponse,
+    /// Close the connection (e.g. an acks=0 produce that failed, as Kafka does).
+    Close(String),
+}
+
+/// Routes one decoded request to its handler.
+pub async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: RequestKind) -> Reply {
+    let version = header.request_api_version;
+    let response = match body {
+        RequestKind::ApiVersions(req) => ResponseKind::ApiVersions(api_versions::handle(req, version)),
+        RequestKind::Metadata(req) => ResponseKind::Metadata(metadata::handle(broker, req, version).await),
+        RequestKind::Produce(req) => return produce::handle(broker, req, version),
+        RequestKind::Fetch(req) => ResponseKind::Fetch(fetch::handle(broker, req, version).await),
+        RequestKind::ListOffsets(req) => ResponseKind::ListOffsets(list_offsets::handle(broker, req, version)),
+        RequestKind::CreateTopics(req) => ResponseKind::CreateTopics(create_topics::handle(broker, req, version).await),
+        RequestKind::DeleteTopics(req) => ResponseKind::DeleteTopics(delete_topics::handle(broker, req, version).await),
+        RequestKind::InitProducerId(req) => ResponseKind::InitProducerId(init_producer_id::handle(broker, req).await),
+        RequestKind::OffsetForLeaderEpoch(req) => {
+            ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, req))
+        }
+        RequestKind::DescribeConfigs(req) => {
+            ResponseKind::DescribeConfigs(describe_configs::handle(broker, req, version))
+        }
+        RequestKind::DescribeCluster(req) => ResponseKind::DescribeCluster(describe_cluster::handle(broker, req)),
+        // The protocol layer only lets through APIs listed in `versions::SUPPORTED_APIS`,
+        // all of which are matched above.
+        other => return Reply::Close(format!("no handler for {other:?}")),
+    };
+    Reply::Response(Box::new(response))
+}
+
+/// `ResponseError` as the wire's `error_code`; `None` is success.
+pub(crate) fn code(error: Option<ResponseError>) -> i16 {
+    error.map_or(0, |e| e.code())
+}
+
+pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+/// Kafka's leader-epoch fencing for requests carrying `current_leader_epoch`
+/// (KIP-320): -1 means the client does not know it.
+pub(crate) fn check_leader_epoch(requested: i32, current: i32) -> Option<ResponseError> {
+    if requested < 0 || requested == current {
+        None
+    } else if requested > current {
+        Some(ResponseError::UnknownLeaderEpoch)
+    } else {
+        Some(ResponseError::FencedLeaderEpoch)
+    }
+}

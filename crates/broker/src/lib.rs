@@ -1,0 +1,25 @@
+//! # rivulet-broker
+//!
+//! The Kafka broker proper: configuration under Kafka's names ([`config`]), the shared
+//! broker state ([`broker`]), the accept loop ([`server`]), one task per connection
+//! ([`connection`]) and one handler module per Kafka API (`handlers`).
+//!
+//! A request flows: socket → [`connection`] reads a length-prefixed frame (size checked
+//! before allocation) → `rivulet-protocol` decodes it → `handlers::handle` routes it to the
+//! API's module → that module acts on [`broker::Broker`] (topics, logs in
+//! `rivulet-storage`, metadata in `rivulet-metadata`) → the response is encoded and written
+//! before the next request on that connection is read.
+//!
+//! This crate never touches RocksDB directly and never panics on client input: every
+//! malformed request ends in a Kafka error code or a logged, closed connection.
+
+pub mod broker;
+pub mod config;
+pub mod connection;
+mod handlers;
+pub mod server;
+pub mod topic_config;
+pub mod topics;
+
+pub use broker::Broker;
+pub use config::BrokerConfig;

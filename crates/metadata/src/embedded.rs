@@ -1,0 +1,181 @@
+//! The single-node metadata store: JSON values in the broker's own RocksDB `meta` column
+//! family, each change one fsynced atomic write.
+
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use rivulet_storage::Store;
+use uuid::Uuid;
+
+use crate::{MetadataError, MetadataStore, NewTopic, PartitionRecord, TopicRecord};
+
+const KEY_CLUSTER_ID: &str = "cluster/id";
+const KEY_NEXT_LOG_ID: &str = "counters/next_log_id";
+const KEY_PRODUCER_ID_BLOCK: &str = "counters/producer_id_block_end";
+const TOPIC_PREFIX: &str = "topics/";
+/// Producer ids are reserved on disk a block at a time (as Kafka's `ProducerIdManager`),
+/// so allocating one rarely costs a write and none is ever reused after a crash.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+
+/// Metadata kept locally; the default when no etcd is configured.
+pub struct EmbeddedMetadataStore {
+    store: Store,
+    /// Serialises read-modify-write of counters and topics.
+    lock: Mutex<ProducerIds>,
+}
+
+struct ProducerIds {
+    next: i64,
+    block_end: i64,
+}
+
+fn topic_key(name: &str) -> String {
+    format!("{TOPIC_PREFIX}{name}")
+}
+
+fn read_counter(store: &Store, key: &str) -> Result<i64, MetadataError> {
+    match store.meta_get(key)? {
+        None => Ok(0),
+        Some(bytes) => {
+            let array: [u8; 8] = bytes.as_slice().try_into().map_err(|_| MetadataError::Corrupt {
+                key: key.to_string(),
+                reason: "counter is not 8 bytes".into(),
+            })?;
+            Ok(i64::from_be_bytes(array))
+        }
+    }
+}
+
+impl EmbeddedMetadataStore {
+    pub fn new(store: Store) -> Result<Self, MetadataError> {
+        let block_end = read_counter(&store, KEY_PRODUCER_ID_BLOCK)?;
+        // Whatever was reserved before a restart may have been handed out: start after it.
+        let ids = ProducerIds { next: block_end, block_end };
+        if store.meta_get(KEY_CLUSTER_ID)?.is_none() {
+            let id = Uuid::new_v4();
+            // Kafka's cluster ids are a base64url UUID; any unique string works for clients.
+            let cluster_id = id.simple().to_string();
+            store.meta_apply(&[(KEY_CLUSTER_ID.to_string(), cluster_id.into_bytes())], &[])?;
+        }
+        Ok(Self { store, lock: Mutex::new(ids) })
+    }
+
+    fn guard(&self) -> std::sync::MutexGuard<'_, ProducerIds> {
+        self.lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read_topic(&self, name: &str) -> Result<Option<TopicRecord>, MetadataError> {
+        let key = topic_key(name);
+        match self.store.meta_get(&key)? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| MetadataError::Corrupt { key, reason: e.to_string() }),
+        }
+    }
+}
+
+#[async_trait]
+impl MetadataStore for EmbeddedMetadataStore {
+    async fn cluster_id(&self) -> Result<String, MetadataError> {
+        let bytes = self.store.meta_get(KEY_CLUSTER_ID)?.unwrap_or_default();
+        String::from_utf8(bytes)
+            .map_err(|e| MetadataError::Corrupt { key: KEY_CLUSTER_ID.into(), reason: e.to_string() })
+    }
+
+    async fn topics(&self) -> Result<Vec<TopicRecord>, MetadataError> {
+        self.store
+            .meta_scan(TOPIC_PREFIX)?
+            .into_iter()
+            .map(|(key, bytes)| {
+                serde_json::from_slice(&bytes).map_err(|e| MetadataError::Corrupt { key, reason: e.to_string() })
+            })
+            .collect()
+    }
+
+    async fn create_topic(&self, topic: NewTopic) -> Result<TopicRecord, MetadataError> {
+        let _guard = self.guard();
+        if self.read_topic(&topic.name)?.is_some() {
+            return Err(MetadataError::TopicExists(topic.name));
+        }
+        let first_log_id = read_counter(&self.store, KEY_NEXT_LOG_ID)?.max(1);
+        let partitions: Vec<PartitionRecord> = (0..topic.partitions)
+            .map(|index| PartitionRecord { index, log_id: first_log_id as u64 + index as u64, leader_epoch: 0 })
+            .collect();
+        let record = TopicRecord {
+            name: topic.name,
+            topic_id: Uuid::new_v4(),
+            partitions,
+            replication_factor: topic.replication_factor,
+            configs: topic.configs,
+            internal: topic.internal,
+        };
+        let json = serde_json::to_vec(&record)
+            .map_err(|e| MetadataError::Corrupt { key: topic_key(&record.name), reason: e.to_string() })?;
+        let next_log_id = first_log_id + i64::from(topic.partitions);
+        self.store.meta_apply(
+            &[(topic_key(&record.name), json), (KEY_NEXT_LOG_ID.to_string(), next_log_id.to_be_bytes().to_vec())],
+            &[],
+        )?;
+        Ok(record)
+    }
+
+    async fn delete_topic(&self, name: &str) -> Result<TopicRecord, MetadataError> {
+        let _guard = self.guard();
+        let record = self.read_topic(name)?.ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
+        self.store.meta_apply(&[], &[topic_key(name)])?;
+        Ok(record)
+    }
+
+    async fn allocate_producer_id(&self) -> Result<i64, MetadataError> {
+        let mut ids = self.guard();
+        if ids.next >= ids.block_end {
+            let block_end = ids.next + PRODUCER_ID_BLOCK;
+            self.store.meta_apply(&[(KEY_PRODUCER_ID_BLOCK.to_string(), block_end.to_be_bytes().to_vec())], &[])?;
+            ids.block_end = block_end;
+        }
+        let id = ids.next;
+        ids.next += 1;
+        Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rivulet_storage::StoreOptions;
+
+    fn new_topic(name: &str, partitions: i32) -> NewTopic {
+        NewTopic { name: name.into(), partitions, replication_factor: 1, configs: Default::default(), internal: false }
+    }
+
+    #[tokio::test]
+    async fn topics_ids_and_producer_ids_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions::new(dir.path());
+        let (cluster_id, topic, pid) = {
+            let meta = EmbeddedMetadataStore::new(Store::open(&options).unwrap()).unwrap();
+            let a = meta.create_topic(new_topic("a", 3)).await.unwrap();
+            let b = meta.create_topic(new_topic("b", 2)).await.unwrap();
+            assert!(matches!(meta.create_topic(new_topic("a", 1)).await, Err(MetadataError::TopicExists(_))));
+            let ids: Vec<u64> = a.partitions.iter().chain(&b.partitions).map(|p| p.log_id).collect();
+            let mut unique = ids.clone();
+            unique.dedup();
+            assert_eq!(ids, unique);
+            let pid = meta.allocate_producer_id().await.unwrap();
+            assert_eq!(meta.allocate_producer_id().await.unwrap(), pid + 1);
+            (meta.cluster_id().await.unwrap(), a, pid)
+        };
+        let meta = EmbeddedMetadataStore::new(Store::open(&options).unwrap()).unwrap();
+        assert_eq!(meta.cluster_id().await.unwrap(), cluster_id);
+        let topics = meta.topics().await.unwrap();
+        assert_eq!(topics.len(), 2);
+        assert_eq!(topics[0], topic);
+        assert!(meta.allocate_producer_id().await.unwrap() > pid + 1);
+        let c = meta.create_topic(new_topic("c", 1)).await.unwrap();
+        assert!(c.partitions[0].log_id > 5);
+        meta.delete_topic("a").await.unwrap();
+        assert!(matches!(meta.delete_topic("a").await, Err(MetadataError::UnknownTopic(_))));
+        assert_eq!(meta.topics().await.unwrap().len(), 2);
+    }
+}

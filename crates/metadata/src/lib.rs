@@ -1,0 +1,45 @@
+//! # rivulet-metadata
+//!
+//! The cluster metadata a broker needs — cluster id, topics with their ids, partitions,
+//! configs, and producer-id allocation — behind one trait, [`MetadataStore`], so the broker
+//! runs unchanged on a single node ([`EmbeddedMetadataStore`], which keeps everything in
+//! the broker's own RocksDB) or, later, on a cluster coordinated through etcd.
+//!
+//! The store is the source of truth; the broker keeps an in-memory copy for the hot path
+//! and changes it only after the store accepted a change.
+
+mod embedded;
+mod model;
+
+pub use embedded::EmbeddedMetadataStore;
+pub use model::{NewTopic, PartitionRecord, TopicRecord};
+
+use async_trait::async_trait;
+
+/// Why a metadata operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("topic '{0}' already exists")]
+    TopicExists(String),
+    #[error("topic '{0}' does not exist")]
+    UnknownTopic(String),
+    #[error("metadata storage: {0}")]
+    Storage(#[from] rivulet_storage::StorageError),
+    #[error("corrupt metadata at {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+/// Where a broker reads and writes cluster metadata.
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    /// The cluster id (created on first start).
+    async fn cluster_id(&self) -> Result<String, MetadataError>;
+    /// Every topic, in name order.
+    async fn topics(&self) -> Result<Vec<TopicRecord>, MetadataError>;
+    /// Creates a topic, giving it a topic id and its partitions their log ids.
+    async fn create_topic(&self, topic: NewTopic) -> Result<TopicRecord, MetadataError>;
+    /// Deletes a topic and returns what it was.
+    async fn delete_topic(&self, name: &str) -> Result<TopicRecord, MetadataError>;
+    /// A producer id never handed out before in this cluster.
+    async fn allocate_producer_id(&self) -> Result<i64, MetadataError>;
+}

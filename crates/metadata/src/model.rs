@@ -1,0 +1,38 @@
+//! The metadata records, stored as JSON so they stay readable with any tool.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// What a CreateTopics request asks for, once validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTopic {
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i16,
+    pub configs: BTreeMap<String, String>,
+    /// Internal topics (`__consumer_offsets`, ...) are stored apart from user logs.
+    pub internal: bool,
+}
+
+/// One partition of a topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionRecord {
+    pub index: i32,
+    /// The storage log holding this partition's records.
+    pub log_id: u64,
+    pub leader_epoch: i32,
+}
+
+/// A topic as the cluster knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicRecord {
+    pub name: String,
+    pub topic_id: Uuid,
+    pub partitions: Vec<PartitionRecord>,
+    pub replication_factor: i16,
+    /// Topic-level overrides only (`cleanup.policy`, `retention.ms`, ...).
+    pub configs: BTreeMap<String, String>,
+    pub internal: bool,
+}

@@ -1,0 +1,69 @@
+//! The APIs Rivulet implements, and the version ranges it advertises in ApiVersions.
+//!
+//! Only what works is listed: an advertised API with a stub handler breaks admin tools in
+//! confusing ways. Ranges follow Apache Kafka 4.x (the `kafka-protocol` crate is generated
+//! from Kafka 4.1's schemas, whose minimums are those of KIP-896).
+
+use kafka_protocol::messages::ApiKey;
+
+/// One row of the table: an API and the versions Rivulet decodes and answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SupportedApi {
+    pub key: ApiKey,
+    pub min: i16,
+    pub max: i16,
+    /// The minimum advertised in ApiVersions when it differs from `min` (see KAFKA-18659).
+    pub advertised_min: i16,
+}
+
+const fn api(key: ApiKey, min: i16, max: i16) -> SupportedApi {
+    SupportedApi { key, min, max, advertised_min: min }
+}
+
+/// Every API Rivulet serves.
+pub const SUPPORTED_APIS: &[SupportedApi] = &[
+    // KAFKA-18659: Kafka 4 advertises Produce v0-v2 (but refuses them) because librdkafka
+    // only enables compression when it sees them.
+    SupportedApi { key: ApiKey::Produce, min: 3, max: 13, advertised_min: 0 },
+    api(ApiKey::Fetch, 4, 18),
+    api(ApiKey::ListOffsets, 1, 10),
+    api(ApiKey::Metadata, 0, 13),
+    api(ApiKey::ApiVersions, 0, 4),
+    api(ApiKey::CreateTopics, 2, 7),
+    api(ApiKey::DeleteTopics, 1, 6),
+    api(ApiKey::InitProducerId, 0, 6),
+    api(ApiKey::OffsetForLeaderEpoch, 2, 4),
+    api(ApiKey::DescribeConfigs, 1, 4),
+    api(ApiKey::DescribeCluster, 0, 2),
+];
+
+/// The row for `key`, if Rivulet serves that API at all.
+pub fn supported(key: ApiKey) -> Option<&'static SupportedApi> {
+    SUPPORTED_APIS.iter().find(|api| api.key == key)
+}
+
+/// Whether Rivulet decodes and answers `version` of `key`.
+pub fn is_supported(key: ApiKey, version: i16) -> bool {
+    supported(key).is_some_and(|api| (api.min..=api.max).contains(&version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_range_is_within_what_the_codec_can_decode() {
+        for api in SUPPORTED_APIS {
+            let codec = api.key.valid_versions();
+            assert!(api.min >= codec.min && api.max <= codec.max, "{:?}", api.key);
+            assert!(api.advertised_min <= api.min);
+        }
+    }
+
+    #[test]
+    fn produce_v2_is_advertised_but_refused() {
+        assert!(!is_supported(ApiKey::Produce, 2));
+        assert!(is_supported(ApiKey::Produce, 3));
+        assert_eq!(supported(ApiKey::Produce).map(|a| a.advertised_min), Some(0));
+    }
+}

@@ -1,0 +1,92 @@
+//! `rivulet`: start one Kafka-compatible broker.
+//!
+//! Configuration uses Apache Kafka's `server.properties` names, from a file and
+//! `--override key=value` flags (later wins), as `kafka-server-start.sh` takes them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use rivulet_broker::{server, Broker, BrokerConfig};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(name = "rivulet", version, about = "A Kafka-wire-compatible broker")]
+struct Cli {
+    /// A Kafka `server.properties` file.
+    #[arg(value_name = "SERVER_PROPERTIES")]
+    config: Option<PathBuf>,
+    /// Override one property, e.g. `--override listeners=PLAINTEXT://:9092`.
+    #[arg(long = "override", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<BrokerConfig> {
+    let mut props: BTreeMap<String, String> = match &cli.config {
+        Some(path) => BrokerConfig::read_properties(path)?,
+        None => BTreeMap::new(),
+    };
+    for item in &cli.overrides {
+        let Some((key, value)) = item.split_once('=') else {
+            bail!("--override expects KEY=VALUE, got '{item}'");
+        };
+        props.insert(key.trim().to_string(), value.trim().to_string());
+    }
+    let (config, unknown) = BrokerConfig::from_properties(props)?;
+    for key in unknown {
+        tracing::warn!(%key, "unknown configuration key ignored");
+    }
+    Ok(config)
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    let config = load_config(&cli).context("invalid configuration")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(run(config))
+}
+
+async fn run(config: BrokerConfig) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let node_id = config.node_id;
+    let broker = Broker::open(config).await.context("opening the broker")?;
+    let listeners = server::bind(&broker).await?;
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let serving = tokio::spawn(server::run(broker.clone(), listeners, shutdown_rx));
+    tracing::info!(node_id, startup_ms = started.elapsed().as_millis() as u64, "rivulet started");
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    let _ = serving.await;
+    broker.shutdown();
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

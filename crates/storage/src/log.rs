@@ -1,0 +1,363 @@
+//! One partition's log: append, read, and offset lookups.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use bytes::{Bytes, BytesMut};
+use rivulet_protocol::record_batch::{self, BatchHeader};
+use rocksdb::{DBRawIterator, ReadOptions, WriteBatch};
+
+use crate::error::{AppendError, StorageError};
+use crate::keys;
+use crate::producer_state::{BatchMetadata, ProducerEntry, SequenceCheck};
+use crate::store::{LogClass, LogId, Store};
+
+/// How to append one batch.
+#[derive(Debug, Clone, Copy)]
+pub struct AppendOptions {
+    /// Written into the batch's `partition_leader_epoch`.
+    pub leader_epoch: i32,
+    /// `max.message.bytes` of the topic: bigger batches get MESSAGE_TOO_LARGE.
+    pub max_batch_bytes: usize,
+    /// `Some(now)` when the topic uses `message.timestamp.type=LogAppendTime`.
+    pub log_append_time_ms: Option<i64>,
+}
+
+/// Where an appended (or recognised duplicate) batch sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The broker's append time for LogAppendTime topics, else -1.
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+    /// The batch was a retry of one already in the log; nothing was written.
+    pub duplicate: bool,
+}
+
+/// The result of a read.
+#[derive(Debug, Clone)]
+pub struct FetchedData {
+    /// Whole batches, concatenated exactly as stored.
+    pub records: Bytes,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+/// A record found by timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampLookup {
+    pub offset: i64,
+    pub timestamp: i64,
+}
+
+#[derive(Debug)]
+struct LogState {
+    log_start_offset: i64,
+    log_end_offset: i64,
+    /// Largest max-timestamp appended so far; the time index records each increase.
+    max_timestamp: i64,
+    producers: HashMap<i64, ProducerEntry>,
+}
+
+/// One partition's log. Appends are serialised by an internal mutex; reads are lock-free
+/// apart from reading the end offset.
+pub struct PartitionLog {
+    store: Store,
+    id: LogId,
+    class: LogClass,
+    state: Mutex<LogState>,
+}
+
+impl std::fmt::Debug for PartitionLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionLog").field("id", &self.id).field("class", &self.class).finish()
+    }
+}
+
+fn corrupt(what: &'static str, reason: impl ToString) -> StorageError {
+    StorageError::Corrupt { what, reason: reason.to_string() }
+}
+
+fn read_i64(bytes: &[u8], what: &'static str) -> Result<i64, StorageError> {
+    let array: [u8; 8] = bytes.try_into().map_err(|_| corrupt(what, "value is not 8 bytes"))?;
+    Ok(i64::from_be_bytes(array))
+}
+
+impl PartitionLog {
+    pub(crate) fn open(store: Store, id: LogId, class: LogClass) -> Result<Self, StorageError> {
+        let log_start_offset = match store.inner.db.get_cf(store.cf(keys::CF_PARTITION_STATE)?, id.0.to_be_bytes())? {
+            Some(v) => read_i64(&v, "partition state")?,
+            None => 0,
+        };
+        let log = Self {
+            store,
+            id,
+            class,
+            state: Mutex::new(LogState {
+                log_start_offset,
+                log_end_offset: log_start_offset,
+                max_timestamp: i64::MIN,
+                producers: HashMap::new(),
+            }),
+        };
+        let mut recovered = LogState {
+            log_start_offset,
+            log_end_offset: log_start_offset,
+            max_timestamp: i64::MIN,
+            producers: HashMap::new(),
+        };
+        {
+            let mut iter = log.iter(class.column_family())?;
+            iter.seek_to_last();
+            if iter.valid() {
+                let value = iter.value().ok_or_else(|| corrupt("log", "iterator without value"))?;
+                let header = BatchHeader::parse(value).map_err(|e| corrupt("log batch", e))?;
+                recovered.log_end_offset = header.last_offset() + 1;
+            }
+            iter.status()?;
+            let mut index = log.iter(keys::CF_TIME_INDEX)?;
+            index.seek_to_last();
+            if let Some((_, component)) = index.key().and_then(keys::split_key) {
+                recovered.max_timestamp = keys::timestamp_from_component(component);
+            }
+            index.status()?;
+            let mut producers = log.iter(keys::CF_PRODUCER_STATE)?;
+            producers.seek_to_first();
+            while producers.valid() {
+                let (Some(key), Some(value)) = (producers.key(), producers.value()) else { break };
+                let (_, producer_id) = keys::split_key(key).ok_or_else(|| corrupt("producer state", "short key"))?;
+                recovered.producers.insert(producer_id as i64, ProducerEntry::decode(value)?);
+                producers.next();
+            }
+            producers.status()?;
+        }
+        *log.lock() = recovered;
+        Ok(log)
+    }
+
+    pub fn id(&self) -> LogId {
+        self.id
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LogState> {
+        // A panic while holding the lock cannot leave the state half-updated (it is only
+        // replaced after a successful write), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A raw iterator over this log's key range in `cf`.
+    fn iter(&self, cf: &'static str) -> Result<DBRawIterator<'_>, StorageError> {
+        let (from, to) = keys::log_range(self.id.0);
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_lower_bound(from.to_vec());
+        opts.set_iterate_upper_bound(to.to_vec());
+        Ok(self.store.inner.db.raw_iterator_cf_opt(self.store.cf(cf)?, opts))
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.lock().log_start_offset
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.lock().log_end_offset
+    }
+
+    /// On a single replica every appended batch is committed, so the high watermark is the
+    /// log end offset.
+    pub fn high_watermark(&self) -> i64 {
+        self.log_end_offset()
+    }
+
+    /// Validates `batch`, assigns its offsets and appends it, or recognises it as a retry.
+    pub fn append(&self, batch: &[u8], options: &AppendOptions) -> Result<AppendOutcome, AppendError> {
+        if batch.len() > options.max_batch_bytes {
+            return Err(AppendError::TooLarge { size: batch.len(), max: options.max_batch_bytes });
+        }
+        let header = record_batch::validate(batch)?;
+        let mut state = self.lock();
+        let producer = if header.has_producer_id() {
+            let entry = state.producers.get(&header.producer_id);
+            match ProducerEntry::check(
+                entry,
+                header.producer_id,
+                header.producer_epoch,
+                header.base_sequence,
+                header.last_sequence(),
+            )? {
+                SequenceCheck::Duplicate(original) => {
+                    return Ok(AppendOutcome {
+                        base_offset: original.first_offset,
+                        last_offset: original.last_offset,
+                        log_append_time_ms: if options.log_append_time_ms.is_some() {
+                            original.max_timestamp
+                        } else {
+                            -1
+                        },
+                        log_start_offset: state.log_start_offset,
+                        duplicate: true,
+                    });
+                }
+                SequenceCheck::Append => Some(entry.cloned()),
+            }
+        } else {
+            None
+        };
+
+        let base_offset = state.log_end_offset;
+        let last_offset = base_offset + i64::from(header.last_offset_delta);
+        let mut stored = BytesMut::from(batch);
+        record_batch::assign_offset(&mut stored, base_offset, options.leader_epoch);
+        let max_timestamp = match options.log_append_time_ms {
+            Some(now) => {
+                record_batch::set_log_append_time(&mut stored, now);
+                now
+            }
+            None => header.max_timestamp,
+        };
+
+        let mut write = WriteBatch::default();
+        write.put_cf(
+            self.store.cf(self.class.column_family())?,
+            keys::log_key(self.id.0, keys::offset_component(base_offset)),
+            &stored,
+        );
+        if max_timestamp > state.max_timestamp {
+            write.put_cf(
+                self.store.cf(keys::CF_TIME_INDEX)?,
+                keys::log_key(self.id.0, keys::timestamp_component(max_timestamp)),
+                base_offset.to_be_bytes(),
+            );
+        }
+        let new_producer_entry = producer.map(|previous| {
+            let meta = BatchMetadata {
+                first_sequence: header.base_sequence,
+                last_sequence: header.last_sequence(),
+                first_offset: base_offset,
+                last_offset,
+                max_timestamp,
+            };
+            ProducerEntry::after_append(previous.as_ref(), header.producer_epoch, meta)
+        });
+        if let Some(entry) = &new_producer_entry {
+            write.put_cf(
+                self.store.cf(keys::CF_PRODUCER_STATE)?,
+                keys::log_key(self.id.0, header.producer_id as u64),
+                entry.encode(),
+            );
+        }
+        self.store.write(write)?;
+
+        debug_assert!(last_offset >= state.log_end_offset);
+        state.log_end_offset = last_offset + 1;
+        state.max_timestamp = state.max_timestamp.max(max_timestamp);
+        if let Some(entry) = new_producer_entry {
+            state.producers.insert(header.producer_id, entry);
+        }
+        Ok(AppendOutcome {
+            base_offset,
+            last_offset,
+            log_append_time_ms: options.log_append_time_ms.unwrap_or(-1),
+            log_start_offset: state.log_start_offset,
+            duplicate: false,
+        })
+    }
+
+    /// Reads whole batches starting with the one that holds `fetch_offset`, up to
+    /// `max_bytes`, never past the high watermark. With `min_one_batch` the first batch is
+    /// returned even when it alone exceeds `max_bytes` (KIP-74), so a consumer can always
+    /// make progress.
+    pub fn read(&self, fetch_offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<FetchedData, StorageError> {
+        let (log_start_offset, high_watermark) = {
+            let state = self.lock();
+            (state.log_start_offset, state.log_end_offset)
+        };
+        if fetch_offset < log_start_offset || fetch_offset > high_watermark {
+            return Err(StorageError::OffsetOutOfRange {
+                offset: fetch_offset,
+                log_start: log_start_offset,
+                log_end: high_watermark,
+            });
+        }
+        let mut out = BytesMut::new();
+        if fetch_offset < high_watermark {
+            let mut iter = self.iter(self.class.column_family())?;
+            iter.seek_for_prev(keys::log_key(self.id.0, keys::offset_component(fetch_offset)));
+            if iter.valid() {
+                let value = iter.value().ok_or_else(|| corrupt("log", "iterator without value"))?;
+                let header = BatchHeader::parse(value).map_err(|e| corrupt("log batch", e))?;
+                if header.last_offset() < fetch_offset {
+                    iter.next();
+                }
+            } else {
+                iter.seek(keys::log_key(self.id.0, keys::offset_component(fetch_offset)));
+            }
+            while iter.valid() {
+                let (Some(key), Some(value)) = (iter.key(), iter.value()) else { break };
+                let base = keys::split_key(key).map_or(u64::MAX, |(_, offset)| offset);
+                if base >= keys::offset_component(high_watermark) {
+                    break;
+                }
+                if (!out.is_empty() || !min_one_batch) && out.len() + value.len() > max_bytes {
+                    break;
+                }
+                out.extend_from_slice(value);
+                if out.len() >= max_bytes {
+                    break;
+                }
+                iter.next();
+            }
+            iter.status()?;
+        }
+        Ok(FetchedData { records: out.freeze(), high_watermark, log_start_offset })
+    }
+
+    fn batch_at(&self, base_offset: i64) -> Result<Option<Bytes>, StorageError> {
+        let value = self.store.inner.db.get_cf(
+            self.store.cf(self.class.column_family())?,
+            keys::log_key(self.id.0, keys::offset_component(base_offset)),
+        )?;
+        Ok(value.map(Bytes::from))
+    }
+
+    /// The earliest record whose timestamp is at or after `target_ms` (ListOffsets by time).
+    pub fn lookup_timestamp(&self, target_ms: i64) -> Result<Option<TimestampLookup>, StorageError> {
+        let log_start = self.log_start_offset();
+        let mut index = self.iter(keys::CF_TIME_INDEX)?;
+        index.seek(keys::log_key(self.id.0, keys::timestamp_component(target_ms)));
+        while index.valid() {
+            let value = index.value().ok_or_else(|| corrupt("time index", "no value"))?;
+            let base_offset = read_i64(value, "time index")?;
+            if let Some(batch) = self.batch_at(base_offset)? {
+                let stamps = record_batch::record_timestamps(&batch).map_err(|e| corrupt("log batch", e))?;
+                if let Some(&(offset, timestamp)) =
+                    stamps.iter().find(|&&(offset, ts)| ts >= target_ms && offset >= log_start)
+                {
+                    return Ok(Some(TimestampLookup { offset, timestamp }));
+                }
+            }
+            index.next();
+        }
+        index.status()?;
+        Ok(None)
+    }
+
+    /// The record with the largest timestamp (ListOffsets `-3`, KIP-734).
+    pub fn max_timestamp_record(&self) -> Result<Option<TimestampLookup>, StorageError> {
+        let mut index = self.iter(keys::CF_TIME_INDEX)?;
+        index.seek_to_last();
+        if !index.valid() {
+            index.status()?;
+            return Ok(None);
+        }
+        let value = index.value().ok_or_else(|| corrupt("time index", "no value"))?;
+        let base_offset = read_i64(value, "time index")?;
+        let Some(batch) = self.batch_at(base_offset)? else { return Ok(None) };
+        let stamps = record_batch::record_timestamps(&batch).map_err(|e| corrupt("log batch", e))?;
+        let max = stamps.iter().map(|&(_, ts)| ts).max();
+        Ok(stamps
+            .iter()
+            .find(|&&(_, ts)| Some(ts) == max)
+            .map(|&(offset, timestamp)| TimestampLookup { offset, timestamp }))
+    }
+}

@@ -1,0 +1,193 @@
+//! Idempotent-producer state per (log, producer id), mirroring Kafka's
+//! `ProducerStateManager` / `ProducerAppendInfo`.
+//!
+//! For each producer the log keeps its epoch and the metadata of its last
+//! [`BATCHES_TO_RETAIN`] batches, so a retried batch is recognised and acknowledged with
+//! its original offset instead of being written twice.
+
+use std::collections::VecDeque;
+
+use bytes::{Buf, BufMut};
+
+use crate::error::{AppendError, StorageError};
+
+/// Kafka's `ProducerStateEntry.NUM_BATCHES_TO_RETAIN`: the client keeps at most five
+/// batches in flight, so five are enough to recognise any retry.
+pub const BATCHES_TO_RETAIN: usize = 5;
+
+/// Where one of a producer's batches landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchMetadata {
+    pub first_sequence: i32,
+    pub last_sequence: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp: i64,
+}
+
+/// What the log knows of one producer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProducerEntry {
+    pub epoch: i16,
+    pub batches: VecDeque<BatchMetadata>,
+}
+
+/// The outcome of checking a new batch against the producer's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceCheck {
+    /// Append it.
+    Append,
+    /// Already in the log: acknowledge with the original offsets.
+    Duplicate(BatchMetadata),
+}
+
+fn in_sequence(last: i32, next: i32) -> bool {
+    next == last.wrapping_add(1) || (next == 0 && last == i32::MAX)
+}
+
+impl ProducerEntry {
+    /// Checks a batch from `producer_id` with `epoch` and sequences `first..=last`.
+    ///
+    /// `entry` is `None` when the log has never seen this producer (or its state was
+    /// removed): then any sequence is accepted, as Kafka does.
+    pub fn check(
+        entry: Option<&ProducerEntry>,
+        producer_id: i64,
+        epoch: i16,
+        first_sequence: i32,
+        last_sequence: i32,
+    ) -> Result<SequenceCheck, AppendError> {
+        let Some(entry) = entry else {
+            return Ok(SequenceCheck::Append);
+        };
+        if epoch < entry.epoch {
+            return Err(AppendError::InvalidProducerEpoch { producer_id, epoch, current: entry.epoch });
+        }
+        if epoch == entry.epoch {
+            if let Some(dup) =
+                entry.batches.iter().find(|b| b.first_sequence == first_sequence && b.last_sequence == last_sequence)
+            {
+                return Ok(SequenceCheck::Duplicate(*dup));
+            }
+            let last = entry.batches.back().map_or(-1, |b| b.last_sequence);
+            if !in_sequence(last, first_sequence) {
+                return Err(AppendError::OutOfOrderSequence {
+                    producer_id,
+                    epoch,
+                    first_sequence,
+                    last_sequence: last,
+                });
+            }
+        } else if first_sequence != 0 {
+            // A bumped epoch starts again at sequence 0.
+            return Err(AppendError::OutOfOrderSequence { producer_id, epoch, first_sequence, last_sequence: -1 });
+        }
+        Ok(SequenceCheck::Append)
+    }
+
+    /// The state after appending `batch` with `epoch`.
+    pub fn after_append(entry: Option<&ProducerEntry>, epoch: i16, batch: BatchMetadata) -> ProducerEntry {
+        let mut next = match entry {
+            Some(e) if e.epoch == epoch => e.clone(),
+            _ => ProducerEntry { epoch, batches: VecDeque::with_capacity(BATCHES_TO_RETAIN) },
+        };
+        if next.batches.len() == BATCHES_TO_RETAIN {
+            next.batches.pop_front();
+        }
+        next.batches.push_back(batch);
+        next
+    }
+
+    /// Binary form stored in RocksDB: epoch, count, then 32 bytes per batch.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(3 + self.batches.len() * 32);
+        buf.put_i16(self.epoch);
+        buf.put_u8(self.batches.len() as u8);
+        for b in &self.batches {
+            buf.put_i32(b.first_sequence);
+            buf.put_i32(b.last_sequence);
+            buf.put_i64(b.first_offset);
+            buf.put_i64(b.last_offset);
+            buf.put_i64(b.max_timestamp);
+        }
+        buf
+    }
+
+    pub fn decode(mut bytes: &[u8]) -> Result<Self, StorageError> {
+        let corrupt = |reason: &str| StorageError::Corrupt { what: "producer state", reason: reason.to_string() };
+        if bytes.len() < 3 {
+            return Err(corrupt("too short"));
+        }
+        let epoch = bytes.get_i16();
+        let count = bytes.get_u8() as usize;
+        if count > BATCHES_TO_RETAIN || bytes.len() != count * 32 {
+            return Err(corrupt("bad batch count"));
+        }
+        let batches = (0..count)
+            .map(|_| BatchMetadata {
+                first_sequence: bytes.get_i32(),
+                last_sequence: bytes.get_i32(),
+                first_offset: bytes.get_i64(),
+                last_offset: bytes.get_i64(),
+                max_timestamp: bytes.get_i64(),
+            })
+            .collect();
+        Ok(ProducerEntry { epoch, batches })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(first: i32, last: i32, offset: i64) -> BatchMetadata {
+        BatchMetadata {
+            first_sequence: first,
+            last_sequence: last,
+            first_offset: offset,
+            last_offset: offset + i64::from(last - first),
+            max_timestamp: 0,
+        }
+    }
+
+    #[test]
+    fn duplicates_gaps_and_fencing() {
+        let mut entry = None;
+        for i in 0..7 {
+            let check = ProducerEntry::check(entry.as_ref(), 1, 0, i * 2, i * 2 + 1).unwrap();
+            assert_eq!(check, SequenceCheck::Append);
+            entry = Some(ProducerEntry::after_append(entry.as_ref(), 0, meta(i * 2, i * 2 + 1, i64::from(i) * 2)));
+        }
+        let entry = entry.unwrap();
+        assert_eq!(entry.batches.len(), BATCHES_TO_RETAIN);
+        // The last five batches are recognised with their original offsets.
+        assert_eq!(
+            ProducerEntry::check(Some(&entry), 1, 0, 12, 13).unwrap(),
+            SequenceCheck::Duplicate(meta(12, 13, 12))
+        );
+        assert_eq!(ProducerEntry::check(Some(&entry), 1, 0, 4, 5).unwrap(), SequenceCheck::Duplicate(meta(4, 5, 4)));
+        assert!(matches!(
+            ProducerEntry::check(Some(&entry), 1, 0, 16, 16),
+            Err(AppendError::OutOfOrderSequence { .. })
+        ));
+        assert!(matches!(
+            ProducerEntry::check(Some(&entry), 1, -1, 14, 14),
+            Err(AppendError::InvalidProducerEpoch { .. })
+        ));
+        assert_eq!(ProducerEntry::check(Some(&entry), 1, 1, 0, 3).unwrap(), SequenceCheck::Append);
+        assert!(ProducerEntry::check(Some(&entry), 1, 1, 5, 6).is_err());
+        assert_eq!(ProducerEntry::decode(&entry.encode()).unwrap(), entry);
+    }
+
+    #[test]
+    fn sequence_wraps_at_i32_max() {
+        let entry = ProducerEntry::after_append(None, 0, meta(i32::MAX - 1, i32::MAX, 0));
+        assert_eq!(ProducerEntry::check(Some(&entry), 1, 0, 0, 0).unwrap(), SequenceCheck::Append);
+    }
+
+    #[test]
+    fn decode_rejects_garbage() {
+        assert!(ProducerEntry::decode(&[0, 0, 9]).is_err());
+        assert!(ProducerEntry::decode(&[0]).is_err());
+    }
+}
