@@ -42,6 +42,8 @@ pub struct BrokerConfig {
     pub message_max_bytes: usize,
     pub socket_request_max_bytes: usize,
     pub max_connections: usize,
+    /// Connections silent for longer are closed (Kafka's `connections.max.idle.ms`).
+    pub connections_max_idle_ms: u64,
     pub log_message_timestamp_type_log_append: bool,
     pub flush_policy: FlushPolicy,
     pub broker_rack: Option<String>,
@@ -64,6 +66,7 @@ const KNOWN_KEYS: &[&str] = &[
     "message.max.bytes",
     "socket.request.max.bytes",
     "max.connections",
+    "connections.max.idle.ms",
     "log.message.timestamp.type",
     "log.flush.interval.messages",
     "broker.rack",
@@ -234,6 +237,8 @@ impl BrokerConfig {
                     parse_positive("socket.request.max.bytes", v)
                 })?,
             max_connections: get("max.connections").map_or(Ok(10_000), |v| parse_positive("max.connections", v))?,
+            connections_max_idle_ms: get("connections.max.idle.ms")
+                .map_or(Ok(600_000), |v| parse_positive("connections.max.idle.ms", v))?,
             log_message_timestamp_type_log_append: log_append,
             flush_policy,
             broker_rack: get("broker.rack").map(str::to_string),
@@ -281,6 +286,7 @@ impl BrokerConfig {
             ("message.max.bytes", self.message_max_bytes.to_string()),
             ("socket.request.max.bytes", self.socket_request_max_bytes.to_string()),
             ("max.connections", self.max_connections.to_string()),
+            ("connections.max.idle.ms", self.connections_max_idle_ms.to_string()),
             (
                 "log.message.timestamp.type",
                 if self.log_message_timestamp_type_log_append { "LogAppendTime" } else { "CreateTime" }.to_string(),

@@ -26,6 +26,8 @@ pub enum ConnectionError {
     Truncated { expected: usize, got: usize },
     #[error("closing: {0}")]
     Closed(String),
+    #[error("idle for longer than connections.max.idle.ms ({0} ms)")]
+    Idle(u64),
 }
 
 /// Reads one frame. `Ok(None)` is a clean end of stream between frames.
@@ -81,7 +83,13 @@ where
 {
     let (mut reader, mut writer) = tokio::io::split(stream);
     let max_bytes = broker.config.socket_request_max_bytes;
-    while let Some(frame) = read_frame(&mut reader, max_bytes).await? {
+    let idle_ms = broker.config.connections_max_idle_ms;
+    let idle = std::time::Duration::from_millis(idle_ms);
+    loop {
+        let Ok(next) = tokio::time::timeout(idle, read_frame(&mut reader, max_bytes)).await else {
+            return Err(ConnectionError::Idle(idle_ms));
+        };
+        let Some(frame) = next? else { break };
         let response = match decode_request(frame)? {
             Request::ApiVersionsFallback { correlation_id, version } => {
                 tracing::debug!(version, "ApiVersions of an unknown version: answering with v0 (KIP-511)");

@@ -143,6 +143,8 @@ pub fn effective(def: &TopicConfigDef, overrides: &BTreeMap<String, String>, bro
 pub struct TopicSettings {
     pub max_message_bytes: usize,
     pub log_append_time: bool,
+    /// `cleanup.policy` includes `compact`: every record needs a key.
+    pub compacted: bool,
 }
 
 impl TopicSettings {
@@ -155,7 +157,8 @@ impl TopicSettings {
             Some(v) => v == "LogAppendTime",
             None => broker.log_message_timestamp_type_log_append,
         };
-        TopicSettings { max_message_bytes, log_append_time }
+        let compacted = overrides.get("cleanup.policy").is_some_and(|p| p.split(',').any(|v| v.trim() == "compact"));
+        TopicSettings { max_message_bytes, log_append_time, compacted }
     }
 }
 

@@ -220,6 +220,15 @@ pub fn record_timestamps(batch: &Bytes) -> Result<Vec<(i64, i64)>, BatchError> {
         .collect())
 }
 
+/// Whether every record of the batch has a key — required on compacted topics, where a
+/// record without a key could never be compacted (Kafka's `LogValidator`).
+pub fn all_records_have_keys(batch: &Bytes) -> Result<bool, BatchError> {
+    let mut buf = batch.clone();
+    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
+        .map_err(|e| BatchError::Corrupt(e.to_string()))?;
+    Ok(set.records.iter().all(|r| r.key.is_some()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

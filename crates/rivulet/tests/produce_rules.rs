@@ -22,6 +22,7 @@ const INVALID_PRODUCER_EPOCH: i16 = 47;
 const CORRUPT_MESSAGE: i16 = 2;
 const MESSAGE_TOO_LARGE: i16 = 10;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const INVALID_RECORD: i16 = 87;
 
 fn batch(producer_id: i64, epoch: i16, first_sequence: i32, count: i32, value_len: usize) -> Bytes {
     encode_batch(producer_id, epoch, first_sequence, count, value_len, Compression::Lz4)
@@ -48,7 +49,8 @@ fn encode_batch(
             // kafka-protocol starts a new batch when sequences are not contiguous.
             sequence: first_sequence + i,
             timestamp: 1_700_000_000_000 + i64::from(i),
-            key: Some(Bytes::from(format!("key-{}", first_sequence + i))),
+            // Keyless when the value length is odd, to exercise compacted-topic rules.
+            key: value_len.is_multiple_of(2).then(|| Bytes::from(format!("key-{}", first_sequence + i))),
             value: Some(Bytes::from(vec![b'v'; value_len])),
             headers: Default::default(),
         })
@@ -191,6 +193,10 @@ fn corrupt_oversized_and_unknown_are_refused_with_kafka_codes() {
     assert_eq!(produce(&mut client, "rules", big).0, MESSAGE_TOO_LARGE);
     assert_eq!(produce(&mut client, "missing", good.clone()).0, UNKNOWN_TOPIC_OR_PARTITION);
     assert_eq!(produce(&mut client, "rules", good), (0, 0));
+    // Compacted topics refuse records without a key (INVALID_RECORD), as Kafka does.
+    create_topic(&mut client, "compacted", 1, &[("cleanup.policy", "compact")]);
+    assert_eq!(produce(&mut client, "compacted", batch(-1, -1, 0, 3, 11)).0, INVALID_RECORD);
+    assert_eq!(produce(&mut client, "compacted", batch(-1, -1, 0, 3, 10)), (0, 0));
     // A per-topic max.message.bytes overrides the broker's.
     create_topic(&mut client, "roomy", 1, &[("max.message.bytes", "10000000")]);
     assert_eq!(produce(&mut client, "roomy", encode_batch(-1, -1, 0, 40, 100, Compression::None)).0, 0);

@@ -71,6 +71,11 @@ fn append_partition(
             Some("transactional batch without a transactional id".into()),
         );
     }
+    // A batch that does not decode is left to the append's validation, which names the fault.
+    if topic.settings.compacted && matches!(rivulet_protocol::record_batch::all_records_have_keys(batch), Ok(false)) {
+        let message = "Compacted topic cannot accept message without key.".to_string();
+        return failed(index, ResponseError::InvalidRecord, Some(message));
+    }
     let options = AppendOptions {
         leader_epoch: topic.leader_epoch(index),
         max_batch_bytes: topic.settings.max_message_bytes,
