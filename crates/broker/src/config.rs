@@ -47,6 +47,9 @@ pub struct BrokerConfig {
     pub log_message_timestamp_type_log_append: bool,
     pub flush_policy: FlushPolicy,
     pub broker_rack: Option<String>,
+    /// `host:port` for the Prometheus `/metrics` endpoint (`rivulet.metrics.listener`);
+    /// none by default.
+    pub metrics_listener: Option<String>,
     /// Every key that was set, as given (for DescribeConfigs).
     pub raw: BTreeMap<String, String>,
 }
@@ -70,6 +73,7 @@ const KNOWN_KEYS: &[&str] = &[
     "log.message.timestamp.type",
     "log.flush.interval.messages",
     "broker.rack",
+    "rivulet.metrics.listener",
 ];
 
 /// Kafka keys that are meaningful for Apache Kafka but have no effect here (threads,
@@ -242,6 +246,13 @@ impl BrokerConfig {
             log_message_timestamp_type_log_append: log_append,
             flush_policy,
             broker_rack: get("broker.rack").map(str::to_string),
+            metrics_listener: match get("rivulet.metrics.listener") {
+                None => None,
+                Some(v) if v.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok()) => {
+                    Some(v.to_string())
+                }
+                Some(v) => return Err(invalid("rivulet.metrics.listener", v, "expected host:port")),
+            },
             raw: BTreeMap::new(),
         };
         if config.socket_request_max_bytes > i32::MAX as usize {

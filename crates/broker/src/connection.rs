@@ -14,6 +14,7 @@ use tracing::Instrument;
 
 use crate::broker::Broker;
 use crate::handlers::{self, Reply};
+use crate::metrics::METRICS;
 
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +68,10 @@ where
 {
     let span = tracing::info_span!("connection", %peer);
     async move {
-        match serve_inner(&broker, stream).await {
+        METRICS.connections.inc();
+        let outcome = serve_inner(&broker, stream).await;
+        METRICS.connections.dec();
+        match outcome {
             Ok(()) => tracing::debug!("connection closed by peer"),
             Err(ConnectionError::Io(e)) => tracing::debug!(error = %e, "connection dropped"),
             Err(e) => tracing::warn!(error = %e, "closing connection"),
@@ -103,11 +107,20 @@ where
                     correlation_id = header.correlation_id,
                     client_id = header.client_id.as_ref().map(|c| c.as_str()).unwrap_or(""),
                 );
-                match handlers::handle(broker, &header, *body).instrument(span).await {
+                let api_name = format!("{api_key:?}");
+                let started = std::time::Instant::now();
+                let reply = handlers::handle(broker, &header, *body).instrument(span).await;
+                let response = match reply {
                     Reply::Response(body) => encode_response(header.correlation_id, header.request_api_version, &body)?,
                     Reply::NoResponse => continue,
                     Reply::Close(reason) => return Err(ConnectionError::Closed(reason)),
-                }
+                };
+                METRICS.requests.with_label_values(&[api_name.as_str()]).inc();
+                METRICS
+                    .request_seconds
+                    .with_label_values(&[api_name.as_str()])
+                    .observe(started.elapsed().as_secs_f64());
+                response
             }
         };
         writer.write_all(&response).await?;

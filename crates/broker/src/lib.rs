@@ -17,6 +17,7 @@ pub mod broker;
 pub mod config;
 pub mod connection;
 mod handlers;
+pub mod metrics;
 pub mod server;
 pub mod topic_config;
 pub mod topics;

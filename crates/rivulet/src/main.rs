@@ -57,6 +57,13 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let node_id = config.node_id;
     let broker = Broker::open(config).await.context("opening the broker")?;
     let listeners = server::bind(&broker).await?;
+    if let Some(address) = &broker.config.metrics_listener {
+        let metrics_listener = tokio::net::TcpListener::bind(address.as_str())
+            .await
+            .with_context(|| format!("binding /metrics on {address}"))?;
+        tracing::info!(%address, "serving Prometheus metrics at /metrics");
+        tokio::spawn(rivulet_broker::metrics::serve(metrics_listener));
+    }
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let serving = tokio::spawn(server::run(broker.clone(), listeners, shutdown_rx));
     tracing::info!(node_id, startup_ms = started.elapsed().as_millis() as u64, "rivulet started");

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use super::{check_leader_epoch, code};
 use crate::broker::Broker;
+use crate::metrics::METRICS;
 
 /// `isolation_level` of a read_committed consumer.
 const READ_COMMITTED: i8 = 1;
@@ -99,6 +100,7 @@ fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchRes
                 .with_partitions(partitions),
         );
     }
+    METRICS.bytes_out.inc_by(total as u64);
     (FetchResponse::default().with_responses(responses), total, any_error)
 }
 

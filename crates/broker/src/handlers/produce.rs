@@ -14,6 +14,7 @@ use rivulet_storage::{AppendError, AppendOptions};
 
 use super::{str_bytes, Reply};
 use crate::broker::Broker;
+use crate::metrics::METRICS;
 use crate::topics::Topic;
 
 /// The one place append failures become Kafka error codes.
@@ -83,6 +84,10 @@ fn append_partition(
     };
     match log.append(batch, &options) {
         Ok(outcome) => {
+            if !outcome.duplicate {
+                METRICS.messages_in.inc_by(u64::try_from(outcome.last_offset - outcome.base_offset + 1).unwrap_or(0));
+                METRICS.bytes_in.inc_by(batch.len() as u64);
+            }
             if outcome.duplicate {
                 tracing::debug!(topic = %topic.record.name, partition = index, offset = outcome.base_offset, "duplicate batch acknowledged");
             }
@@ -93,6 +98,7 @@ fn append_partition(
                 .with_log_start_offset(outcome.log_start_offset)
         }
         Err(e) => {
+            METRICS.failed_produce.inc();
             let error = append_error_code(&e);
             if error == ResponseError::KafkaStorageError {
                 tracing::error!(topic = %topic.record.name, partition = index, error = %e, "append failed");

@@ -1,0 +1,102 @@
+//! Prometheus metrics, named after Kafka's JMX metrics where one exists
+//! (`kafka.server:type=BrokerTopicMetrics,name=MessagesInPerSec` →
+//! `kafka_server_brokertopicmetrics_messagesin_total`), and a minimal `/metrics` HTTP
+//! endpoint (`rivulet.metrics.listener`).
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// All of the broker's metrics.
+pub struct Metrics {
+    pub registry: Registry,
+    pub messages_in: IntCounter,
+    pub bytes_in: IntCounter,
+    pub bytes_out: IntCounter,
+    pub requests: IntCounterVec,
+    pub request_seconds: HistogramVec,
+    pub connections: IntGauge,
+    pub failed_produce: IntCounter,
+}
+
+fn build() -> Result<Metrics, prometheus::Error> {
+    let registry = Registry::new();
+    let messages_in = IntCounter::new("kafka_server_brokertopicmetrics_messagesin_total", "Records appended to logs")?;
+    let bytes_in = IntCounter::new("kafka_server_brokertopicmetrics_bytesin_total", "Record-batch bytes appended")?;
+    let bytes_out =
+        IntCounter::new("kafka_server_brokertopicmetrics_bytesout_total", "Record-batch bytes served by Fetch")?;
+    let failed_produce = IntCounter::new(
+        "kafka_server_brokertopicmetrics_failedproducerequests_total",
+        "Produce partition appends that failed",
+    )?;
+    let requests =
+        IntCounterVec::new(Opts::new("kafka_network_requestmetrics_requests_total", "Requests handled"), &["request"])?;
+    let request_seconds = HistogramVec::new(
+        HistogramOpts::new("kafka_network_requestmetrics_totaltime_seconds", "Time from decode to response encoded")
+            .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0]),
+        &["request"],
+    )?;
+    let connections = IntGauge::new("kafka_server_socketservermetrics_connection_count", "Open client connections")?;
+    registry.register(Box::new(messages_in.clone()))?;
+    registry.register(Box::new(bytes_in.clone()))?;
+    registry.register(Box::new(bytes_out.clone()))?;
+    registry.register(Box::new(failed_produce.clone()))?;
+    registry.register(Box::new(requests.clone()))?;
+    registry.register(Box::new(request_seconds.clone()))?;
+    registry.register(Box::new(connections.clone()))?;
+    Ok(Metrics { registry, messages_in, bytes_in, bytes_out, requests, request_seconds, connections, failed_produce })
+}
+
+/// The process-wide metrics. Names and help texts are constants, so registration can only
+/// fail on a programming error (a duplicate name), which the unit test below catches.
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| build().expect("metric definitions are valid and unique"));
+
+/// The text exposition of every metric.
+pub fn render() -> String {
+    let mut buf = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&METRICS.registry.gather(), &mut buf) {
+        tracing::warn!(error = %e, "encoding metrics failed");
+    }
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+/// Serves `GET /metrics` on `listener` until the task is dropped. Anything else gets 404.
+pub async fn serve(listener: TcpListener) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        tokio::spawn(async move {
+            let mut request = [0u8; 1024];
+            let Ok(Ok(n)) = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut request)).await
+            else {
+                return;
+            };
+            let head = String::from_utf8_lossy(&request[..n]);
+            let (status, body) = if head.starts_with("GET /metrics") {
+                ("200 OK", render())
+            } else {
+                ("404 Not Found", "try /metrics\n".to_string())
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn metrics_register_and_render() {
+        super::METRICS.messages_in.inc_by(3);
+        super::METRICS.requests.with_label_values(&["Produce"]).inc();
+        let text = super::render();
+        assert!(text.contains("kafka_server_brokertopicmetrics_messagesin_total"));
+        assert!(text.contains("request=\"Produce\""));
+    }
+}

@@ -1,0 +1,106 @@
+//! Operating the broker process: configuration errors at start, unknown-key warnings, and
+//! the Prometheus `/metrics` endpoint.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+
+use kafka_protocol::messages::MetadataRequest;
+use support::BrokerProcess;
+
+fn run_and_fail(args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    // The test's own settings come first so that `args` (later wins) can override them.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rivulet"))
+        .arg("--override")
+        .arg(format!("log.dirs={}", dir.path().display()))
+        .arg("--override")
+        .arg("listeners=PLAINTEXT://127.0.0.1:0")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run rivulet");
+    // A broker that wrongly starts would run forever: give it 20 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("wait for rivulet");
+    assert!(!output.status.success(), "expected failure for {args:?}");
+    String::from_utf8_lossy(&output.stderr).to_string()
+}
+
+#[test]
+fn invalid_values_stop_the_broker_with_the_key_named() {
+    let stderr = run_and_fail(&["--override", "num.partitions=zero"]);
+    assert!(stderr.contains("num.partitions"), "{stderr}");
+    let stderr = run_and_fail(&["--override", "message.max.bytes=-1"]);
+    assert!(stderr.contains("message.max.bytes"), "{stderr}");
+    let stderr = run_and_fail(&["--override", "listeners=localhost"]);
+    assert!(stderr.contains("listeners"), "{stderr}");
+    let stderr = run_and_fail(&["/no/such/server.properties"]);
+    assert!(stderr.contains("/no/such/server.properties"), "{stderr}");
+}
+
+#[test]
+fn properties_file_is_read_and_unknown_keys_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("server.properties");
+    std::fs::write(&file, "# a comment\nnum.partitions=3\nnum.io.threads=8\nsurely.not.a.kafka.key=1\n").unwrap();
+    let file_arg = file.display().to_string();
+    // Start with the file plus overrides, through the binary directly.
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let data = dir.path().join("data");
+    let log_path = dir.path().join("broker.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rivulet"))
+        .arg(&file_arg)
+        .arg("--override")
+        .arg(format!("listeners=PLAINTEXT://127.0.0.1:{port}"))
+        .arg("--override")
+        .arg(format!("log.dirs={}", data.display()))
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut client = loop {
+        if let Ok(stream) = TcpStream::connect(("127.0.0.1", port)) {
+            drop(stream);
+            break support::Client::connect(([127, 0, 0, 1], port).into());
+        }
+        assert!(std::time::Instant::now() < deadline, "broker did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // num.partitions=3 from the file applies to auto-created topics.
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![kafka_protocol::messages::metadata_request::MetadataRequestTopic::default().with_name(
+            Some(kafka_protocol::messages::TopicName(kafka_protocol::protocol::StrBytes::from_static_str("auto"))),
+        )]))
+        .with_allow_auto_topic_creation(true);
+    let response = client.send(&request, 12);
+    assert_eq!(response.topics[0].partitions.len(), 3);
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("surely.not.a.kafka.key"), "{log}");
+    assert!(!log.contains("num.io.threads"), "known Kafka keys are accepted quietly: {log}");
+}
+
+#[test]
+fn metrics_endpoint_counts_produced_records() {
+    let metrics_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let broker = BrokerProcess::start(&[&format!("rivulet.metrics.listener=127.0.0.1:{metrics_port}")]);
+    let mut client = broker.client();
+    let request = MetadataRequest::default().with_topics(None);
+    client.send(&request, 12);
+    let mut stream = TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(body.contains("kafka_network_requestmetrics_requests_total{request=\"Metadata\"} 1"), "{body}");
+    assert!(body.contains("kafka_server_socketservermetrics_connection_count 1"), "{body}");
+}
