@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what the compatibility tests drive: kcat (Debian), a Python venv with the
+# Python clients and pytest, and the Apache Kafka 4.3.1 client/tool jars (Maven).
+# Idempotent and quick when everything is already there.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+cache="${RIVULET_CACHE:-$HOME/.cache/rivulet}"
+mkdir -p "$cache"
+
+apt_install() {
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@"
+}
+
+if ! command -v kcat >/dev/null 2>&1; then
+  echo "installing kcat"
+  apt_install kcat
+fi
+
+venv="$cache/venv"
+stamp="$venv/.requirements-installed"
+if [ ! -f "$stamp" ] || ! cmp -s "$here/python/requirements.txt" "$stamp"; then
+  echo "creating Python venv at $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade pip
+  "$venv/bin/pip" install -q -r "$here/python/requirements.txt"
+  cp "$here/python/requirements.txt" "$stamp"
+fi
+
+lib="$cache/java-lib"
+if [ ! -f "$lib/.complete" ] || ! cmp -s "$here/java/pom.xml" "$lib/.complete"; then
+  echo "resolving Kafka client and tool jars into $lib"
+  rm -rf "$lib"
+  mvn -q -B -f "$here/java/pom.xml" dependency:copy-dependencies -DoutputDirectory="$lib" -DincludeScope=runtime
+  cp "$here/java/pom.xml" "$lib/.complete"
+fi

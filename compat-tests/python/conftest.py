@@ -1,0 +1,110 @@
+"""Fixtures for the client compatibility suite.
+
+Every test gets a real `rivulet` broker process on a free 127.0.0.1 port with a fresh data
+directory, and drives it with real clients: kcat, the Apache Kafka Java clients and console
+tools, confluent-kafka and kafka-python.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+CACHE = Path(os.environ.get("RIVULET_CACHE", Path.home() / ".cache" / "rivulet"))
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", CACHE / "target"))
+RIVULET_BIN = Path(os.environ.get("RIVULET_BIN", TARGET / "release" / "rivulet"))
+JAVA_LIB = CACHE / "java-lib"
+JAVA_SRC = Path(__file__).resolve().parent.parent / "java" / "src"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Broker:
+    """A rivulet process. `kill()` is SIGKILL; `start()` (re)starts on the same port and data."""
+
+    def __init__(self, data_dir: Path, extra=()):
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.extra = list(extra)
+        self.proc = None
+        self.log_path = data_dir / "broker.log"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self):
+        assert RIVULET_BIN.exists(), f"{RIVULET_BIN} not built (run `make build`)"
+        args = [
+            str(RIVULET_BIN),
+            "--override", "node.id=1",
+            "--override", f"listeners=PLAINTEXT://127.0.0.1:{self.port}",
+            "--override", f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+            "--override", f"log.dirs={self.data_dir / 'data'}",
+        ]
+        for item in self.extra:
+            args += ["--override", item]
+        log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"broker exited with {self.proc.returncode}:\n{self.log_tail()}")
+            with open(self.log_path, "rb") as f:
+                f.seek(log_start)
+                started = b"rivulet started" in f.read()
+            if started:
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                        return self
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        raise RuntimeError(f"broker did not start:\n{self.log_tail()}")
+
+    def kill(self):
+        """kill -9: no shutdown path runs."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+
+@pytest.fixture
+def broker(tmp_path):
+    b = Broker(tmp_path).start()
+    yield b
+    b.kill()
+
+
+def java(main_class: str, *args: str, input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Runs a class from the Kafka client/tool jars."""
+    cmd = ["java", "-Xmx512m", "-cp", f"{JAVA_LIB}/*", main_class, *args]
+    return subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
+
+
+def kafka_topics(broker: Broker, *args: str) -> subprocess.CompletedProcess:
+    return java("org.apache.kafka.tools.TopicCommand", "--bootstrap-server", broker.bootstrap, *args)
+
+
+def create_topic(broker: Broker, name: str, partitions: int = 1, config: dict | None = None):
+    """Creates a topic with confluent-kafka's AdminClient."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})])
+    futures[name].result(timeout=30)

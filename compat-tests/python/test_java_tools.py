@@ -1,0 +1,75 @@
+"""The Apache Kafka 4.3.1 Java client and console tools (kafka-clients, kafka-tools)."""
+
+import subprocess
+import time
+
+import pytest
+
+from conftest import JAVA_LIB, JAVA_SRC, java, kafka_topics
+
+
+def test_console_producer_and_consumer_round_trip(broker):
+    assert kafka_topics(broker, "--create", "--topic", "console", "--partitions", "1").returncode == 0
+    lines = [f"line {i} with some text" for i in range(200)]
+    out = java(
+        "org.apache.kafka.tools.ConsoleProducer",
+        "--bootstrap-server", broker.bootstrap, "--topic", "console",
+        input="\n".join(lines) + "\n",
+    )
+    assert out.returncode == 0, out.stderr
+    out = java(
+        "org.apache.kafka.tools.consumer.ConsoleConsumer",
+        "--bootstrap-server", broker.bootstrap, "--topic", "console",
+        "--partition", "0", "--from-beginning", "--max-messages", str(len(lines)), "--timeout-ms", "60000",
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == lines
+
+
+def test_kafka_topics_create_list_describe_delete(broker):
+    out = kafka_topics(broker, "--create", "--topic", "orders", "--partitions", "4", "--replication-factor", "1",
+                       "--config", "retention.ms=3600000")
+    assert out.returncode == 0, out.stderr
+    assert "Created topic orders" in out.stdout
+
+    out = kafka_topics(broker, "--create", "--topic", "orders", "--partitions", "1")
+    assert out.returncode != 0 and "already exists" in (out.stdout + out.stderr)
+
+    out = kafka_topics(broker, "--list")
+    assert out.returncode == 0, out.stderr
+    assert "orders" in out.stdout.split()
+
+    out = kafka_topics(broker, "--describe", "--topic", "orders")
+    assert out.returncode == 0, out.stderr
+    assert "PartitionCount: 4" in out.stdout
+    assert "ReplicationFactor: 1" in out.stdout
+    assert "retention.ms=3600000" in out.stdout
+    partition_lines = [l for l in out.stdout.splitlines() if "\tPartition: " in l or l.strip().startswith("Topic: orders\tPartition")]
+    assert len(partition_lines) == 4, out.stdout
+    assert all("Leader: 1" in l and "Isr: 1" in l for l in partition_lines)
+
+    out = kafka_topics(broker, "--delete", "--topic", "orders")
+    assert out.returncode == 0, out.stderr
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        out = kafka_topics(broker, "--list")
+        if "orders" not in out.stdout.split():
+            break
+        time.sleep(0.5)
+    assert "orders" not in out.stdout.split()
+
+
+def test_java_producer_with_default_settings(broker, tmp_path):
+    assert kafka_topics(broker, "--create", "--topic", "java-default", "--partitions", "1").returncode == 0
+    classes = tmp_path / "classes"
+    compiled = subprocess.run(
+        ["javac", "-cp", f"{JAVA_LIB}/*", "-d", str(classes), str(JAVA_SRC / "DefaultClients.java")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert compiled.returncode == 0, compiled.stderr
+    out = subprocess.run(
+        ["java", "-cp", f"{classes}:{JAVA_LIB}/*", "DefaultClients", broker.bootstrap, "java-default", "1000"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "OK 1000" in out.stdout
