@@ -7,6 +7,8 @@ use rivulet_storage::{LogClass, LogId, Store, StoreOptions};
 use tokio::sync::{watch, Mutex};
 
 use crate::config::BrokerConfig;
+use crate::group::persist::OFFSETS_TOPIC;
+use crate::group::{GroupCoordinator, GroupSettings};
 use crate::topic_config::TopicSettings;
 use crate::topics::{Topic, TopicRegistry};
 
@@ -19,6 +21,8 @@ pub enum StartError {
     Storage(#[from] rivulet_storage::StorageError),
     #[error("cannot load metadata: {0}")]
     Metadata(#[from] MetadataError),
+    #[error("cannot load consumer groups: {0}")]
+    Groups(#[from] crate::group::PersistError),
 }
 
 /// Everything request handlers share.
@@ -28,6 +32,7 @@ pub struct Broker {
     pub metadata: Arc<dyn MetadataStore>,
     pub topics: TopicRegistry,
     pub cluster_id: String,
+    pub groups: GroupCoordinator,
     /// Bumped after every append so long-polling fetches wake up.
     appended: watch::Sender<u64>,
     /// Serialises topic creation and deletion.
@@ -81,8 +86,47 @@ impl Broker {
             topics.insert(Arc::new(topic));
         }
         tracing::info!(topics = topics.all().len(), %cluster_id, path = %options.path.display(), "storage opened");
+        let offsets_topic = match topics.get(OFFSETS_TOPIC) {
+            Some(topic) => topic,
+            None => {
+                let record = metadata
+                    .create_topic(NewTopic {
+                        name: OFFSETS_TOPIC.to_string(),
+                        partitions: config.offsets_topic_num_partitions,
+                        replication_factor: 1,
+                        configs: [("cleanup.policy".to_string(), "compact".to_string())].into_iter().collect(),
+                        internal: true,
+                    })
+                    .await?;
+                let topic = Arc::new(Self::open_topic(&store, &config, record)?);
+                topics.insert(topic.clone());
+                topic
+            }
+        };
+        let settings = GroupSettings {
+            initial_rebalance_delay: std::time::Duration::from_millis(config.group_initial_rebalance_delay_ms),
+            min_session_timeout_ms: config.group_min_session_timeout_ms,
+            max_session_timeout_ms: config.group_max_session_timeout_ms,
+            offsets_retention: std::time::Duration::from_secs(config.offsets_retention_minutes * 60),
+            offset_metadata_max_bytes: config.offset_metadata_max_bytes,
+        };
+        let groups = GroupCoordinator::load(settings, offsets_topic.logs.clone())?;
         let (appended, _) = watch::channel(0);
-        Ok(Arc::new(Broker { config, store, metadata, topics, cluster_id, appended, admin: Mutex::new(()) }))
+        Ok(Arc::new(Broker { config, store, metadata, topics, cluster_id, groups, appended, admin: Mutex::new(()) }))
+    }
+
+    /// Starts the broker's timers: the group coordinator's tick every 100 ms.
+    pub fn start_background_tasks(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(std::time::Duration::from_millis(100));
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                interval.tick().await;
+                let Some(broker) = weak.upgrade() else { break };
+                broker.groups.tick();
+            }
+        });
     }
 
     fn open_topic(

@@ -47,6 +47,18 @@ pub struct BrokerConfig {
     pub log_message_timestamp_type_log_append: bool,
     pub flush_policy: FlushPolicy,
     pub broker_rack: Option<String>,
+    /// `group.initial.rebalance.delay.ms`
+    pub group_initial_rebalance_delay_ms: u64,
+    /// `group.min.session.timeout.ms`
+    pub group_min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms`
+    pub group_max_session_timeout_ms: i32,
+    /// `offsets.topic.num.partitions`
+    pub offsets_topic_num_partitions: i32,
+    /// `offsets.retention.minutes`
+    pub offsets_retention_minutes: u64,
+    /// `offset.metadata.max.bytes`
+    pub offset_metadata_max_bytes: usize,
     /// `host:port` for the Prometheus `/metrics` endpoint (`rivulet.metrics.listener`);
     /// none by default.
     pub metrics_listener: Option<String>,
@@ -74,6 +86,12 @@ const KNOWN_KEYS: &[&str] = &[
     "log.flush.interval.messages",
     "broker.rack",
     "rivulet.metrics.listener",
+    "group.initial.rebalance.delay.ms",
+    "group.min.session.timeout.ms",
+    "group.max.session.timeout.ms",
+    "offsets.topic.num.partitions",
+    "offsets.retention.minutes",
+    "offset.metadata.max.bytes",
 ];
 
 /// Kafka keys that are meaningful for Apache Kafka but have no effect here (threads,
@@ -101,7 +119,6 @@ const ACCEPTED_KAFKA_KEYS: &[&str] = &[
     "log.segment.bytes",
     "log.retention.check.interval.ms",
     "log.flush.interval.ms",
-    "group.initial.rebalance.delay.ms",
     "zookeeper.connect",
     "zookeeper.connection.timeout.ms",
 ];
@@ -158,6 +175,17 @@ where
         return Err(invalid(key, value, "must be positive"));
     }
     Ok(parsed)
+}
+
+fn parse_non_negative<T>(key: &str, value: &str) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    if value.trim().starts_with('-') {
+        return Err(invalid(key, value, "must not be negative"));
+    }
+    parse(key, value)
 }
 
 impl BrokerConfig {
@@ -246,6 +274,18 @@ impl BrokerConfig {
             log_message_timestamp_type_log_append: log_append,
             flush_policy,
             broker_rack: get("broker.rack").map(str::to_string),
+            group_initial_rebalance_delay_ms: get("group.initial.rebalance.delay.ms")
+                .map_or(Ok(3000), |v| parse_non_negative("group.initial.rebalance.delay.ms", v))?,
+            group_min_session_timeout_ms: get("group.min.session.timeout.ms")
+                .map_or(Ok(6000), |v| parse_positive("group.min.session.timeout.ms", v))?,
+            group_max_session_timeout_ms: get("group.max.session.timeout.ms")
+                .map_or(Ok(1_800_000), |v| parse_positive("group.max.session.timeout.ms", v))?,
+            offsets_topic_num_partitions: get("offsets.topic.num.partitions")
+                .map_or(Ok(50), |v| parse_positive("offsets.topic.num.partitions", v))?,
+            offsets_retention_minutes: get("offsets.retention.minutes")
+                .map_or(Ok(10_080), |v| parse_positive("offsets.retention.minutes", v))?,
+            offset_metadata_max_bytes: get("offset.metadata.max.bytes")
+                .map_or(Ok(4096), |v| parse_non_negative("offset.metadata.max.bytes", v))?,
             metrics_listener: match get("rivulet.metrics.listener") {
                 None => None,
                 Some(v) if v.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok()) => {
@@ -298,6 +338,12 @@ impl BrokerConfig {
             ("socket.request.max.bytes", self.socket_request_max_bytes.to_string()),
             ("max.connections", self.max_connections.to_string()),
             ("connections.max.idle.ms", self.connections_max_idle_ms.to_string()),
+            ("group.initial.rebalance.delay.ms", self.group_initial_rebalance_delay_ms.to_string()),
+            ("group.min.session.timeout.ms", self.group_min_session_timeout_ms.to_string()),
+            ("group.max.session.timeout.ms", self.group_max_session_timeout_ms.to_string()),
+            ("offsets.topic.num.partitions", self.offsets_topic_num_partitions.to_string()),
+            ("offsets.retention.minutes", self.offsets_retention_minutes.to_string()),
+            ("offset.metadata.max.bytes", self.offset_metadata_max_bytes.to_string()),
             (
                 "log.message.timestamp.type",
                 if self.log_message_timestamp_type_log_append { "LogAppendTime" } else { "CreateTime" }.to_string(),

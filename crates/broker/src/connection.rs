@@ -69,7 +69,7 @@ where
     let span = tracing::info_span!("connection", %peer);
     async move {
         METRICS.connections.inc();
-        let outcome = serve_inner(&broker, stream).await;
+        let outcome = serve_inner(&broker, stream, peer).await;
         METRICS.connections.dec();
         match outcome {
             Ok(()) => tracing::debug!("connection closed by peer"),
@@ -81,7 +81,7 @@ where
     .await
 }
 
-async fn serve_inner<S>(broker: &Arc<Broker>, stream: S) -> Result<(), ConnectionError>
+async fn serve_inner<S>(broker: &Arc<Broker>, stream: S, peer: SocketAddr) -> Result<(), ConnectionError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -109,7 +109,7 @@ where
                 );
                 let api_name = format!("{api_key:?}");
                 let started = std::time::Instant::now();
-                let reply = handlers::handle(broker, &header, *body).instrument(span).await;
+                let reply = handlers::handle(broker, &header, *body, peer).instrument(span).await;
                 let response = match reply {
                     Reply::Response(body) => encode_response(header.correlation_id, header.request_api_version, &body)?,
                     Reply::NoResponse => continue,

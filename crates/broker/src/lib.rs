@@ -16,6 +16,7 @@
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod group;
 mod handlers;
 pub mod metrics;
 pub mod server;

@@ -56,6 +56,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let node_id = config.node_id;
     let broker = Broker::open(config).await.context("opening the broker")?;
+    broker.start_background_tasks();
     let listeners = server::bind(&broker).await?;
     if let Some(address) = &broker.config.metrics_listener {
         let metrics_listener = tokio::net::TcpListener::bind(address.as_str())

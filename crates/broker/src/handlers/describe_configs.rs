@@ -39,7 +39,7 @@ fn broker_config_type(name: &str) -> ConfigType {
     match name {
         "auto.create.topics.enable" | "delete.topic.enable" => ConfigType::Boolean,
         "listeners" | "advertised.listeners" | "log.dirs" | "log.message.timestamp.type" => ConfigType::String,
-        "log.flush.interval.messages" | "connections.max.idle.ms" => ConfigType::Long,
+        "log.flush.interval.messages" | "connections.max.idle.ms" | "offsets.retention.minutes" => ConfigType::Long,
         _ => ConfigType::Int,
     }
 }

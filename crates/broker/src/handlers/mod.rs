@@ -3,16 +3,28 @@
 
 mod api_versions;
 mod create_topics;
+mod delete_groups;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
+mod describe_groups;
 mod fetch;
+mod find_coordinator;
+mod heartbeat;
 mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+mod sync_group;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use rivulet_protocol::kafka_protocol::messages::RequestHeader;
@@ -32,7 +44,7 @@ pub enum Reply {
 }
 
 /// Routes one decoded request to its handler.
-pub async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: RequestKind) -> Reply {
+pub async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: RequestKind, peer: SocketAddr) -> Reply {
     let version = header.request_api_version;
     let response = match body {
         RequestKind::ApiVersions(req) => ResponseKind::ApiVersions(api_versions::handle(req, version)),
@@ -50,6 +62,21 @@ pub async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: RequestK
             ResponseKind::DescribeConfigs(describe_configs::handle(broker, req, version))
         }
         RequestKind::DescribeCluster(req) => ResponseKind::DescribeCluster(describe_cluster::handle(broker, req)),
+        RequestKind::FindCoordinator(req) => {
+            ResponseKind::FindCoordinator(find_coordinator::handle(broker, req, version))
+        }
+        RequestKind::JoinGroup(req) => {
+            ResponseKind::JoinGroup(join_group::handle(broker, header, req, peer, version).await)
+        }
+        RequestKind::SyncGroup(req) => ResponseKind::SyncGroup(sync_group::handle(broker, req, version).await),
+        RequestKind::Heartbeat(req) => ResponseKind::Heartbeat(heartbeat::handle(broker, req)),
+        RequestKind::LeaveGroup(req) => ResponseKind::LeaveGroup(leave_group::handle(broker, req, version)),
+        RequestKind::OffsetCommit(req) => ResponseKind::OffsetCommit(offset_commit::handle(broker, req)),
+        RequestKind::OffsetFetch(req) => ResponseKind::OffsetFetch(offset_fetch::handle(broker, req, version)),
+        RequestKind::OffsetDelete(req) => ResponseKind::OffsetDelete(offset_delete::handle(broker, req)),
+        RequestKind::ListGroups(req) => ResponseKind::ListGroups(list_groups::handle(broker, req, version)),
+        RequestKind::DescribeGroups(req) => ResponseKind::DescribeGroups(describe_groups::handle(broker, req, version)),
+        RequestKind::DeleteGroups(req) => ResponseKind::DeleteGroups(delete_groups::handle(broker, req)),
         // The protocol layer only lets through APIs listed in `versions::SUPPORTED_APIS`,
         // all of which are matched above.
         other => return Reply::Close(format!("no handler for {other:?}")),

@@ -1,0 +1,77 @@
+//! JoinGroup (key 11): join a group and wait until the rebalance's join phase completes.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rivulet_protocol::kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use rivulet_protocol::kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse, RequestHeader};
+use rivulet_protocol::ResponseError;
+
+use super::{code, str_bytes};
+use crate::broker::Broker;
+use crate::group::{JoinRequest, JoinResult, Pending};
+
+fn encode(result: JoinResult, version: i16) -> JoinGroupResponse {
+    let members = result
+        .members
+        .into_iter()
+        .map(|(member_id, instance_id, metadata)| {
+            JoinGroupResponseMember::default()
+                .with_member_id(str_bytes(member_id))
+                .with_group_instance_id(if version >= 5 { instance_id.map(str_bytes) } else { None })
+                .with_metadata(metadata)
+        })
+        .collect();
+    let response = JoinGroupResponse::default()
+        .with_error_code(code(result.error))
+        .with_generation_id(result.generation_id)
+        .with_protocol_name(Some(str_bytes(result.protocol_name.unwrap_or_default())))
+        .with_leader(str_bytes(result.leader))
+        .with_member_id(str_bytes(result.member_id))
+        .with_members(members);
+    let response = if version >= 9 { response.with_skip_assignment(result.skip_assignment) } else { response };
+    if version >= 7 {
+        response.with_protocol_type(result.protocol_type.map(str_bytes))
+    } else {
+        response
+    }
+}
+
+pub async fn handle(
+    broker: &Broker,
+    header: &RequestHeader,
+    request: JoinGroupRequest,
+    peer: SocketAddr,
+    version: i16,
+) -> JoinGroupResponse {
+    // v0 has no rebalance timeout: it is the session timeout.
+    let rebalance_timeout_ms = if version == 0 { request.session_timeout_ms } else { request.rebalance_timeout_ms };
+    let join = JoinRequest {
+        group_id: request.group_id.0.to_string(),
+        member_id: request.member_id.to_string(),
+        group_instance_id: request.group_instance_id.map(|i| i.to_string()),
+        client_id: header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default(),
+        client_host: format!("/{}", peer.ip()),
+        session_timeout_ms: request.session_timeout_ms,
+        rebalance_timeout_ms,
+        protocol_type: request.protocol_type.to_string(),
+        protocols: request.protocols.into_iter().map(|p| (p.name.to_string(), p.metadata)).collect(),
+        require_known_member_id: version >= 4,
+    };
+    let member_id = join.member_id.clone();
+    let wait_limit = Duration::from_millis(rebalance_timeout_ms.max(0) as u64) + Duration::from_secs(10);
+    let result = match broker.groups.join(join) {
+        Pending::Ready(result) => result,
+        Pending::Wait(rx) => match tokio::time::timeout(wait_limit, rx).await {
+            Ok(Ok(result)) => result,
+            // The coordinator dropped the waiter or never answered: the client rejoins.
+            _ => JoinResult {
+                error: Some(ResponseError::RebalanceInProgress),
+                generation_id: -1,
+                member_id,
+                ..Default::default()
+            },
+        },
+    };
+    encode(result, version)
+}

@@ -1,0 +1,33 @@
+//! LeaveGroup (key 13): one member (v0-v2) or a batch of members (v3+, KIP-345).
+
+use rivulet_protocol::kafka_protocol::messages::leave_group_response::MemberResponse;
+use rivulet_protocol::kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
+
+use super::code;
+use crate::broker::Broker;
+
+pub fn handle(broker: &Broker, request: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+    let group_id = request.group_id.0.to_string();
+    if version < 3 {
+        let errors = broker.groups.leave(&group_id, &[(request.member_id.to_string(), None)]);
+        return LeaveGroupResponse::default().with_error_code(code(errors.into_iter().next().flatten()));
+    }
+    let leaving: Vec<(String, Option<String>)> = request
+        .members
+        .iter()
+        .map(|m| (m.member_id.to_string(), m.group_instance_id.as_ref().map(|i| i.to_string())))
+        .collect();
+    let errors = broker.groups.leave(&group_id, &leaving);
+    let members = request
+        .members
+        .into_iter()
+        .zip(errors)
+        .map(|(m, error)| {
+            MemberResponse::default()
+                .with_member_id(m.member_id)
+                .with_group_instance_id(m.group_instance_id)
+                .with_error_code(code(error))
+        })
+        .collect();
+    LeaveGroupResponse::default().with_members(members)
+}

@@ -1,0 +1,32 @@
+//! ListGroups (key 16), with the state (v4+) and type (v5+) filters.
+
+use rivulet_protocol::kafka_protocol::messages::list_groups_response::ListedGroup;
+use rivulet_protocol::kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
+
+use super::str_bytes;
+use crate::broker::Broker;
+
+pub fn handle(broker: &Broker, request: ListGroupsRequest, version: i16) -> ListGroupsResponse {
+    let states: Vec<String> = request.states_filter.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let types: Vec<String> = request.types_filter.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let groups = broker
+        .groups
+        .list()
+        .into_iter()
+        .filter(|(_, _, state)| states.is_empty() || states.contains(&state.name().to_ascii_lowercase()))
+        // Every group here is a classic group.
+        .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
+        .map(|(id, protocol_type, state)| {
+            let listed = ListedGroup::default()
+                .with_group_id(GroupId(str_bytes(id)))
+                .with_protocol_type(str_bytes(protocol_type));
+            let listed = if version >= 4 { listed.with_group_state(str_bytes(state.name())) } else { listed };
+            if version >= 5 {
+                listed.with_group_type(str_bytes("classic"))
+            } else {
+                listed
+            }
+        })
+        .collect();
+    ListGroupsResponse::default().with_groups(groups)
+}

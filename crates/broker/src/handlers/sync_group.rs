@@ -1,0 +1,40 @@
+//! SyncGroup (key 14): the leader hands out assignments; every member gets its own.
+
+use std::time::Duration;
+
+use rivulet_protocol::kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
+use rivulet_protocol::ResponseError;
+
+use super::{code, str_bytes};
+use crate::broker::Broker;
+use crate::group::{Pending, SyncResult};
+
+/// How long a member waits for the leader's assignment before being told to rejoin.
+const SYNC_WAIT_LIMIT: Duration = Duration::from_secs(300);
+
+pub async fn handle(broker: &Broker, request: SyncGroupRequest, version: i16) -> SyncGroupResponse {
+    let assignments = request.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect();
+    let pending = broker.groups.sync(
+        request.group_id.0.as_str(),
+        request.member_id.as_str(),
+        request.group_instance_id.as_ref().map(|i| i.as_str()),
+        request.generation_id,
+        (request.protocol_type.as_ref().map(|p| p.as_str()), request.protocol_name.as_ref().map(|p| p.as_str())),
+        assignments,
+    );
+    let result = match pending {
+        Pending::Ready(result) => result,
+        Pending::Wait(rx) => match tokio::time::timeout(SYNC_WAIT_LIMIT, rx).await {
+            Ok(Ok(result)) => result,
+            _ => SyncResult { error: Some(ResponseError::RebalanceInProgress), ..Default::default() },
+        },
+    };
+    let response = SyncGroupResponse::default().with_error_code(code(result.error)).with_assignment(result.assignment);
+    if version >= 5 {
+        response
+            .with_protocol_type(result.protocol_type.map(str_bytes))
+            .with_protocol_name(result.protocol_name.map(str_bytes))
+    } else {
+        response
+    }
+}
