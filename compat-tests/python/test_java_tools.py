@@ -73,3 +73,47 @@ def test_java_producer_with_default_settings(broker, tmp_path):
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "OK 1000" in out.stdout
+
+
+def test_broker_api_versions_lists_every_advertised_api(broker):
+    out = java("org.apache.kafka.tools.BrokerApiVersionsCommand", "--bootstrap-server", broker.bootstrap)
+    assert out.returncode == 0, out.stderr
+    assert f"{broker.bootstrap} (id: 1" in out.stdout
+    for line in ["Produce(0): 0 to 13 [usable: 13]", "Fetch(1): 4 to 18 [usable: 18]", "JoinGroup(11): 0 to 9 [usable: 9]"]:
+        assert line in out.stdout, out.stdout
+    # APIs Rivulet does not implement are reported as such, not advertised.
+    assert "AddPartitionsToTxn(24): UNSUPPORTED" in out.stdout
+
+
+def test_verifiable_producer_and_consumer_agree(broker):
+    import json
+
+    assert kafka_topics(broker, "--create", "--topic", "verifiable", "--partitions", "3").returncode == 0
+    out = java("org.apache.kafka.tools.VerifiableProducer", "--bootstrap-server", broker.bootstrap,
+               "--topic", "verifiable", "--max-messages", "2000", "--acks", "-1")
+    assert out.returncode == 0, out.stderr
+    events = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    acked = {(e["partition"], e["offset"]) for e in events if e["name"] == "producer_send_success"}
+    assert len(acked) == 2000
+    assert not [e for e in events if e["name"] == "producer_send_error"]
+
+    out = java("org.apache.kafka.tools.VerifiableConsumer", "--bootstrap-server", broker.bootstrap,
+               "--topic", "verifiable", "--group-id", "verifiable-group", "--max-messages", "2000", "--verbose")
+    assert out.returncode == 0, out.stderr
+    events = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    consumed = {(e["partition"], e["offset"]) for e in events if e["name"] == "record_data"}
+    assert consumed == acked
+    commits = [e for e in events if e["name"] == "offsets_committed"]
+    assert commits and all(c["success"] for c in commits)
+
+
+def test_client_compatibility_test_passes(broker):
+    out = java(
+        "org.apache.kafka.tools.ClientCompatibilityTest", "--bootstrap-server", broker.bootstrap, "--topic", "compat",
+        "--offsets-for-times-supported", "true", "--cluster-id-supported", "true",
+        # Since KIP-74 (Kafka 0.10.1) an oversized record is returned, not refused.
+        "--expect-record-too-large-exception", "false", "--num-cluster-nodes", "1",
+        "--create-topics-supported", "true", "--describe-acls-supported", "false",
+        "--describe-configs-supported", "true", "--idempotent-producer-supported", "true",
+    )
+    assert out.returncode == 0 and "SUCCESS" in out.stdout, out.stdout[-3000:] + out.stderr[-3000:]
