@@ -47,10 +47,20 @@ test-rust: deps-build
 test-compat: build deps-test
 	RIVULET_BIN=$(BIN) $(VENV)/bin/pytest -q compat-tests/python
 
+## compat: the whole client matrix; writes compat-tests/results.json and regenerates the
+## client table in docs/compatibility.md.
+compat: build deps-test
+	RIVULET_BIN=$(BIN) $(VENV)/bin/pytest -q compat-tests/python --junitxml=$(RIVULET_CACHE)/compat-results.xml || true
+	$(VENV)/bin/python compat-tests/report.py $(RIVULET_CACHE)/compat-results.xml
+
 ## lint: formatting and clippy, warnings as errors.
 lint: deps-build
 	cargo fmt --all -- --check
 	cargo clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
+
+## bench: produce throughput with kafka-tools ProducerPerformance (bounded, loopback).
+bench: build deps-test
+	bash bench/producer-perf.sh
 
 fmt:
 	cargo fmt --all

@@ -29,6 +29,22 @@ if [ ! -f "$stamp" ] || ! cmp -s "$here/python/requirements.txt" "$stamp"; then
   cp "$here/python/requirements.txt" "$stamp"
 fi
 
+# Go clients (franz-go, IBM/sarama): one binary, rebuilt when its sources change.
+go_bin="$cache/go-compat"
+go_stamp="$cache/go-compat.sources"
+go_sources="$(cat "$here/go/main.go" "$here/go/go.mod" "$here/go/go.sum" | sha256sum)"
+if [ ! -x "$go_bin" ] || [ "$(cat "$go_stamp" 2>/dev/null)" != "$go_sources" ]; then
+  echo "building the Go client scenarios"
+  (cd "$here/go" && go build -o "$go_bin" .)
+  echo "$go_sources" > "$go_stamp"
+fi
+
+# Node client (kafkajs), without a lock file.
+if [ ! -d "$here/node/node_modules/kafkajs" ]; then
+  echo "installing kafkajs"
+  (cd "$here/node" && npm install --no-audit --no-fund --no-package-lock --silent)
+fi
+
 lib="$cache/java-lib"
 if [ ! -f "$lib/.complete" ] || ! cmp -s "$here/java/pom.xml" "$lib/.complete"; then
   echo "resolving Kafka client and tool jars into $lib"
