@@ -58,8 +58,13 @@ lint: deps-build
 	cargo fmt --all -- --check
 	cargo clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
 
-## bench: produce throughput with kafka-tools ProducerPerformance (bounded, loopback).
+## bench: Rivulet and Apache Kafka 4.3.1 side by side with the same client tools (bounded,
+## loopback); prints ratios and writes bench/results/latest.json.
 bench: build deps-test
+	bash bench/run.sh
+
+## bench-produce: Rivulet alone with ProducerPerformance (1,000,000 x 1 KiB, acks=1).
+bench-produce: build deps-test
 	bash bench/producer-perf.sh
 
 fmt:

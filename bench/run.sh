@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: Apache Kafka 4.3.1 (KRaft, one combined node) and Rivulet, one
+# after the other on this machine, driven by the same kafka-tools 4.3.1 classes over
+# loopback. Bounded: fixed record counts, a few minutes in all.
+#
+#   bash bench/run.sh            # full run (1,000,000 records acks=1, 500,000 acks=all, ...)
+#   SCALE=10 bash bench/run.sh   # a tenth of every count, for a quick check
+#
+# Prints a Markdown table with the ratio Rivulet / Kafka for every figure and writes
+# bench/results/latest.json.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+cache="${RIVULET_CACHE:-$HOME/.cache/rivulet}"
+bin="${RIVULET_BIN:-${CARGO_TARGET_DIR:-$cache/target}/release/rivulet}"
+tools="$cache/java-lib"
+kafka_lib="$cache/kafka-lib"
+scale="${SCALE:-1}"
+produce_acks1=$((1000000 / scale))
+produce_acks_all=$((500000 / scale))
+latency_records=$((10000 / scale))
+record_bytes=1024
+# The JVM settings of Kafka's own start script (kafka-server-start.sh: -Xmx1G -Xms1G).
+kafka_heap="-Xmx1G -Xms1G"
+
+if [ ! -f "$kafka_lib/.complete" ] || ! cmp -s "$here/kafka-pom.xml" "$kafka_lib/.complete"; then
+  rm -rf "$kafka_lib"
+  mvn -q -B -f "$here/kafka-pom.xml" dependency:copy-dependencies -DoutputDirectory="$kafka_lib" -DincludeScope=runtime
+  cp "$here/kafka-pom.xml" "$kafka_lib/.complete"
+fi
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+now_ms() { date +%s%3N; }
+pid=""
+work=$(mktemp -d)
+cleanup() { [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+start_kafka() {
+  local port=$1 controller_port dir=$work/kafka
+  controller_port=$(free_port)
+  mkdir -p "$dir"
+  cat > "$dir/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:$controller_port
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$dir/data
+num.partitions=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+PROPS
+  java -cp "$kafka_lib/*" kafka.tools.StorageTool format -t "$(python3 -c 'import uuid,base64;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')" \
+    -c "$dir/server.properties" --standalone > "$dir/format.log" 2>&1
+  started=$(now_ms)
+  # shellcheck disable=SC2086
+  java $kafka_heap -cp "$kafka_lib/*" kafka.Kafka "$dir/server.properties" > "$dir/broker.log" 2>&1 &
+  pid=$!
+}
+
+start_rivulet() {
+  local port=$1 dir=$work/rivulet
+  mkdir -p "$dir"
+  started=$(now_ms)
+  "$bin" --override "listeners=PLAINTEXT://127.0.0.1:$port" --override "log.dirs=$dir/data" \
+    --override group.initial.rebalance.delay.ms=0 > "$dir/broker.log" 2>&1 &
+  pid=$!
+}
+
+# Start-to-first-request: polls every 5 ms with an ApiVersions v0 request until a
+# well-formed answer arrives (a bound port alone is not "ready").
+wait_ready() {
+  local port=$1
+  ready_ms=$(python3 - "$port" "$started" <<'PY'
+import socket, struct, sys, time
+port, started = int(sys.argv[1]), int(sys.argv[2])
+request = struct.pack(">hhih", 18, 0, 1, -1)
+frame = struct.pack(">i", len(request)) + request
+deadline = time.time() + 60
+while time.time() < deadline:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(frame)
+            size = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0]
+            body = s.recv(size, socket.MSG_WAITALL)
+            if len(body) == size and struct.unpack(">i", body[:4])[0] == 1 and struct.unpack(">h", body[4:6])[0] == 0:
+                print(int(time.time() * 1000) - started)
+                sys.exit(0)
+    except (OSError, struct.error):
+        pass
+    time.sleep(0.005)
+sys.exit(1)
+PY
+)
+}
+
+tool() { java -Xmx1g -cp "$tools/*" "$@"; }
+
+run_broker() {
+  local name=$1 port
+  port=$(free_port)
+  "start_$name" "$port"
+  wait_ready "$port"
+  local b="127.0.0.1:$port"
+  tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$b" --create --topic perf1 --partitions 1 >/dev/null
+  tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$b" --create --topic perfall --partitions 1 >/dev/null
+  tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$b" --create --topic latency --partitions 1 >/dev/null
+  local p1 pall consume e2e
+  p1=$(tool org.apache.kafka.tools.ProducerPerformance --topic perf1 --num-records "$produce_acks1" --record-size $record_bytes \
+    --throughput -1 --producer-props "bootstrap.servers=$b" acks=1 linger.ms=5 batch.size=65536 | tail -1)
+  pall=$(tool org.apache.kafka.tools.ProducerPerformance --topic perfall --num-records "$produce_acks_all" --record-size $record_bytes \
+    --throughput -1 --producer-props "bootstrap.servers=$b" acks=all linger.ms=5 batch.size=65536 | tail -1)
+  consume=$(tool org.apache.kafka.tools.ConsumerPerformance --bootstrap-server "$b" --topic perf1 --messages "$produce_acks1" \
+    --group "perf-$name" --timeout 60000 | tail -1)
+  e2e=$(tool org.apache.kafka.tools.EndToEndLatency --bootstrap-server "$b" --topic latency --num-records "$latency_records" \
+    --producer-acks 1 --record-size 1024 2>/dev/null | grep -E "Percentiles|Avg latency" | tr '\n' ' ')
+  local rss
+  rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+  kill -9 "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  pid=""
+  python3 - "$name" "$ready_ms" "$rss" "$p1" "$pall" "$consume" "$e2e" >> "$work/results.jsonl" <<'PY'
+import json, re, sys
+name, ready_ms, rss_kb, p1, pall, consume, e2e = sys.argv[1:]
+def producer(line):
+    m = re.search(r"([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency.*?(\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th, (\d+) ms 99.9th", line)
+    keys = ["records_per_s", "mb_per_s", "avg_ms", "p50_ms", "p95_ms", "p99_ms", "p999_ms"]
+    return dict(zip(keys, map(float, m.groups()))) if m else {"raw": line}
+fields = consume.split(",")
+consumer = {"mb_per_s": float(fields[3]), "records_per_s": float(fields[5])} if len(fields) > 5 else {"raw": consume}
+m = re.search(r"Avg latency: ([\d.]+) ms.*?Percentiles: 50th = (\d+), 99th = (\d+), 99.9th = (\d+)", e2e)
+latency = dict(zip(["avg_ms", "p50_ms", "p99_ms", "p999_ms"], map(float, m.groups()))) if m else {"raw": e2e}
+print(json.dumps({"broker": name, "startup_ms": int(ready_ms), "peak_rss_mib": round(int(rss_kb) / 1024, 1),
+                  "produce_acks1": producer(p1), "produce_acks_all": producer(pall), "consume": consumer,
+                  "end_to_end": latency}))
+PY
+}
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+run_broker kafka
+run_broker rivulet
+mkdir -p "$here/results"
+python3 - "$work/results.jsonl" "$here/results/latest.json" <<'PY'
+import json, sys
+rows = {r["broker"]: r for r in map(json.loads, open(sys.argv[1]))}
+json.dump(rows, open(sys.argv[2], "w"), indent=2)
+k, r = rows["kafka"], rows["rivulet"]
+def get(row, path):
+    for p in path.split("."):
+        row = row.get(p, {}) if isinstance(row, dict) else {}
+    return row if isinstance(row, (int, float)) else None
+figures = [
+    ("produce acks=1 records/s", "produce_acks1.records_per_s"), ("produce acks=1 MB/s", "produce_acks1.mb_per_s"),
+    ("produce acks=1 p99 ms", "produce_acks1.p99_ms"),
+    ("produce acks=all records/s", "produce_acks_all.records_per_s"), ("produce acks=all p99 ms", "produce_acks_all.p99_ms"),
+    ("consume records/s", "consume.records_per_s"), ("consume MB/s", "consume.mb_per_s"),
+    ("end-to-end p50 ms", "end_to_end.p50_ms"), ("end-to-end p99 ms", "end_to_end.p99_ms"), ("end-to-end p99.9 ms", "end_to_end.p999_ms"),
+    ("peak RSS MiB", "peak_rss_mib"), ("start to first request ms", "startup_ms"),
+]
+print("| figure | Apache Kafka 4.3.1 | Rivulet | Rivulet / Kafka |")
+print("|---|---|---|---|")
+for label, path in figures:
+    a, b = get(k, path), get(r, path)
+    ratio = f"{b / a:.2f}" if a and b is not None else "n/a"
+    print(f"| {label} | {a} | {b} | {ratio} |")
+PY
