@@ -22,11 +22,8 @@ record_bytes=1024
 # The JVM settings of Kafka's own start script (kafka-server-start.sh: -Xmx1G -Xms1G).
 kafka_heap="-Xmx1G -Xms1G"
 
-if [ ! -f "$kafka_lib/.complete" ] || ! cmp -s "$here/kafka-pom.xml" "$kafka_lib/.complete"; then
-  rm -rf "$kafka_lib"
-  mvn -q -B -f "$here/kafka-pom.xml" dependency:copy-dependencies -DoutputDirectory="$kafka_lib" -DincludeScope=runtime
-  cp "$here/kafka-pom.xml" "$kafka_lib/.complete"
-fi
+# Client tools and the Kafka broker jars (bench/kafka-pom.xml) come from the test deps.
+bash "$here/../compat-tests/install-deps.sh"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now_ms() { date +%s%3N; }

@@ -52,3 +52,14 @@ if [ ! -f "$lib/.complete" ] || ! cmp -s "$here/java/pom.xml" "$lib/.complete"; 
   mvn -q -B -f "$here/java/pom.xml" dependency:copy-dependencies -DoutputDirectory="$lib" -DincludeScope=runtime
   cp "$here/java/pom.xml" "$lib/.complete"
 fi
+
+# The Apache Kafka broker jar carries the tools still written in Scala (kafka-configs'
+# kafka.admin.ConfigCommand); the benchmark uses the same set to run Kafka itself.
+kafka_lib="$cache/kafka-lib"
+kafka_pom="$here/../bench/kafka-pom.xml"
+if [ ! -f "$kafka_lib/.complete" ] || ! cmp -s "$kafka_pom" "$kafka_lib/.complete"; then
+  echo "resolving Apache Kafka broker jars into $kafka_lib"
+  rm -rf "$kafka_lib"
+  mvn -q -B -f "$kafka_pom" dependency:copy-dependencies -DoutputDirectory="$kafka_lib" -DincludeScope=runtime
+  cp "$kafka_pom" "$kafka_lib/.complete"
+fi

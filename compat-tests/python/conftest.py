@@ -18,6 +18,7 @@ CACHE = Path(os.environ.get("RIVULET_CACHE", Path.home() / ".cache" / "rivulet")
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", CACHE / "target"))
 RIVULET_BIN = Path(os.environ.get("RIVULET_BIN", TARGET / "release" / "rivulet"))
 JAVA_LIB = CACHE / "java-lib"
+KAFKA_LIB = CACHE / "kafka-lib"
 JAVA_SRC = Path(__file__).resolve().parent.parent / "java" / "src"
 
 
@@ -91,9 +92,9 @@ def broker(tmp_path):
     b.kill()
 
 
-def java(main_class: str, *args: str, input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Runs a class from the Kafka client/tool jars."""
-    cmd = ["java", "-Xmx512m", "-cp", f"{JAVA_LIB}/*", main_class, *args]
+def java(main_class: str, *args: str, input: str | None = None, timeout: float = 120, lib: Path = JAVA_LIB) -> subprocess.CompletedProcess:
+    """Runs a class from the Kafka client/tool jars (or, with `lib=KAFKA_LIB`, the broker's)."""
+    cmd = ["java", "-Xmx512m", "-cp", f"{lib}/*", main_class, *args]
     return subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
 
 

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from conftest import JAVA_LIB, JAVA_SRC, java, kafka_topics
+from conftest import JAVA_LIB, JAVA_SRC, KAFKA_LIB, java, kafka_topics
 
 
 def test_console_producer_and_consumer_round_trip(broker):
@@ -117,3 +117,20 @@ def test_client_compatibility_test_passes(broker):
         "--describe-configs-supported", "true", "--idempotent-producer-supported", "true",
     )
     assert out.returncode == 0 and "SUCCESS" in out.stdout, out.stdout[-3000:] + out.stderr[-3000:]
+
+
+def test_kafka_configs_describe(broker):
+    out = kafka_topics(broker, "--create", "--topic", "configured", "--partitions", "1",
+                       "--config", "retention.ms=1234", "--config", "cleanup.policy=compact")
+    assert out.returncode == 0, out.stderr
+    out = java("kafka.admin.ConfigCommand", "--bootstrap-server", broker.bootstrap, "--describe",
+               "--entity-type", "topics", "--entity-name", "configured", lib=KAFKA_LIB)
+    assert out.returncode == 0, out.stderr
+    assert "Dynamic configs for topic configured are:" in out.stdout
+    assert "retention.ms=1234" in out.stdout and "cleanup.policy=compact" in out.stdout
+    out = java("kafka.admin.ConfigCommand", "--bootstrap-server", broker.bootstrap, "--describe",
+               "--entity-type", "brokers", "--entity-name", "1", "--all", lib=KAFKA_LIB)
+    assert out.returncode == 0, out.stderr
+    assert "All configs for broker 1 are:" in out.stdout
+    assert f"advertised.listeners=PLAINTEXT://{broker.bootstrap}" in out.stdout
+    assert "message.max.bytes=1048588" in out.stdout
