@@ -45,21 +45,20 @@ if [ ! -d "$here/node/node_modules/kafkajs" ]; then
   (cd "$here/node" && npm install --no-audit --no-fund --no-package-lock --silent)
 fi
 
-lib="$cache/java-lib"
-if [ ! -f "$lib/.complete" ] || ! cmp -s "$here/java/pom.xml" "$lib/.complete"; then
-  echo "resolving Kafka client and tool jars into $lib"
-  rm -rf "$lib"
-  mvn -q -B -f "$here/java/pom.xml" dependency:copy-dependencies -DoutputDirectory="$lib" -DincludeScope=runtime
-  cp "$here/java/pom.xml" "$lib/.complete"
-fi
+# resolve_jars POM DIR: the runtime jars of POM into DIR, again only when POM changed.
+resolve_jars() {
+  local pom=$1 dir=$2
+  if [ ! -f "$dir/.complete" ] || ! cmp -s "$pom" "$dir/.complete"; then
+    echo "resolving $(basename "$pom") into $dir"
+    rm -rf "$dir"
+    mvn -q -B -f "$pom" dependency:copy-dependencies -DoutputDirectory="$dir" -DincludeScope=runtime
+    cp "$pom" "$dir/.complete"
+  fi
+}
+
+# The Kafka 4.3.1 clients and console tools.
+resolve_jars "$here/java/pom.xml" "$cache/java-lib"
 
 # The Apache Kafka broker jar carries the tools still written in Scala (kafka-configs'
 # kafka.admin.ConfigCommand); the benchmark uses the same set to run Kafka itself.
-kafka_lib="$cache/kafka-lib"
-kafka_pom="$here/../bench/kafka-pom.xml"
-if [ ! -f "$kafka_lib/.complete" ] || ! cmp -s "$kafka_pom" "$kafka_lib/.complete"; then
-  echo "resolving Apache Kafka broker jars into $kafka_lib"
-  rm -rf "$kafka_lib"
-  mvn -q -B -f "$kafka_pom" dependency:copy-dependencies -DoutputDirectory="$kafka_lib" -DincludeScope=runtime
-  cp "$kafka_pom" "$kafka_lib/.complete"
-fi
+resolve_jars "$here/../bench/kafka-pom.xml" "$cache/kafka-lib"

@@ -109,3 +109,17 @@ def create_topic(broker: Broker, name: str, partitions: int = 1, config: dict | 
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})])
     futures[name].result(timeout=30)
+
+
+def compile_java(tmp_path: Path, source: str) -> Path:
+    """Compiles compat-tests/java/src/SOURCE against the client jars; returns the class dir."""
+    classes = tmp_path / "classes"
+    out = subprocess.run(["javac", "-cp", f"{JAVA_LIB}/*", "-d", str(classes), str(JAVA_SRC / source)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return classes
+
+
+def run_java_program(classes: Path, main_class: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(["java", "-Xmx512m", "-cp", f"{classes}:{JAVA_LIB}/*", main_class, *args],
+                          capture_output=True, text=True, timeout=timeout)

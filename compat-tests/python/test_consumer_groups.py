@@ -9,7 +9,7 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
-from conftest import JAVA_LIB, JAVA_SRC, Broker, create_topic, java
+from conftest import Broker, compile_java, create_topic, java, run_java_program
 
 HERE = Path(__file__).resolve().parent
 
@@ -256,16 +256,8 @@ def test_java_cooperative_sticky_members_join_and_leave(tmp_path):
     broker = Broker(tmp_path, extra=["group.initial.rebalance.delay.ms=0"]).start()
     try:
         create_topic(broker, "churn", partitions=10)
-        classes = tmp_path / "classes"
-        compiled = subprocess.run(
-            ["javac", "-cp", f"{JAVA_LIB}/*", "-d", str(classes), str(JAVA_SRC / "CooperativeChurn.java")],
-            capture_output=True, text=True, timeout=120,
-        )
-        assert compiled.returncode == 0, compiled.stderr
-        out = subprocess.run(
-            ["java", "-Xmx512m", "-cp", f"{classes}:{JAVA_LIB}/*", "CooperativeChurn", broker.bootstrap, "churn", "20000"],
-            capture_output=True, text=True, timeout=300,
-        )
+        classes = compile_java(tmp_path, "CooperativeChurn.java")
+        out = run_java_program(classes, "CooperativeChurn", broker.bootstrap, "churn", "20000")
         assert out.returncode == 0 and "OK 20000" in out.stdout, out.stdout + out.stderr[-3000:] + broker.log_tail()
     finally:
         broker.kill()

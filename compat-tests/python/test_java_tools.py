@@ -1,11 +1,10 @@
 """The Apache Kafka 4.3.1 Java client and console tools (kafka-clients, kafka-tools)."""
 
-import subprocess
 import time
 
 import pytest
 
-from conftest import JAVA_LIB, JAVA_SRC, KAFKA_LIB, java, kafka_topics
+from conftest import KAFKA_LIB, compile_java, java, kafka_topics, run_java_program
 
 
 def test_console_producer_and_consumer_round_trip(broker):
@@ -61,16 +60,8 @@ def test_kafka_topics_create_list_describe_delete(broker):
 
 def test_java_producer_with_default_settings(broker, tmp_path):
     assert kafka_topics(broker, "--create", "--topic", "java-default", "--partitions", "1").returncode == 0
-    classes = tmp_path / "classes"
-    compiled = subprocess.run(
-        ["javac", "-cp", f"{JAVA_LIB}/*", "-d", str(classes), str(JAVA_SRC / "DefaultClients.java")],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert compiled.returncode == 0, compiled.stderr
-    out = subprocess.run(
-        ["java", "-cp", f"{classes}:{JAVA_LIB}/*", "DefaultClients", broker.bootstrap, "java-default", "1000"],
-        capture_output=True, text=True, timeout=120,
-    )
+    classes = compile_java(tmp_path, "DefaultClients.java")
+    out = run_java_program(classes, "DefaultClients", broker.bootstrap, "java-default", "1000")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "OK 1000" in out.stdout
 
