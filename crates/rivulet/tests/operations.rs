@@ -104,3 +104,20 @@ fn metrics_endpoint_counts_produced_records() {
     assert!(body.contains("kafka_network_requestmetrics_requests_total{request=\"Metadata\"} 1"), "{body}");
     assert!(body.contains("kafka_server_socketservermetrics_connection_count 1"), "{body}");
 }
+
+#[test]
+fn internal_topics_cannot_be_deleted() {
+    use kafka_protocol::messages::{DeleteTopicsRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    let broker = BrokerProcess::start(&[]);
+    let mut client = broker.client();
+    let request = DeleteTopicsRequest::default()
+        .with_topic_names(vec![TopicName(StrBytes::from_static_str("__consumer_offsets"))])
+        .with_timeout_ms(10_000);
+    let response = client.send(&request, 5);
+    assert_eq!(response.responses[0].error_code, 73, "TOPIC_DELETION_DISABLED");
+    let metadata = client.send(&MetadataRequest::default().with_topics(None), 12);
+    let offsets = metadata.topics.iter().find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some("__consumer_offsets"));
+    assert!(offsets.is_some_and(|t| t.is_internal && t.partitions.len() == 50));
+}

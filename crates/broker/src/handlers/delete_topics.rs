@@ -31,6 +31,15 @@ pub async fn handle(broker: &Broker, request: DeleteTopicsRequest, version: i16)
         let result = result
             .with_name(Some(TopicName(str_bytes(topic.record.name.clone()))))
             .with_topic_id(topic.record.topic_id);
+        if topic.record.internal {
+            // Internal topics hold the coordinators' state; Kafka refuses to delete them too.
+            responses.push(
+                result
+                    .with_error_code(ResponseError::TopicDeletionDisabled.code())
+                    .with_error_message(Some(str_bytes(format!("Topic {} is an internal topic", topic.record.name)))),
+            );
+            continue;
+        }
         if !broker.config.delete_topic_enable {
             responses.push(result.with_error_code(ResponseError::TopicDeletionDisabled.code()));
             continue;
