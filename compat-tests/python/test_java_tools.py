@@ -119,6 +119,7 @@ def test_kafka_configs_describe(broker):
     assert out.returncode == 0, out.stderr
     assert "Dynamic configs for topic configured are:" in out.stdout
     assert "retention.ms=1234" in out.stdout and "cleanup.policy=compact" in out.stdout
+    assert "synonyms={DYNAMIC_TOPIC_CONFIG:retention.ms=1234, DEFAULT_CONFIG:log.retention.ms=604800000}" in out.stdout
     out = java("kafka.admin.ConfigCommand", "--bootstrap-server", broker.bootstrap, "--describe",
                "--entity-type", "brokers", "--entity-name", "1", "--all", lib=KAFKA_LIB)
     assert out.returncode == 0, out.stderr

@@ -2,7 +2,7 @@
 //! `kafka-topics --describe` ask for them.
 
 use rivulet_protocol::kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use rivulet_protocol::kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use rivulet_protocol::kafka_protocol::protocol::StrBytes;
@@ -44,6 +44,30 @@ fn broker_config_type(name: &str) -> ConfigType {
     }
 }
 
+/// Every source a topic config's value could come from, highest precedence first, as
+/// Kafka lists them (`{DYNAMIC_TOPIC_CONFIG:retention.ms=..., DEFAULT_CONFIG:...}`).
+fn synonyms(
+    def: &topic_config::TopicConfigDef,
+    overrides: &std::collections::BTreeMap<String, String>,
+    broker: &crate::config::BrokerConfig,
+) -> Vec<DescribeConfigsSynonym> {
+    let synonym = |name: &str, value: &str, source: ConfigSource| {
+        DescribeConfigsSynonym::default()
+            .with_name(str_bytes(name))
+            .with_value(Some(str_bytes(value)))
+            .with_source(source as i8)
+    };
+    let mut out = Vec::new();
+    if let Some(v) = overrides.get(def.name) {
+        out.push(synonym(def.name, v, ConfigSource::DynamicTopic));
+    }
+    if let Some((name, v)) = def.broker_synonym.and_then(|s| broker.raw.get(s).map(|v| (s, v))) {
+        out.push(synonym(name, v, ConfigSource::StaticBroker));
+    }
+    out.push(synonym(def.broker_synonym.unwrap_or(def.name), def.default, ConfigSource::Default));
+    out
+}
+
 pub fn handle(broker: &Broker, request: DescribeConfigsRequest, _version: i16) -> DescribeConfigsResponse {
     let results = request
         .resources
@@ -67,7 +91,12 @@ pub fn handle(broker: &Broker, request: DescribeConfigsRequest, _version: i16) -
                         .filter(|def| wanted(&resource.configuration_keys, def.name))
                         .map(|def| {
                             let effective = topic_config::effective(def, &topic.record.configs, &broker.config);
-                            entry(def.name, effective.value, effective.source, def.config_type, false)
+                            let described = entry(def.name, effective.value, effective.source, def.config_type, false);
+                            if request.include_synonyms {
+                                described.with_synonyms(synonyms(def, &topic.record.configs, &broker.config))
+                            } else {
+                                described
+                            }
                         })
                         .collect();
                     result.with_configs(configs)
