@@ -204,7 +204,17 @@ fn corrupt_oversized_and_unknown_are_refused_with_kafka_codes() {
 
 #[test]
 fn producer_state_and_offsets_survive_kill_9() {
-    let mut broker = BrokerProcess::start(&[]);
+    survives_kill_9(&[]);
+}
+
+/// The same with `log.flush.interval.messages=1`: every acknowledged write is fsynced first.
+#[test]
+fn producer_state_and_offsets_survive_kill_9_with_fsync_per_write() {
+    survives_kill_9(&["log.flush.interval.messages=1"]);
+}
+
+fn survives_kill_9(settings: &[&str]) {
+    let mut broker = BrokerProcess::start(settings);
     let mut client = broker.client();
     create_topic(&mut client, "durable", 1, &[]);
     let pid = init_producer_id(&mut client);
@@ -214,7 +224,7 @@ fn producer_state_and_offsets_survive_kill_9() {
     let (port, dir) = (broker.port, broker.data_dir.clone());
     broker.kill();
     let _restarted = {
-        let restarted = BrokerProcess::start_at(port, &dir, &[]);
+        let restarted = BrokerProcess::start_at(port, &dir, settings);
         let mut client = restarted.client();
         assert_eq!(latest_offset(&mut client, "durable"), 100);
         // The retry of the last batch is still recognised after the restart.
