@@ -59,6 +59,18 @@ PROPS
   pid=$!
 }
 
+# The Rust peer tansu (crates.io), in-memory storage, when installed with
+#   cargo install tansu --version 0.6.0 --locked --root "$RIVULET_CACHE/tansu"
+tansu_bin="$cache/tansu/bin/tansu"
+start_tansu() {
+  local port=$1 dir=$work/tansu
+  mkdir -p "$dir"
+  started=$(now_ms)
+  "$tansu_bin" broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
+    --storage-engine memory://tansu/ > "$dir/broker.log" 2>&1 &
+  pid=$!
+}
+
 start_rivulet() {
   local port=$1 dir=$work/rivulet
   mkdir -p "$dir"
@@ -95,7 +107,8 @@ PY
 )
 }
 
-tool() { java -Xmx1g -cp "$tools/*" "$@"; }
+# Every tool run is bounded, whatever the broker does.
+tool() { timeout 300 java -Xmx1g -cp "$tools/*" "$@"; }
 
 run_broker() {
   local name=$1 port
@@ -103,18 +116,18 @@ run_broker() {
   "start_$name" "$port"
   wait_ready "$port"
   local b="127.0.0.1:$port"
-  tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$b" --create --topic perf1 --partitions 1 >/dev/null
-  tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$b" --create --topic perfall --partitions 1 >/dev/null
-  tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$b" --create --topic latency --partitions 1 >/dev/null
+  for topic in perf1 perfall latency; do
+    tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$b" --create --topic $topic --partitions 1 >/dev/null 2>&1 || true
+  done
   local p1 pall consume e2e
   p1=$(tool org.apache.kafka.tools.ProducerPerformance --topic perf1 --num-records "$produce_acks1" --record-size $record_bytes \
-    --throughput -1 --producer-props "bootstrap.servers=$b" acks=1 linger.ms=5 batch.size=65536 | tail -1)
+    --throughput -1 --producer-props "bootstrap.servers=$b" acks=1 linger.ms=5 batch.size=65536 2>/dev/null | tail -1 || true)
   pall=$(tool org.apache.kafka.tools.ProducerPerformance --topic perfall --num-records "$produce_acks_all" --record-size $record_bytes \
-    --throughput -1 --producer-props "bootstrap.servers=$b" acks=all linger.ms=5 batch.size=65536 | tail -1)
+    --throughput -1 --producer-props "bootstrap.servers=$b" acks=all linger.ms=5 batch.size=65536 2>/dev/null | tail -1 || true)
   consume=$(tool org.apache.kafka.tools.ConsumerPerformance --bootstrap-server "$b" --topic perf1 --messages "$produce_acks1" \
-    --group "perf-$name" --timeout 60000 | tail -1)
+    --group "perf-$name" --timeout 60000 2>/dev/null | tail -1 || true)
   e2e=$(tool org.apache.kafka.tools.EndToEndLatency --bootstrap-server "$b" --topic latency --num-records "$latency_records" \
-    --producer-acks 1 --record-size 1024 2>/dev/null | grep -E "Percentiles|Avg latency" | tr '\n' ' ')
+    --producer-acks 1 --record-size 1024 2>/dev/null | grep -E "Percentiles|Avg latency" | tr '\n' ' ' || true)
   local rss
   rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
   kill -9 "$pid" 2>/dev/null || true
@@ -140,12 +153,18 @@ PY
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 run_broker kafka
 run_broker rivulet
+if [ -x "$tansu_bin" ]; then
+  run_broker tansu
+else
+  echo "tansu not installed: skipped (see start_tansu in bench/run.sh)" >&2
+fi
 mkdir -p "$here/results"
 python3 - "$work/results.jsonl" "$here/results/latest.json" <<'PY'
 import json, sys
 rows = {r["broker"]: r for r in map(json.loads, open(sys.argv[1]))}
 json.dump(rows, open(sys.argv[2], "w"), indent=2)
 k, r = rows["kafka"], rows["rivulet"]
+t = rows.get("tansu")
 def get(row, path):
     for p in path.split("."):
         row = row.get(p, {}) if isinstance(row, dict) else {}
@@ -158,10 +177,10 @@ figures = [
     ("end-to-end p50 ms", "end_to_end.p50_ms"), ("end-to-end p99 ms", "end_to_end.p99_ms"), ("end-to-end p99.9 ms", "end_to_end.p999_ms"),
     ("peak RSS MiB", "peak_rss_mib"), ("start to first request ms", "startup_ms"),
 ]
-print("| figure | Apache Kafka 4.3.1 | Rivulet | Rivulet / Kafka |")
-print("|---|---|---|---|")
+print("| figure | Apache Kafka 4.3.1 | Rivulet | Rivulet / Kafka |" + (" tansu 0.6.0 (memory) |" if t else ""))
+print("|---|---|---|---|" + ("---|" if t else ""))
 for label, path in figures:
     a, b = get(k, path), get(r, path)
     ratio = f"{b / a:.2f}" if a and b is not None else "n/a"
-    print(f"| {label} | {a} | {b} | {ratio} |")
+    print(f"| {label} | {a} | {b} | {ratio} |" + (f" {get(t, path)} |" if t else ""))
 PY
