@@ -1,5 +1,6 @@
 """The Apache Kafka 4.3.1 Java client and console tools (kafka-clients, kafka-tools)."""
 
+import subprocess
 import time
 
 import pytest
@@ -126,3 +127,21 @@ def test_kafka_configs_describe(broker):
     assert "All configs for broker 1 are:" in out.stdout
     assert f"advertised.listeners=PLAINTEXT://{broker.bootstrap}" in out.stdout
     assert "message.max.bytes=1048588" in out.stdout
+
+
+def test_kafka_topics_alter_adds_partitions(broker):
+    assert kafka_topics(broker, "--create", "--topic", "growing", "--partitions", "2").returncode == 0
+    out = kafka_topics(broker, "--alter", "--topic", "growing", "--partitions", "5")
+    assert out.returncode == 0, out.stderr
+    out = kafka_topics(broker, "--describe", "--topic", "growing")
+    assert "PartitionCount: 5" in out.stdout, out.stdout
+    # Shrinking is refused with INVALID_PARTITIONS, as Kafka does.
+    out = kafka_topics(broker, "--alter", "--topic", "growing", "--partitions", "3")
+    assert out.returncode != 0 and "which is higher than the requested 3" in out.stdout + out.stderr
+    # A new partition takes records and serves them back.
+    produced = subprocess.run(["kcat", "-b", broker.bootstrap, "-t", "growing", "-p", "4", "-P"], input=b"in-new-partition\n",
+                              capture_output=True, timeout=60)
+    assert produced.returncode == 0, produced.stderr
+    consumed = subprocess.run(["kcat", "-b", broker.bootstrap, "-t", "growing", "-p", "4", "-C", "-e", "-o", "beginning", "-q"],
+                              capture_output=True, timeout=60)
+    assert consumed.stdout.decode().splitlines() == ["in-new-partition"]

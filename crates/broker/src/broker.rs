@@ -157,6 +157,23 @@ impl Broker {
         Ok(topic)
     }
 
+    /// Grows a topic to `total` partitions; existing partitions keep their open logs.
+    pub async fn add_partitions(&self, name: &str, total: i32) -> Result<Arc<Topic>, MetadataError> {
+        let _admin = self.admin.lock().await;
+        let record = self.metadata.add_partitions(name, total).await?;
+        let existing = self.topics.get(name);
+        let class = class_of(record.internal);
+        let mut logs = existing.as_ref().map(|t| t.logs.clone()).unwrap_or_default();
+        for partition in record.partitions.iter().skip(logs.len()) {
+            logs.push(Arc::new(self.store.open_log(LogId(partition.log_id), class)?));
+        }
+        let settings = TopicSettings::resolve(&record.configs, &self.config);
+        let topic = Arc::new(Topic { record, logs, settings });
+        self.topics.insert(topic.clone());
+        tracing::info!(topic = %name, partitions = total, "partitions added");
+        Ok(topic)
+    }
+
     /// Deletes a topic: metadata first (so it stops being served), then its data.
     pub async fn delete_topic(&self, name: &str) -> Result<(), MetadataError> {
         let _admin = self.admin.lock().await;

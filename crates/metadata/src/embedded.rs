@@ -120,6 +120,27 @@ impl MetadataStore for EmbeddedMetadataStore {
         Ok(record)
     }
 
+    async fn add_partitions(&self, name: &str, total: i32) -> Result<TopicRecord, MetadataError> {
+        let _guard = self.guard();
+        let mut record = self.read_topic(name)?.ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
+        let current = record.partitions.len() as i32;
+        if total <= current {
+            return Err(MetadataError::PartitionsNotIncreased { current, requested: total });
+        }
+        let first_log_id = read_counter(&self.store, KEY_NEXT_LOG_ID)?.max(1);
+        for (i, index) in (current..total).enumerate() {
+            record.partitions.push(PartitionRecord { index, log_id: first_log_id as u64 + i as u64, leader_epoch: 0 });
+        }
+        let json = serde_json::to_vec(&record)
+            .map_err(|e| MetadataError::Corrupt { key: topic_key(name), reason: e.to_string() })?;
+        let next_log_id = first_log_id + i64::from(total - current);
+        self.store.meta_apply(
+            &[(topic_key(name), json), (KEY_NEXT_LOG_ID.to_string(), next_log_id.to_be_bytes().to_vec())],
+            &[],
+        )?;
+        Ok(record)
+    }
+
     async fn delete_topic(&self, name: &str) -> Result<TopicRecord, MetadataError> {
         let _guard = self.guard();
         let record = self.read_topic(name)?.ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
@@ -174,6 +195,13 @@ mod tests {
         assert!(meta.allocate_producer_id().await.unwrap() > pid + 1);
         let c = meta.create_topic(new_topic("c", 1)).await.unwrap();
         assert!(c.partitions[0].log_id > 5);
+        let grown = meta.add_partitions("c", 3).await.unwrap();
+        assert_eq!(grown.partitions.iter().map(|p| p.index).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert!(
+            grown.partitions[2].log_id > grown.partitions[1].log_id
+                && grown.partitions[1].log_id > c.partitions[0].log_id
+        );
+        assert!(matches!(meta.add_partitions("c", 3).await, Err(MetadataError::PartitionsNotIncreased { .. })));
         meta.delete_topic("a").await.unwrap();
         assert!(matches!(meta.delete_topic("a").await, Err(MetadataError::UnknownTopic(_))));
         assert_eq!(meta.topics().await.unwrap().len(), 2);

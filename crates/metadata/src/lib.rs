@@ -23,6 +23,8 @@ pub enum MetadataError {
     TopicExists(String),
     #[error("topic '{0}' does not exist")]
     UnknownTopic(String),
+    #[error("topic currently has {current} partitions, which is not fewer than the requested {requested}")]
+    PartitionsNotIncreased { current: i32, requested: i32 },
     #[error("metadata storage: {0}")]
     Storage(#[from] rivulet_storage::StorageError),
     #[error("corrupt metadata at {key}: {reason}")]
@@ -38,6 +40,8 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn topics(&self) -> Result<Vec<TopicRecord>, MetadataError>;
     /// Creates a topic, giving it a topic id and its partitions their log ids.
     async fn create_topic(&self, topic: NewTopic) -> Result<TopicRecord, MetadataError>;
+    /// Grows a topic to `total` partitions, giving the new ones log ids.
+    async fn add_partitions(&self, name: &str, total: i32) -> Result<TopicRecord, MetadataError>;
     /// Deletes a topic and returns what it was.
     async fn delete_topic(&self, name: &str) -> Result<TopicRecord, MetadataError>;
     /// A producer id never handed out before in this cluster.

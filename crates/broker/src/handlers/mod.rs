@@ -2,6 +2,7 @@
 //! act on the broker, build the response. [`handle`] routes a request to its module.
 
 mod api_versions;
+mod create_partitions;
 mod create_topics;
 mod delete_groups;
 mod delete_topics;
@@ -76,6 +77,9 @@ pub async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: RequestK
         RequestKind::OffsetDelete(req) => ResponseKind::OffsetDelete(offset_delete::handle(broker, req)),
         RequestKind::ListGroups(req) => ResponseKind::ListGroups(list_groups::handle(broker, req, version)),
         RequestKind::DescribeGroups(req) => ResponseKind::DescribeGroups(describe_groups::handle(broker, req, version)),
+        RequestKind::CreatePartitions(req) => {
+            ResponseKind::CreatePartitions(create_partitions::handle(broker, req).await)
+        }
         RequestKind::DeleteGroups(req) => ResponseKind::DeleteGroups(delete_groups::handle(broker, req)),
         // The protocol layer only lets through APIs listed in `versions::SUPPORTED_APIS`,
         // all of which are matched above.
