@@ -59,8 +59,9 @@ PROPS
   pid=$!
 }
 
-# The Rust peer tansu (crates.io), in-memory storage, when installed with
-#   cargo install tansu --version 0.6.0 --locked --root "$RIVULET_CACHE/tansu"
+# The Rust peer tansu (crates.io), in-memory storage (needs its `dynostore` feature), when
+# installed with
+#   cargo install tansu --version 0.6.0 --features dynostore --locked --root "$RIVULET_CACHE/tansu"
 tansu_bin="$cache/tansu/bin/tansu"
 start_tansu() {
   local port=$1 dir=$work/tansu
@@ -104,7 +105,7 @@ while time.time() < deadline:
     time.sleep(0.005)
 sys.exit(1)
 PY
-)
+) || ready_ms=""
 }
 
 # Every tool run is bounded, whatever the broker does.
@@ -114,7 +115,14 @@ run_broker() {
   local name=$1 port
   port=$(free_port)
   "start_$name" "$port"
-  wait_ready "$port"
+  wait_ready "$port" || true
+  if [ -z "$ready_ms" ]; then
+    echo "$name did not answer within 60 s; skipped. Its log:" >&2
+    tail -5 "$work/$name/broker.log" >&2 || true
+    kill -9 "$pid" 2>/dev/null || true
+    pid=""
+    return 0
+  fi
   local b="127.0.0.1:$port"
   for topic in perf1 perfall latency; do
     tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$b" --create --topic $topic --partitions 1 >/dev/null 2>&1 || true
