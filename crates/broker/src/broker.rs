@@ -11,6 +11,7 @@ use crate::group::persist::OFFSETS_TOPIC;
 use crate::group::{GroupCoordinator, GroupSettings};
 use crate::topic_config::TopicSettings;
 use crate::topics::{Topic, TopicRegistry};
+use crate::txn::{MarkerSink, TransactionCoordinator, TxnSettings, TRANSACTION_STATE_TOPIC};
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +24,8 @@ pub enum StartError {
     Metadata(#[from] MetadataError),
     #[error("cannot load consumer groups: {0}")]
     Groups(#[from] crate::group::PersistError),
+    #[error("cannot load transactions: {0}")]
+    Transactions(#[from] crate::txn::LoadError),
 }
 
 /// Everything request handlers share.
@@ -33,6 +36,7 @@ pub struct Broker {
     pub topics: TopicRegistry,
     pub cluster_id: String,
     pub groups: GroupCoordinator,
+    pub txns: TransactionCoordinator,
     /// Bumped after every append so long-polling fetches wake up.
     appended: watch::Sender<u64>,
     /// Serialises topic creation and deletion.
@@ -86,23 +90,24 @@ impl Broker {
             topics.insert(Arc::new(topic));
         }
         tracing::info!(topics = topics.all().len(), %cluster_id, path = %options.path.display(), "storage opened");
-        let offsets_topic = match topics.get(OFFSETS_TOPIC) {
-            Some(topic) => topic,
-            None => {
-                let record = metadata
-                    .create_topic(NewTopic {
-                        name: OFFSETS_TOPIC.to_string(),
-                        partitions: config.offsets_topic_num_partitions,
-                        replication_factor: 1,
-                        configs: [("cleanup.policy".to_string(), "compact".to_string())].into_iter().collect(),
-                        internal: true,
-                    })
-                    .await?;
-                let topic = Arc::new(Self::open_topic(&store, &config, record)?);
-                topics.insert(topic.clone());
-                topic
-            }
-        };
+        let offsets_topic = Self::open_internal_topic(
+            &store,
+            &config,
+            &*metadata,
+            &topics,
+            OFFSETS_TOPIC,
+            config.offsets_topic_num_partitions,
+        )
+        .await?;
+        let txn_topic = Self::open_internal_topic(
+            &store,
+            &config,
+            &*metadata,
+            &topics,
+            TRANSACTION_STATE_TOPIC,
+            config.transaction_state_log_num_partitions,
+        )
+        .await?;
         let settings = GroupSettings {
             initial_rebalance_delay: std::time::Duration::from_millis(config.group_initial_rebalance_delay_ms),
             min_session_timeout_ms: config.group_min_session_timeout_ms,
@@ -111,12 +116,67 @@ impl Broker {
             offset_metadata_max_bytes: config.offset_metadata_max_bytes,
         };
         let groups = GroupCoordinator::load(settings, offsets_topic.logs.clone())?;
+        let txn_settings = TxnSettings { max_timeout_ms: config.transaction_max_timeout_ms };
+        let txns = TransactionCoordinator::load(txn_settings, txn_topic.logs.clone())?;
         let (appended, _) = watch::channel(0);
-        Ok(Arc::new(Broker { config, store, metadata, topics, cluster_id, groups, appended, admin: Mutex::new(()) }))
+        let broker = Arc::new(Broker {
+            config,
+            store,
+            metadata,
+            topics,
+            cluster_id,
+            groups,
+            txns,
+            appended,
+            admin: Mutex::new(()),
+        });
+        // Transactions whose outcome was decided before a crash get their markers now.
+        broker.txns.recover(&*broker);
+        Ok(broker)
     }
 
-    /// Starts the broker's timers: the group coordinator's tick every 100 ms.
+    /// Opens an internal compacted topic, creating it on first start.
+    async fn open_internal_topic(
+        store: &Store,
+        config: &BrokerConfig,
+        metadata: &dyn MetadataStore,
+        topics: &TopicRegistry,
+        name: &str,
+        partitions: i32,
+    ) -> Result<Arc<Topic>, StartError> {
+        if let Some(topic) = topics.get(name) {
+            return Ok(topic);
+        }
+        let record = metadata
+            .create_topic(NewTopic {
+                name: name.to_string(),
+                partitions,
+                replication_factor: 1,
+                configs: [("cleanup.policy".to_string(), "compact".to_string())].into_iter().collect(),
+                internal: true,
+            })
+            .await?;
+        let topic = Arc::new(Self::open_topic(store, config, record)?);
+        topics.insert(topic.clone());
+        Ok(topic)
+    }
+
+    /// Starts the broker's timers: the group coordinator's tick every 100 ms and the
+    /// transaction coordinator's timeout check every
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`.
     pub fn start_background_tasks(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let period = std::time::Duration::from_millis(self.config.transaction_abort_interval_ms);
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(period);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                interval.tick().await;
+                let Some(broker) = weak.upgrade() else { break };
+                broker.txns.abort_timed_out(&*broker);
+                broker.notify_append();
+            }
+        });
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(std::time::Duration::from_millis(100));
@@ -227,6 +287,32 @@ impl Broker {
         if let Err(e) = self.store.flush_wal() {
             tracing::error!(error = %e, "flushing the WAL at shutdown failed");
         }
+    }
+}
+
+impl MarkerSink for Broker {
+    fn write_marker(
+        &self,
+        topic: &str,
+        partition: i32,
+        producer_id: i64,
+        producer_epoch: i16,
+        control: rivulet_protocol::record_batch::ControlType,
+    ) -> Result<(), String> {
+        let Some(found) = self.topics.get(topic) else {
+            tracing::warn!(topic, partition, producer_id, "no marker written: the topic no longer exists");
+            return Ok(());
+        };
+        let Some(log) = found.partition(partition) else { return Ok(()) };
+        let now_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        // The coordinator epoch of a single node never changes.
+        log.append_marker(producer_id, producer_epoch, control, 0, found.leader_epoch(partition), now_ms)
+            .map_err(|e| e.to_string())?;
+        if topic == OFFSETS_TOPIC {
+            self.groups.complete_txn(producer_id, control == rivulet_protocol::record_batch::ControlType::Commit);
+        }
+        Ok(())
     }
 }
 

@@ -59,6 +59,12 @@ pub struct BrokerConfig {
     pub offsets_retention_minutes: u64,
     /// `offset.metadata.max.bytes`
     pub offset_metadata_max_bytes: usize,
+    /// `transaction.state.log.num.partitions`
+    pub transaction_state_log_num_partitions: i32,
+    /// `transaction.max.timeout.ms`: producers asking for longer get INVALID_TRANSACTION_TIMEOUT.
+    pub transaction_max_timeout_ms: i32,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`
+    pub transaction_abort_interval_ms: u64,
     /// `host:port` for the Prometheus `/metrics` endpoint (`rivulet.metrics.listener`);
     /// none by default.
     pub metrics_listener: Option<String>,
@@ -91,6 +97,9 @@ const KNOWN_KEYS: &[&str] = &[
     "group.max.session.timeout.ms",
     "offsets.topic.num.partitions",
     "offsets.retention.minutes",
+    "transaction.state.log.num.partitions",
+    "transaction.max.timeout.ms",
+    "transaction.abort.timed.out.transaction.cleanup.interval.ms",
     "offset.metadata.max.bytes",
 ];
 
@@ -286,6 +295,14 @@ impl BrokerConfig {
                 .map_or(Ok(10_080), |v| parse_positive("offsets.retention.minutes", v))?,
             offset_metadata_max_bytes: get("offset.metadata.max.bytes")
                 .map_or(Ok(4096), |v| parse_non_negative("offset.metadata.max.bytes", v))?,
+            transaction_state_log_num_partitions: get("transaction.state.log.num.partitions")
+                .map_or(Ok(50), |v| parse_positive("transaction.state.log.num.partitions", v))?,
+            transaction_max_timeout_ms: get("transaction.max.timeout.ms")
+                .map_or(Ok(900_000), |v| parse_positive("transaction.max.timeout.ms", v))?,
+            transaction_abort_interval_ms: get("transaction.abort.timed.out.transaction.cleanup.interval.ms")
+                .map_or(Ok(10_000), |v| {
+                    parse_positive("transaction.abort.timed.out.transaction.cleanup.interval.ms", v)
+                })?,
             metrics_listener: match get("rivulet.metrics.listener") {
                 None => None,
                 Some(v) if v.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok()) => {
@@ -344,6 +361,12 @@ impl BrokerConfig {
             ("offsets.topic.num.partitions", self.offsets_topic_num_partitions.to_string()),
             ("offsets.retention.minutes", self.offsets_retention_minutes.to_string()),
             ("offset.metadata.max.bytes", self.offset_metadata_max_bytes.to_string()),
+            ("transaction.state.log.num.partitions", self.transaction_state_log_num_partitions.to_string()),
+            ("transaction.max.timeout.ms", self.transaction_max_timeout_ms.to_string()),
+            (
+                "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+                self.transaction_abort_interval_ms.to_string(),
+            ),
             (
                 "log.message.timestamp.type",
                 if self.log_message_timestamp_type_log_append { "LogAppendTime" } else { "CreateTime" }.to_string(),

@@ -2,7 +2,9 @@
 //!
 //! The Kafka broker proper: configuration under Kafka's names ([`config`]), the shared
 //! broker state ([`broker`]), the accept loop ([`server`]), one task per connection
-//! ([`connection`]) and one handler module per Kafka API (`handlers`).
+//! ([`connection`]) and one handler module per Kafka API (`handlers`). The group
+//! coordinator ([`group`]) and the transaction coordinator ([`txn`]) keep their state in
+//! internal topics ([`internal_topic`]).
 //!
 //! A request flows: socket → [`connection`] reads a length-prefixed frame (size checked
 //! before allocation) → `rivulet-protocol` decodes it → `handlers::handle` routes it to the
@@ -18,10 +20,12 @@ pub mod config;
 pub mod connection;
 pub mod group;
 mod handlers;
+pub mod internal_topic;
 pub mod metrics;
 pub mod server;
 pub mod topic_config;
 pub mod topics;
+pub mod txn;
 
 pub use broker::Broker;
 pub use config::BrokerConfig;

@@ -202,6 +202,107 @@ pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     batch[OFFSET_CRC..OFFSET_ATTRIBUTES].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// What a control record says (Kafka's `ControlRecordType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlType {
+    Abort,
+    Commit,
+}
+
+impl ControlType {
+    fn code(self) -> i16 {
+        match self {
+            ControlType::Abort => 0,
+            ControlType::Commit => 1,
+        }
+    }
+}
+
+/// Bytes of the one record in a control batch: attributes, zero deltas, the 4-byte key
+/// (version 0, type) and the 6-byte value (version 0, coordinator epoch), no headers.
+const CONTROL_RECORD_BODY: usize = 16;
+
+/// Builds the transaction marker a coordinator writes to a partition
+/// (`EndTransactionMarker` in Kafka): a transactional control batch with one record.
+/// Its base offset is 0 until the log assigns one.
+pub fn control_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    control: ControlType,
+    coordinator_epoch: i32,
+    timestamp_ms: i64,
+) -> Vec<u8> {
+    let total = HEADER_BYTES + 1 + CONTROL_RECORD_BODY;
+    let mut buf = Vec::with_capacity(total);
+    buf.extend_from_slice(&0i64.to_be_bytes());
+    buf.extend_from_slice(&((total - LOG_OVERHEAD) as i32).to_be_bytes());
+    buf.extend_from_slice(&0i32.to_be_bytes());
+    buf.push(2);
+    buf.extend_from_slice(&0u32.to_be_bytes());
+    buf.extend_from_slice(&(ATTR_TRANSACTIONAL | ATTR_CONTROL).to_be_bytes());
+    buf.extend_from_slice(&0i32.to_be_bytes());
+    buf.extend_from_slice(&timestamp_ms.to_be_bytes());
+    buf.extend_from_slice(&timestamp_ms.to_be_bytes());
+    buf.extend_from_slice(&producer_id.to_be_bytes());
+    buf.extend_from_slice(&producer_epoch.to_be_bytes());
+    buf.extend_from_slice(&(-1i32).to_be_bytes());
+    buf.extend_from_slice(&1i32.to_be_bytes());
+    // Varints are zig-zag encoded: n becomes 2n, and every value here is below 64.
+    buf.push((CONTROL_RECORD_BODY * 2) as u8);
+    buf.extend_from_slice(&[0, 0, 0]);
+    buf.push(4 * 2);
+    buf.extend_from_slice(&0i16.to_be_bytes());
+    buf.extend_from_slice(&control.code().to_be_bytes());
+    buf.push(6 * 2);
+    buf.extend_from_slice(&0i16.to_be_bytes());
+    buf.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    buf.push(0);
+    let crc = compute_crc(&buf);
+    buf[OFFSET_CRC..OFFSET_ATTRIBUTES].copy_from_slice(&crc.to_be_bytes());
+    buf
+}
+
+/// Reads a zig-zag varint from the front of `buf`.
+fn read_varint(buf: &mut &[u8]) -> Result<i64, BatchError> {
+    let mut value: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let Some((&byte, rest)) = buf.split_first() else {
+            return Err(BatchError::Corrupt("truncated varint".into()));
+        };
+        *buf = rest;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(((value >> 1) as i64) ^ -((value & 1) as i64));
+        }
+    }
+    Err(BatchError::Corrupt("varint longer than 10 bytes".into()))
+}
+
+/// The marker type of a control batch, or `None` for a data batch. Control batches are
+/// never compressed, so the key is read in place.
+pub fn control_type(batch: &[u8]) -> Result<Option<ControlType>, BatchError> {
+    let header = BatchHeader::parse(batch)?;
+    if !header.is_control() {
+        return Ok(None);
+    }
+    let mut rest = batch.get(HEADER_BYTES..).unwrap_or_default();
+    let _length = read_varint(&mut rest)?;
+    let (_attributes, after) = rest.split_first().ok_or_else(|| BatchError::Corrupt("empty control record".into()))?;
+    rest = after;
+    let _timestamp_delta = read_varint(&mut rest)?;
+    let _offset_delta = read_varint(&mut rest)?;
+    let key_length = read_varint(&mut rest)?;
+    if key_length < 4 || rest.len() < 4 {
+        return Err(BatchError::Corrupt(format!("control record key of {key_length} bytes")));
+    }
+    match i16::from_be_bytes([rest[2], rest[3]]) {
+        0 => Ok(Some(ControlType::Abort)),
+        1 => Ok(Some(ControlType::Commit)),
+        // Other control types (e.g. KRaft's) are neither a commit nor an abort.
+        _ => Ok(None),
+    }
+}
+
 /// Offset and timestamp of each record in a batch, decompressing if needed.
 ///
 /// Used off the hot path (ListOffsets by timestamp), so it may allocate freely.
@@ -303,6 +404,27 @@ mod tests {
         let mut overrun = BytesMut::from(&one[..]);
         overrun[8..12].copy_from_slice(&i32::MAX.to_be_bytes());
         assert!(split_batches(&overrun.freeze()).is_err());
+    }
+
+    #[test]
+    fn control_batches_decode_like_kafka_markers() {
+        for (control, commit) in [(ControlType::Commit, true), (ControlType::Abort, false)] {
+            let batch = Bytes::from(control_batch(42, 3, control, 7, 1_234));
+            let header = validate(&batch).unwrap();
+            assert!(header.is_control() && header.is_transactional());
+            assert_eq!((header.producer_id, header.producer_epoch, header.base_sequence), (42, 3, -1));
+            assert_eq!(control_type(&batch).unwrap(), Some(control));
+            // The codec crate agrees on every field.
+            let mut buf = batch.clone();
+            let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).unwrap();
+            let record = &set.records[0];
+            assert!(record.control && record.transactional);
+            let key = record.key.as_ref().unwrap();
+            assert_eq!(&key[..], &[0, 0, 0, u8::from(commit)]);
+            assert_eq!(&record.value.as_ref().unwrap()[..], &[0, 0, 0, 0, 0, 7]);
+            assert_eq!(record.timestamp, 1_234);
+        }
+        assert_eq!(control_type(&sample_batch(2, Compression::None)).unwrap(), None);
     }
 
     #[test]

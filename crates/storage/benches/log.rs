@@ -37,7 +37,12 @@ fn benches(c: &mut Criterion) {
     let store = Store::open(&StoreOptions::new(dir.path())).expect("open store");
     let log = store.open_log(LogId(1), LogClass::User).expect("open log");
     let batch = batch();
-    let options = AppendOptions { leader_epoch: 0, max_batch_bytes: 1 << 20, log_append_time_ms: None };
+    let options = AppendOptions {
+        leader_epoch: 0,
+        max_batch_bytes: 1 << 20,
+        log_append_time_ms: None,
+        origin: Default::default(),
+    };
     let mut group = c.benchmark_group("storage");
     group.throughput(Throughput::Bytes(batch.len() as u64));
     group.bench_function("append_16KiB_batch", |b| b.iter(|| log.append(&batch, &options).expect("append")));

@@ -26,6 +26,10 @@ pub enum AppendError {
     InvalidProducerEpoch { producer_id: i64, epoch: i16, current: i16 },
     #[error("producer {producer_id}: sequence {first_sequence} does not follow {last_sequence} (epoch {epoch})")]
     OutOfOrderSequence { producer_id: i64, epoch: i16, first_sequence: i32, last_sequence: i32 },
+    /// INVALID_TXN_STATE: e.g. a non-transactional batch from a producer whose
+    /// transaction is still open here.
+    #[error("producer {producer_id}: {reason}")]
+    InvalidTxnState { producer_id: i64, reason: String },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }

@@ -16,13 +16,18 @@ pub const CF_LOG_INTERNAL: &str = "log_internal";
 pub const CF_TIME_INDEX: &str = "time_index";
 /// Producer state: `log_id ‖ producer_id` → [`crate::producer_state::ProducerEntry`].
 pub const CF_PRODUCER_STATE: &str = "producer_state";
+/// Aborted transactions: `log_id ‖ offset of the ABORT marker` → producer id, first
+/// offset of the transaction and the last stable offset once it ended (Kafka's
+/// `TransactionIndex`). Read committed fetches list the aborted transactions they overlap.
+pub const CF_TXN_INDEX: &str = "txn_index";
 /// Partition state: `log_id` → log start offset.
 pub const CF_PARTITION_STATE: &str = "partition_state";
 /// The broker's own metadata (topics, id counters), as opaque values under string keys.
 pub const CF_META: &str = "meta";
 
 /// Every column family the database must have.
-pub const ALL_CFS: &[&str] = &[CF_LOG, CF_LOG_INTERNAL, CF_TIME_INDEX, CF_PRODUCER_STATE, CF_PARTITION_STATE, CF_META];
+pub const ALL_CFS: &[&str] =
+    &[CF_LOG, CF_LOG_INTERNAL, CF_TIME_INDEX, CF_PRODUCER_STATE, CF_TXN_INDEX, CF_PARTITION_STATE, CF_META];
 
 /// `log_id ‖ value` with both big-endian.
 pub fn log_key(log_id: u64, value: u64) -> [u8; 16] {

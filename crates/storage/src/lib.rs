@@ -7,7 +7,9 @@
 //! * [`store`] — opening the database, the metadata key-value API, deleting whole logs.
 //! * [`log`] — one partition's log: validated append with offset assignment and
 //!   idempotent-producer checks, reads for Fetch, offset lookups for ListOffsets.
-//! * [`producer_state`] — per-producer sequence tracking (Kafka's `ProducerStateManager`).
+//! * [`producer_state`] — per-producer sequence tracking and open transactions (Kafka's
+//!   `ProducerStateManager`); transaction markers, the last stable offset and the index of
+//!   aborted transactions live in [`log`].
 //!
 //! Record batches are stored exactly as the producer sent them, with only the base offset
 //! and leader epoch patched in place (and max timestamp for LogAppendTime topics); Fetch
@@ -22,5 +24,7 @@ pub mod producer_state;
 pub mod store;
 
 pub use error::{AppendError, StorageError};
-pub use log::{AppendOptions, AppendOutcome, FetchedData, PartitionLog, TimestampLookup};
+pub use log::{
+    AbortedTxn, AppendOptions, AppendOrigin, AppendOutcome, FetchedData, Isolation, PartitionLog, TimestampLookup,
+};
 pub use store::{FlushPolicy, LogClass, LogId, Store, StoreOptions};

@@ -1,16 +1,48 @@
 //! One partition's log: append, read, and offset lookups.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use bytes::{Bytes, BytesMut};
-use rivulet_protocol::record_batch::{self, BatchHeader};
+use rivulet_protocol::record_batch::{self, BatchError, BatchHeader, ControlType};
 use rocksdb::{DBRawIterator, ReadOptions, WriteBatch};
 
 use crate::error::{AppendError, StorageError};
 use crate::keys;
 use crate::producer_state::{BatchMetadata, ProducerEntry, SequenceCheck};
 use crate::store::{LogClass, LogId, Store};
+
+/// Who wrote a batch (Kafka's `AppendOrigin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AppendOrigin {
+    /// A producer: sequences are checked and control batches refused.
+    #[default]
+    Client,
+    /// The broker's own coordinators: transactional offset commits carry the producer's
+    /// id and epoch but no sequence (-1), so only the epoch is checked.
+    Coordinator,
+}
+
+/// Which records a reader may see (Fetch and ListOffsets `isolation_level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// Everything up to the high watermark.
+    #[default]
+    ReadUncommitted,
+    /// Only up to the last stable offset, with the aborted transactions listed.
+    ReadCommitted,
+}
+
+/// One aborted transaction as listed in a read_committed Fetch response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    /// Offset of the ABORT marker.
+    pub last_offset: i64,
+    /// The partition's last stable offset right after the abort.
+    pub last_stable_offset: i64,
+}
 
 /// How to append one batch.
 #[derive(Debug, Clone, Copy)]
@@ -21,6 +53,7 @@ pub struct AppendOptions {
     pub max_batch_bytes: usize,
     /// `Some(now)` when the topic uses `message.timestamp.type=LogAppendTime`.
     pub log_append_time_ms: Option<i64>,
+    pub origin: AppendOrigin,
 }
 
 /// Where an appended (or recognised duplicate) batch sits.
@@ -41,7 +74,10 @@ pub struct FetchedData {
     /// Whole batches, concatenated exactly as stored.
     pub records: Bytes,
     pub high_watermark: i64,
+    pub last_stable_offset: i64,
     pub log_start_offset: i64,
+    /// For read_committed reads: every aborted transaction overlapping `records`.
+    pub aborted: Option<Vec<AbortedTxn>>,
 }
 
 /// A record found by timestamp.
@@ -58,6 +94,15 @@ struct LogState {
     /// Largest max-timestamp appended so far; the time index records each increase.
     max_timestamp: i64,
     producers: HashMap<i64, ProducerEntry>,
+    /// Open transactions: first offset → producer id. The smallest key is the last
+    /// stable offset.
+    ongoing: BTreeMap<i64, i64>,
+}
+
+impl LogState {
+    fn last_stable_offset(&self) -> i64 {
+        self.ongoing.keys().next().copied().unwrap_or(self.log_end_offset)
+    }
 }
 
 /// One partition's log. Appends are serialised by an internal mutex; reads are lock-free
@@ -99,6 +144,7 @@ impl PartitionLog {
                 log_end_offset: log_start_offset,
                 max_timestamp: i64::MIN,
                 producers: HashMap::new(),
+                ongoing: BTreeMap::new(),
             }),
         };
         let mut recovered = LogState {
@@ -106,6 +152,7 @@ impl PartitionLog {
             log_end_offset: log_start_offset,
             max_timestamp: i64::MIN,
             producers: HashMap::new(),
+            ongoing: BTreeMap::new(),
         };
         {
             let mut iter = log.iter(class.column_family())?;
@@ -127,7 +174,11 @@ impl PartitionLog {
             while producers.valid() {
                 let (Some(key), Some(value)) = (producers.key(), producers.value()) else { break };
                 let (_, producer_id) = keys::split_key(key).ok_or_else(|| corrupt("producer state", "short key"))?;
-                recovered.producers.insert(producer_id as i64, ProducerEntry::decode(value)?);
+                let entry = ProducerEntry::decode(value)?;
+                if let Some(first) = entry.current_txn_first_offset {
+                    recovered.ongoing.insert(first, producer_id as i64);
+                }
+                recovered.producers.insert(producer_id as i64, entry);
                 producers.next();
             }
             producers.status()?;
@@ -169,36 +220,70 @@ impl PartitionLog {
         self.log_end_offset()
     }
 
+    /// The offset below which every transaction is decided (Kafka's LSO): the first offset
+    /// of the oldest open transaction, or the high watermark when none is open.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.lock().last_stable_offset()
+    }
+
+    /// Producers with a transaction open in this log.
+    pub fn open_transactions(&self) -> Vec<(i64, i64)> {
+        self.lock().ongoing.iter().map(|(&first, &producer)| (producer, first)).collect()
+    }
+
     /// Validates `batch`, assigns its offsets and appends it, or recognises it as a retry.
     pub fn append(&self, batch: &[u8], options: &AppendOptions) -> Result<AppendOutcome, AppendError> {
         if batch.len() > options.max_batch_bytes {
             return Err(AppendError::TooLarge { size: batch.len(), max: options.max_batch_bytes });
         }
         let header = record_batch::validate(batch)?;
+        if header.is_control() && options.origin == AppendOrigin::Client {
+            return Err(BatchError::Invalid("control batches are written only by the broker".into()).into());
+        }
+        let unsequenced = options.origin == AppendOrigin::Coordinator && header.base_sequence < 0;
         let mut state = self.lock();
         let producer = if header.has_producer_id() {
             let entry = state.producers.get(&header.producer_id);
-            match ProducerEntry::check(
-                entry,
-                header.producer_id,
-                header.producer_epoch,
-                header.base_sequence,
-                header.last_sequence(),
-            )? {
-                SequenceCheck::Duplicate(original) => {
-                    return Ok(AppendOutcome {
-                        base_offset: original.first_offset,
-                        last_offset: original.last_offset,
-                        log_append_time_ms: if options.log_append_time_ms.is_some() {
-                            original.max_timestamp
-                        } else {
-                            -1
-                        },
-                        log_start_offset: state.log_start_offset,
-                        duplicate: true,
+            if let Some(open) = entry.and_then(|e| e.current_txn_first_offset) {
+                if !header.is_transactional() {
+                    return Err(AppendError::InvalidTxnState {
+                        producer_id: header.producer_id,
+                        reason: format!("non-transactional batch while its transaction from offset {open} is open"),
                     });
                 }
-                SequenceCheck::Append => Some(entry.cloned()),
+            }
+            if unsequenced {
+                if let Some(current) = entry.map(|e| e.epoch).filter(|&e| header.producer_epoch < e) {
+                    return Err(AppendError::InvalidProducerEpoch {
+                        producer_id: header.producer_id,
+                        epoch: header.producer_epoch,
+                        current,
+                    });
+                }
+                Some(entry.cloned())
+            } else {
+                match ProducerEntry::check(
+                    entry,
+                    header.producer_id,
+                    header.producer_epoch,
+                    header.base_sequence,
+                    header.last_sequence(),
+                )? {
+                    SequenceCheck::Duplicate(original) => {
+                        return Ok(AppendOutcome {
+                            base_offset: original.first_offset,
+                            last_offset: original.last_offset,
+                            log_append_time_ms: if options.log_append_time_ms.is_some() {
+                                original.max_timestamp
+                            } else {
+                                -1
+                            },
+                            log_start_offset: state.log_start_offset,
+                            duplicate: true,
+                        });
+                    }
+                    SequenceCheck::Append => Some(entry.cloned()),
+                }
             }
         } else {
             None
@@ -229,15 +314,32 @@ impl PartitionLog {
                 base_offset.to_be_bytes(),
             );
         }
+        let mut started_txn = false;
         let new_producer_entry = producer.map(|previous| {
-            let meta = BatchMetadata {
-                first_sequence: header.base_sequence,
-                last_sequence: header.last_sequence(),
-                first_offset: base_offset,
-                last_offset,
-                max_timestamp,
+            let mut next = if unsequenced {
+                match previous {
+                    Some(e) if e.epoch == header.producer_epoch => e,
+                    other => ProducerEntry {
+                        epoch: header.producer_epoch,
+                        batches: Default::default(),
+                        current_txn_first_offset: other.and_then(|e| e.current_txn_first_offset),
+                    },
+                }
+            } else {
+                let meta = BatchMetadata {
+                    first_sequence: header.base_sequence,
+                    last_sequence: header.last_sequence(),
+                    first_offset: base_offset,
+                    last_offset,
+                    max_timestamp,
+                };
+                ProducerEntry::after_append(previous.as_ref(), header.producer_epoch, meta)
             };
-            ProducerEntry::after_append(previous.as_ref(), header.producer_epoch, meta)
+            if header.is_transactional() && next.current_txn_first_offset.is_none() {
+                next.current_txn_first_offset = Some(base_offset);
+                started_txn = true;
+            }
+            next
         });
         if let Some(entry) = &new_producer_entry {
             write.put_cf(
@@ -254,6 +356,9 @@ impl PartitionLog {
         if let Some(entry) = new_producer_entry {
             state.producers.insert(header.producer_id, entry);
         }
+        if started_txn {
+            state.ongoing.insert(base_offset, header.producer_id);
+        }
         Ok(AppendOutcome {
             base_offset,
             last_offset,
@@ -263,14 +368,134 @@ impl PartitionLog {
         })
     }
 
+    /// Writes a transaction marker for `producer_id` (Kafka's `appendEndTxnMarker`) and
+    /// returns its offset. The producer's open transaction here, if any, ends; an aborted
+    /// one is recorded in the transaction index. A marker with an older epoch than the
+    /// producer's is refused (INVALID_PRODUCER_EPOCH); a marker for a producer with
+    /// nothing open is still written, as Kafka does.
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        control: ControlType,
+        coordinator_epoch: i32,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<i64, AppendError> {
+        let mut state = self.lock();
+        let entry = state.producers.get(&producer_id);
+        if let Some(current) = entry.map(|e| e.epoch).filter(|&e| producer_epoch < e) {
+            return Err(AppendError::InvalidProducerEpoch { producer_id, epoch: producer_epoch, current });
+        }
+        let first_offset = entry.and_then(|e| e.current_txn_first_offset);
+        let new_entry = ProducerEntry::after_marker(entry, producer_epoch);
+        let offset = state.log_end_offset;
+        let mut batch = record_batch::control_batch(producer_id, producer_epoch, control, coordinator_epoch, now_ms);
+        record_batch::assign_offset(&mut batch, offset, leader_epoch);
+
+        let mut write = WriteBatch::default();
+        write.put_cf(
+            self.store.cf(self.class.column_family())?,
+            keys::log_key(self.id.0, keys::offset_component(offset)),
+            &batch,
+        );
+        if now_ms > state.max_timestamp {
+            write.put_cf(
+                self.store.cf(keys::CF_TIME_INDEX)?,
+                keys::log_key(self.id.0, keys::timestamp_component(now_ms)),
+                offset.to_be_bytes(),
+            );
+        }
+        write.put_cf(
+            self.store.cf(keys::CF_PRODUCER_STATE)?,
+            keys::log_key(self.id.0, producer_id as u64),
+            new_entry.encode(),
+        );
+        if let (ControlType::Abort, Some(first)) = (control, first_offset) {
+            // Kafka's `lastStableOffset(completedTxn)`: the next open transaction of another
+            // producer, or just past this marker.
+            let last_stable_offset =
+                state.ongoing.iter().find(|&(_, &p)| p != producer_id).map_or(offset + 1, |(&first, _)| first);
+            let mut value = Vec::with_capacity(24);
+            value.extend_from_slice(&producer_id.to_be_bytes());
+            value.extend_from_slice(&first.to_be_bytes());
+            value.extend_from_slice(&last_stable_offset.to_be_bytes());
+            write.put_cf(
+                self.store.cf(keys::CF_TXN_INDEX)?,
+                keys::log_key(self.id.0, keys::offset_component(offset)),
+                value,
+            );
+        }
+        self.store.write(write)?;
+
+        if let Some(first) = first_offset {
+            state.ongoing.remove(&first);
+        }
+        state.log_end_offset = offset + 1;
+        state.max_timestamp = state.max_timestamp.max(now_ms);
+        state.producers.insert(producer_id, new_entry);
+        Ok(offset)
+    }
+
+    /// Aborted transactions that overlap `[fetch_offset, upper_bound)` (Kafka's
+    /// `TransactionIndex.collectAbortedTxns`). The index is ordered by marker offset; the
+    /// scan stops at the first abort after which the stable offset had passed the range,
+    /// since every later abort then began beyond it.
+    pub fn aborted_transactions(&self, fetch_offset: i64, upper_bound: i64) -> Result<Vec<AbortedTxn>, StorageError> {
+        let mut found = Vec::new();
+        if upper_bound <= fetch_offset {
+            return Ok(found);
+        }
+        let mut iter = self.iter(keys::CF_TXN_INDEX)?;
+        iter.seek(keys::log_key(self.id.0, keys::offset_component(fetch_offset)));
+        while iter.valid() {
+            let (Some(key), Some(value)) = (iter.key(), iter.value()) else { break };
+            let (_, last_offset) = keys::split_key(key).ok_or_else(|| corrupt("txn index", "short key"))?;
+            if value.len() != 24 {
+                return Err(corrupt("txn index", "value is not 24 bytes"));
+            }
+            let txn = AbortedTxn {
+                producer_id: read_i64(&value[..8], "txn index")?,
+                first_offset: read_i64(&value[8..16], "txn index")?,
+                last_offset: last_offset as i64,
+                last_stable_offset: read_i64(&value[16..], "txn index")?,
+            };
+            if txn.first_offset < upper_bound {
+                found.push(txn);
+            }
+            if txn.last_stable_offset >= upper_bound {
+                break;
+            }
+            iter.next();
+        }
+        iter.status()?;
+        Ok(found)
+    }
+
     /// Reads whole batches starting with the one that holds `fetch_offset`, up to
     /// `max_bytes`, never past the high watermark. With `min_one_batch` the first batch is
     /// returned even when it alone exceeds `max_bytes` (KIP-74), so a consumer can always
     /// make progress.
     pub fn read(&self, fetch_offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<FetchedData, StorageError> {
-        let (log_start_offset, high_watermark) = {
+        self.read_with(fetch_offset, max_bytes, min_one_batch, Isolation::ReadUncommitted)
+    }
+
+    /// [`Self::read`] with an isolation level: read_committed stops at the last stable
+    /// offset and lists the aborted transactions the returned batches overlap.
+    pub fn read_with(
+        &self,
+        fetch_offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+        isolation: Isolation,
+    ) -> Result<FetchedData, StorageError> {
+        let (log_start_offset, high_watermark, last_stable_offset) = {
             let state = self.lock();
-            (state.log_start_offset, state.log_end_offset)
+            (state.log_start_offset, state.log_end_offset, state.last_stable_offset())
+        };
+        let limit = match isolation {
+            Isolation::ReadUncommitted => high_watermark,
+            Isolation::ReadCommitted => last_stable_offset,
         };
         if fetch_offset < log_start_offset || fetch_offset > high_watermark {
             return Err(StorageError::OffsetOutOfRange {
@@ -280,7 +505,8 @@ impl PartitionLog {
             });
         }
         let mut out = BytesMut::new();
-        if fetch_offset < high_watermark {
+        let mut next_offset = fetch_offset;
+        if fetch_offset < limit {
             let mut iter = self.iter(self.class.column_family())?;
             iter.seek_for_prev(keys::log_key(self.id.0, keys::offset_component(fetch_offset)));
             if iter.valid() {
@@ -295,12 +521,14 @@ impl PartitionLog {
             while iter.valid() {
                 let (Some(key), Some(value)) = (iter.key(), iter.value()) else { break };
                 let base = keys::split_key(key).map_or(u64::MAX, |(_, offset)| offset);
-                if base >= keys::offset_component(high_watermark) {
+                if base >= keys::offset_component(limit) {
                     break;
                 }
                 if (!out.is_empty() || !min_one_batch) && out.len() + value.len() > max_bytes {
                     break;
                 }
+                let header = BatchHeader::parse(value).map_err(|e| corrupt("log batch", e))?;
+                next_offset = header.last_offset() + 1;
                 out.extend_from_slice(value);
                 if out.len() >= max_bytes {
                     break;
@@ -309,7 +537,11 @@ impl PartitionLog {
             }
             iter.status()?;
         }
-        Ok(FetchedData { records: out.freeze(), high_watermark, log_start_offset })
+        let aborted = match isolation {
+            Isolation::ReadUncommitted => None,
+            Isolation::ReadCommitted => Some(self.aborted_transactions(fetch_offset, next_offset)?),
+        };
+        Ok(FetchedData { records: out.freeze(), high_watermark, last_stable_offset, log_start_offset, aborted })
     }
 
     fn batch_at(&self, base_offset: i64) -> Result<Option<Bytes>, StorageError> {

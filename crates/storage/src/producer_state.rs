@@ -30,6 +30,9 @@ pub struct BatchMetadata {
 pub struct ProducerEntry {
     pub epoch: i16,
     pub batches: VecDeque<BatchMetadata>,
+    /// First offset of the producer's open transaction in this log, if one is open
+    /// (Kafka's `currentTxnFirstOffset`): the last stable offset cannot pass it.
+    pub current_txn_first_offset: Option<i64>,
 }
 
 /// The outcome of checking a new batch against the producer's state.
@@ -89,7 +92,11 @@ impl ProducerEntry {
     pub fn after_append(entry: Option<&ProducerEntry>, epoch: i16, batch: BatchMetadata) -> ProducerEntry {
         let mut next = match entry {
             Some(e) if e.epoch == epoch => e.clone(),
-            _ => ProducerEntry { epoch, batches: VecDeque::with_capacity(BATCHES_TO_RETAIN) },
+            _ => ProducerEntry {
+                epoch,
+                batches: VecDeque::with_capacity(BATCHES_TO_RETAIN),
+                current_txn_first_offset: entry.and_then(|e| e.current_txn_first_offset),
+            },
         };
         if next.batches.len() == BATCHES_TO_RETAIN {
             next.batches.pop_front();
@@ -98,9 +105,22 @@ impl ProducerEntry {
         next
     }
 
-    /// Binary form stored in RocksDB: epoch, count, then 32 bytes per batch.
+    /// The state after a transaction marker written with `epoch`: the transaction is
+    /// closed, and a newer epoch (a fenced or bumped producer) forgets the old sequences.
+    pub fn after_marker(entry: Option<&ProducerEntry>, epoch: i16) -> ProducerEntry {
+        let mut next = match entry {
+            Some(e) if e.epoch == epoch => e.clone(),
+            _ => ProducerEntry { epoch, batches: VecDeque::new(), current_txn_first_offset: None },
+        };
+        next.current_txn_first_offset = None;
+        next
+    }
+
+    /// Binary form stored in RocksDB: epoch, count, 32 bytes per batch, then the open
+    /// transaction's first offset (-1 for none). Entries written before transactions
+    /// existed end after the batches and read as having no open transaction.
     pub fn encode(&self) -> Vec<u8> {
-        let mut buf = Vec::with_capacity(3 + self.batches.len() * 32);
+        let mut buf = Vec::with_capacity(3 + self.batches.len() * 32 + 8);
         buf.put_i16(self.epoch);
         buf.put_u8(self.batches.len() as u8);
         for b in &self.batches {
@@ -110,6 +130,7 @@ impl ProducerEntry {
             buf.put_i64(b.last_offset);
             buf.put_i64(b.max_timestamp);
         }
+        buf.put_i64(self.current_txn_first_offset.unwrap_or(-1));
         buf
     }
 
@@ -120,7 +141,7 @@ impl ProducerEntry {
         }
         let epoch = bytes.get_i16();
         let count = bytes.get_u8() as usize;
-        if count > BATCHES_TO_RETAIN || bytes.len() != count * 32 {
+        if count > BATCHES_TO_RETAIN || (bytes.len() != count * 32 && bytes.len() != count * 32 + 8) {
             return Err(corrupt("bad batch count"));
         }
         let batches = (0..count)
@@ -132,7 +153,8 @@ impl ProducerEntry {
                 max_timestamp: bytes.get_i64(),
             })
             .collect();
-        Ok(ProducerEntry { epoch, batches })
+        let current_txn_first_offset = if bytes.len() == 8 { Some(bytes.get_i64()).filter(|&o| o >= 0) } else { None };
+        Ok(ProducerEntry { epoch, batches, current_txn_first_offset })
     }
 }
 
@@ -183,6 +205,18 @@ mod tests {
     fn sequence_wraps_at_i32_max() {
         let entry = ProducerEntry::after_append(None, 0, meta(i32::MAX - 1, i32::MAX, 0));
         assert_eq!(ProducerEntry::check(Some(&entry), 1, 0, 0, 0).unwrap(), SequenceCheck::Append);
+    }
+
+    #[test]
+    fn open_transaction_round_trips_and_old_entries_still_decode() {
+        let mut entry = ProducerEntry::after_append(None, 2, meta(0, 1, 10));
+        entry.current_txn_first_offset = Some(10);
+        assert_eq!(ProducerEntry::decode(&entry.encode()).unwrap(), entry);
+        let old_format = &entry.encode()[..3 + 32];
+        let old = ProducerEntry::decode(old_format).unwrap();
+        assert_eq!((old.epoch, old.batches.len(), old.current_txn_first_offset), (2, 1, None));
+        let closed = ProducerEntry::after_marker(Some(&entry), 3);
+        assert_eq!((closed.epoch, closed.batches.len(), closed.current_txn_first_offset), (3, 0, None));
     }
 
     #[test]

@@ -34,7 +34,7 @@ fn batch(timestamps: &[i64], compression: Compression) -> Bytes {
 }
 
 fn options() -> AppendOptions {
-    AppendOptions { leader_epoch: 0, max_batch_bytes: 1 << 20, log_append_time_ms: None }
+    AppendOptions { leader_epoch: 0, max_batch_bytes: 1 << 20, log_append_time_ms: None, origin: Default::default() }
 }
 
 fn offsets_in(records: &Bytes) -> Vec<i64> {

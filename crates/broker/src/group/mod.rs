@@ -25,10 +25,20 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use rivulet_protocol::ResponseError;
-use rivulet_storage::{AppendOptions, PartitionLog};
+use rivulet_storage::{AppendOptions, AppendOrigin, PartitionLog};
 use tokio::sync::oneshot;
 
+use crate::internal_topic::{self, Replayed, TxnProducer};
 use persist::{GroupValue, MemberValue, OffsetValue, RecordKey};
+
+/// An offset committed inside a transaction, applied when its COMMIT marker is written.
+#[derive(Debug, Clone)]
+struct PendingOffset {
+    group: String,
+    topic: String,
+    partition: i32,
+    value: OffsetValue,
+}
 
 /// Kafka's group coordinator settings, under their `server.properties` names.
 #[derive(Debug, Clone)]
@@ -311,6 +321,9 @@ pub struct GroupCoordinator {
     /// The partitions of `__consumer_offsets`, by partition number.
     logs: Vec<Arc<PartitionLog>>,
     groups: Mutex<HashMap<String, Group>>,
+    /// TxnOffsetCommit offsets by producer id, until their transaction ends (Kafka's
+    /// `pendingTransactionalOffsetCommits`). Locked after `groups` when both are needed.
+    pending_txn_offsets: Mutex<HashMap<i64, Vec<PendingOffset>>>,
 }
 
 /// Why state could not be persisted; the request then fails with a retriable error.
@@ -321,29 +334,55 @@ pub struct PersistError(String);
 impl GroupCoordinator {
     /// Builds the coordinator and replays `__consumer_offsets` into memory.
     pub fn load(settings: GroupSettings, logs: Vec<Arc<PartitionLog>>) -> Result<Self, PersistError> {
-        let coordinator = GroupCoordinator { settings, logs, groups: Mutex::new(HashMap::new()) };
+        let coordinator = GroupCoordinator {
+            settings,
+            logs,
+            groups: Mutex::new(HashMap::new()),
+            pending_txn_offsets: Mutex::new(HashMap::new()),
+        };
         let mut groups: HashMap<String, Group> = HashMap::new();
+        let mut pending: HashMap<i64, Vec<(RecordKey, Option<Bytes>)>> = HashMap::new();
         let now = Instant::now();
         for log in &coordinator.logs {
-            let mut offset = log.log_start_offset();
-            let end = log.high_watermark();
-            while offset < end {
-                let data = log.read(offset, 8 * 1024 * 1024, true).map_err(|e| PersistError(e.to_string()))?;
-                if data.records.is_empty() {
-                    break;
+            let mut failure = None;
+            internal_topic::replay(log, |batch| match batch {
+                Replayed::Records { txn, records } => {
+                    for (key, value) in records {
+                        match persist::decode_key(&key) {
+                            Ok(key) => match txn {
+                                Some(txn) => pending.entry(txn.producer_id).or_default().push((key, value)),
+                                None => apply_record(&mut groups, key, value, now),
+                            },
+                            Err(e) => failure = Some(e),
+                        }
+                    }
                 }
-                let mut at = 0;
-                while at < data.records.len() {
-                    let header = rivulet_protocol::record_batch::BatchHeader::parse(&data.records[at..])
-                        .map_err(|e| PersistError(e.to_string()))?;
-                    offset = header.last_offset() + 1;
-                    at += header.total_bytes();
+                Replayed::Marker { producer_id, control } => {
+                    let records = pending.remove(&producer_id).unwrap_or_default();
+                    if control == rivulet_protocol::record_batch::ControlType::Commit {
+                        for (key, value) in records {
+                            apply_record(&mut groups, key, value, now);
+                        }
+                    }
                 }
-                for (key, value) in persist::decode_records(&data.records).map_err(PersistError)? {
-                    apply_record(&mut groups, key, value, now);
+            })
+            .map_err(PersistError)?;
+            if let Some(e) = failure {
+                return Err(PersistError(e));
+            }
+        }
+        // Transactions still open: their offsets wait for the transaction coordinator.
+        let mut open = coordinator.pending_txn_offsets.lock().unwrap_or_else(|p| p.into_inner());
+        for (producer_id, records) in pending {
+            for (key, value) in records {
+                if let (RecordKey::Offset { group, topic, partition }, Some(value)) = (key, value) {
+                    if let Ok(value) = serde_json::from_slice::<OffsetValue>(&value) {
+                        open.entry(producer_id).or_default().push(PendingOffset { group, topic, partition, value });
+                    }
                 }
             }
         }
+        drop(open);
         groups.retain(|_, g| {
             !(g.members.is_empty() && g.offsets.is_empty() && g.state == GroupState::Empty && g.generation == 0)
         });
@@ -362,14 +401,125 @@ impl GroupCoordinator {
     }
 
     fn write(&self, group: &str, entries: &[(RecordKey, Option<Vec<u8>>)]) -> Result<(), PersistError> {
+        self.write_as(group, entries, None).map_err(|e| PersistError(e.to_string()))
+    }
+
+    fn write_as(
+        &self,
+        group: &str,
+        entries: &[(RecordKey, Option<Vec<u8>>)],
+        txn: Option<TxnProducer>,
+    ) -> Result<(), rivulet_storage::AppendError> {
         if entries.is_empty() {
             return Ok(());
         }
-        let log = self.log_for(group).ok_or_else(|| PersistError("no __consumer_offsets partitions".into()))?;
-        let batch = persist::encode_batch(entries, now_ms()).map_err(PersistError)?;
-        let options = AppendOptions { leader_epoch: 0, max_batch_bytes: usize::MAX, log_append_time_ms: None };
-        log.append(&batch, &options).map_err(|e| PersistError(e.to_string()))?;
+        let log = self.log_for(group).ok_or_else(|| {
+            rivulet_storage::AppendError::Storage(rivulet_storage::StorageError::Corrupt {
+                what: "__consumer_offsets",
+                reason: "no partitions".into(),
+            })
+        })?;
+        let batch = persist::encode_batch(entries, now_ms(), txn)
+            .map_err(|e| rivulet_storage::AppendError::Batch(rivulet_protocol::record_batch::BatchError::Invalid(e)))?;
+        let options = AppendOptions {
+            leader_epoch: 0,
+            max_batch_bytes: usize::MAX,
+            log_append_time_ms: None,
+            origin: AppendOrigin::Coordinator,
+        };
+        log.append(&batch, &options)?;
         Ok(())
+    }
+
+    /// The `__consumer_offsets` partition that holds `group`.
+    pub fn partition_of(&self, group: &str) -> i32 {
+        persist::partition_for(group, self.logs.len() as i32)
+    }
+
+    /// TxnOffsetCommit: offsets written as part of `producer`'s transaction, applied only
+    /// when it commits. Member fields are checked when given (KIP-447).
+    #[allow(clippy::too_many_arguments)]
+    pub fn txn_commit_offsets(
+        &self,
+        group_id: &str,
+        producer: TxnProducer,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        offsets: &[(String, i32, OffsetValue)],
+    ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
+        if group_id.is_empty() {
+            return Err(ResponseError::InvalidGroupId);
+        }
+        let mut groups = self.lock();
+        if generation >= 0 || !member_id.is_empty() {
+            match groups.get_mut(group_id) {
+                Some(group) => Self::check_member(group, member_id, instance_id, generation)?,
+                None => return Err(ResponseError::IllegalGeneration),
+            }
+        }
+        let mut results = Vec::with_capacity(offsets.len());
+        let mut entries = Vec::new();
+        let mut accepted = Vec::new();
+        for (topic, partition, value) in offsets {
+            if value.metadata.len() > self.settings.offset_metadata_max_bytes {
+                results.push(Some(ResponseError::OffsetMetadataTooLarge));
+                continue;
+            }
+            results.push(None);
+            let key = RecordKey::Offset { group: group_id.to_string(), topic: topic.clone(), partition: *partition };
+            entries.push((key, serde_json::to_vec(value).ok()));
+            accepted.push(PendingOffset {
+                group: group_id.to_string(),
+                topic: topic.clone(),
+                partition: *partition,
+                value: value.clone(),
+            });
+        }
+        match self.write_as(group_id, &entries, Some(producer)) {
+            Ok(()) => {}
+            Err(rivulet_storage::AppendError::InvalidProducerEpoch { .. }) => {
+                return Err(ResponseError::ProducerFenced)
+            }
+            Err(e) => {
+                tracing::error!(group = %group_id, error = %e, "writing transactional offsets failed");
+                return Err(ResponseError::CoordinatorNotAvailable);
+            }
+        }
+        groups.entry(group_id.to_string()).or_insert_with(|| Group::new(group_id));
+        drop(groups);
+        self.pending_txn_offsets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(producer.producer_id)
+            .or_default()
+            .extend(accepted);
+        Ok(results)
+    }
+
+    /// Called once the marker ending `producer_id`'s transaction is in `__consumer_offsets`:
+    /// a commit makes its offsets visible, an abort drops them.
+    pub fn complete_txn(&self, producer_id: i64, commit: bool) {
+        let mut groups = self.lock();
+        let pending = self.pending_txn_offsets.lock().unwrap_or_else(|p| p.into_inner()).remove(&producer_id);
+        if !commit {
+            return;
+        }
+        for offset in pending.unwrap_or_default() {
+            let group = groups.entry(offset.group.clone()).or_insert_with(|| Group::new(&offset.group));
+            group.offsets.insert((offset.topic, offset.partition), offset.value);
+        }
+    }
+
+    /// Whether a transaction not yet ended holds an offset for this partition of `group`
+    /// (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT then, KIP-447).
+    pub fn has_pending_offset(&self, group: &str, topic: &str, partition: i32) -> bool {
+        self.pending_txn_offsets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .flatten()
+            .any(|o| o.group == group && o.topic == topic && o.partition == partition)
     }
 
     fn persist_group(&self, group: &Group) {

@@ -6,11 +6,10 @@
 //! record with a null value is a tombstone. The coordinator replays every partition on
 //! start and the last record per key wins, as after log compaction.
 
-use bytes::{Bytes, BytesMut};
-use rivulet_protocol::kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+
+use crate::internal_topic::{self, TxnProducer};
 
 /// The internal topic's name.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -82,76 +81,30 @@ mod base64_bytes {
     }
 }
 
-/// Kafka's `Utils.abs(groupId.hashCode) % groupMetadataTopicPartitionCount`: the Java
-/// `String.hashCode` of the group id, so a group maps to the partition Kafka would use.
-pub fn partition_for(group: &str, partitions: i32) -> i32 {
-    let mut hash: i32 = 0;
-    for unit in group.encode_utf16() {
-        hash = hash.wrapping_mul(31).wrapping_add(i32::from(unit));
-    }
-    // Kafka's Utils.abs maps i32::MIN to 0 rather than overflowing.
-    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
-    abs % partitions.max(1)
-}
+pub use crate::internal_topic::partition_for;
 
-/// Encodes `(key, value)` records as one record batch (values `None` are tombstones).
-pub fn encode_batch(entries: &[(RecordKey, Option<Vec<u8>>)], now_ms: i64) -> Result<Bytes, String> {
-    let records: Vec<Record> = entries
+/// Encodes `(key, value)` records as one record batch (values `None` are tombstones);
+/// with `txn`, as a transactional batch of that producer (TxnOffsetCommit).
+pub fn encode_batch(
+    entries: &[(RecordKey, Option<Vec<u8>>)],
+    now_ms: i64,
+    txn: Option<TxnProducer>,
+) -> Result<Bytes, String> {
+    let encoded = entries
         .iter()
-        .enumerate()
-        .map(|(i, (key, value))| {
-            Ok(Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // Contiguous sequences keep the encoder from splitting the batch.
-                sequence: i as i32,
-                timestamp: now_ms,
-                key: Some(Bytes::from(serde_json::to_vec(key).map_err(|e| e.to_string())?)),
-                value: value.clone().map(Bytes::from),
-                headers: Default::default(),
-            })
-        })
-        .collect::<Result<_, String>>()?;
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
-        .map_err(|e| e.to_string())?;
-    Ok(buf.freeze())
+        .map(|(key, value)| Ok((serde_json::to_vec(key).map_err(|e| e.to_string())?, value.clone())))
+        .collect::<Result<Vec<_>, String>>()?;
+    internal_topic::encode_batch(&encoded, now_ms, txn)
 }
 
-/// Decodes every `(key, value)` in `batches` (concatenated stored batches).
-pub fn decode_records(batches: &Bytes) -> Result<Vec<(RecordKey, Option<Bytes>)>, String> {
-    let mut buf = batches.clone();
-    let mut out = Vec::new();
-    for set in RecordBatchDecoder::decode_all(&mut buf).map_err(|e| e.to_string())? {
-        for record in set.records {
-            if record.control {
-                continue;
-            }
-            let Some(key) = record.key else { continue };
-            let key: RecordKey = serde_json::from_slice(&key).map_err(|e| e.to_string())?;
-            out.push((key, record.value));
-        }
-    }
-    Ok(out)
+/// Decodes a record key written by [`encode_batch`].
+pub fn decode_key(key: &[u8]) -> Result<RecordKey, String> {
+    serde_json::from_slice(key).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn partition_matches_java_string_hash_code() {
-        // "test-group".hashCode() == 627841412 in Java; 627841412 % 50 == 12.
-        assert_eq!(partition_for("test-group", 50), 12);
-        assert_eq!(partition_for("", 50), 0);
-        assert!((0..50).contains(&partition_for("Ünïcödé group ☃", 50)));
-    }
 
     #[test]
     fn records_round_trip() {
@@ -176,12 +129,13 @@ mod tests {
             (RecordKey::Group { group: "g".into() }, Some(serde_json::to_vec(&group).unwrap())),
             (RecordKey::Offset { group: "g".into(), topic: "t".into(), partition: 2 }, None),
         ];
-        let batch = encode_batch(&entries, 1).unwrap();
-        let decoded = decode_records(&batch).unwrap();
-        assert_eq!(decoded.len(), 2);
-        assert_eq!(decoded[0].0, entries[0].0);
-        let back: GroupValue = serde_json::from_slice(decoded[0].1.as_ref().unwrap()).unwrap();
+        let batch = encode_batch(&entries, 1, None).unwrap();
+        let mut buf = batch.clone();
+        let set = rivulet_protocol::kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).unwrap();
+        assert_eq!(set.records.len(), 2);
+        assert_eq!(decode_key(set.records[0].key.as_ref().unwrap()).unwrap(), entries[0].0);
+        let back: GroupValue = serde_json::from_slice(set.records[0].value.as_ref().unwrap()).unwrap();
         assert_eq!(back, group);
-        assert_eq!(decoded[1].1, None);
+        assert_eq!(set.records[1].value, None);
     }
 }

@@ -7,10 +7,12 @@
 
 use std::time::Duration;
 
+use rivulet_protocol::kafka_protocol::messages::fetch_response::AbortedTransaction;
 use rivulet_protocol::kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use rivulet_protocol::kafka_protocol::messages::ProducerId;
 use rivulet_protocol::kafka_protocol::messages::{FetchRequest, FetchResponse};
 use rivulet_protocol::ResponseError;
-use rivulet_storage::StorageError;
+use rivulet_storage::{Isolation, StorageError};
 use tokio::time::Instant;
 
 use super::{check_leader_epoch, code};
@@ -35,7 +37,8 @@ fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchRes
     let mut remaining = usize::try_from(request.max_bytes).unwrap_or(0);
     let mut total = 0usize;
     let mut any_error = false;
-    let read_committed = request.isolation_level == READ_COMMITTED;
+    let isolation =
+        if request.isolation_level == READ_COMMITTED { Isolation::ReadCommitted } else { Isolation::ReadUncommitted };
     let mut responses = Vec::with_capacity(request.topics.len());
     for wanted in &request.topics {
         let topic = if version >= 13 {
@@ -60,14 +63,14 @@ fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchRes
             let limit = usize::try_from(p.partition_max_bytes).unwrap_or(0).min(remaining);
             // KIP-74: the first partition with data may exceed the limits by one batch.
             let min_one_batch = total == 0;
-            let data = match log.read(p.fetch_offset, limit, min_one_batch) {
+            let data = match log.read_with(p.fetch_offset, limit, min_one_batch, isolation) {
                 Ok(data) => data,
                 Err(StorageError::OffsetOutOfRange { log_start, log_end, .. }) => {
                     any_error = true;
                     partitions.push(
                         partition_error(p.partition, ResponseError::OffsetOutOfRange)
                             .with_high_watermark(log_end)
-                            .with_last_stable_offset(log_end)
+                            .with_last_stable_offset(log.last_stable_offset())
                             .with_log_start_offset(log_start),
                     );
                     continue;
@@ -86,10 +89,20 @@ fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchRes
                     .with_partition_index(p.partition)
                     .with_error_code(code(None))
                     .with_high_watermark(data.high_watermark)
-                    .with_last_stable_offset(data.high_watermark)
+                    .with_last_stable_offset(data.last_stable_offset)
                     .with_log_start_offset(data.log_start_offset)
-                    // No transactions yet: nothing was ever aborted.
-                    .with_aborted_transactions(read_committed.then(Vec::new))
+                    // read_committed clients drop the records of these producers from each
+                    // transaction's first offset up to its ABORT marker.
+                    .with_aborted_transactions(data.aborted.map(|aborted| {
+                        aborted
+                            .iter()
+                            .map(|a| {
+                                AbortedTransaction::default()
+                                    .with_producer_id(ProducerId(a.producer_id))
+                                    .with_first_offset(a.first_offset)
+                            })
+                            .collect()
+                    }))
                     .with_records(Some(data.records)),
             );
         }

@@ -1,5 +1,5 @@
-//! FindCoordinator (key 10): this broker coordinates every group (single node). v0-v3 carry
-//! one key; v4+ a batch of `coordinator_keys`.
+//! FindCoordinator (key 10): this broker coordinates every group and transactional id
+//! (single node). v0-v3 carry one key; v4+ a batch of `coordinator_keys`.
 
 use rivulet_protocol::kafka_protocol::messages::find_coordinator_response::Coordinator;
 use rivulet_protocol::kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -10,17 +10,18 @@ use super::str_bytes;
 use crate::broker::Broker;
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 /// `Ok(())` when this broker coordinates keys of `key_type`.
 fn check(key_type: i8, key: &str) -> Result<(), (ResponseError, String)> {
-    if key_type != KEY_TYPE_GROUP {
-        // Transactions are not built yet: there is no transaction coordinator.
-        return Err((ResponseError::CoordinatorNotAvailable, "The transaction coordinator is not available".into()));
+    match key_type {
+        KEY_TYPE_GROUP if key.is_empty() => Err((ResponseError::InvalidRequest, "Group id must not be empty".into())),
+        KEY_TYPE_TRANSACTION if key.is_empty() => {
+            Err((ResponseError::InvalidRequest, "Transactional id must not be empty".into()))
+        }
+        KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION => Ok(()),
+        other => Err((ResponseError::InvalidRequest, format!("Unknown coordinator type {other}"))),
     }
-    if key.is_empty() {
-        return Err((ResponseError::InvalidRequest, "Group id must not be empty".into()));
-    }
-    Ok(())
 }
 
 pub fn handle(broker: &Broker, request: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {

@@ -1,14 +1,18 @@
-//! InitProducerId (key 22): a fresh producer id for an idempotent producer.
+//! InitProducerId (key 22): a producer id for an idempotent producer, or — with a
+//! transactional id — the id and a bumped epoch from the transaction coordinator, which
+//! fences any older producer with the same transactional id.
 
 use rivulet_protocol::kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use rivulet_protocol::ResponseError;
 
+use super::fenced_error;
 use crate::broker::Broker;
+use crate::txn::ProducerIdAndEpoch;
 
-pub async fn handle(broker: &Broker, request: InitProducerIdRequest) -> InitProducerIdResponse {
+pub async fn handle(broker: &Broker, request: InitProducerIdRequest, version: i16) -> InitProducerIdResponse {
     let error = |e: ResponseError| {
         InitProducerIdResponse::default()
-            .with_error_code(e.code())
+            .with_error_code(fenced_error(e, version, 4).code())
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1)
     };
@@ -16,18 +20,34 @@ pub async fn handle(broker: &Broker, request: InitProducerIdRequest) -> InitProd
         // As Kafka's `TransactionCoordinator.handleInitProducerId`.
         return error(ResponseError::InvalidRequest);
     }
-    if request.transactional_id.is_some() {
-        // Transactions need a transaction coordinator, which this broker does not run yet;
-        // FindCoordinator is not advertised, so stock clients never get here.
-        return error(ResponseError::CoordinatorNotAvailable);
-    }
-    // Without a transactional id Kafka always hands out a new id with epoch 0 (also for
-    // the KIP-360 epoch-bump form, which only transactional ids keep their id through).
-    match broker.metadata.allocate_producer_id().await {
-        Ok(id) => InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0),
+    // A transactional id keeps its producer id across restarts; a fresh one is drawn in
+    // case the id is new or its epoch is exhausted. Without a transactional id Kafka always
+    // hands out a new id with epoch 0 (also for the KIP-360 epoch-bump form).
+    let fresh = match broker.metadata.allocate_producer_id().await {
+        Ok(id) => id,
         Err(e) => {
             tracing::error!(error = %e, "allocating a producer id failed");
-            error(ResponseError::UnknownServerError)
+            return error(ResponseError::UnknownServerError);
         }
+    };
+    let Some(transactional_id) = request.transactional_id else {
+        return InitProducerIdResponse::default().with_producer_id(ProducerId(fresh)).with_producer_epoch(0);
+    };
+    let expected = (request.producer_id.0 >= 0)
+        .then_some(ProducerIdAndEpoch { producer_id: request.producer_id.0, producer_epoch: request.producer_epoch });
+    match broker.txns.init_producer_id(
+        transactional_id.0.as_str(),
+        request.transaction_timeout_ms,
+        expected,
+        fresh,
+        broker,
+    ) {
+        Ok(p) => {
+            broker.notify_append();
+            InitProducerIdResponse::default()
+                .with_producer_id(ProducerId(p.producer_id))
+                .with_producer_epoch(p.producer_epoch)
+        }
+        Err(e) => error(e),
     }
 }

@@ -19,21 +19,26 @@ const EARLIEST_LOCAL: i64 = -4;
 const EARLIEST_PENDING_UPLOAD: i64 = -5;
 const LATEST_TIERED: i64 = -6;
 
-fn lookup(log: &PartitionLog, timestamp: i64) -> Result<Option<TimestampLookup>, StorageError> {
+/// `isolation_level` of a read_committed consumer.
+const READ_COMMITTED: i8 = 1;
+
+fn lookup(log: &PartitionLog, timestamp: i64, read_committed: bool) -> Result<Option<TimestampLookup>, StorageError> {
+    // A read_committed consumer may not be sent past the last stable offset
+    // (Kafka's `fetchOffsetForTimestamp` with `isolationLevel`).
+    let visible_end = if read_committed { log.last_stable_offset() } else { log.high_watermark() };
     Ok(match timestamp {
-        // No transactions yet, so the last stable offset is the high watermark for
-        // read_committed as well.
-        LATEST => Some(TimestampLookup { offset: log.high_watermark(), timestamp: -1 }),
+        LATEST => Some(TimestampLookup { offset: visible_end, timestamp: -1 }),
         EARLIEST | EARLIEST_LOCAL => Some(TimestampLookup { offset: log.log_start_offset(), timestamp: -1 }),
         MAX_TIMESTAMP => log.max_timestamp_record()?,
         // No tiered storage: nothing is pending upload or tiered.
         EARLIEST_PENDING_UPLOAD | LATEST_TIERED => None,
-        t if t >= 0 => log.lookup_timestamp(t)?,
+        t if t >= 0 => log.lookup_timestamp(t)?.filter(|found| found.offset < visible_end),
         _ => return Ok(None),
     })
 }
 
 pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    let read_committed = request.isolation_level == READ_COMMITTED;
     let topics = request
         .topics
         .into_iter()
@@ -56,7 +61,7 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> Lis
                     if p.timestamp < LATEST_TIERED {
                         return response.with_error_code(ResponseError::InvalidRequest.code());
                     }
-                    match lookup(log, p.timestamp) {
+                    match lookup(log, p.timestamp, read_committed) {
                         Ok(Some(found)) => response.with_offset(found.offset).with_timestamp(found.timestamp).with_leader_epoch(reported_epoch),
                         Ok(None) => response.with_offset(-1).with_timestamp(-1),
                         Err(e) => {

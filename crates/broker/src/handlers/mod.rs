@@ -1,6 +1,8 @@
 //! One module per Kafka API, each the same shape: take the decoded request, validate,
 //! act on the broker, build the response. [`handle`] routes a request to its module.
 
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
@@ -9,6 +11,8 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod describe_transactions;
+mod end_txn;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -17,6 +21,7 @@ mod join_group;
 mod leave_group;
 mod list_groups;
 mod list_offsets;
+mod list_transactions;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -24,6 +29,7 @@ mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
+mod txn_offset_commit;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,7 +61,9 @@ pub async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: RequestK
         RequestKind::ListOffsets(req) => ResponseKind::ListOffsets(list_offsets::handle(broker, req, version)),
         RequestKind::CreateTopics(req) => ResponseKind::CreateTopics(create_topics::handle(broker, req, version).await),
         RequestKind::DeleteTopics(req) => ResponseKind::DeleteTopics(delete_topics::handle(broker, req, version).await),
-        RequestKind::InitProducerId(req) => ResponseKind::InitProducerId(init_producer_id::handle(broker, req).await),
+        RequestKind::InitProducerId(req) => {
+            ResponseKind::InitProducerId(init_producer_id::handle(broker, req, version).await)
+        }
         RequestKind::OffsetForLeaderEpoch(req) => {
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, req))
         }
@@ -81,6 +89,20 @@ pub async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: RequestK
             ResponseKind::CreatePartitions(create_partitions::handle(broker, req).await)
         }
         RequestKind::DeleteGroups(req) => ResponseKind::DeleteGroups(delete_groups::handle(broker, req)),
+        RequestKind::AddPartitionsToTxn(req) => {
+            ResponseKind::AddPartitionsToTxn(add_partitions_to_txn::handle(broker, req, version))
+        }
+        RequestKind::AddOffsetsToTxn(req) => {
+            ResponseKind::AddOffsetsToTxn(add_offsets_to_txn::handle(broker, req, version))
+        }
+        RequestKind::EndTxn(req) => ResponseKind::EndTxn(end_txn::handle(broker, req, version)),
+        RequestKind::TxnOffsetCommit(req) => {
+            ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(broker, req, version))
+        }
+        RequestKind::DescribeTransactions(req) => {
+            ResponseKind::DescribeTransactions(describe_transactions::handle(broker, req))
+        }
+        RequestKind::ListTransactions(req) => ResponseKind::ListTransactions(list_transactions::handle(broker, req)),
         // The protocol layer only lets through APIs listed in `versions::SUPPORTED_APIS`,
         // all of which are matched above.
         other => return Reply::Close(format!("no handler for {other:?}")),
@@ -95,6 +117,16 @@ pub(crate) fn code(error: Option<ResponseError>) -> i16 {
 
 pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
+}
+
+/// PRODUCER_FENCED exists from the request version `since` on (KIP-588); older versions
+/// get INVALID_PRODUCER_EPOCH for it, as Kafka answers them.
+pub(crate) fn fenced_error(error: ResponseError, version: i16, since: i16) -> ResponseError {
+    if error == ResponseError::ProducerFenced && version < since {
+        ResponseError::InvalidProducerEpoch
+    } else {
+        error
+    }
 }
 
 /// Kafka's leader-epoch fencing for requests carrying `current_leader_epoch`

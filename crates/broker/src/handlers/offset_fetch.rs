@@ -6,6 +6,8 @@ use rivulet_protocol::kafka_protocol::messages::offset_fetch_response::{
 };
 use rivulet_protocol::kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
 
+use rivulet_protocol::ResponseError;
+
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::group::persist::OffsetValue;
@@ -34,8 +36,18 @@ fn fields(value: &Option<OffsetValue>) -> (i64, i32, String) {
 }
 
 pub fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
-    // No transactional offsets exist yet, so `require_stable` never finds pending ones.
+    // KIP-447 (v7+): with `require_stable`, a partition whose offset is part of a
+    // transaction not yet ended answers UNSTABLE_OFFSET_COMMIT, and the consumer retries.
+    let require_stable = request.require_stable;
+    let unstable = |group: &str, topic: &str, partition: i32| {
+        if require_stable && broker.groups.has_pending_offset(group, topic, partition) {
+            ResponseError::UnstableOffsetCommit.code()
+        } else {
+            0
+        }
+    };
     if version < 8 {
+        let group_id = request.group_id.0.to_string();
         let wanted: Option<Vec<(String, Vec<i32>)>> = request
             .topics
             .map(|topics| topics.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
@@ -48,6 +60,7 @@ pub fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16) -> Off
                     .map(|(partition, value)| {
                         let (offset, epoch, metadata) = fields(&value);
                         OffsetFetchResponsePartition::default()
+                            .with_error_code(unstable(&group_id, &topic, partition))
                             .with_partition_index(partition)
                             .with_committed_offset(offset)
                             .with_committed_leader_epoch(epoch)
@@ -75,6 +88,7 @@ pub fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16) -> Off
                         .map(|(partition, value)| {
                             let (offset, epoch, metadata) = fields(&value);
                             OffsetFetchResponsePartitions::default()
+                                .with_error_code(unstable(group.group_id.0.as_str(), &topic, partition))
                                 .with_partition_index(partition)
                                 .with_committed_offset(offset)
                                 .with_committed_leader_epoch(epoch)

@@ -10,7 +10,7 @@ use rivulet_protocol::kafka_protocol::messages::produce_response::{PartitionProd
 use rivulet_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use rivulet_protocol::record_batch::{split_batches, BatchError};
 use rivulet_protocol::{ResponseError, ResponseKind};
-use rivulet_storage::{AppendError, AppendOptions};
+use rivulet_storage::{AppendError, AppendOptions, AppendOrigin};
 
 use super::{str_bytes, Reply};
 use crate::broker::Broker;
@@ -25,6 +25,7 @@ pub(crate) fn append_error_code(error: &AppendError) -> ResponseError {
         AppendError::TooLarge { .. } => ResponseError::MessageTooLarge,
         AppendError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
         AppendError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        AppendError::InvalidTxnState { .. } => ResponseError::InvalidTxnState,
         AppendError::Storage(_) => ResponseError::KafkaStorageError,
     }
 }
@@ -42,10 +43,11 @@ fn failed(index: i32, error: ResponseError, message: Option<String>) -> Partitio
 }
 
 fn append_partition(
+    broker: &Broker,
     topic: &Topic,
     index: i32,
     records: Option<bytes::Bytes>,
-    transactional: bool,
+    transactional_id: Option<&str>,
 ) -> PartitionProduceResponse {
     let Some(log) = topic.partition(index) else {
         return failed(index, ResponseError::UnknownTopicOrPartition, None);
@@ -65,13 +67,18 @@ fn append_partition(
         return failed(index, ResponseError::InvalidRecord, Some(message));
     }
     let batch = &batches[0];
-    if !transactional && rivulet_protocol::record_batch::BatchHeader::parse(batch).is_ok_and(|h| h.is_transactional()) {
-        return failed(
-            index,
-            ResponseError::InvalidTxnState,
-            Some("transactional batch without a transactional id".into()),
-        );
-    }
+    let header = rivulet_protocol::record_batch::BatchHeader::parse(batch).ok();
+    let transaction = match (header.filter(|h| h.is_transactional()), transactional_id) {
+        (Some(_), None) => {
+            return failed(
+                index,
+                ResponseError::InvalidTxnState,
+                Some("transactional batch without a transactional id".into()),
+            );
+        }
+        (Some(h), Some(id)) => Some((id, h.producer_id, h.producer_epoch)),
+        (None, _) => None,
+    };
     // A batch that does not decode is left to the append's validation, which names the fault.
     if topic.settings.compacted && matches!(rivulet_protocol::record_batch::all_records_have_keys(batch), Ok(false)) {
         let message = "Compacted topic cannot accept message without key.".to_string();
@@ -81,8 +88,23 @@ fn append_partition(
         leader_epoch: topic.leader_epoch(index),
         max_batch_bytes: topic.settings.max_message_bytes,
         log_append_time_ms: topic.settings.log_append_time.then(now_ms),
+        origin: AppendOrigin::Client,
     };
-    match log.append(batch, &options) {
+    let appended = match transaction {
+        // KIP-890: a transactional batch may only land in a partition of the producer's
+        // open transaction, so a zombie or a late retry cannot reopen one.
+        Some((id, producer_id, epoch)) => {
+            match broker
+                .txns
+                .append_verified(id, producer_id, epoch, &topic.record.name, index, || log.append(batch, &options))
+            {
+                Ok(appended) => appended,
+                Err(error) => return failed(index, error, Some(format!("{id}: {error}"))),
+            }
+        }
+        None => log.append(batch, &options),
+    };
+    match appended {
         Ok(outcome) => {
             if !outcome.duplicate {
                 METRICS.messages_in.inc_by(u64::try_from(outcome.last_offset - outcome.base_offset + 1).unwrap_or(0));
@@ -112,7 +134,7 @@ fn append_partition(
 
 pub fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> Reply {
     let acks = request.acks;
-    let transactional = request.transactional_id.is_some();
+    let transactional_id = request.transactional_id.as_ref().map(|id| id.0.to_string());
     let mut any_error = false;
     let mut any_appended = false;
     let mut responses = Vec::with_capacity(request.topic_data.len());
@@ -134,7 +156,7 @@ pub fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> Reply {
                 }
                 match &topic {
                     None => failed(p.index, unknown, None),
-                    Some(topic) => append_partition(topic, p.index, p.records, transactional),
+                    Some(topic) => append_partition(broker, topic, p.index, p.records, transactional_id.as_deref()),
                 }
             })
             .collect();

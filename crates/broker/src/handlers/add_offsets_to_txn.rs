@@ -1,0 +1,20 @@
+//! AddOffsetsToTxn (key 25): the group's `__consumer_offsets` partition joins the
+//! transaction, so its offsets commit or abort with it.
+
+use rivulet_protocol::kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
+
+use super::{code, fenced_error};
+use crate::broker::Broker;
+use crate::group::persist::OFFSETS_TOPIC;
+
+pub fn handle(broker: &Broker, request: AddOffsetsToTxnRequest, version: i16) -> AddOffsetsToTxnResponse {
+    let partition = broker.groups.partition_of(request.group_id.0.as_str());
+    let outcome = broker.txns.add_partitions(
+        request.transactional_id.0.as_str(),
+        request.producer_id.0,
+        request.producer_epoch,
+        &[(OFFSETS_TOPIC.to_string(), partition)],
+        false,
+    );
+    AddOffsetsToTxnResponse::default().with_error_code(code(outcome.err().map(|e| fenced_error(e, version, 2))))
+}

@@ -1,0 +1,90 @@
+//! AddPartitionsToTxn (key 24): partitions join a producer's transaction. v0–3 carry one
+//! transaction (from clients); v4+ a batch of them (from brokers, KIP-890), each possibly
+//! `verify_only`.
+
+use rivulet_protocol::kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+use rivulet_protocol::kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
+};
+use rivulet_protocol::kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse};
+use rivulet_protocol::ResponseError;
+
+use super::{code, fenced_error};
+use crate::broker::Broker;
+
+/// The outcome for every partition of one transaction: unknown partitions fail alone and
+/// the rest are then not attempted, as in Kafka.
+fn add(
+    broker: &Broker,
+    transactional_id: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+    verify_only: bool,
+    topics: &[AddPartitionsToTxnTopic],
+    version: i16,
+) -> Vec<AddPartitionsToTxnTopicResult> {
+    let unknown = |name: &str, p: i32| broker.topics.get(name).and_then(|t| t.partition(p).cloned()).is_none();
+    let any_unknown = topics.iter().any(|t| t.partitions.iter().any(|&p| unknown(t.name.0.as_str(), p)));
+    let outcome = if any_unknown {
+        Err(ResponseError::OperationNotAttempted)
+    } else {
+        let partitions: Vec<(String, i32)> =
+            topics.iter().flat_map(|t| t.partitions.iter().map(move |&p| (t.name.0.to_string(), p))).collect();
+        broker.txns.add_partitions(transactional_id, producer_id, producer_epoch, &partitions, verify_only)
+    };
+    let outcome = outcome.map_err(|e| fenced_error(e, version, 2));
+    topics
+        .iter()
+        .map(|t| {
+            let results = t
+                .partitions
+                .iter()
+                .map(|&p| {
+                    let error = if unknown(t.name.0.as_str(), p) {
+                        Some(ResponseError::UnknownTopicOrPartition)
+                    } else {
+                        outcome.err()
+                    };
+                    AddPartitionsToTxnPartitionResult::default()
+                        .with_partition_index(p)
+                        .with_partition_error_code(code(error))
+                })
+                .collect();
+            AddPartitionsToTxnTopicResult::default().with_name(t.name.clone()).with_results_by_partition(results)
+        })
+        .collect()
+}
+
+pub fn handle(broker: &Broker, request: AddPartitionsToTxnRequest, version: i16) -> AddPartitionsToTxnResponse {
+    if version <= 3 {
+        let results = add(
+            broker,
+            request.v3_and_below_transactional_id.0.as_str(),
+            request.v3_and_below_producer_id.0,
+            request.v3_and_below_producer_epoch,
+            false,
+            &request.v3_and_below_topics,
+            version,
+        );
+        return AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results);
+    }
+    let results = request
+        .transactions
+        .iter()
+        .map(|txn| {
+            let topics = add(
+                broker,
+                txn.transactional_id.0.as_str(),
+                txn.producer_id.0,
+                txn.producer_epoch,
+                txn.verify_only,
+                &txn.topics,
+                version,
+            );
+            AddPartitionsToTxnResult::default()
+                .with_transactional_id(txn.transactional_id.clone())
+                .with_topic_results(topics)
+        })
+        .collect();
+    AddPartitionsToTxnResponse::default().with_results_by_transaction(results)
+}

@@ -1,0 +1,46 @@
+//! DescribeTransactions (key 65): the state of each named transactional id
+//! (`kafka-transactions --describe`).
+
+use std::collections::BTreeMap;
+
+use rivulet_protocol::kafka_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
+use rivulet_protocol::kafka_protocol::messages::{
+    DescribeTransactionsRequest, DescribeTransactionsResponse, ProducerId, TopicName,
+};
+use rivulet_protocol::ResponseError;
+
+use super::str_bytes;
+use crate::broker::Broker;
+
+pub fn handle(broker: &Broker, request: DescribeTransactionsRequest) -> DescribeTransactionsResponse {
+    let states = request
+        .transactional_ids
+        .into_iter()
+        .map(|id| {
+            let state = TransactionState::default().with_transactional_id(id.clone());
+            let Some(value) = broker.txns.describe(id.0.as_str()) else {
+                return state
+                    .with_error_code(ResponseError::TransactionalIdNotFound.code())
+                    .with_producer_id(ProducerId(-1));
+            };
+            let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+            for (topic, partition) in &value.partitions {
+                topics.entry(topic.as_str()).or_default().push(*partition);
+            }
+            let topics = topics
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    TopicData::default().with_topic(TopicName(str_bytes(topic))).with_partitions(partitions)
+                })
+                .collect();
+            state
+                .with_transaction_state(str_bytes(value.state.name()))
+                .with_transaction_timeout_ms(value.timeout_ms)
+                .with_transaction_start_time_ms(value.txn_start_ms)
+                .with_producer_id(ProducerId(value.producer_id))
+                .with_producer_epoch(value.producer_epoch)
+                .with_topics(topics)
+        })
+        .collect();
+    DescribeTransactionsResponse::default().with_transaction_states(states)
+}

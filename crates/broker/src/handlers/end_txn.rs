@@ -1,0 +1,26 @@
+//! EndTxn (key 26): commit or abort the producer's transaction. The coordinator writes
+//! the markers to every partition of the transaction before answering.
+
+use rivulet_protocol::kafka_protocol::messages::{EndTxnRequest, EndTxnResponse, ProducerId};
+
+use super::{code, fenced_error};
+use crate::broker::Broker;
+
+pub fn handle(broker: &Broker, request: EndTxnRequest, version: i16) -> EndTxnResponse {
+    let outcome = broker.txns.end_txn(
+        request.transactional_id.0.as_str(),
+        request.producer_id.0,
+        request.producer_epoch,
+        request.committed,
+        broker,
+    );
+    // Markers were appended: wake read_committed fetches waiting for the stable offset.
+    broker.notify_append();
+    let response = EndTxnResponse::default().with_error_code(code(outcome.err().map(|e| fenced_error(e, version, 2))));
+    if version >= 5 {
+        let (id, epoch) = outcome.map_or((-1, -1), |p| (p.producer_id, p.producer_epoch));
+        response.with_producer_id(ProducerId(id)).with_producer_epoch(epoch)
+    } else {
+        response
+    }
+}

@@ -1,0 +1,138 @@
+//! Reading and writing the broker's internal topics (`__consumer_offsets`,
+//! `__transaction_state`): the coordinators keep their state as keyed records in ordinary
+//! partition logs, so replication and failover treat them like any partition, and rebuild
+//! it on start by replaying those logs.
+
+use bytes::{Bytes, BytesMut};
+use rivulet_protocol::kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use rivulet_protocol::record_batch::{self, BatchHeader, ControlType};
+use rivulet_storage::PartitionLog;
+
+/// The producer a transactional batch belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxnProducer {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+}
+
+/// Encodes `(key, value)` records as one uncompressed batch; a `None` value is a
+/// tombstone. With `txn` the batch is transactional and carries no sequence (it is
+/// written by a coordinator, not a producer).
+pub fn encode_batch(
+    entries: &[(Vec<u8>, Option<Vec<u8>>)],
+    now_ms: i64,
+    txn: Option<TxnProducer>,
+) -> Result<Bytes, String> {
+    let (producer_id, producer_epoch) = txn.map_or((-1, -1), |t| (t.producer_id, t.producer_epoch));
+    let records: Vec<Record> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            transactional: txn.is_some(),
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id,
+            producer_epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // Sequences must run with the offsets or the encoder splits the batch; the base
+            // sequence of a coordinator's transactional batch is -1 (none).
+            sequence: if txn.is_some() { i as i32 - 1 } else { i as i32 },
+            timestamp: now_ms,
+            key: Some(Bytes::from(key.clone())),
+            value: value.clone().map(Bytes::from),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
+        .map_err(|e| e.to_string())?;
+    Ok(buf.freeze())
+}
+
+/// One stored batch as seen while replaying.
+pub enum Replayed {
+    /// Keyed records (keyless records are skipped), with their producer when transactional.
+    Records { txn: Option<TxnProducer>, records: Vec<(Bytes, Option<Bytes>)> },
+    /// A transaction marker.
+    Marker { producer_id: i64, control: ControlType },
+}
+
+/// Reads `log` from its start to its high watermark and hands every batch to `visit`.
+pub fn replay(log: &PartitionLog, mut visit: impl FnMut(Replayed)) -> Result<(), String> {
+    let mut offset = log.log_start_offset();
+    let end = log.high_watermark();
+    while offset < end {
+        let data = log.read(offset, 8 * 1024 * 1024, true).map_err(|e| e.to_string())?;
+        if data.records.is_empty() {
+            break;
+        }
+        let mut at = 0;
+        while at < data.records.len() {
+            let header = BatchHeader::parse(&data.records[at..]).map_err(|e| e.to_string())?;
+            let batch = data.records.slice(at..at + header.total_bytes().min(data.records.len() - at));
+            offset = header.last_offset() + 1;
+            at += header.total_bytes();
+            if header.is_control() {
+                if let Some(control) = record_batch::control_type(&batch).map_err(|e| e.to_string())? {
+                    visit(Replayed::Marker { producer_id: header.producer_id, control });
+                }
+                continue;
+            }
+            let mut buf = batch;
+            let mut records = Vec::new();
+            for set in RecordBatchDecoder::decode_all(&mut buf).map_err(|e| e.to_string())? {
+                for record in set.records {
+                    if let Some(key) = record.key {
+                        records.push((key, record.value));
+                    }
+                }
+            }
+            let txn = header
+                .is_transactional()
+                .then_some(TxnProducer { producer_id: header.producer_id, producer_epoch: header.producer_epoch });
+            visit(Replayed::Records { txn, records });
+        }
+    }
+    Ok(())
+}
+
+/// Kafka's `Utils.abs(key.hashCode) % partitionCount`: the Java `String.hashCode` of a
+/// group or transactional id, so each maps to the partition Kafka would use.
+pub fn partition_for(key: &str, partitions: i32) -> i32 {
+    let mut hash: i32 = 0;
+    for unit in key.encode_utf16() {
+        hash = hash.wrapping_mul(31).wrapping_add(i32::from(unit));
+    }
+    // Kafka's Utils.abs maps i32::MIN to 0 rather than overflowing.
+    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
+    abs % partitions.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_matches_java_string_hash_code() {
+        // "test-group".hashCode() == 627841412 in Java; 627841412 % 50 == 12.
+        assert_eq!(partition_for("test-group", 50), 12);
+        assert_eq!(partition_for("", 50), 0);
+        assert!((0..50).contains(&partition_for("Ünïcödé group ☃", 50)));
+    }
+
+    #[test]
+    fn transactional_batches_stay_one_batch_without_sequence() {
+        let entries: Vec<_> = (0..3).map(|i| (vec![i], Some(vec![i, i]))).collect();
+        let txn = TxnProducer { producer_id: 9, producer_epoch: 2 };
+        let batch = encode_batch(&entries, 5, Some(txn)).unwrap();
+        let header = record_batch::validate(&batch).unwrap();
+        assert_eq!(header.total_bytes(), batch.len());
+        assert!(header.is_transactional());
+        assert_eq!((header.producer_id, header.producer_epoch, header.base_sequence), (9, 2, -1));
+        assert_eq!(header.records_count, 3);
+    }
+}

@@ -1,0 +1,593 @@
+//! The transaction coordinator (KIP-98, KIP-360, KIP-447), after Kafka's
+//! `TransactionCoordinator` and `TransactionStateManager`.
+//!
+//! Each transactional id has a producer id and epoch, a timeout and a state:
+//!
+//! ```text
+//! Empty ──AddPartitions/AddOffsets──▶ Ongoing ──EndTxn(commit)──▶ PrepareCommit ─markers─▶ CompleteCommit
+//!   ▲                                   │ └──EndTxn(abort) / timeout / fencing──▶ PrepareAbort ─markers─▶ CompleteAbort
+//!   └──────────── InitProducerId (epoch bump) ◀── Complete* ──AddPartitions──▶ Ongoing …
+//! ```
+//!
+//! Every transition is written to the internal topic `__transaction_state` (partition
+//! chosen by the id's hash) before it is acted on, so on restart the coordinator replays it:
+//! a transaction found in a Prepare state had its outcome decided and gets its markers
+//! written again (writing a marker twice is harmless); one found Ongoing stays open until
+//! its producer ends it or its timeout aborts it. On this single node the markers are
+//! written directly into the partition logs through [`MarkerSink`] while the coordinator's
+//! lock is held, so no request ever observes a half-written outcome.
+
+pub mod persist;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rivulet_protocol::record_batch::ControlType;
+use rivulet_protocol::ResponseError;
+use rivulet_storage::{AppendOptions, AppendOrigin, PartitionLog};
+
+use crate::internal_topic::{self, Replayed};
+use persist::{TxnState, TxnValue};
+
+/// The internal topic holding transaction state.
+pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
+
+/// Where the coordinator writes transaction markers (the broker's partition logs).
+pub trait MarkerSink {
+    /// Appends the marker ending `producer_id`'s transaction to `topic`-`partition`.
+    /// A partition that no longer exists is skipped by the sink.
+    fn write_marker(
+        &self,
+        topic: &str,
+        partition: i32,
+        producer_id: i64,
+        producer_epoch: i16,
+        control: ControlType,
+    ) -> Result<(), String>;
+}
+
+/// Coordinator settings under their `server.properties` names.
+#[derive(Debug, Clone, Copy)]
+pub struct TxnSettings {
+    /// `transaction.max.timeout.ms`
+    pub max_timeout_ms: i32,
+}
+
+/// One transaction as DescribeTransactions / ListTransactions show it.
+#[derive(Debug, Clone)]
+pub struct TxnDescription {
+    pub transactional_id: String,
+    pub value: TxnValue,
+}
+
+/// A producer id and epoch handed out by InitProducerId.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerIdAndEpoch {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+}
+
+/// Why the coordinator's state could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("loading __transaction_state failed: {0}")]
+pub struct LoadError(String);
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The transaction coordinator of this broker.
+pub struct TransactionCoordinator {
+    settings: TxnSettings,
+    /// The partitions of `__transaction_state`, by partition number.
+    logs: Vec<Arc<PartitionLog>>,
+    txns: Mutex<HashMap<String, TxnValue>>,
+}
+
+impl TransactionCoordinator {
+    /// Builds the coordinator from `__transaction_state`. Call [`Self::recover`] once the
+    /// broker can write markers.
+    pub fn load(settings: TxnSettings, logs: Vec<Arc<PartitionLog>>) -> Result<Self, LoadError> {
+        let mut txns = HashMap::new();
+        for log in &logs {
+            let mut failure = None;
+            internal_topic::replay(log, |batch| {
+                let Replayed::Records { records, .. } = batch else { return };
+                for (key, value) in records {
+                    let id = String::from_utf8_lossy(&key).into_owned();
+                    match value.map(|v| serde_json::from_slice::<TxnValue>(&v)) {
+                        Some(Ok(value)) => {
+                            txns.insert(id, value);
+                        }
+                        Some(Err(e)) => failure = Some(format!("transactional id {id}: {e}")),
+                        None => {
+                            txns.remove(&id);
+                        }
+                    }
+                }
+            })
+            .map_err(LoadError)?;
+            if let Some(e) = failure {
+                return Err(LoadError(e));
+            }
+        }
+        tracing::info!(transactional_ids = txns.len(), "transaction coordinator loaded __transaction_state");
+        Ok(Self { settings, logs, txns: Mutex::new(txns) })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, TxnValue>> {
+        self.txns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The `__transaction_state` partition of `transactional_id`.
+    pub fn partition_of(&self, transactional_id: &str) -> i32 {
+        internal_topic::partition_for(transactional_id, self.logs.len() as i32)
+    }
+
+    fn persist(&self, transactional_id: &str, value: &TxnValue) -> Result<(), ResponseError> {
+        let log = self
+            .logs
+            .get(self.partition_of(transactional_id) as usize)
+            .ok_or(ResponseError::CoordinatorNotAvailable)?;
+        let encoded = serde_json::to_vec(value).map_err(|_| ResponseError::UnknownServerError)?;
+        let batch =
+            internal_topic::encode_batch(&[(transactional_id.as_bytes().to_vec(), Some(encoded))], now_ms(), None)
+                .map_err(|_| ResponseError::UnknownServerError)?;
+        let options = AppendOptions {
+            leader_epoch: 0,
+            max_batch_bytes: usize::MAX,
+            log_append_time_ms: None,
+            origin: AppendOrigin::Coordinator,
+        };
+        log.append(&batch, &options).map(|_| ()).map_err(|e| {
+            tracing::error!(transactional_id, error = %e, "writing __transaction_state failed");
+            ResponseError::CoordinatorNotAvailable
+        })
+    }
+
+    /// Finishes every transaction whose outcome was decided before a restart.
+    pub fn recover(&self, sink: &dyn MarkerSink) {
+        let mut txns = self.lock();
+        let ids: Vec<String> = txns
+            .iter()
+            .filter(|(_, v)| matches!(v.state, TxnState::PrepareCommit | TxnState::PrepareAbort))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            let Some(value) = txns.get_mut(&id) else { continue };
+            let commit = value.state == TxnState::PrepareCommit;
+            tracing::info!(transactional_id = %id, commit, "completing a transaction decided before the restart");
+            if let Err(e) = self.write_markers_and_complete(&id, value, commit, sink) {
+                tracing::error!(transactional_id = %id, error = ?e, "completing transaction failed; retried later");
+            }
+        }
+    }
+
+    /// Writes the markers of a transaction already in a Prepare state, then its Complete
+    /// state.
+    fn write_markers_and_complete(
+        &self,
+        id: &str,
+        value: &mut TxnValue,
+        commit: bool,
+        sink: &dyn MarkerSink,
+    ) -> Result<(), ResponseError> {
+        let control = if commit { ControlType::Commit } else { ControlType::Abort };
+        for (topic, partition) in &value.partitions {
+            if let Err(e) = sink.write_marker(topic, *partition, value.producer_id, value.producer_epoch, control) {
+                tracing::error!(transactional_id = id, topic, partition, error = %e, "writing a transaction marker failed");
+                return Err(ResponseError::CoordinatorNotAvailable);
+            }
+        }
+        let mut next = value.clone();
+        next.state = if commit { TxnState::CompleteCommit } else { TxnState::CompleteAbort };
+        next.partitions.clear();
+        next.txn_start_ms = -1;
+        next.last_update_ms = now_ms();
+        self.persist(id, &next)?;
+        *value = next;
+        Ok(())
+    }
+
+    /// Decides the outcome (persisting the Prepare state), then writes markers and the
+    /// Complete state.
+    fn end(&self, id: &str, value: &mut TxnValue, commit: bool, sink: &dyn MarkerSink) -> Result<(), ResponseError> {
+        let mut prepared = value.clone();
+        prepared.state = if commit { TxnState::PrepareCommit } else { TxnState::PrepareAbort };
+        prepared.last_update_ms = now_ms();
+        self.persist(id, &prepared)?;
+        *value = prepared;
+        tracing::debug!(transactional_id = id, commit, partitions = value.partitions.len(), "ending transaction");
+        self.write_markers_and_complete(id, value, commit, sink)
+    }
+
+    /// InitProducerId with a transactional id. `fresh_producer_id` is used when the id is
+    /// new or its epoch is exhausted; `expected` is the KIP-360 current id and epoch.
+    pub fn init_producer_id(
+        &self,
+        id: &str,
+        timeout_ms: i32,
+        expected: Option<ProducerIdAndEpoch>,
+        fresh_producer_id: i64,
+        sink: &dyn MarkerSink,
+    ) -> Result<ProducerIdAndEpoch, ResponseError> {
+        if timeout_ms <= 0 || timeout_ms > self.settings.max_timeout_ms {
+            return Err(ResponseError::InvalidTransactionTimeout);
+        }
+        let mut txns = self.lock();
+        let now = now_ms();
+        let mut value = match txns.get(id) {
+            Some(value) => value.clone(),
+            None => TxnValue {
+                producer_id: fresh_producer_id,
+                last_producer_id: -1,
+                producer_epoch: -1,
+                last_producer_epoch: -1,
+                timeout_ms,
+                state: TxnState::Empty,
+                partitions: BTreeSet::new(),
+                txn_start_ms: -1,
+                last_update_ms: now,
+            },
+        };
+        if let Some(expected) = expected {
+            let current = expected.producer_id == value.producer_id && expected.producer_epoch == value.producer_epoch;
+            let retried = expected.producer_id == value.last_producer_id
+                && expected.producer_epoch == value.last_producer_epoch
+                && value.state != TxnState::Ongoing;
+            if retried {
+                // The bump this producer asked for already happened; answer it again.
+                return Ok(ProducerIdAndEpoch { producer_id: value.producer_id, producer_epoch: value.producer_epoch });
+            }
+            if !current {
+                return Err(ResponseError::ProducerFenced);
+            }
+        }
+        match value.state {
+            TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence => {
+                return Err(ResponseError::ConcurrentTransactions);
+            }
+            TxnState::Ongoing => {
+                // A new incarnation of the producer: fence the old one by bumping the epoch
+                // and abort its transaction with the new epoch. The new producer continues
+                // with that epoch, since the old one can no longer use it.
+                value.last_producer_id = value.producer_id;
+                value.last_producer_epoch = value.producer_epoch;
+                value.producer_epoch = value.producer_epoch.saturating_add(1);
+                tracing::info!(
+                    transactional_id = id,
+                    epoch = value.producer_epoch,
+                    "fencing the previous producer and aborting its transaction"
+                );
+                self.end(id, &mut value, false, sink)?;
+            }
+            TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort | TxnState::Dead => {
+                value.last_producer_id = value.producer_id;
+                value.last_producer_epoch = value.producer_epoch;
+                if value.producer_epoch >= i16::MAX - 1 {
+                    // Epoch exhausted: continue under a new producer id (Kafka does the same).
+                    value.producer_id = fresh_producer_id;
+                    value.producer_epoch = 0;
+                } else {
+                    value.producer_epoch += 1;
+                }
+                value.state = if value.state == TxnState::Dead { TxnState::Empty } else { value.state };
+            }
+        }
+        value.timeout_ms = timeout_ms;
+        value.last_update_ms = now;
+        self.persist(id, &value)?;
+        let result = ProducerIdAndEpoch { producer_id: value.producer_id, producer_epoch: value.producer_epoch };
+        txns.insert(id.to_string(), value);
+        Ok(result)
+    }
+
+    fn check_producer(value: &TxnValue, producer_id: i64, producer_epoch: i16) -> Result<(), ResponseError> {
+        if value.producer_id != producer_id {
+            return Err(ResponseError::InvalidProducerIdMapping);
+        }
+        if value.producer_epoch != producer_epoch {
+            return Err(ResponseError::ProducerFenced);
+        }
+        Ok(())
+    }
+
+    /// AddPartitionsToTxn / AddOffsetsToTxn: `partitions` join the producer's transaction,
+    /// opening one if none is open. With `verify_only` (KIP-890) nothing is added: the
+    /// call only checks that they already are in the open transaction.
+    pub fn add_partitions(
+        &self,
+        id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: &[(String, i32)],
+        verify_only: bool,
+    ) -> Result<(), ResponseError> {
+        let mut txns = self.lock();
+        let value = txns.get_mut(id).ok_or(ResponseError::InvalidProducerIdMapping)?;
+        Self::check_producer(value, producer_id, producer_epoch)?;
+        if verify_only {
+            let all_in = value.state == TxnState::Ongoing
+                && partitions.iter().all(|(t, p)| value.partitions.contains(&(t.clone(), *p)));
+            return if all_in { Ok(()) } else { Err(ResponseError::InvalidTxnState) };
+        }
+        match value.state {
+            TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence => {
+                return Err(ResponseError::ConcurrentTransactions)
+            }
+            TxnState::Dead => return Err(ResponseError::InvalidTxnState),
+            TxnState::Ongoing if partitions.iter().all(|(t, p)| value.partitions.contains(&(t.clone(), *p))) => {
+                return Ok(());
+            }
+            _ => {}
+        }
+        let mut next = value.clone();
+        let now = now_ms();
+        if next.state != TxnState::Ongoing {
+            next.state = TxnState::Ongoing;
+            next.partitions.clear();
+            next.txn_start_ms = now;
+        }
+        next.partitions.extend(partitions.iter().cloned());
+        next.last_update_ms = now;
+        self.persist(id, &next)?;
+        *value = next;
+        Ok(())
+    }
+
+    /// EndTxn.
+    pub fn end_txn(
+        &self,
+        id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        sink: &dyn MarkerSink,
+    ) -> Result<ProducerIdAndEpoch, ResponseError> {
+        let mut txns = self.lock();
+        let value = txns.get_mut(id).ok_or(ResponseError::InvalidProducerIdMapping)?;
+        Self::check_producer(value, producer_id, producer_epoch)?;
+        let current = ProducerIdAndEpoch { producer_id: value.producer_id, producer_epoch: value.producer_epoch };
+        match value.state {
+            TxnState::Ongoing => self.end(id, value, commit, sink).map(|()| current),
+            // A retry of an EndTxn that already completed.
+            TxnState::CompleteCommit if commit => Ok(current),
+            TxnState::CompleteAbort if !commit => Ok(current),
+            TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence => {
+                Err(ResponseError::ConcurrentTransactions)
+            }
+            _ => Err(ResponseError::InvalidTxnState),
+        }
+    }
+
+    /// Checks a transactional produce to `topic`-`partition` (KIP-890's server-side
+    /// verification) and runs `append` while the check still holds: the partition must be
+    /// in the producer's open transaction. Holding the coordinator's lock across the append
+    /// means an EndTxn or a timeout abort cannot write its marker between the check and the
+    /// append, so a late batch can never open a transaction that no marker will close.
+    pub fn append_verified<R>(
+        &self,
+        id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        topic: &str,
+        partition: i32,
+        append: impl FnOnce() -> R,
+    ) -> Result<R, ResponseError> {
+        let txns = self.lock();
+        let Some(value) = txns.get(id) else { return Err(ResponseError::InvalidProducerIdMapping) };
+        if value.producer_id != producer_id {
+            return Err(ResponseError::InvalidProducerIdMapping);
+        }
+        if producer_epoch < value.producer_epoch {
+            return Err(ResponseError::InvalidProducerEpoch);
+        }
+        if value.producer_epoch != producer_epoch
+            || value.state != TxnState::Ongoing
+            || !value.partitions.contains(&(topic.to_string(), partition))
+        {
+            return Err(ResponseError::InvalidTxnState);
+        }
+        Ok(append())
+    }
+
+    /// Checks a TxnOffsetCommit's producer against its transaction.
+    pub fn verify_offsets(&self, id: &str, producer_id: i64, producer_epoch: i16) -> Result<(), ResponseError> {
+        let txns = self.lock();
+        let value = txns.get(id).ok_or(ResponseError::InvalidProducerIdMapping)?;
+        Self::check_producer(value, producer_id, producer_epoch)?;
+        if value.state != TxnState::Ongoing {
+            return Err(ResponseError::InvalidTxnState);
+        }
+        Ok(())
+    }
+
+    /// Aborts every transaction open for longer than its timeout, fencing its producer
+    /// with a bumped epoch as Kafka does (`abortTimedOutTransactions`).
+    pub fn abort_timed_out(&self, sink: &dyn MarkerSink) {
+        let now = now_ms();
+        let mut txns = self.lock();
+        let expired: Vec<String> = txns
+            .iter()
+            .filter(|(_, v)| v.state == TxnState::Ongoing && v.txn_start_ms + i64::from(v.timeout_ms) < now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            let Some(value) = txns.get_mut(&id) else { continue };
+            let mut fenced = value.clone();
+            fenced.last_producer_id = fenced.producer_id;
+            fenced.last_producer_epoch = fenced.producer_epoch;
+            fenced.producer_epoch = fenced.producer_epoch.saturating_add(1);
+            tracing::info!(transactional_id = %id, timeout_ms = fenced.timeout_ms, "aborting a timed-out transaction");
+            match self.end(&id, &mut fenced, false, sink) {
+                Ok(()) => *value = fenced,
+                Err(e) => tracing::error!(transactional_id = %id, error = ?e, "aborting timed-out transaction failed"),
+            }
+        }
+        // Outcomes decided but not completed (a marker write failed) are retried here.
+        drop(txns);
+        self.recover(sink);
+    }
+
+    /// DescribeTransactions: `None` for an unknown id.
+    pub fn describe(&self, id: &str) -> Option<TxnValue> {
+        self.lock().get(id).cloned()
+    }
+
+    /// ListTransactions: every transactional id with its state, sorted by id.
+    pub fn list(&self) -> Vec<TxnDescription> {
+        let mut all: Vec<TxnDescription> = self
+            .lock()
+            .iter()
+            .map(|(id, value)| TxnDescription { transactional_id: id.clone(), value: value.clone() })
+            .collect();
+        all.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rivulet_storage::{Isolation, LogClass, LogId, Store, StoreOptions};
+
+    /// Writes markers into real partition logs, as the broker does; `fail` simulates a
+    /// crash between deciding an outcome and writing its markers.
+    struct LogSink {
+        logs: HashMap<(String, i32), Arc<PartitionLog>>,
+        fail: std::cell::Cell<bool>,
+    }
+
+    impl MarkerSink for LogSink {
+        fn write_marker(
+            &self,
+            topic: &str,
+            partition: i32,
+            pid: i64,
+            epoch: i16,
+            control: ControlType,
+        ) -> Result<(), String> {
+            if self.fail.get() {
+                return Err("simulated crash".into());
+            }
+            let log = self.logs.get(&(topic.to_string(), partition)).ok_or("no such partition")?;
+            log.append_marker(pid, epoch, control, 0, 0, 1).map(|_| ()).map_err(|e| e.to_string())
+        }
+    }
+
+    fn open(store: &Store) -> (TransactionCoordinator, LogSink) {
+        let state_logs =
+            (0..3).map(|i| Arc::new(store.open_log(LogId(100 + i), LogClass::Internal).unwrap())).collect();
+        let coordinator = TransactionCoordinator::load(TxnSettings { max_timeout_ms: 60_000 }, state_logs).unwrap();
+        let data = Arc::new(store.open_log(LogId(1), LogClass::User).unwrap());
+        let sink = LogSink { logs: [(("t".to_string(), 0), data)].into_iter().collect(), fail: false.into() };
+        (coordinator, sink)
+    }
+
+    fn txn_batch(pid: i64, epoch: i16, sequence: i32) -> bytes::Bytes {
+        let entries = vec![(b"k".to_vec(), Some(b"v".to_vec()))];
+        let mut batch = bytes::BytesMut::from(
+            &internal_topic::encode_batch(
+                &entries,
+                1,
+                Some(internal_topic::TxnProducer { producer_id: pid, producer_epoch: epoch }),
+            )
+            .unwrap()[..],
+        );
+        // A producer's batch carries a sequence; patch it in and fix the CRC.
+        batch[53..57].copy_from_slice(&sequence.to_be_bytes());
+        let crc = rivulet_protocol::record_batch::compute_crc(&batch);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        batch.freeze()
+    }
+
+    fn client_append(
+        sink: &LogSink,
+        batch: &[u8],
+    ) -> Result<rivulet_storage::AppendOutcome, rivulet_storage::AppendError> {
+        let options = AppendOptions {
+            leader_epoch: 0,
+            max_batch_bytes: 1 << 20,
+            log_append_time_ms: None,
+            origin: AppendOrigin::Client,
+        };
+        sink.logs[&("t".to_string(), 0)].append(batch, &options)
+    }
+
+    #[test]
+    fn commit_abort_fencing_and_timeouts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
+        let (coordinator, sink) = open(&store);
+        let t0 = vec![("t".to_string(), 0)];
+        assert_eq!(
+            coordinator.init_producer_id("app", 120_000, None, 7, &sink),
+            Err(ResponseError::InvalidTransactionTimeout)
+        );
+        let first = coordinator.init_producer_id("app", 1_000, None, 7, &sink).unwrap();
+        assert_eq!(first, ProducerIdAndEpoch { producer_id: 7, producer_epoch: 0 });
+        assert_eq!(coordinator.append_verified("app", 7, 0, "t", 0, || ()), Err(ResponseError::InvalidTxnState));
+        coordinator.add_partitions("app", 7, 0, &t0, false).unwrap();
+        coordinator.append_verified("app", 7, 0, "t", 0, || ()).unwrap();
+        client_append(&sink, &txn_batch(7, 0, 0)).unwrap();
+        coordinator.end_txn("app", 7, 0, true, &sink).unwrap();
+        let log = &sink.logs[&("t".to_string(), 0)];
+        assert_eq!((log.last_stable_offset(), log.high_watermark()), (2, 2));
+        // A retried EndTxn is answered again; the opposite outcome is refused.
+        coordinator.end_txn("app", 7, 0, true, &sink).unwrap();
+        assert_eq!(coordinator.end_txn("app", 7, 0, false, &sink), Err(ResponseError::InvalidTxnState));
+
+        // A new incarnation fences the old one and aborts its open transaction.
+        coordinator.add_partitions("app", 7, 0, &t0, false).unwrap();
+        client_append(&sink, &txn_batch(7, 0, 1)).unwrap();
+        assert_eq!(log.last_stable_offset(), 2);
+        let second = coordinator.init_producer_id("app", 1_000, None, 8, &sink).unwrap();
+        assert_eq!(second, ProducerIdAndEpoch { producer_id: 7, producer_epoch: 1 });
+        assert_eq!(log.last_stable_offset(), 4);
+        assert_eq!(log.read_with(0, 1 << 20, true, Isolation::ReadCommitted).unwrap().aborted.unwrap().len(), 1);
+        assert_eq!(coordinator.add_partitions("app", 7, 0, &t0, false), Err(ResponseError::ProducerFenced));
+        assert_eq!(coordinator.end_txn("app", 7, 0, true, &sink), Err(ResponseError::ProducerFenced));
+        assert!(client_append(&sink, &txn_batch(7, 0, 2)).is_err());
+
+        // An open transaction past its timeout is aborted with a bumped epoch.
+        coordinator.add_partitions("app", 7, 1, &t0, false).unwrap();
+        client_append(&sink, &txn_batch(7, 1, 0)).unwrap();
+        coordinator.abort_timed_out(&sink);
+        assert_eq!(coordinator.describe("app").unwrap().state, TxnState::Ongoing);
+        std::thread::sleep(std::time::Duration::from_millis(1_100));
+        coordinator.abort_timed_out(&sink);
+        let value = coordinator.describe("app").unwrap();
+        assert_eq!((value.state, value.producer_epoch), (TxnState::CompleteAbort, 2));
+        assert_eq!(log.last_stable_offset(), log.high_watermark());
+        assert_eq!(coordinator.end_txn("app", 7, 1, true, &sink), Err(ResponseError::ProducerFenced));
+    }
+
+    #[test]
+    fn a_decided_commit_is_completed_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
+        {
+            let (coordinator, sink) = open(&store);
+            coordinator.init_producer_id("app", 10_000, None, 3, &sink).unwrap();
+            coordinator.add_partitions("app", 3, 0, &[("t".to_string(), 0)], false).unwrap();
+            client_append(&sink, &txn_batch(3, 0, 0)).unwrap();
+            // The commit is decided and persisted, then the markers fail: a crash.
+            sink.fail.set(true);
+            assert_eq!(coordinator.end_txn("app", 3, 0, true, &sink), Err(ResponseError::CoordinatorNotAvailable));
+            assert_eq!(coordinator.describe("app").unwrap().state, TxnState::PrepareCommit);
+            assert_eq!(sink.logs[&("t".to_string(), 0)].last_stable_offset(), 0);
+        }
+        let (coordinator, sink) = open(&store);
+        assert_eq!(coordinator.describe("app").unwrap().state, TxnState::PrepareCommit);
+        coordinator.recover(&sink);
+        assert_eq!(coordinator.describe("app").unwrap().state, TxnState::CompleteCommit);
+        let log = &sink.logs[&("t".to_string(), 0)];
+        assert_eq!(log.last_stable_offset(), 2);
+        assert_eq!(log.read_with(0, 1 << 20, true, Isolation::ReadCommitted).unwrap().aborted, Some(vec![]));
+        // The producer id and epoch survive, so a restarted producer is bumped, not reset.
+        let next = coordinator.init_producer_id("app", 10_000, None, 99, &sink).unwrap();
+        assert_eq!(next, ProducerIdAndEpoch { producer_id: 3, producer_epoch: 1 });
+        assert_eq!(coordinator.list().len(), 1);
+    }
+}

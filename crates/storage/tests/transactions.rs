@@ -1,0 +1,142 @@
+//! Transactions in a partition log on a real RocksDB: the last stable offset, markers,
+//! the aborted-transaction index and what survives a reopen.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use rivulet_protocol::record_batch::ControlType;
+use rivulet_storage::{
+    AbortedTxn, AppendError, AppendOptions, AppendOrigin, Isolation, LogClass, LogId, Store, StoreOptions,
+};
+
+fn batch(producer_id: i64, epoch: i16, first_sequence: i32, count: i32, transactional: bool) -> Bytes {
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i64::from(i),
+            sequence: if first_sequence < 0 { -1 } else { first_sequence + i },
+            timestamp: 1_000,
+            key: Some(Bytes::from(format!("k{i}"))),
+            value: Some(Bytes::from(format!("v{i}"))),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
+        .unwrap();
+    buf.freeze()
+}
+
+fn options() -> AppendOptions {
+    AppendOptions { leader_epoch: 0, max_batch_bytes: 1 << 20, log_append_time_ms: None, origin: AppendOrigin::Client }
+}
+
+fn batch_offsets(records: &Bytes) -> Vec<(i64, bool)> {
+    let mut buf = records.clone();
+    RecordBatchDecoder::decode_all(&mut buf)
+        .unwrap()
+        .iter()
+        .flat_map(|s| s.records.iter().map(|r| (r.offset, r.control)))
+        .collect()
+}
+
+#[test]
+fn last_stable_offset_markers_and_aborted_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
+    let log = store.open_log(LogId(1), LogClass::User).unwrap();
+
+    // Producer 10 opens a transaction at 0; producer 20 writes non-transactionally.
+    assert_eq!(log.append(&batch(10, 0, 0, 3, true), &options()).unwrap().base_offset, 0);
+    assert_eq!(log.append(&batch(20, 0, 0, 2, false), &options()).unwrap().base_offset, 3);
+    assert_eq!(log.last_stable_offset(), 0);
+    assert_eq!(log.high_watermark(), 5);
+    let committed = log.read_with(0, 1 << 20, true, Isolation::ReadCommitted).unwrap();
+    assert!(committed.records.is_empty());
+    assert_eq!(committed.last_stable_offset, 0);
+    assert_eq!(committed.aborted, Some(vec![]));
+    assert_eq!(batch_offsets(&log.read(0, 1 << 20, true).unwrap().records).len(), 5);
+
+    // Commit: everything becomes stable.
+    assert_eq!(log.append_marker(10, 0, ControlType::Commit, 0, 0, 2_000).unwrap(), 5);
+    assert_eq!(log.last_stable_offset(), 6);
+    let data = log.read_with(0, 1 << 20, true, Isolation::ReadCommitted).unwrap();
+    assert_eq!(batch_offsets(&data.records).last(), Some(&(5, true)));
+    assert_eq!(data.aborted, Some(vec![]));
+
+    // A second transaction is aborted after producer 20 starts one of its own.
+    log.append(&batch(10, 0, 3, 2, true), &options()).unwrap(); // 6..7
+    log.append(&batch(20, 0, 2, 1, true), &options()).unwrap(); // 8
+    assert_eq!(log.last_stable_offset(), 6);
+    assert_eq!(log.append_marker(10, 0, ControlType::Abort, 0, 0, 3_000).unwrap(), 9);
+    // Producer 20's transaction is still open at 8.
+    assert_eq!(log.last_stable_offset(), 8);
+    let data = log.read_with(6, 1 << 20, true, Isolation::ReadCommitted).unwrap();
+    assert_eq!(batch_offsets(&data.records), vec![(6, false), (7, false)]);
+    let aborted = AbortedTxn { producer_id: 10, first_offset: 6, last_offset: 9, last_stable_offset: 8 };
+    assert_eq!(data.aborted, Some(vec![aborted]));
+    log.append_marker(20, 0, ControlType::Commit, 0, 0, 4_000).unwrap(); // 10
+    assert_eq!(log.last_stable_offset(), 11);
+    let data = log.read_with(0, 1 << 20, true, Isolation::ReadCommitted).unwrap();
+    assert_eq!(batch_offsets(&data.records).len(), 11);
+    assert_eq!(data.aborted, Some(vec![aborted]));
+    // A range that ends before the aborted transaction began does not list it.
+    assert_eq!(log.aborted_transactions(0, 6).unwrap(), vec![]);
+    assert_eq!(log.aborted_transactions(9, 11).unwrap(), vec![aborted]);
+    assert_eq!(log.aborted_transactions(10, 11).unwrap(), vec![]);
+}
+
+#[test]
+fn open_transactions_and_the_index_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions::new(dir.path());
+    {
+        let store = Store::open(&opts).unwrap();
+        let log = store.open_log(LogId(7), LogClass::User).unwrap();
+        log.append(&batch(1, 0, 0, 2, true), &options()).unwrap();
+        log.append_marker(1, 0, ControlType::Abort, 0, 0, 1).unwrap();
+        log.append(&batch(1, 0, 2, 2, true), &options()).unwrap(); // 3..4, left open
+        assert_eq!(log.last_stable_offset(), 3);
+    }
+    let store = Store::open(&opts).unwrap();
+    let log = store.open_log(LogId(7), LogClass::User).unwrap();
+    assert_eq!(log.last_stable_offset(), 3);
+    assert_eq!(log.open_transactions(), vec![(1, 3)]);
+    assert_eq!(log.read_with(0, 1 << 20, true, Isolation::ReadCommitted).unwrap().aborted.unwrap().len(), 1);
+    // The coordinator aborts it after the restart with a bumped epoch (fencing).
+    log.append_marker(1, 1, ControlType::Abort, 0, 0, 2).unwrap();
+    assert_eq!(log.last_stable_offset(), 6);
+    assert_eq!(log.aborted_transactions(0, 6).unwrap().len(), 2);
+    // The fenced epoch can no longer write.
+    assert!(matches!(log.append(&batch(1, 0, 4, 1, true), &options()), Err(AppendError::InvalidProducerEpoch { .. })));
+    assert!(matches!(
+        log.append_marker(1, 0, ControlType::Commit, 0, 0, 3),
+        Err(AppendError::InvalidProducerEpoch { .. })
+    ));
+    // The new epoch starts again at sequence 0.
+    log.append(&batch(1, 1, 0, 1, true), &options()).unwrap();
+}
+
+#[test]
+fn refuses_what_a_client_must_not_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
+    let log = store.open_log(LogId(3), LogClass::User).unwrap();
+    let marker = Bytes::from(rivulet_protocol::record_batch::control_batch(5, 0, ControlType::Commit, 0, 0));
+    assert!(matches!(log.append(&marker, &options()), Err(AppendError::Batch(_))));
+    log.append(&batch(5, 0, 0, 1, true), &options()).unwrap();
+    assert!(matches!(log.append(&batch(5, 0, 1, 1, false), &options()), Err(AppendError::InvalidTxnState { .. })));
+    // The group coordinator's transactional offset commits carry no sequence.
+    let coordinator = AppendOptions { origin: AppendOrigin::Coordinator, ..options() };
+    let offsets = batch(5, 0, -1, 1, true);
+    assert!(log.append(&offsets, &options()).is_err());
+    assert_eq!(log.append(&offsets, &coordinator).unwrap().base_offset, 1);
+    assert_eq!(log.open_transactions(), vec![(5, 0)]);
+}
