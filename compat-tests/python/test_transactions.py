@@ -215,3 +215,43 @@ def test_broker_killed_mid_transaction(tmp_path):
         assert read_values(broker, "crash", "read_committed", 20, timeout=15) == expected
     finally:
         broker.kill()
+
+
+def test_kafka_streams_exactly_once_v2_survives_a_kill(tmp_path):
+    total = 5_000
+    broker = Broker(tmp_path).start()
+    try:
+        create_topic(broker, "streams-in")
+        create_topic(broker, "streams-out")
+        producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20})
+        for i in range(total):
+            producer.produce("streams-in", value=f"r{i}", partition=0)
+        assert producer.flush(60) == 0
+        classes = compile_java(tmp_path, "StreamsCopy.java")
+        cmd = ["java", "-Xmx512m", "-cp", f"{classes}:{JAVA_LIB}/*", "StreamsCopy", broker.bootstrap,
+               "streams-in", "streams-out", "eos-copy", str(tmp_path / "streams-state")]
+        # First run: killed with SIGKILL once it has processed part of the input.
+        first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(tmp_path / "streams-0.err", "w"), text=True)
+        watchdog = threading.Timer(120, first.kill)
+        watchdog.start()
+        try:
+            for line in first.stdout:
+                if line.startswith("processed") and int(line.split()[1]) >= 1_500:
+                    break
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=30)
+        finally:
+            watchdog.cancel()
+        assert first.returncode == -signal.SIGKILL, (tmp_path / "streams-0.err").read_text()[-3000:]
+        # Second run finishes the input; the output is read while it runs.
+        second = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "streams-1.err", "w"))
+        try:
+            copied = read_values(broker, "streams-out", "read_committed", total, timeout=120)
+        finally:
+            second.kill()
+            second.wait()
+        assert len(copied) == total, (len(copied), len(set(copied)), (tmp_path / "streams-1.err").read_text()[-3000:],
+                                      broker.log_tail())
+        assert copied == [f"R{i}" for i in range(total)]
+    finally:
+        broker.kill()
