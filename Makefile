@@ -12,18 +12,29 @@ DATA_DIR ?= $(CURDIR)/data
 # Everything is built with the release profile only: RocksDB (C++) compiles once.
 CARGO_FLAGS := --release --locked
 
-.PHONY: all build run test test-rust test-compat lint fmt deps-build deps-test compat bench clean
+.PHONY: all build run test test-rust test-compat lint fmt deps-build deps-etcd deps-test compat bench clean
 
 all: build
 
-## deps-build: system packages the build needs (libclang for RocksDB's bindings).
-deps-build:
-	@if ! dpkg -s libclang-dev >/dev/null 2>&1; then \
-		echo "installing libclang-dev"; \
+# apt_install PACKAGE...: installs the Debian packages that are missing (as root or via sudo).
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing"; \
 		(apt-get update -qq || sudo apt-get update -qq) && \
-		(DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev || \
-		 sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev); \
+		(DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing || \
+		 sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing); \
 	fi
+endef
+
+## deps-build: system packages the build needs (libclang for RocksDB's bindings, protoc
+## for etcd-client's gRPC code).
+deps-build:
+	$(call apt_install,libclang-dev protobuf-compiler)
+
+## deps-etcd: the etcd server the metadata tests run (Debian's etcd-server, v3 API).
+deps-etcd:
+	$(call apt_install,etcd-server)
 
 ## build: the rivulet binary (release).
 build: deps-build
@@ -41,15 +52,15 @@ deps-test:
 ## test: every test — unit, integration (real broker processes), and the client suite.
 test: build deps-test test-rust test-compat
 
-test-rust: deps-build
+test-rust: deps-build deps-etcd
 	cargo test $(CARGO_FLAGS) --workspace
 
-test-compat: build deps-test
+test-compat: build deps-test deps-etcd
 	RIVULET_BIN=$(BIN) $(VENV)/bin/pytest -q compat-tests/python
 
 ## compat: the whole client matrix; writes compat-tests/results.json and regenerates the
 ## client table in docs/compatibility.md.
-compat: build deps-test
+compat: build deps-test deps-etcd
 	RIVULET_BIN=$(BIN) $(VENV)/bin/pytest -q compat-tests/python --junitxml=$(RIVULET_CACHE)/compat-results.xml || true
 	$(VENV)/bin/python compat-tests/report.py $(RIVULET_CACHE)/compat-results.xml
 

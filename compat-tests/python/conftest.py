@@ -85,6 +85,37 @@ class Broker:
             return "(no log)"
 
 
+class Etcd:
+    """An `etcd` server (Debian's etcd-server) on free loopback ports; `stop()` kills it."""
+
+    def __init__(self, data_dir: Path):
+        self.client_port, peer_port = free_port(), free_port()
+        client, peer = f"http://127.0.0.1:{self.client_port}", f"http://127.0.0.1:{peer_port}"
+        self.log_path = data_dir / "etcd.log"
+        self.proc = subprocess.Popen(
+            ["etcd", "--name", "test", "--data-dir", str(data_dir / "etcd-data"),
+             "--listen-client-urls", client, "--advertise-client-urls", client,
+             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+             "--initial-cluster", f"test={peer}"],
+            stdout=subprocess.DEVNULL, stderr=open(self.log_path, "ab"))
+        deadline = time.time() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.client_port), timeout=1):
+                    return
+            except OSError:
+                assert time.time() < deadline and self.proc.poll() is None, "etcd did not start"
+                time.sleep(0.05)
+
+    def url(self, root: str) -> str:
+        return f"etcd://127.0.0.1:{self.client_port}/{root}"
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+
 @pytest.fixture
 def broker(tmp_path):
     b = Broker(tmp_path).start()

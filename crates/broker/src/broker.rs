@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use rivulet_metadata::{EmbeddedMetadataStore, MetadataError, MetadataStore, NewTopic};
+use rivulet_metadata::{
+    BrokerLease, BrokerRegistration, EmbeddedMetadataStore, EtcdMetadataStore, MetadataError, MetadataStore, NewTopic,
+};
 use rivulet_storage::{LogClass, LogId, Store, StoreOptions};
 use tokio::sync::{watch, Mutex};
 
@@ -26,6 +28,11 @@ pub enum StartError {
     Groups(#[from] crate::group::PersistError),
     #[error("cannot load transactions: {0}")]
     Transactions(#[from] crate::txn::LoadError),
+    #[error(
+        "broker {0} is already registered in this etcd root; replication across brokers is not built yet, \
+         so one root serves one broker"
+    )]
+    ClusterNotSupported(i32),
 }
 
 /// Everything request handlers share.
@@ -37,6 +44,8 @@ pub struct Broker {
     pub cluster_id: String,
     pub groups: GroupCoordinator,
     pub txns: TransactionCoordinator,
+    /// With etcd metadata: this broker's registration, alive while the broker is.
+    _registration: Option<BrokerLease>,
     /// Bumped after every append so long-polling fetches wake up.
     appended: watch::Sender<u64>,
     /// Serialises topic creation and deletion.
@@ -82,7 +91,40 @@ impl Broker {
         let mut options = StoreOptions::new(dir.join("rivulet-db"));
         options.flush = config.flush_policy;
         let store = Store::open(&options)?;
-        let metadata: Arc<dyn MetadataStore> = Arc::new(EmbeddedMetadataStore::new(store.clone())?);
+        let (metadata, registration): (Arc<dyn MetadataStore>, _) = match &config.metadata_store {
+            None => (Arc::new(EmbeddedMetadataStore::new(store.clone())?), None),
+            Some(location) => {
+                let etcd = EtcdMetadataStore::connect(location).await?;
+                if let Some(other) = etcd.live_brokers().await?.into_iter().find(|b| b.node_id != config.node_id) {
+                    return Err(StartError::ClusterNotSupported(other.node_id));
+                }
+                let listener = config.advertised();
+                let registration = BrokerRegistration {
+                    node_id: config.node_id,
+                    host: listener.host.clone(),
+                    port: listener.port,
+                    rack: config.broker_rack.clone(),
+                };
+                let ttl = std::time::Duration::from_millis(config.broker_session_timeout_ms);
+                // After a crash the previous registration lives until its lease expires:
+                // wait for that rather than fail, as a restarted broker would.
+                let deadline = tokio::time::Instant::now() + ttl + std::time::Duration::from_secs(5);
+                let lease = loop {
+                    match etcd.register_broker(&registration, ttl).await {
+                        Err(MetadataError::NodeExists(id)) if tokio::time::Instant::now() < deadline => {
+                            tracing::info!(
+                                node_id = id,
+                                "previous registration still alive; waiting for its lease to expire"
+                            );
+                            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                        }
+                        other => break other?,
+                    }
+                };
+                tracing::info!(endpoints = ?location.endpoints, root = %location.root, "metadata in etcd");
+                (Arc::new(etcd), Some(lease))
+            }
+        };
         let cluster_id = metadata.cluster_id().await?;
         let topics = TopicRegistry::default();
         for record in metadata.topics().await? {
@@ -127,6 +169,7 @@ impl Broker {
             cluster_id,
             groups,
             txns,
+            _registration: registration,
             appended,
             admin: Mutex::new(()),
         });

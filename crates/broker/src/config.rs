@@ -59,6 +59,12 @@ pub struct BrokerConfig {
     pub offsets_retention_minutes: u64,
     /// `offset.metadata.max.bytes`
     pub offset_metadata_max_bytes: usize,
+    /// `metadata.store`: `None` keeps metadata in the broker's own RocksDB; an
+    /// `etcd://host:port[,host:port][/root]` URL keeps it in etcd.
+    pub metadata_store: Option<rivulet_metadata::EtcdLocation>,
+    /// `broker.session.timeout.ms`: how long a broker's etcd registration outlives its
+    /// last keep-alive.
+    pub broker_session_timeout_ms: u64,
     /// `transaction.state.log.num.partitions`
     pub transaction_state_log_num_partitions: i32,
     /// `transaction.max.timeout.ms`: producers asking for longer get INVALID_TRANSACTION_TIMEOUT.
@@ -98,6 +104,8 @@ const KNOWN_KEYS: &[&str] = &[
     "offsets.topic.num.partitions",
     "offsets.retention.minutes",
     "transaction.state.log.num.partitions",
+    "metadata.store",
+    "broker.session.timeout.ms",
     "transaction.max.timeout.ms",
     "transaction.abort.timed.out.transaction.cleanup.interval.ms",
     "offset.metadata.max.bytes",
@@ -295,6 +303,14 @@ impl BrokerConfig {
                 .map_or(Ok(10_080), |v| parse_positive("offsets.retention.minutes", v))?,
             offset_metadata_max_bytes: get("offset.metadata.max.bytes")
                 .map_or(Ok(4096), |v| parse_non_negative("offset.metadata.max.bytes", v))?,
+            metadata_store: match get("metadata.store") {
+                None | Some("") | Some("embedded") => None,
+                Some(v) => Some(
+                    rivulet_metadata::EtcdLocation::parse(v).map_err(|reason| invalid("metadata.store", v, &reason))?,
+                ),
+            },
+            broker_session_timeout_ms: get("broker.session.timeout.ms")
+                .map_or(Ok(9_000), |v| parse_positive("broker.session.timeout.ms", v))?,
             transaction_state_log_num_partitions: get("transaction.state.log.num.partitions")
                 .map_or(Ok(50), |v| parse_positive("transaction.state.log.num.partitions", v))?,
             transaction_max_timeout_ms: get("transaction.max.timeout.ms")
@@ -361,6 +377,14 @@ impl BrokerConfig {
             ("offsets.topic.num.partitions", self.offsets_topic_num_partitions.to_string()),
             ("offsets.retention.minutes", self.offsets_retention_minutes.to_string()),
             ("offset.metadata.max.bytes", self.offset_metadata_max_bytes.to_string()),
+            (
+                "metadata.store",
+                self.metadata_store.as_ref().map_or_else(
+                    || "embedded".to_string(),
+                    |l| format!("etcd://{}{}", l.endpoints.join(",").replace("http://", ""), l.root),
+                ),
+            ),
+            ("broker.session.timeout.ms", self.broker_session_timeout_ms.to_string()),
             ("transaction.state.log.num.partitions", self.transaction_state_log_num_partitions.to_string()),
             ("transaction.max.timeout.ms", self.transaction_max_timeout_ms.to_string()),
             (

@@ -3,15 +3,18 @@
 //! The cluster metadata a broker needs — cluster id, topics with their ids, partitions,
 //! configs, and producer-id allocation — behind one trait, [`MetadataStore`], so the broker
 //! runs unchanged on a single node ([`EmbeddedMetadataStore`], which keeps everything in
-//! the broker's own RocksDB) or, later, on a cluster coordinated through etcd.
+//! the broker's own RocksDB) or with the metadata in etcd ([`EtcdMetadataStore`]), which
+//! also registers brokers under leases and elects a controller.
 //!
 //! The store is the source of truth; the broker keeps an in-memory copy for the hot path
 //! and changes it only after the store accepted a change.
 
 mod embedded;
+mod etcd;
 mod model;
 
 pub use embedded::EmbeddedMetadataStore;
+pub use etcd::{BrokerLease, BrokerRegistration, ControllerLease, EtcdLocation, EtcdMetadataStore};
 pub use model::{NewTopic, PartitionRecord, TopicRecord};
 
 use async_trait::async_trait;
@@ -29,6 +32,10 @@ pub enum MetadataError {
     Storage(#[from] rivulet_storage::StorageError),
     #[error("corrupt metadata at {key}: {reason}")]
     Corrupt { key: String, reason: String },
+    #[error("etcd: {0}")]
+    Etcd(String),
+    #[error("node id {0} is already registered by a live broker")]
+    NodeExists(i32),
 }
 
 /// Where a broker reads and writes cluster metadata.

@@ -1,0 +1,69 @@
+"""Topic metadata kept in a real etcd (`metadata.store=etcd://...`): brokers register under
+a lease, topics outlive a broker's `kill -9`, and roots keep clusters apart."""
+
+import time
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from conftest import Broker, Etcd, create_topic
+
+
+def consume(broker, topic, partition, want, timeout=30):
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "etcd-reader",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, partition, 0)])
+    values = []
+    deadline = time.time() + timeout
+    while len(values) < want and time.time() < deadline:
+        msg = consumer.poll(0.2)
+        if msg is not None and not msg.error():
+            values.append(msg.value().decode())
+    consumer.close()
+    return values
+
+
+def test_topics_live_in_etcd_and_a_killed_broker_comes_back(tmp_path):
+    etcd = Etcd(tmp_path)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "c").mkdir()
+    settings = (f"metadata.store={etcd.url('cluster-1')}", "broker.session.timeout.ms=3000")
+    a = Broker(tmp_path / "a", extra=settings).start()
+    try:
+        assert "broker registered in etcd" in a.log_tail(100)
+        create_topic(a, "in-etcd", partitions=3)
+        producer = Producer({"bootstrap.servers": a.bootstrap})
+        for i in range(100):
+            producer.produce("in-etcd", value=f"v{i}", partition=1)
+        assert producer.flush(30) == 0
+
+        # Until replication exists one root serves one broker: a second one is refused.
+        b = Broker(tmp_path / "b", extra=(*settings, "node.id=2"))
+        with pytest.raises(RuntimeError, match="already registered"):
+            b.start()
+
+        # kill -9: the registration outlives the process until its lease expires; the
+        # restarted broker waits for that, then serves the topic it reads back from etcd.
+        a.kill()
+        a.start()
+        assert "waiting for its lease to expire" in a.log_tail(100)
+        assert consume(a, "in-etcd", 1, 100) == [f"v{i}" for i in range(100)]
+
+        # Another root is another cluster: it does not see the topic.
+        c = Broker(tmp_path / "c", extra=(f"metadata.store={etcd.url('cluster-2')}",)).start()
+        try:
+            from confluent_kafka.admin import AdminClient
+            topics = AdminClient({"bootstrap.servers": c.bootstrap}).list_topics(timeout=10).topics
+            assert "in-etcd" not in topics
+        finally:
+            c.kill()
+    finally:
+        a.kill()
+        etcd.stop()
+
+
+def test_unreachable_etcd_stops_the_broker_with_a_clear_error(tmp_path):
+    broker = Broker(tmp_path, extra=("metadata.store=etcd://127.0.0.1:1/nowhere",))
+    with pytest.raises(RuntimeError, match="etcd"):
+        broker.start()

@@ -1,0 +1,429 @@
+//! Cluster metadata in etcd, which takes ZooKeeper's role for a Rivulet cluster.
+//!
+//! Key layout under a root (default `/rivulet`, or the path of the
+//! `metadata.store=etcd://host:port/<root>` URL), mirroring Kafka's ZooKeeper tree
+//! (`ZkData.scala`):
+//!
+//! | key | value |
+//! |---|---|
+//! | `<root>/cluster/id` | the cluster id, created once by whoever gets there first |
+//! | `<root>/brokers/ids/<node id>` | a live broker's endpoints (JSON), bound to its lease |
+//! | `<root>/brokers/topics/<name>` | the topic (JSON [`TopicRecord`]) |
+//! | `<root>/controller` | the controller's node id, bound to its lease |
+//! | `<root>/controller_epoch` | the controller epoch (decimal) |
+//! | `<root>/latest_producer_id_block` | end of the last reserved producer-id block |
+//! | `<root>/latest_log_id` | end of the last reserved storage log ids |
+//!
+//! Every read-modify-write is an etcd transaction guarded by the key's `mod_revision`
+//! (or `create_revision == 0` for a create), retried on conflict, so brokers racing on the
+//! same key never lose an update. Only small, rarely changing records live here; offsets
+//! and anything per message stay in the partition logs.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use crate::{MetadataError, MetadataStore, NewTopic, PartitionRecord, TopicRecord};
+
+/// Producer ids reserved per etcd write (as Kafka's `ProducerIdManager` blocks).
+const PRODUCER_ID_BLOCK: i64 = 1000;
+/// How often a conflicting compare-and-swap is retried before giving up.
+const CAS_ATTEMPTS: usize = 64;
+
+/// Where an etcd-backed store lives: endpoints and the root of its keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdLocation {
+    pub endpoints: Vec<String>,
+    pub root: String,
+}
+
+impl EtcdLocation {
+    /// Parses `etcd://host:port[,host:port...][/root]`.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let rest = url.strip_prefix("etcd://").ok_or_else(|| format!("'{url}' does not start with etcd://"))?;
+        let (hosts, root) = match rest.split_once('/') {
+            Some((hosts, root)) if !root.trim_matches('/').is_empty() => {
+                (hosts, format!("/{}", root.trim_matches('/')))
+            }
+            Some((hosts, _)) => (hosts, "/rivulet".to_string()),
+            None => (rest, "/rivulet".to_string()),
+        };
+        let endpoints: Vec<String> = hosts
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(|h| {
+                let (_, port) = h.rsplit_once(':').ok_or_else(|| format!("endpoint '{h}' has no port"))?;
+                port.parse::<u16>().map_err(|_| format!("endpoint '{h}' has an invalid port"))?;
+                Ok(format!("http://{h}"))
+            })
+            .collect::<Result<_, String>>()?;
+        if endpoints.is_empty() {
+            return Err(format!("'{url}' names no endpoint"));
+        }
+        Ok(Self { endpoints, root })
+    }
+}
+
+/// A live broker as registered in etcd.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRegistration {
+    pub node_id: i32,
+    pub host: String,
+    pub port: u16,
+    pub rack: Option<String>,
+}
+
+fn etcd_error(e: etcd_client::Error) -> MetadataError {
+    MetadataError::Etcd(e.to_string())
+}
+
+fn corrupt(key: &str, reason: impl ToString) -> MetadataError {
+    MetadataError::Corrupt { key: key.to_string(), reason: reason.to_string() }
+}
+
+/// Metadata shared by every broker of a cluster, in etcd.
+pub struct EtcdMetadataStore {
+    client: Client,
+    root: String,
+    /// The current producer-id block: next id and block end.
+    producer_ids: Mutex<(i64, i64)>,
+}
+
+impl EtcdMetadataStore {
+    /// Connects and makes sure the cluster id exists.
+    pub async fn connect(location: &EtcdLocation) -> Result<Self, MetadataError> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(Duration::from_secs(10))
+            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5));
+        let client = Client::connect(&location.endpoints, Some(options)).await.map_err(etcd_error)?;
+        let store = Self { client, root: location.root.clone(), producer_ids: Mutex::new((0, 0)) };
+        let key = store.key("cluster/id");
+        let cluster_id = Uuid::new_v4().simple().to_string();
+        // Created once; a later broker's attempt fails the compare and changes nothing.
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, cluster_id, None)]);
+        store.client().txn(txn).await.map_err(etcd_error)?;
+        Ok(store)
+    }
+
+    fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    fn key(&self, suffix: &str) -> String {
+        format!("{}/{suffix}", self.root)
+    }
+
+    fn topic_key(&self, name: &str) -> String {
+        self.key(&format!("brokers/topics/{name}"))
+    }
+
+    /// The value and `mod_revision` of `key` (revision 0 when absent).
+    async fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, i64), MetadataError> {
+        let response = self.client().get(key, None).await.map_err(etcd_error)?;
+        Ok(match response.kvs().first() {
+            Some(kv) => (Some(kv.value().to_vec()), kv.mod_revision()),
+            None => (None, 0),
+        })
+    }
+
+    /// Reserves `count` consecutive values of the counter at `key`; returns the first.
+    async fn reserve(&self, key: &str, count: i64, minimum: i64) -> Result<i64, MetadataError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let (value, revision) = self.get(key).await?;
+            let current = match value {
+                None => minimum,
+                Some(v) => {
+                    let text = String::from_utf8(v).map_err(|e| corrupt(key, e))?;
+                    text.parse::<i64>().map_err(|e| corrupt(key, e))?.max(minimum)
+                }
+            };
+            let txn = Txn::new().when([Compare::mod_revision(key, CompareOp::Equal, revision)]).and_then([TxnOp::put(
+                key,
+                (current + count).to_string(),
+                None,
+            )]);
+            if self.client().txn(txn).await.map_err(etcd_error)?.succeeded() {
+                return Ok(current);
+            }
+        }
+        Err(MetadataError::Etcd(format!("{key}: too many concurrent updates")))
+    }
+
+    async fn read_topic(&self, name: &str) -> Result<Option<(TopicRecord, i64)>, MetadataError> {
+        let key = self.topic_key(name);
+        match self.get(&key).await? {
+            (None, _) => Ok(None),
+            (Some(bytes), revision) => {
+                let record = serde_json::from_slice(&bytes).map_err(|e| corrupt(&key, e))?;
+                Ok(Some((record, revision)))
+            }
+        }
+    }
+
+    /// Registers this broker under `brokers/ids/<node id>` with a lease of `ttl`, kept
+    /// alive in the background. A node id already registered by a live broker is refused,
+    /// as Kafka refuses a second broker with the same id. When the returned handle is
+    /// dropped (or the process dies) the lease expires and the registration disappears.
+    pub async fn register_broker(
+        &self,
+        registration: &BrokerRegistration,
+        ttl: Duration,
+    ) -> Result<BrokerLease, MetadataError> {
+        let key = self.key(&format!("brokers/ids/{}", registration.node_id));
+        let value = serde_json::to_vec(registration).map_err(|e| corrupt(&key, e))?;
+        let lease = Lease::grant(self.client(), ttl).await?;
+        let txn = Txn::new().when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)]).and_then([TxnOp::put(
+            key.clone(),
+            value,
+            Some(PutOptions::new().with_lease(lease.id)),
+        )]);
+        if !self.client().txn(txn).await.map_err(etcd_error)?.succeeded() {
+            lease.revoke().await;
+            return Err(MetadataError::NodeExists(registration.node_id));
+        }
+        tracing::info!(node_id = registration.node_id, key = %key, "broker registered in etcd");
+        Ok(BrokerLease { _lease: lease })
+    }
+
+    /// Every live broker, in node id order.
+    pub async fn live_brokers(&self) -> Result<Vec<BrokerRegistration>, MetadataError> {
+        let prefix = self.key("brokers/ids/");
+        let response =
+            self.client().get(prefix.clone(), Some(GetOptions::new().with_prefix())).await.map_err(etcd_error)?;
+        let mut brokers = response
+            .kvs()
+            .iter()
+            .map(|kv| serde_json::from_slice::<BrokerRegistration>(kv.value()).map_err(|e| corrupt(&prefix, e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        brokers.sort_by_key(|b| b.node_id);
+        Ok(brokers)
+    }
+
+    /// Tries once to become the controller: succeeds when no live controller holds the
+    /// key, and then bumps the controller epoch. Returns the new epoch and the lease that
+    /// keeps the role, or `None` when another broker is the controller.
+    pub async fn try_become_controller(
+        &self,
+        node_id: i32,
+        ttl: Duration,
+    ) -> Result<Option<(i32, ControllerLease)>, MetadataError> {
+        let key = self.key("controller");
+        let lease = Lease::grant(self.client(), ttl).await?;
+        let txn = Txn::new().when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)]).and_then([TxnOp::put(
+            key.clone(),
+            node_id.to_string(),
+            Some(PutOptions::new().with_lease(lease.id)),
+        )]);
+        if !self.client().txn(txn).await.map_err(etcd_error)?.succeeded() {
+            lease.revoke().await;
+            return Ok(None);
+        }
+        let epoch = self.reserve(&self.key("controller_epoch"), 1, 0).await? + 1;
+        let epoch = i32::try_from(epoch).map_err(|e| corrupt(&key, e))?;
+        tracing::info!(node_id, controller_epoch = epoch, "elected controller");
+        Ok(Some((epoch, ControllerLease { _lease: lease })))
+    }
+
+    /// The current controller's node id, if there is one.
+    pub async fn controller(&self) -> Result<Option<i32>, MetadataError> {
+        let key = self.key("controller");
+        match self.get(&key).await?.0 {
+            None => Ok(None),
+            Some(v) => {
+                let text = String::from_utf8(v).map_err(|e| corrupt(&key, e))?;
+                text.parse().map(Some).map_err(|e| corrupt(&key, e))
+            }
+        }
+    }
+}
+
+/// An etcd lease kept alive by a background task until dropped.
+struct Lease {
+    id: i64,
+    client: Client,
+    keeper: tokio::task::JoinHandle<()>,
+}
+
+impl Lease {
+    async fn grant(mut client: Client, ttl: Duration) -> Result<Self, MetadataError> {
+        let seconds = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
+        let id = client.lease_grant(seconds, None).await.map_err(etcd_error)?.id();
+        let (mut keeper, mut responses) = client.lease_keep_alive(id).await.map_err(etcd_error)?;
+        let period = Duration::from_secs((seconds as u64 / 3).max(1));
+        let keeper = tokio::spawn(async move {
+            loop {
+                if let Err(e) = keeper.keep_alive().await {
+                    tracing::warn!(lease = id, error = %e, "lease keep-alive failed");
+                    break;
+                }
+                match responses.message().await {
+                    Ok(Some(response)) if response.ttl() > 0 => {}
+                    Ok(_) => {
+                        tracing::warn!(lease = id, "lease expired");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(lease = id, error = %e, "lease keep-alive stream failed");
+                        break;
+                    }
+                }
+                tokio::time::sleep(period).await;
+            }
+        });
+        Ok(Self { id, client, keeper })
+    }
+
+    async fn revoke(mut self) {
+        self.keeper.abort();
+        if let Err(e) = self.client.lease_revoke(self.id).await {
+            tracing::debug!(lease = self.id, error = %e, "lease revoke failed; it expires on its own");
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        // Without keep-alives etcd expires the lease after its TTL.
+        self.keeper.abort();
+    }
+}
+
+/// Keeps a broker registered while held.
+pub struct BrokerLease {
+    _lease: Lease,
+}
+
+/// Keeps the controller role while held.
+pub struct ControllerLease {
+    _lease: Lease,
+}
+
+#[async_trait]
+impl MetadataStore for EtcdMetadataStore {
+    async fn cluster_id(&self) -> Result<String, MetadataError> {
+        let key = self.key("cluster/id");
+        let bytes = self.get(&key).await?.0.ok_or_else(|| corrupt(&key, "missing"))?;
+        String::from_utf8(bytes).map_err(|e| corrupt(&key, e))
+    }
+
+    async fn topics(&self) -> Result<Vec<TopicRecord>, MetadataError> {
+        let prefix = self.key("brokers/topics/");
+        let response =
+            self.client().get(prefix.clone(), Some(GetOptions::new().with_prefix())).await.map_err(etcd_error)?;
+        let mut topics = response
+            .kvs()
+            .iter()
+            .map(|kv| serde_json::from_slice::<TopicRecord>(kv.value()).map_err(|e| corrupt(&prefix, e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(topics)
+    }
+
+    async fn create_topic(&self, topic: NewTopic) -> Result<TopicRecord, MetadataError> {
+        let key = self.topic_key(&topic.name);
+        if self.get(&key).await?.0.is_some() {
+            return Err(MetadataError::TopicExists(topic.name));
+        }
+        let first_log_id = self.reserve(&self.key("latest_log_id"), i64::from(topic.partitions), 1).await?;
+        let record = TopicRecord {
+            partitions: (0..topic.partitions)
+                .map(|index| PartitionRecord {
+                    index,
+                    log_id: (first_log_id + i64::from(index)) as u64,
+                    leader_epoch: 0,
+                })
+                .collect(),
+            name: topic.name,
+            topic_id: Uuid::new_v4(),
+            replication_factor: topic.replication_factor,
+            configs: topic.configs,
+            internal: topic.internal,
+        };
+        let json = serde_json::to_vec(&record).map_err(|e| corrupt(&key, e))?;
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, json, None)]);
+        if !self.client().txn(txn).await.map_err(etcd_error)?.succeeded() {
+            return Err(MetadataError::TopicExists(record.name));
+        }
+        Ok(record)
+    }
+
+    async fn add_partitions(&self, name: &str, total: i32) -> Result<TopicRecord, MetadataError> {
+        let key = self.topic_key(name);
+        for _ in 0..CAS_ATTEMPTS {
+            let (mut record, revision) =
+                self.read_topic(name).await?.ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
+            let current = record.partitions.len() as i32;
+            if total <= current {
+                return Err(MetadataError::PartitionsNotIncreased { current, requested: total });
+            }
+            let first_log_id = self.reserve(&self.key("latest_log_id"), i64::from(total - current), 1).await?;
+            for (i, index) in (current..total).enumerate() {
+                record.partitions.push(PartitionRecord {
+                    index,
+                    log_id: (first_log_id + i as i64) as u64,
+                    leader_epoch: 0,
+                });
+            }
+            let json = serde_json::to_vec(&record).map_err(|e| corrupt(&key, e))?;
+            let txn = Txn::new()
+                .when([Compare::mod_revision(key.clone(), CompareOp::Equal, revision)])
+                .and_then([TxnOp::put(key.clone(), json, None)]);
+            if self.client().txn(txn).await.map_err(etcd_error)?.succeeded() {
+                return Ok(record);
+            }
+        }
+        Err(MetadataError::Etcd(format!("{key}: too many concurrent updates")))
+    }
+
+    async fn delete_topic(&self, name: &str) -> Result<TopicRecord, MetadataError> {
+        let key = self.topic_key(name);
+        for _ in 0..CAS_ATTEMPTS {
+            let (record, revision) =
+                self.read_topic(name).await?.ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
+            let txn = Txn::new()
+                .when([Compare::mod_revision(key.clone(), CompareOp::Equal, revision)])
+                .and_then([TxnOp::delete(key.clone(), None)]);
+            if self.client().txn(txn).await.map_err(etcd_error)?.succeeded() {
+                return Ok(record);
+            }
+        }
+        Err(MetadataError::Etcd(format!("{key}: too many concurrent updates")))
+    }
+
+    async fn allocate_producer_id(&self) -> Result<i64, MetadataError> {
+        let mut ids = self.producer_ids.lock().await;
+        if ids.0 >= ids.1 {
+            let start = self.reserve(&self.key("latest_producer_id_block"), PRODUCER_ID_BLOCK, 0).await?;
+            *ids = (start, start + PRODUCER_ID_BLOCK);
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_locations() {
+        let l = EtcdLocation::parse("etcd://127.0.0.1:2379").unwrap();
+        assert_eq!(l, EtcdLocation { endpoints: vec!["http://127.0.0.1:2379".into()], root: "/rivulet".into() });
+        let l = EtcdLocation::parse("etcd://a:1,b:2/prod/kafka/").unwrap();
+        assert_eq!(l.endpoints, vec!["http://a:1", "http://b:2"]);
+        assert_eq!(l.root, "/prod/kafka");
+        for bad in ["http://a:1", "etcd://", "etcd://a", "etcd://a:x"] {
+            assert!(EtcdLocation::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
