@@ -12,24 +12,67 @@ use super::code;
 use crate::broker::Broker;
 use crate::group::persist::OffsetValue;
 
-pub fn handle(broker: &Broker, request: OffsetCommitRequest) -> OffsetCommitResponse {
+/// One requested partition's commit: topic, partition, offset, leader epoch, metadata.
+pub(super) type RequestedOffset<'a> = (&'a str, i32, i64, i32, Option<&'a str>);
+
+/// The offsets of the requested partitions that exist, as the coordinator stores them.
+/// Partitions of unknown topics fail on their own, as in Kafka.
+pub(super) fn known_offsets<'a>(
+    broker: &Broker,
+    requested: impl Iterator<Item = RequestedOffset<'a>>,
+) -> Vec<(String, i32, OffsetValue)> {
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-    // Partitions of topics that do not exist fail on their own, as in Kafka.
-    let mut known = Vec::new();
-    for topic in &request.topics {
-        let known_topic = broker.topics.get(topic.name.0.as_str());
-        for p in &topic.partitions {
-            if known_topic.as_ref().is_some_and(|t| t.partition(p.partition_index).is_some()) {
-                let value = OffsetValue {
-                    offset: p.committed_offset,
-                    leader_epoch: p.committed_leader_epoch,
-                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()).unwrap_or_default(),
-                    commit_timestamp_ms: now_ms,
-                };
-                known.push((topic.name.0.to_string(), p.partition_index, value));
+    requested
+        .filter(|(topic, partition, ..)| broker.topics.get(topic).is_some_and(|t| t.partition(*partition).is_some()))
+        .map(|(topic, partition, offset, leader_epoch, metadata)| {
+            let value = OffsetValue {
+                offset,
+                leader_epoch,
+                metadata: metadata.unwrap_or_default().to_string(),
+                commit_timestamp_ms: now_ms,
+            };
+            (topic.to_string(), partition, value)
+        })
+        .collect()
+}
+
+/// The error of every requested partition, in request order: unknown partitions fail alone,
+/// the others share the group's error or take the coordinator's per-partition result.
+pub(super) fn partition_errors<'a>(
+    broker: &Broker,
+    requested: impl Iterator<Item = (&'a str, i32)>,
+    outcome: Result<Vec<Option<ResponseError>>, ResponseError>,
+) -> Vec<Option<ResponseError>> {
+    let group_error = outcome.as_ref().err().copied();
+    let mut results = outcome.unwrap_or_default().into_iter();
+    requested
+        .map(|(topic, partition)| {
+            if broker.topics.get(topic).and_then(|t| t.partition(partition).cloned()).is_none() {
+                Some(ResponseError::UnknownTopicOrPartition)
+            } else if group_error.is_some() {
+                group_error
+            } else {
+                results.next().flatten()
             }
-        }
-    }
+        })
+        .collect()
+}
+
+pub fn handle(broker: &Broker, request: OffsetCommitRequest) -> OffsetCommitResponse {
+    let requested = || {
+        request.topics.iter().flat_map(|t| {
+            t.partitions.iter().map(move |p| {
+                (
+                    t.name.0.as_str(),
+                    p.partition_index,
+                    p.committed_offset,
+                    p.committed_leader_epoch,
+                    p.committed_metadata.as_ref().map(|m| m.as_str()),
+                )
+            })
+        })
+    };
+    let known = known_offsets(broker, requested());
     let outcome = broker.groups.commit_offsets(
         request.group_id.0.as_str(),
         request.member_id.as_str(),
@@ -37,31 +80,18 @@ pub fn handle(broker: &Broker, request: OffsetCommitRequest) -> OffsetCommitResp
         request.generation_id_or_member_epoch,
         &known,
     );
-    let mut results = match &outcome {
-        Ok(results) => results.iter().copied(),
-        Err(_) => [].iter().copied(),
-    };
-    let group_error = outcome.as_ref().err().copied();
+    let mut errors = partition_errors(broker, requested().map(|(t, p, ..)| (t, p)), outcome).into_iter();
     let topics = request
         .topics
         .iter()
         .map(|topic| {
-            let t = broker.topics.get(topic.name.0.as_str());
             let partitions = topic
                 .partitions
                 .iter()
                 .map(|p| {
-                    let error: Option<ResponseError> =
-                        if t.as_ref().and_then(|t| t.partition(p.partition_index)).is_none() {
-                            Some(ResponseError::UnknownTopicOrPartition)
-                        } else if let Some(e) = group_error {
-                            Some(e)
-                        } else {
-                            results.next().flatten()
-                        };
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
-                        .with_error_code(code(error))
+                        .with_error_code(code(errors.next().flatten()))
                 })
                 .collect();
             OffsetCommitResponseTopic::default().with_name(topic.name.clone()).with_partitions(partitions)
