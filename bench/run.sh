@@ -3,7 +3,8 @@
 # after the other on this machine, driven by the same kafka-tools 4.3.1 classes over
 # loopback. Bounded: fixed record counts, a few minutes in all.
 #
-#   bash bench/run.sh            # full run (1,000,000 records acks=1, 500,000 acks=all, ...)
+#   bash bench/run.sh            # full run (1,000,000 records acks=1, 500,000 acks=all,
+#                                # 500,000 in 100 ms transactions, ...)
 #   SCALE=10 bash bench/run.sh   # a tenth of every count, for a quick check
 #
 # Prints a Markdown table with the ratio Rivulet / Kafka for every figure and writes
@@ -17,6 +18,7 @@ kafka_lib="$cache/kafka-lib"
 scale="${SCALE:-1}"
 produce_acks1=$((1000000 / scale))
 produce_acks_all=$((500000 / scale))
+produce_txn=$((500000 / scale))
 latency_records=$((10000 / scale))
 record_bytes=1024
 # The JVM settings of Kafka's own start script (kafka-server-start.sh: -Xmx1G -Xms1G).
@@ -124,14 +126,18 @@ run_broker() {
     return 0
   fi
   local b="127.0.0.1:$port"
-  for topic in perf1 perfall latency; do
+  for topic in perf1 perfall perftxn latency; do
     tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$b" --create --topic $topic --partitions 1 >/dev/null 2>&1 || true
   done
-  local p1 pall consume e2e
+  local p1 pall ptxn consume e2e
   p1=$(tool org.apache.kafka.tools.ProducerPerformance --topic perf1 --num-records "$produce_acks1" --record-size $record_bytes \
     --throughput -1 --producer-props "bootstrap.servers=$b" acks=1 linger.ms=5 batch.size=65536 2>/dev/null | tail -1 || true)
   pall=$(tool org.apache.kafka.tools.ProducerPerformance --topic perfall --num-records "$produce_acks_all" --record-size $record_bytes \
     --throughput -1 --producer-props "bootstrap.servers=$b" acks=all linger.ms=5 batch.size=65536 2>/dev/null | tail -1 || true)
+  # Transactional producer: a transaction committed every 100 ms (exactly-once producers).
+  ptxn=$(tool org.apache.kafka.tools.ProducerPerformance --topic perftxn --num-records "$produce_txn" --record-size $record_bytes \
+    --throughput -1 --transactional-id "bench-$name" --transaction-duration-ms 100 \
+    --producer-props "bootstrap.servers=$b" acks=all linger.ms=5 batch.size=65536 2>/dev/null | tail -1 || true)
   consume=$(tool org.apache.kafka.tools.ConsumerPerformance --bootstrap-server "$b" --topic perf1 --messages "$produce_acks1" \
     --group "perf-$name" --timeout 60000 2>/dev/null | tail -1 || true)
   e2e=$(tool org.apache.kafka.tools.EndToEndLatency --bootstrap-server "$b" --topic latency --num-records "$latency_records" \
@@ -141,9 +147,9 @@ run_broker() {
   kill -9 "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   pid=""
-  python3 - "$name" "$ready_ms" "$rss" "$p1" "$pall" "$consume" "$e2e" >> "$work/results.jsonl" <<'PY'
+  python3 - "$name" "$ready_ms" "$rss" "$p1" "$pall" "$consume" "$e2e" "$ptxn" >> "$work/results.jsonl" <<'PY'
 import json, re, sys
-name, ready_ms, rss_kb, p1, pall, consume, e2e = sys.argv[1:]
+name, ready_ms, rss_kb, p1, pall, consume, e2e, ptxn = sys.argv[1:]
 def producer(line):
     m = re.search(r"([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency.*?(\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th, (\d+) ms 99.9th", line)
     keys = ["records_per_s", "mb_per_s", "avg_ms", "p50_ms", "p95_ms", "p99_ms", "p999_ms"]
@@ -153,7 +159,8 @@ consumer = {"mb_per_s": float(fields[3]), "records_per_s": float(fields[5])} if 
 m = re.search(r"Avg latency: ([\d.]+) ms.*?Percentiles: 50th = (\d+), 99th = (\d+), 99.9th = (\d+)", e2e)
 latency = dict(zip(["avg_ms", "p50_ms", "p99_ms", "p999_ms"], map(float, m.groups()))) if m else {"raw": e2e}
 print(json.dumps({"broker": name, "startup_ms": int(ready_ms), "peak_rss_mib": round(int(rss_kb) / 1024, 1),
-                  "produce_acks1": producer(p1), "produce_acks_all": producer(pall), "consume": consumer,
+                  "produce_acks1": producer(p1), "produce_acks_all": producer(pall),
+                  "produce_transactional": producer(ptxn), "consume": consumer,
                   "end_to_end": latency}))
 PY
 }
@@ -181,6 +188,8 @@ figures = [
     ("produce acks=1 records/s", "produce_acks1.records_per_s"), ("produce acks=1 MB/s", "produce_acks1.mb_per_s"),
     ("produce acks=1 p99 ms", "produce_acks1.p99_ms"),
     ("produce acks=all records/s", "produce_acks_all.records_per_s"), ("produce acks=all p99 ms", "produce_acks_all.p99_ms"),
+    ("transactional produce records/s", "produce_transactional.records_per_s"),
+    ("transactional produce p99 ms", "produce_transactional.p99_ms"),
     ("consume records/s", "consume.records_per_s"), ("consume MB/s", "consume.mb_per_s"),
     ("end-to-end p50 ms", "end_to_end.p50_ms"), ("end-to-end p99 ms", "end_to_end.p99_ms"), ("end-to-end p99.9 ms", "end_to_end.p999_ms"),
     ("peak RSS MiB", "peak_rss_mib"), ("start to first request ms", "startup_ms"),
