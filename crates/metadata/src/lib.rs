@@ -9,6 +9,7 @@
 //! The store is the source of truth; the broker keeps an in-memory copy for the hot path
 //! and changes it only after the store accepted a change.
 
+pub mod assignment;
 mod embedded;
 mod etcd;
 mod model;
