@@ -44,6 +44,18 @@ def read_values(broker, topic, isolation, want, timeout=30.0):
     return values
 
 
+def fill_input(broker, input_topic, output_topic, total):
+    """Creates both topics and writes r0..r{total-1} to partition 0 of the input."""
+    create_topic(broker, input_topic)
+    create_topic(broker, output_topic)
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20})
+    for i in range(total):
+        producer.produce(input_topic, value=f"r{i}", partition=0)
+        if i % 10_000 == 0:
+            producer.poll(0)
+    assert producer.flush(60) == 0
+
+
 def test_java_commit_and_abort_alternately(tmp_path):
     broker = Broker(tmp_path).start()
     try:
@@ -101,14 +113,7 @@ def test_copier_killed_five_times_copies_exactly_once(tmp_path):
     total = 50_000
     broker = Broker(tmp_path).start()
     try:
-        create_topic(broker, "copy-in")
-        create_topic(broker, "copy-out")
-        producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20})
-        for i in range(total):
-            producer.produce("copy-in", value=f"r{i}", partition=0)
-            if i % 10_000 == 0:
-                producer.poll(0)
-        assert producer.flush(60) == 0
+        fill_input(broker, "copy-in", "copy-out", total)
         classes = compile_java(tmp_path, "Transactions.java")
         cmd = ["java", "-Xmx512m", "-cp", f"{classes}:{JAVA_LIB}/*", "Transactions", "copy", broker.bootstrap,
                "copy-in", "copy-out", "copier-group", "copier", str(total)]
@@ -221,12 +226,7 @@ def test_kafka_streams_exactly_once_v2_survives_a_kill(tmp_path):
     total = 5_000
     broker = Broker(tmp_path).start()
     try:
-        create_topic(broker, "streams-in")
-        create_topic(broker, "streams-out")
-        producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20})
-        for i in range(total):
-            producer.produce("streams-in", value=f"r{i}", partition=0)
-        assert producer.flush(60) == 0
+        fill_input(broker, "streams-in", "streams-out", total)
         classes = compile_java(tmp_path, "StreamsCopy.java")
         cmd = ["java", "-Xmx512m", "-cp", f"{classes}:{JAVA_LIB}/*", "StreamsCopy", broker.bootstrap,
                "streams-in", "streams-out", "eos-copy", str(tmp_path / "streams-state")]
