@@ -20,14 +20,29 @@ pub const CF_PRODUCER_STATE: &str = "producer_state";
 /// offset of the transaction and the last stable offset once it ended (Kafka's
 /// `TransactionIndex`). Read committed fetches list the aborted transactions they overlap.
 pub const CF_TXN_INDEX: &str = "txn_index";
-/// Partition state: `log_id` → log start offset.
+/// Partition state: `log_id` → log start offset, and `log_id ‖ HIGH_WATERMARK_SUFFIX` → the
+/// last high watermark of a replicated log (Kafka's high-watermark checkpoint).
 pub const CF_PARTITION_STATE: &str = "partition_state";
+/// Leader epochs: `log_id ‖ epoch` → offset of the epoch's first batch (Kafka's
+/// `leader-epoch-checkpoint`). Followers use it to find where their history diverges
+/// from a new leader's (KIP-101, KIP-279).
+pub const CF_LEADER_EPOCHS: &str = "leader_epochs";
+/// Second key component of a log's high-watermark checkpoint in [`CF_PARTITION_STATE`].
+pub const HIGH_WATERMARK_SUFFIX: u64 = 1;
 /// The broker's own metadata (topics, id counters), as opaque values under string keys.
 pub const CF_META: &str = "meta";
 
 /// Every column family the database must have.
-pub const ALL_CFS: &[&str] =
-    &[CF_LOG, CF_LOG_INTERNAL, CF_TIME_INDEX, CF_PRODUCER_STATE, CF_TXN_INDEX, CF_PARTITION_STATE, CF_META];
+pub const ALL_CFS: &[&str] = &[
+    CF_LOG,
+    CF_LOG_INTERNAL,
+    CF_TIME_INDEX,
+    CF_PRODUCER_STATE,
+    CF_TXN_INDEX,
+    CF_PARTITION_STATE,
+    CF_LEADER_EPOCHS,
+    CF_META,
+];
 
 /// `log_id ‖ value` with both big-endian.
 pub fn log_key(log_id: u64, value: u64) -> [u8; 16] {

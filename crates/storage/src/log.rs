@@ -12,6 +12,8 @@ use crate::keys;
 use crate::producer_state::{BatchMetadata, ProducerEntry, SequenceCheck};
 use crate::store::{LogClass, LogId, Store};
 
+mod replication;
+
 /// Who wrote a batch (Kafka's `AppendOrigin`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AppendOrigin {
@@ -31,6 +33,8 @@ pub enum Isolation {
     ReadUncommitted,
     /// Only up to the last stable offset, with the aborted transactions listed.
     ReadCommitted,
+    /// Everything appended, up to the log end: what a follower replicates.
+    Replica,
 }
 
 /// One aborted transaction as listed in a read_committed Fetch response.
@@ -87,6 +91,48 @@ pub struct TimestampLookup {
     pub timestamp: i64,
 }
 
+/// What a written marker changes in memory.
+struct MarkerChange {
+    producer_id: i64,
+    entry: ProducerEntry,
+    ended_txn_first_offset: Option<i64>,
+}
+
+/// The state of a producer after a data batch at `base_offset`. `unsequenced` batches are
+/// a coordinator's (no sequence to track). Returns whether the batch opened a transaction.
+fn producer_after_batch(
+    previous: Option<&ProducerEntry>,
+    header: &BatchHeader,
+    unsequenced: bool,
+    base_offset: i64,
+    max_timestamp: i64,
+) -> (ProducerEntry, bool) {
+    let mut next = if unsequenced {
+        match previous {
+            Some(e) if e.epoch == header.producer_epoch => e.clone(),
+            other => ProducerEntry {
+                epoch: header.producer_epoch,
+                batches: Default::default(),
+                current_txn_first_offset: other.and_then(|e| e.current_txn_first_offset),
+            },
+        }
+    } else {
+        let meta = BatchMetadata {
+            first_sequence: header.base_sequence,
+            last_sequence: header.last_sequence(),
+            first_offset: base_offset,
+            last_offset: base_offset + i64::from(header.last_offset_delta),
+            max_timestamp,
+        };
+        ProducerEntry::after_append(previous, header.producer_epoch, meta)
+    };
+    let started = header.is_transactional() && next.current_txn_first_offset.is_none();
+    if started {
+        next.current_txn_first_offset = Some(base_offset);
+    }
+    (next, started)
+}
+
 #[derive(Debug)]
 struct LogState {
     log_start_offset: i64,
@@ -97,11 +143,58 @@ struct LogState {
     /// Open transactions: first offset → producer id. The smallest key is the last
     /// stable offset.
     ongoing: BTreeMap<i64, i64>,
+    /// Set once the log has more than one replica: the high watermark is then advanced by
+    /// the replication layer instead of following the log end.
+    replicated: bool,
+    /// The high watermark of a replicated log (ignored otherwise).
+    high_watermark: i64,
+    /// Leader epoch → offset of its first batch (Kafka's `LeaderEpochFileCache`).
+    epochs: BTreeMap<i32, i64>,
 }
 
 impl LogState {
+    fn new(log_start_offset: i64) -> Self {
+        Self {
+            log_start_offset,
+            log_end_offset: log_start_offset,
+            max_timestamp: i64::MIN,
+            producers: HashMap::new(),
+            ongoing: BTreeMap::new(),
+            replicated: false,
+            high_watermark: log_start_offset,
+            epochs: BTreeMap::new(),
+        }
+    }
+
+    /// On a single replica every appended batch is committed, so the high watermark is the
+    /// log end offset.
+    fn high_watermark(&self) -> i64 {
+        if self.replicated {
+            self.high_watermark.min(self.log_end_offset)
+        } else {
+            self.log_end_offset
+        }
+    }
+
     fn last_stable_offset(&self) -> i64 {
-        self.ongoing.keys().next().copied().unwrap_or(self.log_end_offset)
+        let hw = self.high_watermark();
+        self.ongoing.keys().next().map_or(hw, |&first| first.min(hw))
+    }
+
+    fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.keys().next_back().copied()
+    }
+
+    fn apply_marker(&mut self, change: MarkerChange, new_epoch: Option<(i32, i64)>, offset: i64, timestamp: i64) {
+        if let Some(first) = change.ended_txn_first_offset {
+            self.ongoing.remove(&first);
+        }
+        if let Some((epoch, start)) = new_epoch {
+            self.epochs.insert(epoch, start);
+        }
+        self.log_end_offset = offset + 1;
+        self.max_timestamp = self.max_timestamp.max(timestamp);
+        self.producers.insert(change.producer_id, change.entry);
     }
 }
 
@@ -135,25 +228,8 @@ impl PartitionLog {
             Some(v) => read_i64(&v, "partition state")?,
             None => 0,
         };
-        let log = Self {
-            store,
-            id,
-            class,
-            state: Mutex::new(LogState {
-                log_start_offset,
-                log_end_offset: log_start_offset,
-                max_timestamp: i64::MIN,
-                producers: HashMap::new(),
-                ongoing: BTreeMap::new(),
-            }),
-        };
-        let mut recovered = LogState {
-            log_start_offset,
-            log_end_offset: log_start_offset,
-            max_timestamp: i64::MIN,
-            producers: HashMap::new(),
-            ongoing: BTreeMap::new(),
-        };
+        let log = Self { store, id, class, state: Mutex::new(LogState::new(log_start_offset)) };
+        let mut recovered = LogState::new(log_start_offset);
         {
             let mut iter = log.iter(class.column_family())?;
             iter.seek_to_last();
@@ -182,13 +258,60 @@ impl PartitionLog {
                 producers.next();
             }
             producers.status()?;
+            let mut epochs = log.iter(keys::CF_LEADER_EPOCHS)?;
+            epochs.seek_to_first();
+            while epochs.valid() {
+                let (Some(key), Some(value)) = (epochs.key(), epochs.value()) else { break };
+                let (_, epoch) = keys::split_key(key).ok_or_else(|| corrupt("leader epochs", "short key"))?;
+                recovered.epochs.insert(epoch as i32, read_i64(value, "leader epochs")?);
+                epochs.next();
+            }
+            epochs.status()?;
         }
+        if recovered.epochs.is_empty() && recovered.log_end_offset > recovered.log_start_offset {
+            // Logs written before epochs were cached: their first batch names the epoch.
+            let mut iter = log.iter(class.column_family())?;
+            iter.seek_to_first();
+            if let Some(value) = iter.value() {
+                let header = BatchHeader::parse(value).map_err(|e| corrupt("log batch", e))?;
+                recovered.epochs.insert(header.partition_leader_epoch.max(0), header.base_offset);
+            }
+        }
+        let checkpoint = log.store.inner.db.get_cf(log.store.cf(keys::CF_PARTITION_STATE)?, log.hw_key())?;
+        recovered.high_watermark = match checkpoint {
+            Some(v) => read_i64(&v, "high watermark")?.min(recovered.log_end_offset),
+            None => recovered.log_end_offset,
+        };
         *log.lock() = recovered;
         Ok(log)
     }
 
     pub fn id(&self) -> LogId {
         self.id
+    }
+
+    fn hw_key(&self) -> [u8; 16] {
+        keys::log_key(self.id.0, keys::HIGH_WATERMARK_SUFFIX)
+    }
+
+    /// Records in `write` that `epoch` starts at `offset` when it is newer than every
+    /// epoch seen; returns the entry to add to the cache once the write succeeded.
+    fn note_epoch(
+        &self,
+        state: &LogState,
+        write: &mut WriteBatch,
+        epoch: i32,
+        offset: i64,
+    ) -> Result<Option<(i32, i64)>, StorageError> {
+        if epoch < 0 || state.latest_epoch().is_some_and(|latest| epoch <= latest) {
+            return Ok(None);
+        }
+        write.put_cf(
+            self.store.cf(keys::CF_LEADER_EPOCHS)?,
+            keys::log_key(self.id.0, epoch as u64),
+            offset.to_be_bytes(),
+        );
+        Ok(Some((epoch, offset)))
     }
 
     fn lock(&self) -> MutexGuard<'_, LogState> {
@@ -214,10 +337,10 @@ impl PartitionLog {
         self.lock().log_end_offset
     }
 
-    /// On a single replica every appended batch is committed, so the high watermark is the
-    /// log end offset.
+    /// The offset below which every record is committed (replicated to the whole ISR). On
+    /// a single replica this is the log end offset.
     pub fn high_watermark(&self) -> i64 {
-        self.log_end_offset()
+        self.lock().high_watermark()
     }
 
     /// The offset below which every transaction is decided (Kafka's LSO): the first offset
@@ -314,31 +437,12 @@ impl PartitionLog {
                 base_offset.to_be_bytes(),
             );
         }
+        let new_epoch = self.note_epoch(&state, &mut write, options.leader_epoch, base_offset)?;
         let mut started_txn = false;
         let new_producer_entry = producer.map(|previous| {
-            let mut next = if unsequenced {
-                match previous {
-                    Some(e) if e.epoch == header.producer_epoch => e,
-                    other => ProducerEntry {
-                        epoch: header.producer_epoch,
-                        batches: Default::default(),
-                        current_txn_first_offset: other.and_then(|e| e.current_txn_first_offset),
-                    },
-                }
-            } else {
-                let meta = BatchMetadata {
-                    first_sequence: header.base_sequence,
-                    last_sequence: header.last_sequence(),
-                    first_offset: base_offset,
-                    last_offset,
-                    max_timestamp,
-                };
-                ProducerEntry::after_append(previous.as_ref(), header.producer_epoch, meta)
-            };
-            if header.is_transactional() && next.current_txn_first_offset.is_none() {
-                next.current_txn_first_offset = Some(base_offset);
-                started_txn = true;
-            }
+            let (next, started) =
+                producer_after_batch(previous.as_ref(), &header, unsequenced, base_offset, max_timestamp);
+            started_txn = started;
             next
         });
         if let Some(entry) = &new_producer_entry {
@@ -351,6 +455,9 @@ impl PartitionLog {
         self.store.write(write)?;
 
         debug_assert!(last_offset >= state.log_end_offset);
+        if let Some((epoch, start)) = new_epoch {
+            state.epochs.insert(epoch, start);
+        }
         state.log_end_offset = last_offset + 1;
         state.max_timestamp = state.max_timestamp.max(max_timestamp);
         if let Some(entry) = new_producer_entry {
@@ -383,26 +490,47 @@ impl PartitionLog {
         now_ms: i64,
     ) -> Result<i64, AppendError> {
         let mut state = self.lock();
-        let entry = state.producers.get(&producer_id);
-        if let Some(current) = entry.map(|e| e.epoch).filter(|&e| producer_epoch < e) {
+        if let Some(current) = state.producers.get(&producer_id).map(|e| e.epoch).filter(|&e| producer_epoch < e) {
             return Err(AppendError::InvalidProducerEpoch { producer_id, epoch: producer_epoch, current });
         }
-        let first_offset = entry.and_then(|e| e.current_txn_first_offset);
-        let new_entry = ProducerEntry::after_marker(entry, producer_epoch);
         let offset = state.log_end_offset;
         let mut batch = record_batch::control_batch(producer_id, producer_epoch, control, coordinator_epoch, now_ms);
         record_batch::assign_offset(&mut batch, offset, leader_epoch);
-
         let mut write = WriteBatch::default();
+        let new_epoch = self.note_epoch(&state, &mut write, leader_epoch, offset)?;
+        let change = self.stage_marker(&state, &mut write, &batch, offset, producer_id, producer_epoch, control, now_ms)?;
+        self.store.write(write)?;
+        state.apply_marker(change, new_epoch, offset, now_ms);
+        Ok(offset)
+    }
+
+    /// Stages the writes of a transaction marker at `offset`: the batch, the time index,
+    /// the producer's state and, for the abort of an open transaction, its entry in the
+    /// transaction index.
+    #[allow(clippy::too_many_arguments)]
+    fn stage_marker(
+        &self,
+        state: &LogState,
+        write: &mut WriteBatch,
+        batch: &[u8],
+        offset: i64,
+        producer_id: i64,
+        producer_epoch: i16,
+        control: ControlType,
+        timestamp: i64,
+    ) -> Result<MarkerChange, StorageError> {
+        let entry = state.producers.get(&producer_id);
+        let first_offset = entry.and_then(|e| e.current_txn_first_offset);
+        let new_entry = ProducerEntry::after_marker(entry, producer_epoch);
         write.put_cf(
             self.store.cf(self.class.column_family())?,
             keys::log_key(self.id.0, keys::offset_component(offset)),
-            &batch,
+            batch,
         );
-        if now_ms > state.max_timestamp {
+        if timestamp > state.max_timestamp {
             write.put_cf(
                 self.store.cf(keys::CF_TIME_INDEX)?,
-                keys::log_key(self.id.0, keys::timestamp_component(now_ms)),
+                keys::log_key(self.id.0, keys::timestamp_component(timestamp)),
                 offset.to_be_bytes(),
             );
         }
@@ -426,15 +554,7 @@ impl PartitionLog {
                 value,
             );
         }
-        self.store.write(write)?;
-
-        if let Some(first) = first_offset {
-            state.ongoing.remove(&first);
-        }
-        state.log_end_offset = offset + 1;
-        state.max_timestamp = state.max_timestamp.max(now_ms);
-        state.producers.insert(producer_id, new_entry);
-        Ok(offset)
+        Ok(MarkerChange { producer_id, entry: new_entry, ended_txn_first_offset: first_offset })
     }
 
     /// Aborted transactions that overlap `[fetch_offset, upper_bound)` (Kafka's
@@ -489,19 +609,22 @@ impl PartitionLog {
         min_one_batch: bool,
         isolation: Isolation,
     ) -> Result<FetchedData, StorageError> {
-        let (log_start_offset, high_watermark, last_stable_offset) = {
+        let (log_start_offset, high_watermark, last_stable_offset, log_end_offset) = {
             let state = self.lock();
-            (state.log_start_offset, state.log_end_offset, state.last_stable_offset())
+            (state.log_start_offset, state.high_watermark(), state.last_stable_offset(), state.log_end_offset)
         };
         let limit = match isolation {
             Isolation::ReadUncommitted => high_watermark,
             Isolation::ReadCommitted => last_stable_offset,
+            Isolation::Replica => log_end_offset,
         };
-        if fetch_offset < log_start_offset || fetch_offset > high_watermark {
+        // As Kafka: an offset between the high watermark and the log end is in range (it
+        // just has nothing committed to read yet).
+        if fetch_offset < log_start_offset || fetch_offset > log_end_offset {
             return Err(StorageError::OffsetOutOfRange {
                 offset: fetch_offset,
                 log_start: log_start_offset,
-                log_end: high_watermark,
+                log_end: log_end_offset,
             });
         }
         let mut out = BytesMut::new();
@@ -538,7 +661,7 @@ impl PartitionLog {
             iter.status()?;
         }
         let aborted = match isolation {
-            Isolation::ReadUncommitted => None,
+            Isolation::ReadUncommitted | Isolation::Replica => None,
             Isolation::ReadCommitted => Some(self.aborted_transactions(fetch_offset, next_offset)?),
         };
         Ok(FetchedData { records: out.freeze(), high_watermark, last_stable_offset, log_start_offset, aborted })

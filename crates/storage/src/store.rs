@@ -138,10 +138,17 @@ impl Store {
     pub fn delete_log(&self, id: LogId, class: LogClass) -> Result<(), StorageError> {
         let (from, to) = keys::log_range(id.0);
         let mut batch = WriteBatch::default();
-        for cf_name in [class.column_family(), keys::CF_TIME_INDEX, keys::CF_PRODUCER_STATE, keys::CF_TXN_INDEX] {
+        for cf_name in [
+            class.column_family(),
+            keys::CF_TIME_INDEX,
+            keys::CF_PRODUCER_STATE,
+            keys::CF_TXN_INDEX,
+            keys::CF_LEADER_EPOCHS,
+        ] {
             batch.delete_range_cf(self.cf(cf_name)?, from, to);
         }
         batch.delete_cf(self.cf(keys::CF_PARTITION_STATE)?, id.0.to_be_bytes());
+        batch.delete_cf(self.cf(keys::CF_PARTITION_STATE)?, keys::log_key(id.0, keys::HIGH_WATERMARK_SUFFIX));
         self.write(batch)?;
         // Give the space back now rather than at the next compaction.
         let db = &self.inner.db;

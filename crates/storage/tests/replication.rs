@@ -1,0 +1,145 @@
+//! Replication on real RocksDB: a follower copying its leader batch for batch, the
+//! high watermark, the leader-epoch cache and truncation of divergent history.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use rivulet_storage::{AppendOptions, Isolation, LogClass, LogId, PartitionLog, Store, StoreOptions};
+
+/// An idempotent producer's batch of `count` records starting at `sequence`.
+fn batch(producer_id: i64, sequence: i32, count: i32, tag: &str) -> Bytes {
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id,
+            producer_epoch: 0,
+            timestamp_type: TimestampType::Creation,
+            offset: i64::from(i),
+            sequence: sequence + i,
+            timestamp: 1_000 + i64::from(sequence + i),
+            key: None,
+            value: Some(Bytes::from(format!("{tag}-{}", sequence + i))),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
+        .unwrap();
+    buf.freeze()
+}
+
+fn options(leader_epoch: i32) -> AppendOptions {
+    AppendOptions { leader_epoch, max_batch_bytes: 1 << 20, log_append_time_ms: None, origin: Default::default() }
+}
+
+/// Copies everything the follower lacks from the leader, as the fetcher does.
+fn replicate(leader: &PartitionLog, follower: &PartitionLog) {
+    loop {
+        let data = leader.read_with(follower.log_end_offset(), 1 << 20, true, Isolation::Replica).unwrap();
+        if data.records.is_empty() {
+            return;
+        }
+        for batch in rivulet_protocol::record_batch::split_batches(&data.records).unwrap() {
+            follower.append_replicated(&batch).unwrap();
+        }
+    }
+}
+
+fn everything(log: &PartitionLog) -> Bytes {
+    log.read_with(0, usize::MAX, true, Isolation::Replica).unwrap().records
+}
+
+#[test]
+fn follower_copies_batches_and_producer_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let leader_store = Store::open(&StoreOptions::new(dir.path().join("leader"))).unwrap();
+    let follower_store = Store::open(&StoreOptions::new(dir.path().join("follower"))).unwrap();
+    let leader = leader_store.open_log(LogId(7), LogClass::User).unwrap();
+    let follower = follower_store.open_log(LogId(7), LogClass::User).unwrap();
+    leader.set_replicated(true);
+    follower.set_replicated(true);
+    for i in 0..5 {
+        leader.append(&batch(42, i * 3, 3, "a"), &options(0)).unwrap();
+    }
+    // Nothing is committed until the follower has it: reads stop at the high watermark.
+    assert_eq!(leader.high_watermark(), 0);
+    assert!(leader.read(0, 1 << 20, true).unwrap().records.is_empty());
+    replicate(&leader, &follower);
+    assert_eq!(everything(&leader), everything(&follower));
+    assert!(leader.advance_high_watermark(follower.log_end_offset()).unwrap());
+    assert_eq!(leader.read(0, 1 << 20, true).unwrap().records, everything(&leader));
+    // Never backwards, never past the log end.
+    assert!(!leader.advance_high_watermark(3).unwrap());
+    leader.advance_high_watermark(1_000).unwrap();
+    assert_eq!(leader.high_watermark(), 15);
+
+    // The follower takes over (epoch 1): a retry of the leader's last batch is recognised.
+    follower.begin_epoch(1).unwrap();
+    let retry = follower.append(&batch(42, 12, 3, "a"), &options(1)).unwrap();
+    assert!(retry.duplicate);
+    assert_eq!(retry.base_offset, 12);
+    assert_eq!(follower.end_offset_for_epoch(0), (0, 15));
+    assert_eq!(follower.end_offset_for_epoch(1), (1, 15));
+}
+
+#[test]
+fn divergent_history_is_truncated_and_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts_a = StoreOptions::new(dir.path().join("a"));
+    let store_a = Store::open(&opts_a).unwrap();
+    let store_b = Store::open(&StoreOptions::new(dir.path().join("b"))).unwrap();
+    let a = store_a.open_log(LogId(1), LogClass::User).unwrap();
+    let b = store_b.open_log(LogId(1), LogClass::User).unwrap();
+    // Epoch 0: both have offsets 0..6.
+    a.append(&batch(1, 0, 3, "x"), &options(0)).unwrap();
+    a.append(&batch(1, 3, 3, "x"), &options(0)).unwrap();
+    replicate(&a, &b);
+    // A writes two more batches in epoch 0 that never reach B, then dies.
+    a.append(&batch(1, 6, 3, "lost"), &options(0)).unwrap();
+    a.append(&batch(2, 0, 2, "lost"), &options(0)).unwrap();
+    assert_eq!(a.log_end_offset(), 11);
+    // B leads epoch 1 and takes new writes, including producer 1's sequence 6 again.
+    b.begin_epoch(1).unwrap();
+    b.append(&batch(1, 6, 2, "kept"), &options(1)).unwrap();
+    b.append(&batch(3, 0, 4, "kept"), &options(1)).unwrap();
+
+    // A comes back as a follower: KIP-279 asks B where A's latest epoch ends.
+    let a_epoch = a.latest_epoch().unwrap();
+    let (epoch, end) = b.end_offset_for_epoch(a_epoch);
+    assert_eq!((epoch, end), (0, 6));
+    a.truncate_to(end.min(a.log_end_offset())).unwrap();
+    assert_eq!(a.log_end_offset(), 6);
+    replicate(&b, &a);
+    assert_eq!(everything(&a), everything(&b));
+    assert_eq!(a.end_offset_for_epoch(0), (0, 6));
+    assert_eq!(a.latest_epoch(), Some(1));
+
+    // Producer state follows the surviving history: producer 2 (lost) is unknown, and
+    // producer 1's next sequence is 8, so its retry of 6..7 is a duplicate on A too.
+    let retry = a.append(&batch(1, 6, 2, "kept"), &options(1)).unwrap();
+    assert!(retry.duplicate);
+    assert_eq!(retry.base_offset, 6);
+    // Reopening reads the same state back from disk.
+    drop(a);
+    let a = store_a.open_log(LogId(1), LogClass::User).unwrap();
+    assert_eq!(a.log_end_offset(), b.log_end_offset());
+    assert_eq!(a.end_offset_for_epoch(0), (0, 6));
+    assert_eq!(a.end_offset_for_epoch(1), (1, b.log_end_offset()));
+    assert!(a.append(&batch(1, 6, 2, "kept"), &options(1)).unwrap().duplicate);
+}
+
+#[test]
+fn truncation_inside_a_batch_removes_the_whole_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
+    let log = store.open_log(LogId(3), LogClass::User).unwrap();
+    log.append(&batch(-1, 0, 4, "p"), &options(0)).unwrap();
+    log.append(&batch(-1, 0, 4, "q"), &options(0)).unwrap();
+    log.truncate_to(6).unwrap();
+    assert_eq!(log.log_end_offset(), 4);
+    assert_eq!(log.read(0, 1 << 20, true).unwrap().records.len(), batch(-1, 0, 4, "p").len());
+    // Appends continue from the new end.
+    assert_eq!(log.append(&batch(-1, 0, 1, "r"), &options(0)).unwrap().base_offset, 4);
+}
