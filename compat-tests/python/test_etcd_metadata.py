@@ -38,8 +38,8 @@ def test_topics_live_in_etcd_and_a_killed_broker_comes_back(tmp_path):
             producer.produce("in-etcd", value=f"v{i}", partition=1)
         assert producer.flush(30) == 0
 
-        # Until replication exists one root serves one broker: a second one is refused.
-        b = Broker(tmp_path / "b", extra=(*settings, "node.id=2"))
+        # A second broker with the same node id as a live one is refused, as Kafka refuses it.
+        b = Broker(tmp_path / "b", extra=settings)
         with pytest.raises(RuntimeError, match="already registered"):
             b.start()
 

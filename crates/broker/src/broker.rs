@@ -1,16 +1,20 @@
 //! The broker's shared state: configuration, storage, metadata and the topic registry.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use rivulet_metadata::assignment::{assign_replicas, BrokerPlacement};
 use rivulet_metadata::{
-    BrokerLease, BrokerRegistration, EmbeddedMetadataStore, EtcdMetadataStore, MetadataError, MetadataStore, NewTopic,
+    BrokerRegistration, EmbeddedMetadataStore, EtcdMetadataStore, MetadataError, MetadataStore, NewTopic, TopicRecord,
 };
-use rivulet_storage::{LogClass, LogId, Store, StoreOptions};
+use rivulet_storage::{LogClass, LogId, StorageError, Store, StoreOptions};
 use tokio::sync::{watch, Mutex};
 
+use crate::cluster::Cluster;
 use crate::config::BrokerConfig;
 use crate::group::persist::OFFSETS_TOPIC;
 use crate::group::{GroupCoordinator, GroupSettings};
+use crate::replica::{Replica, ReplicaView, Transition};
 use crate::topic_config::TopicSettings;
 use crate::topics::{Topic, TopicRegistry};
 use crate::txn::{MarkerSink, TransactionCoordinator, TxnSettings, TRANSACTION_STATE_TOPIC};
@@ -28,11 +32,6 @@ pub enum StartError {
     Groups(#[from] crate::group::PersistError),
     #[error("cannot load transactions: {0}")]
     Transactions(#[from] crate::txn::LoadError),
-    #[error(
-        "broker {0} is already registered in this etcd root; replication across brokers is not built yet, \
-         so one root serves one broker"
-    )]
-    ClusterNotSupported(i32),
 }
 
 /// Everything request handlers share.
@@ -44,8 +43,8 @@ pub struct Broker {
     pub cluster_id: String,
     pub groups: GroupCoordinator,
     pub txns: TransactionCoordinator,
-    /// With etcd metadata: this broker's registration, alive while the broker is.
-    _registration: Option<BrokerLease>,
+    /// With etcd metadata: this broker's membership of the cluster.
+    pub cluster: Option<Arc<Cluster>>,
     /// Bumped after every append so long-polling fetches wake up.
     appended: watch::Sender<u64>,
     /// Serialises topic creation and deletion.
@@ -91,13 +90,10 @@ impl Broker {
         let mut options = StoreOptions::new(dir.join("rivulet-db"));
         options.flush = config.flush_policy;
         let store = Store::open(&options)?;
-        let (metadata, registration): (Arc<dyn MetadataStore>, _) = match &config.metadata_store {
+        let (metadata, cluster): (Arc<dyn MetadataStore>, _) = match &config.metadata_store {
             None => (Arc::new(EmbeddedMetadataStore::new(store.clone())?), None),
             Some(location) => {
-                let etcd = EtcdMetadataStore::connect(location).await?;
-                if let Some(other) = etcd.live_brokers().await?.into_iter().find(|b| b.node_id != config.node_id) {
-                    return Err(StartError::ClusterNotSupported(other.node_id));
-                }
+                let etcd = Arc::new(EtcdMetadataStore::connect(location).await?);
                 let listener = config.advertised();
                 let registration = BrokerRegistration {
                     node_id: config.node_id,
@@ -105,10 +101,10 @@ impl Broker {
                     port: listener.port,
                     rack: config.broker_rack.clone(),
                 };
-                let ttl = std::time::Duration::from_millis(config.broker_session_timeout_ms);
+                let ttl = Duration::from_millis(config.broker_session_timeout_ms);
                 // After a crash the previous registration lives until its lease expires:
                 // wait for that rather than fail, as a restarted broker would.
-                let deadline = tokio::time::Instant::now() + ttl + std::time::Duration::from_secs(5);
+                let deadline = tokio::time::Instant::now() + ttl + Duration::from_secs(5);
                 let lease = loop {
                     match etcd.register_broker(&registration, ttl).await {
                         Err(MetadataError::NodeExists(id)) if tokio::time::Instant::now() < deadline => {
@@ -116,92 +112,96 @@ impl Broker {
                                 node_id = id,
                                 "previous registration still alive; waiting for its lease to expire"
                             );
-                            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                            tokio::time::sleep(Duration::from_millis(500)).await;
                         }
                         other => break other?,
                     }
                 };
                 tracing::info!(endpoints = ?location.endpoints, root = %location.root, "metadata in etcd");
-                (Arc::new(etcd), Some(lease))
+                let cluster = Arc::new(Cluster::new(etcd.clone(), registration, lease));
+                (etcd as Arc<dyn MetadataStore>, Some(cluster))
             }
         };
         let cluster_id = metadata.cluster_id().await?;
-        let topics = TopicRegistry::default();
-        for record in metadata.topics().await? {
-            let topic = Self::open_topic(&store, &config, record)?;
-            topics.insert(Arc::new(topic));
-        }
-        tracing::info!(topics = topics.all().len(), %cluster_id, path = %options.path.display(), "storage opened");
-        let offsets_topic = Self::open_internal_topic(
-            &store,
-            &config,
-            &*metadata,
-            &topics,
-            OFFSETS_TOPIC,
-            config.offsets_topic_num_partitions,
-        )
-        .await?;
-        let txn_topic = Self::open_internal_topic(
-            &store,
-            &config,
-            &*metadata,
-            &topics,
-            TRANSACTION_STATE_TOPIC,
-            config.transaction_state_log_num_partitions,
-        )
-        .await?;
         let settings = GroupSettings {
-            initial_rebalance_delay: std::time::Duration::from_millis(config.group_initial_rebalance_delay_ms),
+            initial_rebalance_delay: Duration::from_millis(config.group_initial_rebalance_delay_ms),
             min_session_timeout_ms: config.group_min_session_timeout_ms,
             max_session_timeout_ms: config.group_max_session_timeout_ms,
-            offsets_retention: std::time::Duration::from_secs(config.offsets_retention_minutes * 60),
+            offsets_retention: Duration::from_secs(config.offsets_retention_minutes * 60),
             offset_metadata_max_bytes: config.offset_metadata_max_bytes,
         };
-        let groups = GroupCoordinator::load(settings, offsets_topic.logs.clone())?;
+        let groups = GroupCoordinator::new(settings, config.offsets_topic_num_partitions);
         let txn_settings = TxnSettings { max_timeout_ms: config.transaction_max_timeout_ms };
-        let txns = TransactionCoordinator::load(txn_settings, txn_topic.logs.clone())?;
+        let txns = TransactionCoordinator::new(txn_settings, config.transaction_state_log_num_partitions);
         let (appended, _) = watch::channel(0);
         let broker = Arc::new(Broker {
             config,
             store,
             metadata,
-            topics,
+            topics: TopicRegistry::default(),
             cluster_id,
             groups,
             txns,
-            _registration: registration,
+            cluster,
             appended,
             admin: Mutex::new(()),
         });
-        // Transactions whose outcome was decided before a crash get their markers now.
-        broker.txns.recover(&*broker);
+        match broker.cluster.clone() {
+            // Partitions, leaders and coordinators come from the cluster's metadata; the
+            // controller creates the internal topics once enough brokers are alive.
+            Some(cluster) => {
+                cluster.sync(&broker).await?;
+            }
+            None => {
+                for record in broker.metadata.topics().await? {
+                    let node = broker.config.node_id;
+                    let (topic, _) = broker.build_topic(record, None, |_, _| ReplicaView::single(node, 0))?;
+                    broker.topics.insert(Arc::new(topic));
+                }
+                for (name, partitions) in [
+                    (OFFSETS_TOPIC, broker.config.offsets_topic_num_partitions),
+                    (TRANSACTION_STATE_TOPIC, broker.config.transaction_state_log_num_partitions),
+                ] {
+                    if broker.topics.get(name).is_none() {
+                        broker.create_internal_topic(name, partitions, 1).await?;
+                    }
+                }
+                for topic in [OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC].iter().filter_map(|n| broker.topics.get(n)) {
+                    for (index, log) in topic.logs.iter().enumerate() {
+                        if topic.record.name == OFFSETS_TOPIC {
+                            broker.groups.load_partition(index as i32, log.clone())?;
+                        } else {
+                            broker.txns.load_partition(index as i32, log.clone())?;
+                        }
+                    }
+                }
+                // Transactions whose outcome was decided before a crash get their markers now.
+                broker.txns.recover(&*broker);
+            }
+        }
+        tracing::info!(topics = broker.topics.all().len(), cluster_id = %broker.cluster_id, path = %options.path.display(), "storage opened");
         Ok(broker)
     }
 
-    /// Opens an internal compacted topic, creating it on first start.
-    async fn open_internal_topic(
-        store: &Store,
-        config: &BrokerConfig,
-        metadata: &dyn MetadataStore,
-        topics: &TopicRegistry,
+    /// Creates an internal compacted topic (`__consumer_offsets`, `__transaction_state`).
+    pub async fn create_internal_topic(
+        &self,
         name: &str,
         partitions: i32,
-    ) -> Result<Arc<Topic>, StartError> {
-        if let Some(topic) = topics.get(name) {
-            return Ok(topic);
+        replication_factor: i16,
+    ) -> Result<(), MetadataError> {
+        let new_topic = NewTopic {
+            name: name.to_string(),
+            partitions,
+            replication_factor,
+            configs: [("cleanup.policy".to_string(), "compact".to_string())].into_iter().collect(),
+            internal: true,
+            assignment: vec![],
+        };
+        match self.create_topic(new_topic).await {
+            Ok(_) | Err(MetadataError::TopicExists(_)) => Ok(()),
+            Err(e) => Err(e),
         }
-        let record = metadata
-            .create_topic(NewTopic {
-                name: name.to_string(),
-                partitions,
-                replication_factor: 1,
-                configs: [("cleanup.policy".to_string(), "compact".to_string())].into_iter().collect(),
-                internal: true,
-            })
-            .await?;
-        let topic = Arc::new(Self::open_topic(store, config, record)?);
-        topics.insert(topic.clone());
-        Ok(topic)
     }
 
     /// Starts the broker's timers: the group coordinator's tick every 100 ms and the
@@ -230,32 +230,160 @@ impl Broker {
                 broker.groups.tick();
             }
         });
+        if self.cluster.is_some() {
+            Cluster::start(self);
+        }
     }
 
-    fn open_topic(
-        store: &Store,
-        config: &BrokerConfig,
-        record: rivulet_metadata::TopicRecord,
-    ) -> Result<Topic, rivulet_storage::StorageError> {
+    /// The in-memory topic for `record`: logs opened, each partition's replica given its
+    /// view (from `view_of(partition, replicas)`). Logs and replicas of `existing` (the same
+    /// topic as loaded before) are kept. Returns what changed for each replica.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn build_topic(
+        &self,
+        record: TopicRecord,
+        existing: Option<&Topic>,
+        view_of: impl Fn(i32, &[i32]) -> ReplicaView,
+    ) -> Result<(Topic, Vec<(Arc<Replica>, Transition)>), StorageError> {
         let class = class_of(record.internal);
-        let logs = record
-            .partitions
-            .iter()
-            .map(|p| store.open_log(LogId(p.log_id), class).map(Arc::new))
-            .collect::<Result<Vec<_>, _>>()?;
-        let settings = TopicSettings::resolve(&record.configs, config);
-        Ok(Topic { record, logs, settings })
+        let mut logs = Vec::with_capacity(record.partitions.len());
+        let mut replicas = Vec::with_capacity(record.partitions.len());
+        let mut transitions = Vec::new();
+        for partition in &record.partitions {
+            let replica = match existing.and_then(|t| t.replica(partition.index)) {
+                Some(replica) => replica.clone(),
+                None => {
+                    let log = Arc::new(self.store.open_log(LogId(partition.log_id), class)?);
+                    Arc::new(Replica::new(&record.name, partition.index, log, self.config.node_id))
+                }
+            };
+            let transition = replica.update(view_of(partition.index, &partition.replicas));
+            transitions.push((replica.clone(), transition));
+            logs.push(replica.log.clone());
+            replicas.push(replica);
+        }
+        let settings = TopicSettings::resolve(&record.configs, &self.config);
+        Ok((Topic { record, logs, replicas, settings }, transitions))
+    }
+
+    /// Reacts to a partition's new role: coordinators load the internal partitions this
+    /// broker now leads and forget those it stopped leading.
+    pub(crate) fn on_transition(self: &Arc<Self>, replica: &Arc<Replica>, transition: Transition) {
+        let internal = replica.topic == OFFSETS_TOPIC || replica.topic == TRANSACTION_STATE_TOPIC;
+        if !internal {
+            return;
+        }
+        match transition {
+            Transition::BecameLeader => {
+                let broker = self.clone();
+                let replica = replica.clone();
+                if replica.topic == OFFSETS_TOPIC {
+                    self.groups.mark_loading(replica.index);
+                } else {
+                    self.txns.mark_loading(replica.index);
+                }
+                // Replaying a partition reads its whole log: off the async workers.
+                tokio::task::spawn_blocking(move || {
+                    // Only while still leading: leadership may have moved on meanwhile.
+                    if !replica.is_leader() {
+                        broker.groups.unload_partition(replica.index);
+                        broker.txns.unload_partition(replica.index);
+                        return;
+                    }
+                    let loaded = if replica.topic == OFFSETS_TOPIC {
+                        broker.groups.load_partition(replica.index, replica.log.clone()).map_err(|e| e.to_string())
+                    } else {
+                        let loaded =
+                            broker.txns.load_partition(replica.index, replica.log.clone()).map_err(|e| e.to_string());
+                        broker.txns.recover(&*broker);
+                        loaded
+                    };
+                    match loaded {
+                        Ok(()) => {
+                            tracing::info!(topic = %replica.topic, partition = replica.index, "coordinator partition loaded")
+                        }
+                        Err(e) => {
+                            tracing::error!(topic = %replica.topic, partition = replica.index, error = %e, "loading coordinator partition failed")
+                        }
+                    }
+                });
+            }
+            Transition::BecameFollower | Transition::Removed => {
+                if replica.topic == OFFSETS_TOPIC {
+                    self.groups.unload_partition(replica.index);
+                } else {
+                    self.txns.unload_partition(replica.index);
+                }
+            }
+            Transition::Unchanged | Transition::Updated => {}
+        }
+    }
+
+    /// Forgets a topic another broker deleted, and removes its data here.
+    pub(crate) fn drop_topic_locally(&self, name: &str) -> Result<(), StorageError> {
+        if let Some(topic) = self.topics.remove(name) {
+            let class = class_of(topic.record.internal);
+            for partition in &topic.record.partitions {
+                self.store.delete_log(LogId(partition.log_id), class)?;
+            }
+            tracing::info!(topic = %name, "topic deleted");
+        }
+        Ok(())
+    }
+
+    /// Where the replicas of `partitions` new partitions (numbered from `first`) go: none on
+    /// a single node; Kafka's rack-aware spread over the live brokers in a cluster.
+    fn placement(&self, partitions: i32, replication_factor: i16, first: i32) -> Result<Vec<Vec<i32>>, MetadataError> {
+        let Some(cluster) = &self.cluster else { return Ok(vec![]) };
+        let brokers: Vec<BrokerPlacement> =
+            cluster.live_brokers().into_iter().map(|b| BrokerPlacement { node_id: b.node_id, rack: b.rack }).collect();
+        let random = uuid::Uuid::new_v4().as_u128();
+        let count = brokers.len().max(1);
+        assign_replicas(
+            &brokers,
+            partitions,
+            replication_factor,
+            first,
+            (random % count as u128) as usize,
+            ((random >> 64) % count as u128) as usize,
+        )
+        .map_err(|e| MetadataError::InvalidReplication(e.to_string()))
+    }
+
+    /// Waits (briefly) until the cluster sync has applied a change this broker wrote.
+    async fn await_applied(&self, done: impl Fn(Option<Arc<Topic>>) -> bool, name: &str) {
+        let Some(cluster) = &self.cluster else { return };
+        for _ in 0..500 {
+            if done(self.topics.get(name)) {
+                return;
+            }
+            cluster.request_sync();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tracing::warn!(topic = %name, "metadata change not applied yet");
     }
 
     /// Creates a topic in the metadata store and opens its logs.
-    pub async fn create_topic(&self, new_topic: NewTopic) -> Result<Arc<Topic>, MetadataError> {
+    pub async fn create_topic(&self, mut new_topic: NewTopic) -> Result<Arc<Topic>, MetadataError> {
         let _admin = self.admin.lock().await;
         if self.topics.get(&new_topic.name).is_some() {
             return Err(MetadataError::TopicExists(new_topic.name));
         }
+        if new_topic.assignment.is_empty() {
+            new_topic.assignment = self.placement(new_topic.partitions, new_topic.replication_factor, 0)?;
+        }
         let record = self.metadata.create_topic(new_topic).await?;
-        let topic = Arc::new(Self::open_topic(&self.store, &self.config, record)?);
-        self.topics.insert(topic.clone());
+        let name = record.name.clone();
+        let topic = if self.cluster.is_some() {
+            self.await_applied(|t| t.is_some(), &name).await;
+            self.topics.get(&name).ok_or_else(|| MetadataError::UnknownTopic(name.clone()))?
+        } else {
+            let node = self.config.node_id;
+            let (topic, _) = self.build_topic(record, None, |_, _| ReplicaView::single(node, 0))?;
+            let topic = Arc::new(topic);
+            self.topics.insert(topic.clone());
+            topic
+        };
         tracing::info!(topic = %topic.record.name, partitions = topic.logs.len(), topic_id = %topic.record.topic_id, "topic created");
         Ok(topic)
     }
@@ -263,16 +391,25 @@ impl Broker {
     /// Grows a topic to `total` partitions; existing partitions keep their open logs.
     pub async fn add_partitions(&self, name: &str, total: i32) -> Result<Arc<Topic>, MetadataError> {
         let _admin = self.admin.lock().await;
-        let record = self.metadata.add_partitions(name, total).await?;
-        let existing = self.topics.get(name);
-        let class = class_of(record.internal);
-        let mut logs = existing.as_ref().map(|t| t.logs.clone()).unwrap_or_default();
-        for partition in record.partitions.iter().skip(logs.len()) {
-            logs.push(Arc::new(self.store.open_log(LogId(partition.log_id), class)?));
-        }
-        let settings = TopicSettings::resolve(&record.configs, &self.config);
-        let topic = Arc::new(Topic { record, logs, settings });
-        self.topics.insert(topic.clone());
+        let existing = self.topics.get(name).ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
+        let current = existing.record.partitions.len() as i32;
+        let assignment = if total > current {
+            let factor = existing.record.partitions.first().map_or(1, |p| p.replicas.len().max(1)) as i16;
+            self.placement(total - current, factor, current)?
+        } else {
+            vec![]
+        };
+        let record = self.metadata.add_partitions(name, total, assignment).await?;
+        let topic = if self.cluster.is_some() {
+            self.await_applied(|t| t.is_some_and(|t| t.logs.len() >= total as usize), name).await;
+            self.topics.get(name).ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?
+        } else {
+            let node = self.config.node_id;
+            let (topic, _) = self.build_topic(record, Some(&existing), |_, _| ReplicaView::single(node, 0))?;
+            let topic = Arc::new(topic);
+            self.topics.insert(topic.clone());
+            topic
+        };
         tracing::info!(topic = %name, partitions = total, "partitions added");
         Ok(topic)
     }
@@ -280,13 +417,12 @@ impl Broker {
     /// Deletes a topic: metadata first (so it stops being served), then its data.
     pub async fn delete_topic(&self, name: &str) -> Result<(), MetadataError> {
         let _admin = self.admin.lock().await;
-        let record = self.metadata.delete_topic(name).await?;
-        self.topics.remove(name);
-        let class = class_of(record.internal);
-        for partition in &record.partitions {
-            self.store.delete_log(LogId(partition.log_id), class)?;
+        self.metadata.delete_topic(name).await?;
+        if self.cluster.is_some() {
+            self.await_applied(|t| t.is_none(), name).await;
+        } else {
+            self.drop_topic_locally(name)?;
         }
-        tracing::info!(topic = %name, "topic deleted");
         Ok(())
     }
 
@@ -309,11 +445,45 @@ impl Broker {
             replication_factor: self.config.default_replication_factor,
             configs: Default::default(),
             internal: false,
+            assignment: vec![],
         };
         match self.create_topic(new_topic).await {
             Ok(topic) => Ok(Some(topic)),
             Err(MetadataError::TopicExists(_)) => Ok(self.topics.get(name)),
             Err(e) => Err(e),
+        }
+    }
+
+    /// The brokers Metadata and DescribeCluster list: every live broker of the cluster, or
+    /// this one.
+    pub fn brokers(&self) -> Vec<BrokerRegistration> {
+        match &self.cluster {
+            Some(cluster) => cluster.live_brokers(),
+            None => {
+                let listener = self.config.advertised();
+                vec![BrokerRegistration {
+                    node_id: self.config.node_id,
+                    host: listener.host.clone(),
+                    port: listener.port,
+                    rack: self.config.broker_rack.clone(),
+                }]
+            }
+        }
+    }
+
+    /// The controller's node id (-1 while there is none).
+    pub fn controller_id(&self) -> i32 {
+        match &self.cluster {
+            Some(cluster) => cluster.controller_id().unwrap_or(-1),
+            None => self.config.node_id,
+        }
+    }
+
+    /// Brokers that can hold replicas now: the live brokers of a cluster, or this one.
+    pub fn live_broker_ids(&self) -> Vec<i32> {
+        match &self.cluster {
+            Some(cluster) => cluster.live_brokers().iter().map(|b| b.node_id).collect(),
+            None => vec![self.config.node_id],
         }
     }
 
@@ -346,12 +516,19 @@ impl MarkerSink for Broker {
             tracing::warn!(topic, partition, producer_id, "no marker written: the topic no longer exists");
             return Ok(());
         };
-        let Some(log) = found.partition(partition) else { return Ok(()) };
+        let Some(replica) = found.replica(partition) else { return Ok(()) };
+        if !replica.is_leader() {
+            // Markers for partitions led by other brokers need WriteTxnMarkers, which is
+            // not built yet: the transaction stays prepared and is retried.
+            return Err(format!("{topic}-{partition} is led by another broker"));
+        }
         let now_ms =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        // The coordinator epoch of a single node never changes.
-        log.append_marker(producer_id, producer_epoch, control, 0, found.leader_epoch(partition), now_ms)
+        replica
+            .log
+            .append_marker(producer_id, producer_epoch, control, 0, replica.leader_epoch(), now_ms)
             .map_err(|e| e.to_string())?;
+        replica.maybe_advance_high_watermark();
         if topic == OFFSETS_TOPIC {
             self.groups.complete_txn(producer_id, control == rivulet_protocol::record_batch::ControlType::Commit);
         }

@@ -71,6 +71,23 @@ pub struct BrokerConfig {
     pub transaction_max_timeout_ms: i32,
     /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`
     pub transaction_abort_interval_ms: u64,
+    /// `offsets.topic.replication.factor` (cluster mode; a single node keeps one copy)
+    pub offsets_topic_replication_factor: i16,
+    /// `transaction.state.log.replication.factor` (cluster mode)
+    pub transaction_state_log_replication_factor: i16,
+    /// `min.insync.replicas`: acks=all needs at least this many in-sync replicas.
+    pub min_insync_replicas: usize,
+    /// `replica.lag.time.max.ms`: a follower not caught up for this long leaves the ISR.
+    pub replica_lag_time_max_ms: u64,
+    /// `replica.fetch.wait.max.ms`: how long a follower's fetch waits at the leader.
+    pub replica_fetch_wait_max_ms: u64,
+    /// `unclean.leader.election.enable`: elect an out-of-sync replica when no in-sync one
+    /// is alive (losing what it lacks).
+    pub unclean_leader_election_enable: bool,
+    /// `auto.leader.rebalance.enable`: the controller moves leadership back to preferred
+    /// replicas every `leader.imbalance.check.interval.seconds`.
+    pub auto_leader_rebalance_enable: bool,
+    pub leader_imbalance_check_interval_seconds: u64,
     /// `host:port` for the Prometheus `/metrics` endpoint (`rivulet.metrics.listener`);
     /// none by default.
     pub metrics_listener: Option<String>,
@@ -109,6 +126,14 @@ const KNOWN_KEYS: &[&str] = &[
     "transaction.max.timeout.ms",
     "transaction.abort.timed.out.transaction.cleanup.interval.ms",
     "offset.metadata.max.bytes",
+    "offsets.topic.replication.factor",
+    "transaction.state.log.replication.factor",
+    "min.insync.replicas",
+    "replica.lag.time.max.ms",
+    "replica.fetch.wait.max.ms",
+    "unclean.leader.election.enable",
+    "auto.leader.rebalance.enable",
+    "leader.imbalance.check.interval.seconds",
 ];
 
 /// Kafka keys that are meaningful for Apache Kafka but have no effect here (threads,
@@ -125,8 +150,6 @@ const ACCEPTED_KAFKA_KEYS: &[&str] = &[
     "socket.send.buffer.bytes",
     "socket.receive.buffer.bytes",
     "num.recovery.threads.per.data.dir",
-    "offsets.topic.replication.factor",
-    "transaction.state.log.replication.factor",
     "transaction.state.log.min.isr",
     "share.coordinator.state.topic.replication.factor",
     "share.coordinator.state.topic.min.isr",
@@ -319,6 +342,22 @@ impl BrokerConfig {
                 .map_or(Ok(10_000), |v| {
                     parse_positive("transaction.abort.timed.out.transaction.cleanup.interval.ms", v)
                 })?,
+            offsets_topic_replication_factor: get("offsets.topic.replication.factor")
+                .map_or(Ok(3), |v| parse_positive("offsets.topic.replication.factor", v))?,
+            transaction_state_log_replication_factor: get("transaction.state.log.replication.factor")
+                .map_or(Ok(3), |v| parse_positive("transaction.state.log.replication.factor", v))?,
+            min_insync_replicas: get("min.insync.replicas")
+                .map_or(Ok(1), |v| parse_positive("min.insync.replicas", v))?,
+            replica_lag_time_max_ms: get("replica.lag.time.max.ms")
+                .map_or(Ok(30_000), |v| parse_positive("replica.lag.time.max.ms", v))?,
+            replica_fetch_wait_max_ms: get("replica.fetch.wait.max.ms")
+                .map_or(Ok(500), |v| parse_positive("replica.fetch.wait.max.ms", v))?,
+            unclean_leader_election_enable: get("unclean.leader.election.enable")
+                .map_or(Ok(false), |v| parse_bool("unclean.leader.election.enable", v))?,
+            auto_leader_rebalance_enable: get("auto.leader.rebalance.enable")
+                .map_or(Ok(true), |v| parse_bool("auto.leader.rebalance.enable", v))?,
+            leader_imbalance_check_interval_seconds: get("leader.imbalance.check.interval.seconds")
+                .map_or(Ok(300), |v| parse_positive("leader.imbalance.check.interval.seconds", v))?,
             metrics_listener: match get("rivulet.metrics.listener") {
                 None => None,
                 Some(v) if v.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok()) => {
@@ -385,6 +424,14 @@ impl BrokerConfig {
                 ),
             ),
             ("broker.session.timeout.ms", self.broker_session_timeout_ms.to_string()),
+            ("offsets.topic.replication.factor", self.offsets_topic_replication_factor.to_string()),
+            ("transaction.state.log.replication.factor", self.transaction_state_log_replication_factor.to_string()),
+            ("min.insync.replicas", self.min_insync_replicas.to_string()),
+            ("replica.lag.time.max.ms", self.replica_lag_time_max_ms.to_string()),
+            ("replica.fetch.wait.max.ms", self.replica_fetch_wait_max_ms.to_string()),
+            ("unclean.leader.election.enable", self.unclean_leader_election_enable.to_string()),
+            ("auto.leader.rebalance.enable", self.auto_leader_rebalance_enable.to_string()),
+            ("leader.imbalance.check.interval.seconds", self.leader_imbalance_check_interval_seconds.to_string()),
             ("transaction.state.log.num.partitions", self.transaction_state_log_num_partitions.to_string()),
             ("transaction.max.timeout.ms", self.transaction_max_timeout_ms.to_string()),
             (

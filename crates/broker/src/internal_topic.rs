@@ -61,12 +61,16 @@ pub enum Replayed {
     Marker { producer_id: i64, control: ControlType },
 }
 
-/// Reads `log` from its start to its high watermark and hands every batch to `visit`.
+/// Reads `log` from its start to its end and hands every batch to `visit`. As Kafka's
+/// coordinators do when they load a partition, this reads up to the log end rather than
+/// the high watermark: the loading broker leads the partition, so its log is the history.
 pub fn replay(log: &PartitionLog, mut visit: impl FnMut(Replayed)) -> Result<(), String> {
     let mut offset = log.log_start_offset();
-    let end = log.high_watermark();
+    let end = log.log_end_offset();
     while offset < end {
-        let data = log.read(offset, 8 * 1024 * 1024, true).map_err(|e| e.to_string())?;
+        let data = log
+            .read_with(offset, 8 * 1024 * 1024, true, rivulet_storage::Isolation::Replica)
+            .map_err(|e| e.to_string())?;
         if data.records.is_empty() {
             break;
         }

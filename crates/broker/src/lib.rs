@@ -16,12 +16,14 @@
 //! malformed request ends in a Kafka error code or a logged, closed connection.
 
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod group;
 mod handlers;
 pub mod internal_topic;
 pub mod metrics;
+pub mod replica;
 pub mod server;
 pub mod topic_config;
 pub mod topics;

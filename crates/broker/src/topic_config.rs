@@ -145,6 +145,10 @@ pub struct TopicSettings {
     pub log_append_time: bool,
     /// `cleanup.policy` includes `compact`: every record needs a key.
     pub compacted: bool,
+    /// `min.insync.replicas`: acks=all needs at least this many in-sync replicas.
+    pub min_insync_replicas: usize,
+    /// `unclean.leader.election.enable`
+    pub unclean_leader_election: bool,
 }
 
 impl TopicSettings {
@@ -158,7 +162,15 @@ impl TopicSettings {
             None => broker.log_message_timestamp_type_log_append,
         };
         let compacted = overrides.get("cleanup.policy").is_some_and(|p| p.split(',').any(|v| v.trim() == "compact"));
-        TopicSettings { max_message_bytes, log_append_time, compacted }
+        let min_insync_replicas = overrides
+            .get("min.insync.replicas")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|&v| v > 0)
+            .unwrap_or(broker.min_insync_replicas);
+        let unclean_leader_election = overrides
+            .get("unclean.leader.election.enable")
+            .map_or(broker.unclean_leader_election_enable, |v| v.eq_ignore_ascii_case("true"));
+        TopicSettings { max_message_bytes, log_append_time, compacted, min_insync_replicas, unclean_leader_election }
     }
 }
 

@@ -10,6 +10,7 @@ use rivulet_metadata::TopicRecord;
 use rivulet_storage::PartitionLog;
 use uuid::Uuid;
 
+use crate::replica::Replica;
 use crate::topic_config::TopicSettings;
 
 /// A topic with its partitions' logs open.
@@ -18,6 +19,8 @@ pub struct Topic {
     pub record: TopicRecord,
     /// Indexed by partition number.
     pub logs: Vec<Arc<PartitionLog>>,
+    /// Replication state, indexed by partition number.
+    pub replicas: Vec<Arc<Replica>>,
     pub settings: TopicSettings,
 }
 
@@ -26,8 +29,12 @@ impl Topic {
         usize::try_from(index).ok().and_then(|i| self.logs.get(i))
     }
 
+    pub fn replica(&self, index: i32) -> Option<&Arc<Replica>> {
+        usize::try_from(index).ok().and_then(|i| self.replicas.get(i))
+    }
+
     pub fn leader_epoch(&self, index: i32) -> i32 {
-        usize::try_from(index).ok().and_then(|i| self.record.partitions.get(i)).map_or(0, |p| p.leader_epoch)
+        self.replica(index).map_or(0, |r| r.leader_epoch())
     }
 }
 

@@ -100,7 +100,12 @@ impl MetadataStore for EmbeddedMetadataStore {
         }
         let first_log_id = read_counter(&self.store, KEY_NEXT_LOG_ID)?.max(1);
         let partitions: Vec<PartitionRecord> = (0..topic.partitions)
-            .map(|index| PartitionRecord { index, log_id: first_log_id as u64 + index as u64, leader_epoch: 0 })
+            .map(|index| PartitionRecord {
+                index,
+                log_id: first_log_id as u64 + index as u64,
+                leader_epoch: 0,
+                replicas: topic.assignment.get(index as usize).cloned().unwrap_or_default(),
+            })
             .collect();
         let record = TopicRecord {
             name: topic.name,
@@ -120,7 +125,12 @@ impl MetadataStore for EmbeddedMetadataStore {
         Ok(record)
     }
 
-    async fn add_partitions(&self, name: &str, total: i32) -> Result<TopicRecord, MetadataError> {
+    async fn add_partitions(
+        &self,
+        name: &str,
+        total: i32,
+        assignment: Vec<Vec<i32>>,
+    ) -> Result<TopicRecord, MetadataError> {
         let _guard = self.guard();
         let mut record = self.read_topic(name)?.ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
         let current = record.partitions.len() as i32;
@@ -129,7 +139,12 @@ impl MetadataStore for EmbeddedMetadataStore {
         }
         let first_log_id = read_counter(&self.store, KEY_NEXT_LOG_ID)?.max(1);
         for (i, index) in (current..total).enumerate() {
-            record.partitions.push(PartitionRecord { index, log_id: first_log_id as u64 + i as u64, leader_epoch: 0 });
+            record.partitions.push(PartitionRecord {
+                index,
+                log_id: first_log_id as u64 + i as u64,
+                leader_epoch: 0,
+                replicas: assignment.get(i).cloned().unwrap_or_default(),
+            });
         }
         let json = serde_json::to_vec(&record)
             .map_err(|e| MetadataError::Corrupt { key: topic_key(name), reason: e.to_string() })?;
@@ -167,7 +182,14 @@ mod tests {
     use rivulet_storage::StoreOptions;
 
     fn new_topic(name: &str, partitions: i32) -> NewTopic {
-        NewTopic { name: name.into(), partitions, replication_factor: 1, configs: Default::default(), internal: false }
+        NewTopic {
+            name: name.into(),
+            partitions,
+            replication_factor: 1,
+            configs: Default::default(),
+            internal: false,
+            assignment: vec![],
+        }
     }
 
     #[tokio::test]
@@ -195,13 +217,13 @@ mod tests {
         assert!(meta.allocate_producer_id().await.unwrap() > pid + 1);
         let c = meta.create_topic(new_topic("c", 1)).await.unwrap();
         assert!(c.partitions[0].log_id > 5);
-        let grown = meta.add_partitions("c", 3).await.unwrap();
+        let grown = meta.add_partitions("c", 3, vec![]).await.unwrap();
         assert_eq!(grown.partitions.iter().map(|p| p.index).collect::<Vec<_>>(), vec![0, 1, 2]);
         assert!(
             grown.partitions[2].log_id > grown.partitions[1].log_id
                 && grown.partitions[1].log_id > c.partitions[0].log_id
         );
-        assert!(matches!(meta.add_partitions("c", 3).await, Err(MetadataError::PartitionsNotIncreased { .. })));
+        assert!(matches!(meta.add_partitions("c", 3, vec![]).await, Err(MetadataError::PartitionsNotIncreased { .. })));
         meta.delete_topic("a").await.unwrap();
         assert!(matches!(meta.delete_topic("a").await, Err(MetadataError::UnknownTopic(_))));
         assert_eq!(meta.topics().await.unwrap().len(), 2);

@@ -8,7 +8,8 @@
 //! |---|---|
 //! | `<root>/cluster/id` | the cluster id, created once by whoever gets there first |
 //! | `<root>/brokers/ids/<node id>` | a live broker's endpoints (JSON), bound to its lease |
-//! | `<root>/brokers/topics/<name>` | the topic (JSON [`TopicRecord`]) |
+//! | `<root>/brokers/topics/<name>` | the topic (JSON [`TopicRecord`]) with each partition's replicas |
+//! | `<root>/brokers/partitions/<name>/<p>` | leader, leader epoch, ISR, controller epoch (JSON [`PartitionState`]) |
 //! | `<root>/controller` | the controller's node id, bound to its lease |
 //! | `<root>/controller_epoch` | the controller epoch (decimal) |
 //! | `<root>/latest_producer_id_block` | end of the last reserved producer-id block |
@@ -16,18 +17,25 @@
 //!
 //! Every read-modify-write is an etcd transaction guarded by the key's `mod_revision`
 //! (or `create_revision == 0` for a create), retried on conflict, so brokers racing on the
-//! same key never lose an update. Only small, rarely changing records live here; offsets
+//! same key never lose an update. Partition states are also written by compare-and-swap;
+//! the controller's writes additionally compare the `create_revision` of its own
+//! `controller` key, so a deposed controller (whose key expired with its lease) cannot
+//! write (the analogue of Kafka's controller-epoch check on ZooKeeper writes). Only small, rarely changing records live here; offsets
 //! and anything per message stay in the partition logs.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::{MetadataError, MetadataStore, NewTopic, PartitionRecord, TopicRecord};
+use crate::{MetadataError, MetadataStore, NewTopic, PartitionRecord, PartitionState, TopicRecord};
 
 /// Producer ids reserved per etcd write (as Kafka's `ProducerIdManager` blocks).
 const PRODUCER_ID_BLOCK: i64 = 1000;
@@ -77,6 +85,36 @@ pub struct BrokerRegistration {
     pub rack: Option<String>,
 }
 
+/// A partition state with the `mod_revision` that guards its next compare-and-swap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionedState {
+    pub state: PartitionState,
+    pub revision: i64,
+}
+
+/// Everything a broker needs to know about its cluster, read at one etcd revision.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterSnapshot {
+    pub revision: i64,
+    /// Live brokers in node id order.
+    pub brokers: Vec<BrokerRegistration>,
+    pub controller: Option<i32>,
+    pub controller_epoch: i32,
+    /// Topics in name order.
+    pub topics: Vec<TopicRecord>,
+    pub states: HashMap<(String, i32), VersionedState>,
+}
+
+/// The state a partition starts with: its first replica leads, every replica is in sync.
+fn initial_state(replicas: &[i32]) -> PartitionState {
+    PartitionState {
+        leader: replicas.first().copied().unwrap_or(-1),
+        leader_epoch: 0,
+        isr: replicas.to_vec(),
+        controller_epoch: 0,
+    }
+}
+
 fn etcd_error(e: etcd_client::Error) -> MetadataError {
     MetadataError::Etcd(e.to_string())
 }
@@ -122,6 +160,99 @@ impl EtcdMetadataStore {
 
     fn topic_key(&self, name: &str) -> String {
         self.key(&format!("brokers/topics/{name}"))
+    }
+
+    fn state_key(&self, topic: &str, partition: i32) -> String {
+        self.key(&format!("brokers/partitions/{topic}/{partition}"))
+    }
+
+    /// Puts of the initial state of every partition of `record` that has replicas.
+    fn initial_state_ops(&self, record: &TopicRecord, from: i32) -> Result<Vec<TxnOp>, MetadataError> {
+        record
+            .partitions
+            .iter()
+            .filter(|p| p.index >= from && !p.replicas.is_empty())
+            .map(|p| {
+                let key = self.state_key(&record.name, p.index);
+                let json = serde_json::to_vec(&initial_state(&p.replicas)).map_err(|e| corrupt(&key, e))?;
+                Ok(TxnOp::put(key, json, None))
+            })
+            .collect()
+    }
+
+    /// Reads the whole cluster (brokers, controller, topics, partition states) in one
+    /// consistent etcd read.
+    pub async fn snapshot(&self) -> Result<ClusterSnapshot, MetadataError> {
+        let prefix = format!("{}/", self.root);
+        let response =
+            self.client().get(prefix.clone(), Some(GetOptions::new().with_prefix())).await.map_err(etcd_error)?;
+        let mut snapshot =
+            ClusterSnapshot { revision: response.header().map_or(0, |h| h.revision()), ..Default::default() };
+        for kv in response.kvs() {
+            let key = String::from_utf8_lossy(kv.key()).into_owned();
+            let Some(rest) = key.strip_prefix(&prefix) else { continue };
+            let parts: Vec<&str> = rest.split('/').collect();
+            match parts.as_slice() {
+                ["brokers", "ids", _] => {
+                    snapshot.brokers.push(serde_json::from_slice(kv.value()).map_err(|e| corrupt(&key, e))?);
+                }
+                ["brokers", "topics", _] => {
+                    snapshot.topics.push(serde_json::from_slice(kv.value()).map_err(|e| corrupt(&key, e))?);
+                }
+                ["brokers", "partitions", topic, partition] => {
+                    let partition: i32 = partition.parse().map_err(|e| corrupt(&key, e))?;
+                    let state = serde_json::from_slice(kv.value()).map_err(|e| corrupt(&key, e))?;
+                    snapshot
+                        .states
+                        .insert((topic.to_string(), partition), VersionedState { state, revision: kv.mod_revision() });
+                }
+                ["controller"] => {
+                    snapshot.controller = String::from_utf8_lossy(kv.value()).parse().ok();
+                }
+                ["controller_epoch"] => {
+                    snapshot.controller_epoch = String::from_utf8_lossy(kv.value()).parse().unwrap_or(0);
+                }
+                _ => {}
+            }
+        }
+        snapshot.brokers.sort_by_key(|b| b.node_id);
+        snapshot.topics.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(snapshot)
+    }
+
+    /// Waits until anything under the root changes after `revision` (or the watch ends,
+    /// e.g. because etcd restarted), so the caller can read a new snapshot.
+    pub async fn wait_for_change(&self, revision: i64) -> Result<(), MetadataError> {
+        let options = WatchOptions::new().with_prefix().with_start_revision(revision + 1);
+        let mut stream = self.client().watch(format!("{}/", self.root), Some(options)).await.map_err(etcd_error)?;
+        while let Some(response) = stream.message().await.map_err(etcd_error)? {
+            if response.canceled() || response.compact_revision() > 0 || !response.events().is_empty() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces a partition's state if it is still at `expected_revision` (and, with a
+    /// controller lease, only while that controller holds its role). Returns the new
+    /// revision, or `None` when someone else changed it first.
+    pub async fn update_partition_state(
+        &self,
+        topic: &str,
+        partition: i32,
+        expected_revision: i64,
+        state: &PartitionState,
+        controller: Option<&ControllerLease>,
+    ) -> Result<Option<i64>, MetadataError> {
+        let key = self.state_key(topic, partition);
+        let json = serde_json::to_vec(state).map_err(|e| corrupt(&key, e))?;
+        let mut compares = vec![Compare::mod_revision(key.clone(), CompareOp::Equal, expected_revision)];
+        if let Some(lease) = controller {
+            compares.push(Compare::create_revision(self.key("controller"), CompareOp::Equal, lease.create_revision));
+        }
+        let txn = Txn::new().when(compares).and_then([TxnOp::put(key, json, None)]);
+        let response = self.client().txn(txn).await.map_err(etcd_error)?;
+        Ok(response.succeeded().then(|| response.header().map_or(0, |h| h.revision())))
     }
 
     /// The value and `mod_revision` of `key` (revision 0 when absent).
@@ -221,14 +352,16 @@ impl EtcdMetadataStore {
             node_id.to_string(),
             Some(PutOptions::new().with_lease(lease.id)),
         )]);
-        if !self.client().txn(txn).await.map_err(etcd_error)?.succeeded() {
+        let response = self.client().txn(txn).await.map_err(etcd_error)?;
+        if !response.succeeded() {
             lease.revoke().await;
             return Ok(None);
         }
+        let create_revision = response.header().map_or(0, |h| h.revision());
         let epoch = self.reserve(&self.key("controller_epoch"), 1, 0).await? + 1;
         let epoch = i32::try_from(epoch).map_err(|e| corrupt(&key, e))?;
         tracing::info!(node_id, controller_epoch = epoch, "elected controller");
-        Ok(Some((epoch, ControllerLease { _lease: lease })))
+        Ok(Some((epoch, ControllerLease { lease, create_revision, epoch })))
     }
 
     /// The current controller's node id, if there is one.
@@ -249,35 +382,54 @@ struct Lease {
     id: i64,
     client: Client,
     keeper: tokio::task::JoinHandle<()>,
+    /// Until when etcd has promised to keep the lease (extended by every keep-alive
+    /// answer); `None` once etcd said it expired.
+    valid_until: Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
 impl Lease {
     async fn grant(mut client: Client, ttl: Duration) -> Result<Self, MetadataError> {
         let seconds = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
         let id = client.lease_grant(seconds, None).await.map_err(etcd_error)?.id();
-        let (mut keeper, mut responses) = client.lease_keep_alive(id).await.map_err(etcd_error)?;
+        let granted_at = Instant::now();
+        let valid_until = Arc::new(std::sync::Mutex::new(Some(granted_at + Duration::from_secs(seconds as u64))));
         let period = Duration::from_secs((seconds as u64 / 3).max(1));
+        let until = valid_until.clone();
+        let mut keeper_client = client.clone();
+        // Keep-alives are retried over new streams (etcd may restart) until etcd answers
+        // that the lease is gone; meanwhile `valid_until` says how long it surely lives.
         let keeper = tokio::spawn(async move {
             loop {
-                if let Err(e) = keeper.keep_alive().await {
-                    tracing::warn!(lease = id, error = %e, "lease keep-alive failed");
-                    break;
+                match keeper_client.lease_keep_alive(id).await {
+                    Ok((mut keeper, mut responses)) => loop {
+                        if let Err(e) = keeper.keep_alive().await {
+                            tracing::debug!(lease = id, error = %e, "lease keep-alive failed; retrying");
+                            break;
+                        }
+                        match responses.message().await {
+                            Ok(Some(response)) if response.ttl() > 0 => {
+                                let ttl = Duration::from_secs(response.ttl() as u64);
+                                *until.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + ttl);
+                            }
+                            Ok(Some(_)) => {
+                                tracing::warn!(lease = id, "lease expired");
+                                *until.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                                return;
+                            }
+                            Ok(None) | Err(_) => break,
+                        }
+                        tokio::time::sleep(period).await;
+                    },
+                    Err(e) => tracing::debug!(lease = id, error = %e, "lease keep-alive stream failed; retrying"),
                 }
-                match responses.message().await {
-                    Ok(Some(response)) if response.ttl() > 0 => {}
-                    Ok(_) => {
-                        tracing::warn!(lease = id, "lease expired");
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::warn!(lease = id, error = %e, "lease keep-alive stream failed");
-                        break;
-                    }
-                }
-                tokio::time::sleep(period).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
         });
-        Ok(Self { id, client, keeper })
+        Ok(Self { id, client, keeper, valid_until })
+    }
+
+    fn is_alive(&self) -> bool {
+        self.valid_until.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|until| Instant::now() < until)
     }
 
     async fn revoke(mut self) {
@@ -300,9 +452,27 @@ pub struct BrokerLease {
     _lease: Lease,
 }
 
+impl BrokerLease {
+    /// False once the lease may have expired: the registration is gone or going.
+    pub fn is_alive(&self) -> bool {
+        self._lease.is_alive()
+    }
+}
+
 /// Keeps the controller role while held.
 pub struct ControllerLease {
-    _lease: Lease,
+    lease: Lease,
+    /// The `create_revision` of the `controller` key this controller wrote; its writes
+    /// compare it so they fail once another controller took over.
+    create_revision: i64,
+    pub epoch: i32,
+}
+
+impl ControllerLease {
+    /// False once the lease may have expired: another broker may be controller now.
+    pub fn is_alive(&self) -> bool {
+        self.lease.is_alive()
+    }
 }
 
 #[async_trait]
@@ -338,6 +508,7 @@ impl MetadataStore for EtcdMetadataStore {
                     index,
                     log_id: (first_log_id + i64::from(index)) as u64,
                     leader_epoch: 0,
+                    replicas: topic.assignment.get(index as usize).cloned().unwrap_or_default(),
                 })
                 .collect(),
             name: topic.name,
@@ -347,16 +518,21 @@ impl MetadataStore for EtcdMetadataStore {
             internal: topic.internal,
         };
         let json = serde_json::to_vec(&record).map_err(|e| corrupt(&key, e))?;
-        let txn = Txn::new()
-            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key, json, None)]);
+        let mut ops = vec![TxnOp::put(key.clone(), json, None)];
+        ops.extend(self.initial_state_ops(&record, 0)?);
+        let txn = Txn::new().when([Compare::create_revision(key, CompareOp::Equal, 0)]).and_then(ops);
         if !self.client().txn(txn).await.map_err(etcd_error)?.succeeded() {
             return Err(MetadataError::TopicExists(record.name));
         }
         Ok(record)
     }
 
-    async fn add_partitions(&self, name: &str, total: i32) -> Result<TopicRecord, MetadataError> {
+    async fn add_partitions(
+        &self,
+        name: &str,
+        total: i32,
+        assignment: Vec<Vec<i32>>,
+    ) -> Result<TopicRecord, MetadataError> {
         let key = self.topic_key(name);
         for _ in 0..CAS_ATTEMPTS {
             let (mut record, revision) =
@@ -371,12 +547,13 @@ impl MetadataStore for EtcdMetadataStore {
                     index,
                     log_id: (first_log_id + i as i64) as u64,
                     leader_epoch: 0,
+                    replicas: assignment.get(i).cloned().unwrap_or_default(),
                 });
             }
             let json = serde_json::to_vec(&record).map_err(|e| corrupt(&key, e))?;
-            let txn = Txn::new()
-                .when([Compare::mod_revision(key.clone(), CompareOp::Equal, revision)])
-                .and_then([TxnOp::put(key.clone(), json, None)]);
+            let mut ops = vec![TxnOp::put(key.clone(), json, None)];
+            ops.extend(self.initial_state_ops(&record, current)?);
+            let txn = Txn::new().when([Compare::mod_revision(key.clone(), CompareOp::Equal, revision)]).and_then(ops);
             if self.client().txn(txn).await.map_err(etcd_error)?.succeeded() {
                 return Ok(record);
             }
@@ -389,9 +566,11 @@ impl MetadataStore for EtcdMetadataStore {
         for _ in 0..CAS_ATTEMPTS {
             let (record, revision) =
                 self.read_topic(name).await?.ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
-            let txn = Txn::new()
-                .when([Compare::mod_revision(key.clone(), CompareOp::Equal, revision)])
-                .and_then([TxnOp::delete(key.clone(), None)]);
+            let states = self.key(&format!("brokers/partitions/{name}/"));
+            let txn = Txn::new().when([Compare::mod_revision(key.clone(), CompareOp::Equal, revision)]).and_then([
+                TxnOp::delete(key.clone(), None),
+                TxnOp::delete(states, Some(DeleteOptions::new().with_prefix())),
+            ]);
             if self.client().txn(txn).await.map_err(etcd_error)?.succeeded() {
                 return Ok(record);
             }

@@ -15,8 +15,10 @@ mod etcd;
 mod model;
 
 pub use embedded::EmbeddedMetadataStore;
-pub use etcd::{BrokerLease, BrokerRegistration, ControllerLease, EtcdLocation, EtcdMetadataStore};
-pub use model::{NewTopic, PartitionRecord, TopicRecord};
+pub use etcd::{
+    BrokerLease, BrokerRegistration, ClusterSnapshot, ControllerLease, EtcdLocation, EtcdMetadataStore, VersionedState,
+};
+pub use model::{NewTopic, PartitionRecord, PartitionState, TopicRecord};
 
 use async_trait::async_trait;
 
@@ -37,6 +39,8 @@ pub enum MetadataError {
     Etcd(String),
     #[error("node id {0} is already registered by a live broker")]
     NodeExists(i32),
+    #[error("{0}")]
+    InvalidReplication(String),
 }
 
 /// Where a broker reads and writes cluster metadata.
@@ -48,8 +52,14 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn topics(&self) -> Result<Vec<TopicRecord>, MetadataError>;
     /// Creates a topic, giving it a topic id and its partitions their log ids.
     async fn create_topic(&self, topic: NewTopic) -> Result<TopicRecord, MetadataError>;
-    /// Grows a topic to `total` partitions, giving the new ones log ids.
-    async fn add_partitions(&self, name: &str, total: i32) -> Result<TopicRecord, MetadataError>;
+    /// Grows a topic to `total` partitions, giving the new ones log ids and the replicas in
+    /// `assignment` (one entry per new partition; empty on a single node).
+    async fn add_partitions(
+        &self,
+        name: &str,
+        total: i32,
+        assignment: Vec<Vec<i32>>,
+    ) -> Result<TopicRecord, MetadataError>;
     /// Deletes a topic and returns what it was.
     async fn delete_topic(&self, name: &str) -> Result<TopicRecord, MetadataError>;
     /// A producer id never handed out before in this cluster.

@@ -14,6 +14,9 @@ pub struct NewTopic {
     pub configs: BTreeMap<String, String>,
     /// Internal topics (`__consumer_offsets`, ...) are stored apart from user logs.
     pub internal: bool,
+    /// Replicas (broker ids, preferred leader first) of each partition; empty on a single
+    /// node, where the one broker holds everything.
+    pub assignment: Vec<Vec<i32>>,
 }
 
 /// One partition of a topic.
@@ -23,6 +26,22 @@ pub struct PartitionRecord {
     /// The storage log holding this partition's records.
     pub log_id: u64,
     pub leader_epoch: i32,
+    /// The brokers holding a replica, preferred leader first (empty on a single node).
+    #[serde(default)]
+    pub replicas: Vec<i32>,
+}
+
+/// Who leads a partition and which replicas are in sync (Kafka's `LeaderAndIsr`, stored
+/// at `brokers/topics/<t>/partitions/<p>/state` in ZooKeeper).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// -1 while no in-sync replica is alive.
+    pub leader: i32,
+    /// Bumped at every leader change; batches carry it and requests are fenced by it.
+    pub leader_epoch: i32,
+    pub isr: Vec<i32>,
+    /// The epoch of the controller that last elected a leader.
+    pub controller_epoch: i32,
 }
 
 /// A topic as the cluster knows it.

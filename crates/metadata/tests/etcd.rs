@@ -56,7 +56,14 @@ impl Drop for Etcd {
 }
 
 fn new_topic(name: &str, partitions: i32) -> NewTopic {
-    NewTopic { name: name.into(), partitions, replication_factor: 3, configs: Default::default(), internal: false }
+    NewTopic {
+        name: name.into(),
+        partitions,
+        replication_factor: 3,
+        configs: Default::default(),
+        internal: false,
+        assignment: vec![],
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,7 +79,7 @@ async fn two_brokers_share_topics_and_never_collide_on_ids() {
     assert!(matches!(ra.err().or(rb.err()), Some(MetadataError::TopicExists(_))));
     let (x, y) = tokio::join!(a.create_topic(new_topic("x", 4)), b.create_topic(new_topic("y", 4)));
     let (x, y) = (x.unwrap(), y.unwrap());
-    let grown = a.add_partitions("x", 6).await.unwrap();
+    let grown = a.add_partitions("x", 6, vec![]).await.unwrap();
     let mut log_ids: Vec<u64> = grown.partitions.iter().chain(&y.partitions).map(|p| p.log_id).collect();
     log_ids.extend(
         b.topics().await.unwrap().iter().find(|t| t.name == "orders").unwrap().partitions.iter().map(|p| p.log_id),
@@ -83,7 +90,7 @@ async fn two_brokers_share_topics_and_never_collide_on_ids() {
     assert_eq!(log_ids.len(), count, "log ids are unique across brokers");
     assert_eq!(grown.topic_id, x.topic_id);
     assert_eq!(b.topics().await.unwrap().iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["orders", "x", "y"]);
-    assert!(matches!(b.add_partitions("x", 6).await, Err(MetadataError::PartitionsNotIncreased { .. })));
+    assert!(matches!(b.add_partitions("x", 6, vec![]).await, Err(MetadataError::PartitionsNotIncreased { .. })));
     b.delete_topic("y").await.unwrap();
     assert!(matches!(a.delete_topic("y").await, Err(MetadataError::UnknownTopic(_))));
 

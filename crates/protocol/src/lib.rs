@@ -8,12 +8,15 @@
 //!   (via the `kafka-protocol` crate), including the KIP-511 ApiVersions fallback.
 //! * [`response`] — encodes a typed response with the right header version.
 //! * [`versions`] — the one table of API versions Rivulet implements and advertises.
+//! * [`client`] — the other direction, for broker-to-broker calls: requests encoded with
+//!   their header, responses decoded.
 //! * [`record_batch`] — the v2 record-batch header: parsing, CRC32C validation and the
 //!   in-place patches a broker makes (base offset, leader epoch, LogAppendTime), so that
 //!   batches are stored and served exactly as the client sent them.
 //!
 //! This crate must never touch sockets, disks or clocks: callers pass everything in.
 
+pub mod client;
 pub mod error;
 pub mod frame;
 pub mod record_batch;

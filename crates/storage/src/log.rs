@@ -51,7 +51,8 @@ pub struct AbortedTxn {
 /// How to append one batch.
 #[derive(Debug, Clone, Copy)]
 pub struct AppendOptions {
-    /// Written into the batch's `partition_leader_epoch`.
+    /// Written into the batch's `partition_leader_epoch`; -1 means the log's latest epoch
+    /// (for the broker's own coordinators, which do not track leadership).
     pub leader_epoch: i32,
     /// `max.message.bytes` of the topic: bigger batches get MESSAGE_TOO_LARGE.
     pub max_batch_bytes: usize,
@@ -414,8 +415,10 @@ impl PartitionLog {
 
         let base_offset = state.log_end_offset;
         let last_offset = base_offset + i64::from(header.last_offset_delta);
+        let leader_epoch =
+            if options.leader_epoch < 0 { state.latest_epoch().unwrap_or(0) } else { options.leader_epoch };
         let mut stored = BytesMut::from(batch);
-        record_batch::assign_offset(&mut stored, base_offset, options.leader_epoch);
+        record_batch::assign_offset(&mut stored, base_offset, leader_epoch);
         let max_timestamp = match options.log_append_time_ms {
             Some(now) => {
                 record_batch::set_log_append_time(&mut stored, now);
@@ -437,7 +440,7 @@ impl PartitionLog {
                 base_offset.to_be_bytes(),
             );
         }
-        let new_epoch = self.note_epoch(&state, &mut write, options.leader_epoch, base_offset)?;
+        let new_epoch = self.note_epoch(&state, &mut write, leader_epoch, base_offset)?;
         let mut started_txn = false;
         let new_producer_entry = producer.map(|previous| {
             let (next, started) =
@@ -498,7 +501,8 @@ impl PartitionLog {
         record_batch::assign_offset(&mut batch, offset, leader_epoch);
         let mut write = WriteBatch::default();
         let new_epoch = self.note_epoch(&state, &mut write, leader_epoch, offset)?;
-        let change = self.stage_marker(&state, &mut write, &batch, offset, producer_id, producer_epoch, control, now_ms)?;
+        let change =
+            self.stage_marker(&state, &mut write, &batch, offset, producer_id, producer_epoch, control, now_ms)?;
         self.store.write(write)?;
         state.apply_marker(change, new_epoch, offset, now_ms);
         Ok(offset)

@@ -19,8 +19,8 @@
 
 pub mod persist;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -318,8 +318,12 @@ fn new_member_id(client_id: &str) -> String {
 /// The group coordinator of this broker.
 pub struct GroupCoordinator {
     settings: GroupSettings,
-    /// The partitions of `__consumer_offsets`, by partition number.
-    logs: Vec<Arc<PartitionLog>>,
+    /// Partitions of `__consumer_offsets` in total (groups hash onto them).
+    num_partitions: i32,
+    /// The partitions this coordinator has loaded and serves (on a single node, all).
+    logs: RwLock<HashMap<i32, Arc<PartitionLog>>>,
+    /// Partitions being loaded: their groups get COORDINATOR_LOAD_IN_PROGRESS.
+    loading: Mutex<HashSet<i32>>,
     groups: Mutex<HashMap<String, Group>>,
     /// TxnOffsetCommit offsets by producer id, until their transaction ends (Kafka's
     /// `pendingTransactionalOffsetCommits`). Locked after `groups` when both are needed.
@@ -332,62 +336,116 @@ pub struct GroupCoordinator {
 pub struct PersistError(String);
 
 impl GroupCoordinator {
-    /// Builds the coordinator and replays `__consumer_offsets` into memory.
-    pub fn load(settings: GroupSettings, logs: Vec<Arc<PartitionLog>>) -> Result<Self, PersistError> {
-        let coordinator = GroupCoordinator {
+    /// A coordinator that serves no partition yet; see [`Self::load_partition`].
+    pub fn new(settings: GroupSettings, num_partitions: i32) -> Self {
+        GroupCoordinator {
             settings,
-            logs,
+            num_partitions: num_partitions.max(1),
+            logs: RwLock::new(HashMap::new()),
+            loading: Mutex::new(HashSet::new()),
             groups: Mutex::new(HashMap::new()),
             pending_txn_offsets: Mutex::new(HashMap::new()),
-        };
+        }
+    }
+
+    /// Says that partition `partition` is about to be loaded.
+    pub fn mark_loading(&self, partition: i32) {
+        self.loading.lock().unwrap_or_else(|p| p.into_inner()).insert(partition);
+    }
+
+    /// Whether this coordinator serves `group`: `None` when it does, else the error Kafka
+    /// gives (NOT_COORDINATOR, or COORDINATOR_LOAD_IN_PROGRESS while its partition loads).
+    pub fn status(&self, group: &str) -> Option<ResponseError> {
+        let partition = self.partition_of(group);
+        if self.logs.read().unwrap_or_else(|p| p.into_inner()).contains_key(&partition) {
+            return None;
+        }
+        if self.loading.lock().unwrap_or_else(|p| p.into_inner()).contains(&partition) {
+            return Some(ResponseError::CoordinatorLoadInProgress);
+        }
+        Some(ResponseError::NotCoordinator)
+    }
+
+    /// Replays one partition of `__consumer_offsets` into memory and starts serving its
+    /// groups (this broker became its leader, or a single node starts).
+    pub fn load_partition(&self, partition: i32, log: Arc<PartitionLog>) -> Result<(), PersistError> {
         let mut groups: HashMap<String, Group> = HashMap::new();
         let mut pending: HashMap<i64, Vec<(RecordKey, Option<Bytes>)>> = HashMap::new();
         let now = Instant::now();
-        for log in &coordinator.logs {
-            let mut failure = None;
-            internal_topic::replay(log, |batch| match batch {
-                Replayed::Records { txn, records } => {
+        let mut failure = None;
+        internal_topic::replay(&log, |batch| match batch {
+            Replayed::Records { txn, records } => {
+                for (key, value) in records {
+                    match persist::decode_key(&key) {
+                        Ok(key) => match txn {
+                            Some(txn) => pending.entry(txn.producer_id).or_default().push((key, value)),
+                            None => apply_record(&mut groups, key, value, now),
+                        },
+                        Err(e) => failure = Some(e),
+                    }
+                }
+            }
+            Replayed::Marker { producer_id, control } => {
+                let records = pending.remove(&producer_id).unwrap_or_default();
+                if control == rivulet_protocol::record_batch::ControlType::Commit {
                     for (key, value) in records {
-                        match persist::decode_key(&key) {
-                            Ok(key) => match txn {
-                                Some(txn) => pending.entry(txn.producer_id).or_default().push((key, value)),
-                                None => apply_record(&mut groups, key, value, now),
-                            },
-                            Err(e) => failure = Some(e),
-                        }
-                    }
-                }
-                Replayed::Marker { producer_id, control } => {
-                    let records = pending.remove(&producer_id).unwrap_or_default();
-                    if control == rivulet_protocol::record_batch::ControlType::Commit {
-                        for (key, value) in records {
-                            apply_record(&mut groups, key, value, now);
-                        }
-                    }
-                }
-            })
-            .map_err(PersistError)?;
-            if let Some(e) = failure {
-                return Err(PersistError(e));
-            }
-        }
-        // Transactions still open: their offsets wait for the transaction coordinator.
-        let mut open = coordinator.pending_txn_offsets.lock().unwrap_or_else(|p| p.into_inner());
-        for (producer_id, records) in pending {
-            for (key, value) in records {
-                if let (RecordKey::Offset { group, topic, partition }, Some(value)) = (key, value) {
-                    if let Ok(value) = serde_json::from_slice::<OffsetValue>(&value) {
-                        open.entry(producer_id).or_default().push(PendingOffset { group, topic, partition, value });
+                        apply_record(&mut groups, key, value, now);
                     }
                 }
             }
+        })
+        .map_err(PersistError)?;
+        if let Some(e) = failure {
+            self.loading.lock().unwrap_or_else(|p| p.into_inner()).remove(&partition);
+            return Err(PersistError(e));
         }
-        drop(open);
         groups.retain(|_, g| {
             !(g.members.is_empty() && g.offsets.is_empty() && g.state == GroupState::Empty && g.generation == 0)
         });
-        tracing::info!(groups = groups.len(), "group coordinator loaded __consumer_offsets");
-        *coordinator.lock() = groups;
+        let loaded = groups.len();
+        {
+            let mut all = self.lock();
+            // Transactions still open: their offsets wait for the transaction coordinator.
+            let mut open = self.pending_txn_offsets.lock().unwrap_or_else(|p| p.into_inner());
+            for (producer_id, records) in pending {
+                for (key, value) in records {
+                    if let (RecordKey::Offset { group, topic, partition }, Some(value)) = (key, value) {
+                        if let Ok(value) = serde_json::from_slice::<OffsetValue>(&value) {
+                            open.entry(producer_id).or_default().push(PendingOffset { group, topic, partition, value });
+                        }
+                    }
+                }
+            }
+            all.extend(groups);
+            self.logs.write().unwrap_or_else(|p| p.into_inner()).insert(partition, log);
+        }
+        self.loading.lock().unwrap_or_else(|p| p.into_inner()).remove(&partition);
+        tracing::debug!(partition, groups = loaded, "group coordinator loaded a __consumer_offsets partition");
+        Ok(())
+    }
+
+    /// Stops serving the groups of `partition` (another broker leads it now).
+    pub fn unload_partition(&self, partition: i32) {
+        self.loading.lock().unwrap_or_else(|p| p.into_inner()).remove(&partition);
+        if self.logs.write().unwrap_or_else(|p| p.into_inner()).remove(&partition).is_none() {
+            return;
+        }
+        let mut groups = self.lock();
+        groups.retain(|name, _| self.partition_of(name) != partition);
+        let mut open = self.pending_txn_offsets.lock().unwrap_or_else(|p| p.into_inner());
+        for offsets in open.values_mut() {
+            offsets.retain(|o| self.partition_of(&o.group) != partition);
+        }
+        open.retain(|_, offsets| !offsets.is_empty());
+        tracing::info!(partition, "group coordinator unloaded a __consumer_offsets partition");
+    }
+
+    /// Builds a coordinator serving every partition of `logs` (a single node).
+    pub fn load(settings: GroupSettings, logs: Vec<Arc<PartitionLog>>) -> Result<Self, PersistError> {
+        let coordinator = Self::new(settings, logs.len() as i32);
+        for (index, log) in logs.into_iter().enumerate() {
+            coordinator.load_partition(index as i32, log)?;
+        }
         Ok(coordinator)
     }
 
@@ -395,9 +453,9 @@ impl GroupCoordinator {
         self.groups.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn log_for(&self, group: &str) -> Option<&Arc<PartitionLog>> {
-        let partition = persist::partition_for(group, self.logs.len() as i32);
-        self.logs.get(partition as usize)
+    fn log_for(&self, group: &str) -> Option<Arc<PartitionLog>> {
+        let partition = self.partition_of(group);
+        self.logs.read().unwrap_or_else(|p| p.into_inner()).get(&partition).cloned()
     }
 
     fn write(&self, group: &str, entries: &[(RecordKey, Option<Vec<u8>>)]) -> Result<(), PersistError> {
@@ -422,7 +480,8 @@ impl GroupCoordinator {
         let batch = persist::encode_batch(entries, now_ms(), txn)
             .map_err(|e| rivulet_storage::AppendError::Batch(rivulet_protocol::record_batch::BatchError::Invalid(e)))?;
         let options = AppendOptions {
-            leader_epoch: 0,
+            // The partition's current leader epoch.
+            leader_epoch: -1,
             max_batch_bytes: usize::MAX,
             log_append_time_ms: None,
             origin: AppendOrigin::Coordinator,
@@ -433,7 +492,7 @@ impl GroupCoordinator {
 
     /// The `__consumer_offsets` partition that holds `group`.
     pub fn partition_of(&self, group: &str) -> i32 {
-        persist::partition_for(group, self.logs.len() as i32)
+        persist::partition_for(group, self.num_partitions)
     }
 
     /// TxnOffsetCommit: offsets written as part of `producer`'s transaction, applied only
@@ -448,6 +507,9 @@ impl GroupCoordinator {
         generation: i32,
         offsets: &[(String, i32, OffsetValue)],
     ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
+        if let Some(error) = self.status(group_id) {
+            return Err(error);
+        }
         if group_id.is_empty() {
             return Err(ResponseError::InvalidGroupId);
         }
@@ -531,6 +593,9 @@ impl GroupCoordinator {
 
     /// JoinGroup.
     pub fn join(&self, request: JoinRequest) -> Pending<JoinResult> {
+        if let Some(error) = self.status(&request.group_id) {
+            return Pending::Ready(JoinResult { error: Some(error), ..Default::default() });
+        }
         let member_id = request.member_id.clone();
         if request.group_id.is_empty() {
             return Pending::Ready(JoinResult::error(ResponseError::InvalidGroupId, &member_id));
@@ -831,6 +896,9 @@ impl GroupCoordinator {
         protocol: (Option<&str>, Option<&str>),
         assignments: Vec<(String, Bytes)>,
     ) -> Pending<SyncResult> {
+        if let Some(error) = self.status(group_id) {
+            return Pending::Ready(SyncResult { error: Some(error), ..Default::default() });
+        }
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(group_id) else {
             return Pending::Ready(SyncResult::error(ResponseError::UnknownMemberId));
@@ -896,6 +964,9 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
         generation: i32,
     ) -> Option<ResponseError> {
+        if let Some(error) = self.status(group_id) {
+            return Some(error);
+        }
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(group_id) else { return Some(ResponseError::UnknownMemberId) };
         if let Err(e) = Self::check_member(group, member_id, instance_id, generation) {
@@ -917,6 +988,9 @@ impl GroupCoordinator {
 
     /// LeaveGroup: one result per `(member_id, group_instance_id)`.
     pub fn leave(&self, group_id: &str, leaving: &[(String, Option<String>)]) -> Vec<Option<ResponseError>> {
+        if let Some(error) = self.status(group_id) {
+            return vec![Some(error); leaving.len().max(1)];
+        }
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(group_id) else {
             return leaving.iter().map(|_| Some(ResponseError::UnknownMemberId)).collect();
@@ -1043,6 +1117,9 @@ impl GroupCoordinator {
         generation: i32,
         offsets: &[(String, i32, OffsetValue)],
     ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
+        if let Some(error) = self.status(group_id) {
+            return Err(error);
+        }
         if group_id.is_empty() {
             return Err(ResponseError::InvalidGroupId);
         }
@@ -1129,6 +1206,9 @@ impl GroupCoordinator {
         partitions: &[(String, i32)],
         subscribed: impl Fn(&str, &[Bytes]) -> bool,
     ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
+        if let Some(error) = self.status(group_id) {
+            return Err(error);
+        }
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(group_id) else { return Err(ResponseError::GroupIdNotFound) };
         let protocol = group.protocol_name.clone();
@@ -1194,6 +1274,9 @@ impl GroupCoordinator {
 
     /// DeleteGroups for one group.
     pub fn delete_group(&self, group_id: &str) -> Option<ResponseError> {
+        if let Some(error) = self.status(group_id) {
+            return Some(error);
+        }
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(group_id) else { return Some(ResponseError::GroupIdNotFound) };
         if !group.members.is_empty() || group.state != GroupState::Empty {

@@ -63,29 +63,46 @@ fn validate(broker: &Broker, topic: &CreatableTopic) -> Result<NewTopic, Refusal
                 "Partitions should be a consecutive 0-based integer sequence",
             ));
         }
+        let live = broker.live_broker_ids();
+        let factor = topic.assignments.first().map_or(0, |a| a.broker_ids.len());
         for assignment in &topic.assignments {
-            if assignment.broker_ids.iter().any(|b| b.0 != broker.config.node_id) {
+            let ids: HashSet<i32> = assignment.broker_ids.iter().map(|b| b.0).collect();
+            if ids.len() != assignment.broker_ids.len() {
+                return Err(refuse(
+                    ResponseError::InvalidReplicaAssignment,
+                    format!("Duplicate brokers not allowed in replica assignment: {:?}", assignment.broker_ids),
+                ));
+            }
+            if ids.iter().any(|b| !live.contains(b)) {
                 return Err(refuse(
                     ResponseError::InvalidReplicaAssignment,
                     "Replica assignment names a broker that is not registered",
                 ));
             }
-            if assignment.broker_ids.len() != 1 {
+            if assignment.broker_ids.len() != factor || factor == 0 {
                 return Err(refuse(
                     ResponseError::InvalidReplicaAssignment,
-                    "Each partition must have exactly one replica on a single broker",
+                    "All partitions should have the same number of replicas",
                 ));
             }
         }
-        (topic.assignments.len() as i32, 1)
+        (topic.assignments.len() as i32, factor as i16)
     };
-    // One broker can hold one replica of each partition.
-    if replication_factor > 1 {
+    let live = broker.live_broker_ids().len();
+    if replication_factor as usize > live {
         return Err(refuse(
             ResponseError::InvalidReplicationFactor,
-            format!("Unable to replicate the partition {replication_factor} time(s): The target replication factor of {replication_factor} cannot be reached because only 1 broker(s) are registered."),
+            format!("Unable to replicate the partition {replication_factor} time(s): The target replication factor of {replication_factor} cannot be reached because only {live} broker(s) are registered."),
         ));
     }
+    let mut assignments: Vec<_> = topic.assignments.iter().collect();
+    assignments.sort_by_key(|a| a.partition_index);
+    // A single node keeps no replica lists: it holds every partition itself.
+    let assignment = if broker.cluster.is_some() {
+        assignments.iter().map(|a| a.broker_ids.iter().map(|b| b.0).collect()).collect()
+    } else {
+        vec![]
+    };
     let mut configs = BTreeMap::new();
     for config in &topic.configs {
         let key = config.name.to_string();
@@ -98,7 +115,7 @@ fn validate(broker: &Broker, topic: &CreatableTopic) -> Result<NewTopic, Refusal
         topic_config::validate(&key, &value).map_err(|m| refuse(ResponseError::InvalidConfig, m))?;
         configs.insert(key, value);
     }
-    Ok(NewTopic { name, partitions, replication_factor, configs, internal: false })
+    Ok(NewTopic { name, partitions, replication_factor, configs, internal: false, assignment })
 }
 
 /// The effective configs of a topic, as CreateTopics v5+ returns them.
@@ -159,6 +176,11 @@ pub async fn handle(broker: &Broker, request: CreateTopicsRequest, version: i16)
                 result
                     .with_error_code(ResponseError::TopicAlreadyExists.code())
                     .with_error_message(Some(str_bytes(format!("Topic '{name}' already exists.")))),
+            ),
+            Err(MetadataError::InvalidReplication(message)) => results.push(
+                result
+                    .with_error_code(ResponseError::InvalidReplicationFactor.code())
+                    .with_error_message(Some(str_bytes(message))),
             ),
             Err(e) => {
                 tracing::error!(topic = %name, error = %e, "creating topic failed");

@@ -15,18 +15,23 @@ pub fn handle(broker: &Broker, request: DescribeClusterRequest) -> DescribeClust
     let mut response = DescribeClusterResponse::default()
         .with_endpoint_type(request.endpoint_type)
         .with_cluster_id(str_bytes(broker.cluster_id.clone()))
-        .with_controller_id(BrokerId(broker.config.node_id));
+        .with_controller_id(BrokerId(broker.controller_id()));
     if request.endpoint_type != ENDPOINT_BROKERS {
         // A broker answers for brokers only, as Kafka's brokers do.
         return response
             .with_error_code(ResponseError::UnsupportedEndpointType.code())
             .with_error_message(Some(str_bytes("The target broker only supports broker endpoints")));
     }
-    let listener = broker.config.advertised();
-    response.brokers = vec![DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(broker.config.node_id))
-        .with_host(str_bytes(listener.host.clone()))
-        .with_port(i32::from(listener.port))
-        .with_rack(broker.config.broker_rack.clone().map(str_bytes))];
+    response.brokers = broker
+        .brokers()
+        .into_iter()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.node_id))
+                .with_host(str_bytes(b.host))
+                .with_port(i32::from(b.port))
+                .with_rack(b.rack.map(str_bytes))
+        })
+        .collect();
     response
 }

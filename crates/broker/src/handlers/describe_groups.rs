@@ -13,6 +13,9 @@ pub fn handle(broker: &Broker, request: DescribeGroupsRequest, version: i16) -> 
         .into_iter()
         .map(|group_id| {
             let described = DescribedGroup::default().with_group_id(group_id.clone());
+            if let Some(error) = broker.groups.status(group_id.0.as_str()) {
+                return described.with_error_code(error.code());
+            }
             let Some(group) = broker.groups.describe(group_id.0.as_str()) else {
                 // Kafka reports an unknown group as Dead, with GROUP_ID_NOT_FOUND from v6.
                 let dead = described.with_group_state(str_bytes("Dead"));

@@ -1,10 +1,16 @@
 //! Fetch (key 1): read batches for each requested partition, long-polling until
 //! `min_bytes` are available or `max_wait_ms` has passed.
 //!
+//! A fetch naming a `replica_id` comes from a follower: it reads up to the log end, and
+//! its fetch offset tells the leader how far that follower has replicated, which moves the
+//! high watermark and may return the follower to the ISR. Consumers read up to the high
+//! watermark (or the last stable offset). Only the leader serves a partition.
+//!
 //! Sessions (KIP-227) are not kept: every response carries session id 0, which tells the
 //! Java client to keep sending full fetch requests. Only partitions the client asked for
 //! are ever returned, in the order it asked.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rivulet_protocol::kafka_protocol::messages::fetch_response::AbortedTransaction;
@@ -32,13 +38,24 @@ fn partition_error(index: i32, error: ResponseError) -> PartitionData {
         .with_aborted_transactions(None)
 }
 
+/// The broker id of a follower's fetch, or `None` for a consumer.
+fn follower_id(request: &FetchRequest, version: i16) -> Option<i32> {
+    let id = if version >= 15 { request.replica_state.replica_id.0 } else { request.replica_id.0 };
+    (id >= 0).then_some(id)
+}
+
 /// One pass over every requested partition. Returns the response and the bytes it holds.
-fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchResponse, usize, bool) {
+fn read_once(broker: &Arc<Broker>, request: &FetchRequest, version: i16) -> (FetchResponse, usize, bool) {
     let mut remaining = usize::try_from(request.max_bytes).unwrap_or(0);
     let mut total = 0usize;
     let mut any_error = false;
-    let isolation =
-        if request.isolation_level == READ_COMMITTED { Isolation::ReadCommitted } else { Isolation::ReadUncommitted };
+    let mut high_watermark_moved = false;
+    let follower = follower_id(request, version);
+    let isolation = match follower {
+        Some(_) => Isolation::Replica,
+        None if request.isolation_level == READ_COMMITTED => Isolation::ReadCommitted,
+        None => Isolation::ReadUncommitted,
+    };
     let mut responses = Vec::with_capacity(request.topics.len());
     for wanted in &request.topics {
         let topic = if version >= 13 {
@@ -50,15 +67,29 @@ fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchRes
             if version >= 13 { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };
         let mut partitions = Vec::with_capacity(wanted.partitions.len());
         for p in &wanted.partitions {
-            let Some((topic, log)) = topic.as_ref().and_then(|t| t.partition(p.partition).map(|l| (t, l))) else {
+            let Some((topic, replica)) = topic.as_ref().and_then(|t| t.replica(p.partition).map(|r| (t, r))) else {
                 any_error = true;
                 partitions.push(partition_error(p.partition, unknown));
                 continue;
             };
-            if let Some(error) = check_leader_epoch(p.current_leader_epoch, topic.leader_epoch(p.partition)) {
+            if !replica.is_leader() {
+                any_error = true;
+                partitions.push(partition_error(p.partition, ResponseError::NotLeaderOrFollower));
+                continue;
+            }
+            if let Some(error) = check_leader_epoch(p.current_leader_epoch, replica.leader_epoch()) {
                 any_error = true;
                 partitions.push(partition_error(p.partition, error));
                 continue;
+            }
+            let log = &replica.log;
+            if let Some(follower) = follower {
+                if let Some(isr) = replica.record_follower_fetch(follower, p.fetch_offset) {
+                    if let Some(cluster) = &broker.cluster {
+                        cluster.propose_isr(broker, replica, isr);
+                    }
+                }
+                high_watermark_moved |= replica.maybe_advance_high_watermark();
             }
             let limit = usize::try_from(p.partition_max_bytes).unwrap_or(0).min(remaining);
             // KIP-74: the first partition with data may exceed the limits by one batch.
@@ -114,10 +145,14 @@ fn read_once(broker: &Broker, request: &FetchRequest, version: i16) -> (FetchRes
         );
     }
     METRICS.bytes_out.inc_by(total as u64);
+    if high_watermark_moved {
+        // acks=all produces and consumers waiting for committed records.
+        broker.notify_append();
+    }
     (FetchResponse::default().with_responses(responses), total, any_error)
 }
 
-pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
+pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -> FetchResponse {
     if request.session_id != 0 {
         // We never hand out sessions, so any id the client names is unknown.
         return FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());

@@ -1,38 +1,49 @@
-//! FindCoordinator (key 10): this broker coordinates every group and transactional id
-//! (single node). v0-v3 carry one key; v4+ a batch of `coordinator_keys`.
+//! FindCoordinator (key 10): the coordinator of a group or transactional id is the leader
+//! of its partition of `__consumer_offsets` / `__transaction_state` (on a single node,
+//! this broker). v0-v3 carry one key; v4+ a batch of `coordinator_keys`.
 
 use rivulet_protocol::kafka_protocol::messages::find_coordinator_response::Coordinator;
 use rivulet_protocol::kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use rivulet_protocol::kafka_protocol::protocol::StrBytes;
 use rivulet_protocol::ResponseError;
 
+use rivulet_metadata::BrokerRegistration;
+
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::group::persist::OFFSETS_TOPIC;
+use crate::txn::TRANSACTION_STATE_TOPIC;
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
-/// `Ok(())` when this broker coordinates keys of `key_type`.
-fn check(key_type: i8, key: &str) -> Result<(), (ResponseError, String)> {
-    match key_type {
-        KEY_TYPE_GROUP if key.is_empty() => Err((ResponseError::InvalidRequest, "Group id must not be empty".into())),
-        KEY_TYPE_TRANSACTION if key.is_empty() => {
-            Err((ResponseError::InvalidRequest, "Transactional id must not be empty".into()))
+/// The broker coordinating `key`, or why there is none.
+fn check(broker: &Broker, key_type: i8, key: &str) -> Result<BrokerRegistration, (ResponseError, String)> {
+    let (topic, partition) = match key_type {
+        KEY_TYPE_GROUP if key.is_empty() => {
+            return Err((ResponseError::InvalidRequest, "Group id must not be empty".into()))
         }
-        KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION => Ok(()),
-        other => Err((ResponseError::InvalidRequest, format!("Unknown coordinator type {other}"))),
-    }
+        KEY_TYPE_TRANSACTION if key.is_empty() => {
+            return Err((ResponseError::InvalidRequest, "Transactional id must not be empty".into()))
+        }
+        KEY_TYPE_GROUP => (OFFSETS_TOPIC, broker.groups.partition_of(key)),
+        KEY_TYPE_TRANSACTION => (TRANSACTION_STATE_TOPIC, broker.txns.partition_of(key)),
+        other => return Err((ResponseError::InvalidRequest, format!("Unknown coordinator type {other}"))),
+    };
+    let unavailable = || (ResponseError::CoordinatorNotAvailable, "The coordinator is not available.".to_string());
+    let leader =
+        broker.topics.get(topic).and_then(|t| t.replica(partition).map(|r| r.view().leader)).ok_or_else(unavailable)?;
+    broker.brokers().into_iter().find(|b| b.node_id == leader).ok_or_else(unavailable)
 }
 
 pub fn handle(broker: &Broker, request: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
-    let listener = broker.config.advertised();
-    let node = BrokerId(broker.config.node_id);
-    let host = str_bytes(listener.host.clone());
-    let port = i32::from(listener.port);
     if version < 4 {
         let response = FindCoordinatorResponse::default();
-        return match check(request.key_type, request.key.as_str()) {
-            Ok(()) => response.with_node_id(node).with_host(host).with_port(port),
+        return match check(broker, request.key_type, request.key.as_str()) {
+            Ok(node) => response
+                .with_node_id(BrokerId(node.node_id))
+                .with_host(str_bytes(node.host))
+                .with_port(i32::from(node.port)),
             Err((error, message)) => {
                 let response = response.with_error_code(error.code()).with_node_id(BrokerId(-1)).with_port(-1);
                 if version >= 1 {
@@ -48,8 +59,11 @@ pub fn handle(broker: &Broker, request: FindCoordinatorRequest, version: i16) ->
         .into_iter()
         .map(|key: StrBytes| {
             let coordinator = Coordinator::default().with_key(key.clone());
-            match check(request.key_type, key.as_str()) {
-                Ok(()) => coordinator.with_node_id(node).with_host(host.clone()).with_port(port),
+            match check(broker, request.key_type, key.as_str()) {
+                Ok(node) => coordinator
+                    .with_node_id(BrokerId(node.node_id))
+                    .with_host(str_bytes(node.host))
+                    .with_port(i32::from(node.port)),
                 Err((error, message)) => coordinator
                     .with_error_code(error.code())
                     .with_error_message(Some(str_bytes(message)))

@@ -52,6 +52,9 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> Lis
                     let Some((topic, log)) = topic.as_ref().and_then(|t| t.partition(p.partition_index).map(|l| (t, l))) else {
                         return response.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
+                    if !topic.replica(p.partition_index).is_some_and(|r| r.is_leader()) {
+                        return response.with_error_code(ResponseError::NotLeaderOrFollower.code());
+                    }
                     let epoch = topic.leader_epoch(p.partition_index);
                     // The leader epoch field exists from v4 on; the codec refuses it before.
                     let reported_epoch = if version >= 4 { epoch } else { -1 };

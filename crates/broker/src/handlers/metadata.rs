@@ -6,25 +6,32 @@ use rivulet_protocol::kafka_protocol::messages::metadata_response::{
 };
 use rivulet_protocol::kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use rivulet_protocol::ResponseError;
+use std::collections::HashSet;
+
 use uuid::Uuid;
 
 use super::{code, str_bytes};
 use crate::broker::{validate_topic_name, Broker};
 use crate::topics::Topic;
 
-fn topic_response(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {
-    let node = BrokerId(broker.config.node_id);
+fn topic_response(topic: &Topic, live: &HashSet<i32>) -> MetadataResponseTopic {
+    let ids = |ids: &[i32]| ids.iter().map(|&id| BrokerId(id)).collect::<Vec<_>>();
     let partitions = topic
-        .record
-        .partitions
+        .replicas
         .iter()
-        .map(|p| {
+        .map(|replica| {
+            let view = replica.view();
+            // A leader that is not (or no longer) a live broker cannot be reached.
+            let leader = if view.leader >= 0 && live.contains(&view.leader) { view.leader } else { -1 };
+            let offline: Vec<i32> = view.replicas.iter().copied().filter(|r| !live.contains(r)).collect();
             MetadataResponsePartition::default()
-                .with_partition_index(p.index)
-                .with_leader_id(node)
-                .with_leader_epoch(p.leader_epoch)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_error_code(code((leader < 0).then_some(ResponseError::LeaderNotAvailable)))
+                .with_partition_index(replica.index)
+                .with_leader_id(BrokerId(leader))
+                .with_leader_epoch(view.leader_epoch)
+                .with_replica_nodes(ids(&view.replicas))
+                .with_isr_nodes(ids(&view.isr))
+                .with_offline_replicas(ids(&offline))
         })
         .collect();
     MetadataResponseTopic::default()
@@ -42,23 +49,31 @@ fn error_topic(name: Option<String>, topic_id: Uuid, error: ResponseError) -> Me
 }
 
 pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
-    let listener = broker.config.advertised();
+    let brokers = broker.brokers();
+    let live: HashSet<i32> = brokers.iter().map(|b| b.node_id).collect();
     let mut response = MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(broker.config.node_id))
-            .with_host(str_bytes(listener.host.clone()))
-            .with_port(i32::from(listener.port))
-            .with_rack(broker.config.broker_rack.clone().map(str_bytes))])
+        .with_brokers(
+            brokers
+                .into_iter()
+                .map(|b| {
+                    MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(b.node_id))
+                        .with_host(str_bytes(b.host))
+                        .with_port(i32::from(b.port))
+                        .with_rack(b.rack.map(str_bytes))
+                })
+                .collect(),
+        )
         .with_cluster_id(Some(str_bytes(broker.cluster_id.clone())))
-        .with_controller_id(BrokerId(broker.config.node_id));
+        .with_controller_id(BrokerId(broker.controller_id()));
 
     // v0-v3 have no flag and always allow auto-creation.
     let allow_auto_create = version < 4 || request.allow_auto_topic_creation;
     response.topics = match request.topics {
         // v0 sends an empty list for "all topics"; v1+ sends null.
-        None => broker.topics.all().iter().map(|t| topic_response(broker, t)).collect(),
+        None => broker.topics.all().iter().map(|t| topic_response(t, &live)).collect(),
         Some(wanted) if wanted.is_empty() && version == 0 => {
-            broker.topics.all().iter().map(|t| topic_response(broker, t)).collect()
+            broker.topics.all().iter().map(|t| topic_response(t, &live)).collect()
         }
         Some(wanted) => {
             let mut topics = Vec::with_capacity(wanted.len());
@@ -66,7 +81,7 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
                 let Some(name) = item.name.map(|n| n.0.to_string()) else {
                     // v10+: lookup by topic id.
                     topics.push(match broker.topics.get_by_id(&item.topic_id) {
-                        Some(topic) => topic_response(broker, &topic),
+                        Some(topic) => topic_response(&topic, &live),
                         None => error_topic(None, item.topic_id, ResponseError::UnknownTopicId),
                     });
                     continue;
@@ -76,7 +91,7 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
                     continue;
                 }
                 topics.push(match broker.get_or_create_topic(&name, allow_auto_create).await {
-                    Ok(Some(topic)) => topic_response(broker, &topic),
+                    Ok(Some(topic)) => topic_response(&topic, &live),
                     Ok(None) => error_topic(Some(name), Uuid::nil(), ResponseError::UnknownTopicOrPartition),
                     Err(e) => {
                         tracing::warn!(topic = %name, error = %e, "auto-creating topic failed");

@@ -56,7 +56,7 @@ pub async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: RequestK
     let response = match body {
         RequestKind::ApiVersions(req) => ResponseKind::ApiVersions(api_versions::handle(req, version)),
         RequestKind::Metadata(req) => ResponseKind::Metadata(metadata::handle(broker, req, version).await),
-        RequestKind::Produce(req) => return produce::handle(broker, req, version),
+        RequestKind::Produce(req) => return produce::handle(broker, req, version).await,
         RequestKind::Fetch(req) => ResponseKind::Fetch(fetch::handle(broker, req, version).await),
         RequestKind::ListOffsets(req) => ResponseKind::ListOffsets(list_offsets::handle(broker, req, version)),
         RequestKind::CreateTopics(req) => ResponseKind::CreateTopics(create_topics::handle(broker, req, version).await),

@@ -48,6 +48,11 @@ pub fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16) -> Off
     };
     if version < 8 {
         let group_id = request.group_id.0.to_string();
+        if let Some(error) = broker.groups.status(&group_id) {
+            // v1 has no top-level error: its client sees no offsets and asks again.
+            let response = OffsetFetchResponse::default();
+            return if version >= 2 { response.with_error_code(error.code()) } else { response };
+        }
         let wanted: Option<Vec<(String, Vec<i32>)>> = request
             .topics
             .map(|topics| topics.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
@@ -76,6 +81,9 @@ pub fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16) -> Off
         .groups
         .into_iter()
         .map(|group| {
+            if let Some(error) = broker.groups.status(group.group_id.0.as_str()) {
+                return OffsetFetchResponseGroup::default().with_group_id(group.group_id).with_error_code(error.code());
+            }
             let wanted: Option<Vec<(String, Vec<i32>)>> = group
                 .topics
                 .map(|topics| topics.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());

@@ -22,21 +22,19 @@ pub fn handle(broker: &Broker, request: OffsetForLeaderEpochRequest) -> OffsetFo
                 .map(|p| {
                     let response =
                         EpochEndOffset::default().with_partition(p.partition).with_leader_epoch(-1).with_end_offset(-1);
-                    let Some((topic, log)) = topic.as_ref().and_then(|t| t.partition(p.partition).map(|l| (t, l)))
-                    else {
+                    let Some(replica) = topic.as_ref().and_then(|t| t.replica(p.partition)) else {
                         return response.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
-                    let current = topic.leader_epoch(p.partition);
-                    if let Some(error) = check_leader_epoch(p.current_leader_epoch, current) {
+                    if !replica.is_leader() {
+                        return response.with_error_code(ResponseError::NotLeaderOrFollower.code());
+                    }
+                    if let Some(error) = check_leader_epoch(p.current_leader_epoch, replica.leader_epoch()) {
                         return response.with_error_code(error.code());
                     }
-                    // A single replica has had one leader epoch since the topic was created,
-                    // so every epoch up to the current one ends at the log end.
-                    if p.leader_epoch <= current {
-                        response.with_leader_epoch(current).with_end_offset(log.log_end_offset())
-                    } else {
-                        response
-                    }
+                    // Where the requested epoch ends in this leader's history (the start of
+                    // the next epoch), from the leader-epoch cache.
+                    let (epoch, end_offset) = replica.log.end_offset_for_epoch(p.leader_epoch);
+                    response.with_leader_epoch(epoch).with_end_offset(end_offset)
                 })
                 .collect();
             OffsetForLeaderTopicResult::default().with_topic(wanted.topic).with_partitions(partitions)

@@ -4,7 +4,8 @@
 //! each partition succeeds or fails on its own; acks=0 gets no response, and a failed
 //! acks=0 request closes the connection so the client notices.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rivulet_protocol::kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use rivulet_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse};
@@ -15,7 +16,17 @@ use rivulet_storage::{AppendError, AppendOptions, AppendOrigin};
 use super::{str_bytes, Reply};
 use crate::broker::Broker;
 use crate::metrics::METRICS;
+use crate::replica::Replica;
 use crate::topics::Topic;
+
+/// An acks=all append waiting for the ISR to reach `end_offset`.
+struct Pending {
+    topic_index: usize,
+    partition_index: usize,
+    replica: Arc<Replica>,
+    end_offset: i64,
+    min_insync: usize,
+}
 
 /// The one place append failures become Kafka error codes.
 pub(crate) fn append_error_code(error: &AppendError) -> ResponseError {
@@ -48,14 +59,29 @@ fn append_partition(
     index: i32,
     records: Option<bytes::Bytes>,
     transactional_id: Option<&str>,
-) -> PartitionProduceResponse {
-    let Some(log) = topic.partition(index) else {
-        return failed(index, ResponseError::UnknownTopicOrPartition, None);
+    acks: i16,
+) -> (PartitionProduceResponse, i64) {
+    let Some(replica) = topic.replica(index) else {
+        return (failed(index, ResponseError::UnknownTopicOrPartition, None), -1);
     };
+    // A leader whose registration may have lapsed could already be replaced: refuse, as a
+    // fenced Kafka leader does, rather than acknowledge what a new leader never sees.
+    if !replica.is_leader() || broker.cluster.as_ref().is_some_and(|c| !c.registered()) {
+        return (failed(index, ResponseError::NotLeaderOrFollower, None), -1);
+    }
+    let view = replica.view();
+    if acks == -1 && view.isr.len() < topic.settings.min_insync_replicas {
+        let message = format!(
+            "The size of the current ISR {:?} is insufficient to satisfy the min.isr requirement of {} for partition {}-{index}",
+            view.isr, topic.settings.min_insync_replicas, topic.record.name
+        );
+        return (failed(index, ResponseError::NotEnoughReplicas, Some(message)), -1);
+    }
+    let log = &replica.log;
     let records = records.unwrap_or_default();
     let batches = match split_batches(&records) {
         Ok(batches) => batches,
-        Err(e) => return failed(index, ResponseError::CorruptMessage, Some(e.to_string())),
+        Err(e) => return (failed(index, ResponseError::CorruptMessage, Some(e.to_string())), -1),
     };
     // Produce v3+ carries exactly one batch per partition (Kafka's
     // `ProduceRequest.validateRecords`).
@@ -64,16 +90,19 @@ fn append_partition(
             "Produce requests are only allowed to contain exactly one record batch per partition, got {}",
             batches.len()
         );
-        return failed(index, ResponseError::InvalidRecord, Some(message));
+        return (failed(index, ResponseError::InvalidRecord, Some(message)), -1);
     }
     let batch = &batches[0];
     let header = rivulet_protocol::record_batch::BatchHeader::parse(batch).ok();
     let transaction = match (header.filter(|h| h.is_transactional()), transactional_id) {
         (Some(_), None) => {
-            return failed(
-                index,
-                ResponseError::InvalidTxnState,
-                Some("transactional batch without a transactional id".into()),
+            return (
+                failed(
+                    index,
+                    ResponseError::InvalidTxnState,
+                    Some("transactional batch without a transactional id".into()),
+                ),
+                -1,
             );
         }
         (Some(h), Some(id)) => Some((id, h.producer_id, h.producer_epoch)),
@@ -82,27 +111,28 @@ fn append_partition(
     // A batch that does not decode is left to the append's validation, which names the fault.
     if topic.settings.compacted && matches!(rivulet_protocol::record_batch::all_records_have_keys(batch), Ok(false)) {
         let message = "Compacted topic cannot accept message without key.".to_string();
-        return failed(index, ResponseError::InvalidRecord, Some(message));
+        return (failed(index, ResponseError::InvalidRecord, Some(message)), -1);
     }
     let options = AppendOptions {
-        leader_epoch: topic.leader_epoch(index),
+        leader_epoch: view.leader_epoch,
         max_batch_bytes: topic.settings.max_message_bytes,
         log_append_time_ms: topic.settings.log_append_time.then(now_ms),
         origin: AppendOrigin::Client,
     };
     let appended = match transaction {
         // KIP-890: a transactional batch may only land in a partition of the producer's
-        // open transaction, so a zombie or a late retry cannot reopen one.
-        Some((id, producer_id, epoch)) => {
+        // open transaction, so a zombie or a late retry cannot reopen one. Only the
+        // coordinator of the id can check; in a cluster it may be another broker.
+        Some((id, producer_id, epoch)) if broker.txns.status(id).is_none() => {
             match broker
                 .txns
                 .append_verified(id, producer_id, epoch, &topic.record.name, index, || log.append(batch, &options))
             {
                 Ok(appended) => appended,
-                Err(error) => return failed(index, error, Some(format!("{id}: {error}"))),
+                Err(error) => return (failed(index, error, Some(format!("{id}: {error}"))), -1),
             }
         }
-        None => log.append(batch, &options),
+        _ => log.append(batch, &options),
     };
     match appended {
         Ok(outcome) => {
@@ -113,11 +143,14 @@ fn append_partition(
             if outcome.duplicate {
                 tracing::debug!(topic = %topic.record.name, partition = index, offset = outcome.base_offset, "duplicate batch acknowledged");
             }
-            PartitionProduceResponse::default()
+            // With the ISR just this leader, the batch is committed now.
+            replica.maybe_advance_high_watermark();
+            let response = PartitionProduceResponse::default()
                 .with_index(index)
                 .with_base_offset(outcome.base_offset)
                 .with_log_append_time_ms(outcome.log_append_time_ms)
-                .with_log_start_offset(outcome.log_start_offset)
+                .with_log_start_offset(outcome.log_start_offset);
+            (response, outcome.last_offset + 1)
         }
         Err(e) => {
             METRICS.failed_produce.inc();
@@ -127,16 +160,65 @@ fn append_partition(
             } else {
                 tracing::debug!(topic = %topic.record.name, partition = index, error = %e, "batch refused");
             }
-            failed(index, error, Some(e.to_string()))
+            (failed(index, error, Some(e.to_string())), -1)
         }
     }
 }
 
-pub fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> Reply {
+/// Waits until every acks=all append is replicated to the ISR (Kafka's delayed produce),
+/// failing those still short at `timeout` with REQUEST_TIMED_OUT, those whose leader moved
+/// with NOT_LEADER_OR_FOLLOWER, and those whose ISR shrank below `min.insync.replicas`
+/// meanwhile with NOT_ENOUGH_REPLICAS_AFTER_APPEND.
+async fn await_replication(
+    broker: &Broker,
+    pending: Vec<Pending>,
+    responses: &mut [TopicProduceResponse],
+    timeout: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut waiting = broker.subscribe_appends();
+    let mut remaining = pending;
+    loop {
+        remaining.retain(|p| {
+            let response = &mut responses[p.topic_index].partition_responses[p.partition_index];
+            let view = p.replica.view();
+            let outcome = if view.leader != broker.config.node_id {
+                Some(Some(ResponseError::NotLeaderOrFollower))
+            } else if p.replica.log.high_watermark() >= p.end_offset {
+                Some((view.isr.len() < p.min_insync).then_some(ResponseError::NotEnoughReplicasAfterAppend))
+            } else {
+                None
+            };
+            match outcome {
+                None => true,
+                Some(None) => false,
+                Some(Some(error)) => {
+                    *response = failed(response.index, error, None);
+                    false
+                }
+            }
+        });
+        if remaining.is_empty() {
+            return;
+        }
+        match tokio::time::timeout_at(deadline, waiting.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => break,
+        }
+    }
+    for p in remaining {
+        let response = &mut responses[p.topic_index].partition_responses[p.partition_index];
+        *response = failed(response.index, ResponseError::RequestTimedOut, None);
+    }
+}
+
+pub async fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> Reply {
     let acks = request.acks;
+    let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
     let transactional_id = request.transactional_id.as_ref().map(|id| id.0.to_string());
     let mut any_error = false;
     let mut any_appended = false;
+    let mut pending = Vec::new();
     let mut responses = Vec::with_capacity(request.topic_data.len());
     for topic_data in request.topic_data {
         // v13+ (KIP-516) names topics by id.
@@ -147,25 +229,40 @@ pub fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> Reply {
         };
         let unknown =
             if version >= 13 { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };
-        let partitions: Vec<PartitionProduceResponse> = topic_data
+        let appended: Vec<(PartitionProduceResponse, i64)> = topic_data
             .partition_data
             .into_iter()
             .map(|p| {
                 if !(-1..=1).contains(&acks) {
-                    return failed(p.index, ResponseError::InvalidRequiredAcks, None);
+                    return (failed(p.index, ResponseError::InvalidRequiredAcks, None), -1);
                 }
                 match &topic {
-                    None => failed(p.index, unknown, None),
-                    Some(topic) => append_partition(broker, topic, p.index, p.records, transactional_id.as_deref()),
+                    None => (failed(p.index, unknown, None), -1),
+                    Some(topic) => {
+                        append_partition(broker, topic, p.index, p.records, transactional_id.as_deref(), acks)
+                    }
                 }
             })
             .collect();
-        for p in &partitions {
+        let mut partitions = Vec::with_capacity(appended.len());
+        for (partition_index, (p, end_offset)) in appended.into_iter().enumerate() {
             if p.error_code == 0 {
                 any_appended = true;
+                if acks == -1 {
+                    if let Some((topic, replica)) = topic.as_ref().and_then(|t| t.replica(p.index).map(|r| (t, r))) {
+                        pending.push(Pending {
+                            topic_index: responses.len(),
+                            partition_index,
+                            replica: replica.clone(),
+                            end_offset,
+                            min_insync: topic.settings.min_insync_replicas,
+                        });
+                    }
+                }
             } else {
                 any_error = true;
             }
+            partitions.push(p);
         }
         responses.push(
             TopicProduceResponse::default()
@@ -182,6 +279,9 @@ pub fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> Reply {
             return Reply::Close("acks=0 produce request failed on at least one partition".into());
         }
         return Reply::NoResponse;
+    }
+    if !pending.is_empty() {
+        await_replication(broker, pending, &mut responses, timeout).await;
     }
     Reply::Response(Box::new(ResponseKind::Produce(ProduceResponse::default().with_responses(responses))))
 }

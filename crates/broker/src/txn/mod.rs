@@ -19,8 +19,8 @@
 
 pub mod persist;
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rivulet_protocol::record_batch::ControlType;
@@ -80,40 +80,99 @@ fn now_ms() -> i64 {
 /// The transaction coordinator of this broker.
 pub struct TransactionCoordinator {
     settings: TxnSettings,
-    /// The partitions of `__transaction_state`, by partition number.
-    logs: Vec<Arc<PartitionLog>>,
+    /// Partitions of `__transaction_state` in total (transactional ids hash onto them).
+    num_partitions: i32,
+    /// The partitions this coordinator has loaded and serves (on a single node, all).
+    logs: RwLock<HashMap<i32, Arc<PartitionLog>>>,
+    /// Partitions being loaded: their ids get COORDINATOR_LOAD_IN_PROGRESS.
+    loading: Mutex<HashSet<i32>>,
     txns: Mutex<HashMap<String, TxnValue>>,
 }
 
 impl TransactionCoordinator {
-    /// Builds the coordinator from `__transaction_state`. Call [`Self::recover`] once the
-    /// broker can write markers.
-    pub fn load(settings: TxnSettings, logs: Vec<Arc<PartitionLog>>) -> Result<Self, LoadError> {
-        let mut txns = HashMap::new();
-        for log in &logs {
-            let mut failure = None;
-            internal_topic::replay(log, |batch| {
-                let Replayed::Records { records, .. } = batch else { return };
-                for (key, value) in records {
-                    let id = String::from_utf8_lossy(&key).into_owned();
-                    match value.map(|v| serde_json::from_slice::<TxnValue>(&v)) {
-                        Some(Ok(value)) => {
-                            txns.insert(id, value);
-                        }
-                        Some(Err(e)) => failure = Some(format!("transactional id {id}: {e}")),
-                        None => {
-                            txns.remove(&id);
-                        }
+    /// A coordinator that serves no partition yet; see [`Self::load_partition`].
+    pub fn new(settings: TxnSettings, num_partitions: i32) -> Self {
+        Self {
+            settings,
+            num_partitions: num_partitions.max(1),
+            logs: RwLock::new(HashMap::new()),
+            loading: Mutex::new(HashSet::new()),
+            txns: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Says that partition `partition` is about to be loaded.
+    pub fn mark_loading(&self, partition: i32) {
+        self.loading.lock().unwrap_or_else(|p| p.into_inner()).insert(partition);
+    }
+
+    /// Whether this coordinator serves `transactional_id`: `None` when it does, else
+    /// NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS.
+    pub fn status(&self, transactional_id: &str) -> Option<ResponseError> {
+        let partition = self.partition_of(transactional_id);
+        if self.logs.read().unwrap_or_else(|p| p.into_inner()).contains_key(&partition) {
+            return None;
+        }
+        if self.loading.lock().unwrap_or_else(|p| p.into_inner()).contains(&partition) {
+            return Some(ResponseError::CoordinatorLoadInProgress);
+        }
+        Some(ResponseError::NotCoordinator)
+    }
+
+    /// Replays one partition of `__transaction_state` and starts serving its ids. Call
+    /// [`Self::recover`] afterwards, once markers can be written.
+    pub fn load_partition(&self, partition: i32, log: Arc<PartitionLog>) -> Result<(), LoadError> {
+        let mut loaded = HashMap::new();
+        let mut failure = None;
+        internal_topic::replay(&log, |batch| {
+            let Replayed::Records { records, .. } = batch else { return };
+            for (key, value) in records {
+                let id = String::from_utf8_lossy(&key).into_owned();
+                match value.map(|v| serde_json::from_slice::<TxnValue>(&v)) {
+                    Some(Ok(value)) => {
+                        loaded.insert(id, value);
+                    }
+                    Some(Err(e)) => failure = Some(format!("transactional id {id}: {e}")),
+                    None => {
+                        loaded.remove(&id);
                     }
                 }
-            })
-            .map_err(LoadError)?;
-            if let Some(e) = failure {
-                return Err(LoadError(e));
             }
+        })
+        .map_err(LoadError)?;
+        if let Some(e) = failure {
+            self.loading.lock().unwrap_or_else(|p| p.into_inner()).remove(&partition);
+            return Err(LoadError(e));
         }
-        tracing::info!(transactional_ids = txns.len(), "transaction coordinator loaded __transaction_state");
-        Ok(Self { settings, logs, txns: Mutex::new(txns) })
+        let count = loaded.len();
+        {
+            let mut txns = self.lock();
+            txns.extend(loaded);
+            self.logs.write().unwrap_or_else(|p| p.into_inner()).insert(partition, log);
+        }
+        self.loading.lock().unwrap_or_else(|p| p.into_inner()).remove(&partition);
+        tracing::debug!(partition, transactional_ids = count, "transaction coordinator loaded a partition");
+        Ok(())
+    }
+
+    /// Stops serving the ids of `partition` (another broker leads it now).
+    pub fn unload_partition(&self, partition: i32) {
+        self.loading.lock().unwrap_or_else(|p| p.into_inner()).remove(&partition);
+        if self.logs.write().unwrap_or_else(|p| p.into_inner()).remove(&partition).is_none() {
+            return;
+        }
+        self.lock().retain(|id, _| self.partition_of(id) != partition);
+        tracing::info!(partition, "transaction coordinator unloaded a __transaction_state partition");
+    }
+
+    /// Builds a coordinator serving every partition of `logs` (a single node). Call
+    /// [`Self::recover`] once the broker can write markers.
+    pub fn load(settings: TxnSettings, logs: Vec<Arc<PartitionLog>>) -> Result<Self, LoadError> {
+        let coordinator = Self::new(settings, logs.len() as i32);
+        for (index, log) in logs.into_iter().enumerate() {
+            coordinator.load_partition(index as i32, log)?;
+        }
+        Ok(coordinator)
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, TxnValue>> {
@@ -122,20 +181,24 @@ impl TransactionCoordinator {
 
     /// The `__transaction_state` partition of `transactional_id`.
     pub fn partition_of(&self, transactional_id: &str) -> i32 {
-        internal_topic::partition_for(transactional_id, self.logs.len() as i32)
+        internal_topic::partition_for(transactional_id, self.num_partitions)
     }
 
     fn persist(&self, transactional_id: &str, value: &TxnValue) -> Result<(), ResponseError> {
         let log = self
             .logs
-            .get(self.partition_of(transactional_id) as usize)
-            .ok_or(ResponseError::CoordinatorNotAvailable)?;
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&self.partition_of(transactional_id))
+            .cloned()
+            .ok_or(ResponseError::NotCoordinator)?;
         let encoded = serde_json::to_vec(value).map_err(|_| ResponseError::UnknownServerError)?;
         let batch =
             internal_topic::encode_batch(&[(transactional_id.as_bytes().to_vec(), Some(encoded))], now_ms(), None)
                 .map_err(|_| ResponseError::UnknownServerError)?;
         let options = AppendOptions {
-            leader_epoch: 0,
+            // The partition's current leader epoch.
+            leader_epoch: -1,
             max_batch_bytes: usize::MAX,
             log_append_time_ms: None,
             origin: AppendOrigin::Coordinator,
@@ -212,6 +275,9 @@ impl TransactionCoordinator {
         fresh_producer_id: i64,
         sink: &dyn MarkerSink,
     ) -> Result<ProducerIdAndEpoch, ResponseError> {
+        if let Some(error) = self.status(id) {
+            return Err(error);
+        }
         if timeout_ms <= 0 || timeout_ms > self.settings.max_timeout_ms {
             return Err(ResponseError::InvalidTransactionTimeout);
         }
@@ -304,6 +370,9 @@ impl TransactionCoordinator {
         partitions: &[(String, i32)],
         verify_only: bool,
     ) -> Result<(), ResponseError> {
+        if let Some(error) = self.status(id) {
+            return Err(error);
+        }
         let mut txns = self.lock();
         let value = txns.get_mut(id).ok_or(ResponseError::InvalidProducerIdMapping)?;
         Self::check_producer(value, producer_id, producer_epoch)?;
@@ -345,6 +414,9 @@ impl TransactionCoordinator {
         commit: bool,
         sink: &dyn MarkerSink,
     ) -> Result<ProducerIdAndEpoch, ResponseError> {
+        if let Some(error) = self.status(id) {
+            return Err(error);
+        }
         let mut txns = self.lock();
         let value = txns.get_mut(id).ok_or(ResponseError::InvalidProducerIdMapping)?;
         Self::check_producer(value, producer_id, producer_epoch)?;
@@ -394,6 +466,9 @@ impl TransactionCoordinator {
 
     /// Checks a TxnOffsetCommit's producer against its transaction.
     pub fn verify_offsets(&self, id: &str, producer_id: i64, producer_epoch: i16) -> Result<(), ResponseError> {
+        if let Some(error) = self.status(id) {
+            return Err(error);
+        }
         let txns = self.lock();
         let value = txns.get(id).ok_or(ResponseError::InvalidProducerIdMapping)?;
         Self::check_producer(value, producer_id, producer_epoch)?;

@@ -174,7 +174,8 @@ impl PartitionLog {
         let mut write = WriteBatch::default();
         write.delete_range_cf(log_cf, from, log_end_key);
         write.delete_range_cf(self.store.cf(keys::CF_TXN_INDEX)?, from, log_end_key);
-        let epochs: BTreeMap<i32, i64> = state.epochs.iter().filter(|&(_, &s)| s < point).map(|(&e, &s)| (e, s)).collect();
+        let epochs: BTreeMap<i32, i64> =
+            state.epochs.iter().filter(|&(_, &s)| s < point).map(|(&e, &s)| (e, s)).collect();
         for (&epoch, _) in state.epochs.iter().filter(|&(_, &s)| s >= point) {
             write.delete_cf(self.store.cf(keys::CF_LEADER_EPOCHS)?, keys::log_key(self.id.0, epoch as u64));
         }

@@ -1,0 +1,476 @@
+"""Cluster mode: three brokers sharing metadata in etcd, replicating partitions.
+
+These are acceptance tests driven only by real clients and process signals:
+
+- test_replicated_topic_spreads_leaders_and_full_isr: `kafka-topics` creates RF=3 topics
+  whose replicas and leaders are spread evenly and whose ISR fills; every broker
+  advertises the whole cluster; a replication factor above the broker count is refused.
+- test_acks_all_survives_leader_kills: an idempotent acks=all Java producer keeps going
+  while partition leaders are killed with SIGKILL five times; nothing acknowledged is
+  lost, reordered or duplicated.
+- test_min_insync_replicas: with one replica left in sync, acks=all produce is refused
+  with NOT_ENOUGH_REPLICAS; once a second replica is back in sync it succeeds.
+- test_partitioned_follower_leaves_and_rejoins_isr: a frozen (SIGSTOP) follower drops out
+  of the ISR after replica.lag.time.max.ms, catches up and rejoins after SIGCONT, and then
+  holds exactly the records the leader holds.
+- test_controller_failover_and_group_coordinator_failover: killing the controller elects
+  another with a higher epoch; killing a consumer group's coordinator loses no record and
+  no committed offset.
+- test_etcd_restart_under_load: etcd down for five seconds does not interrupt produce or
+  consume, and the cluster is whole again afterwards.
+"""
+
+import collections
+import re
+import subprocess
+import threading
+import time
+
+from confluent_kafka import (OFFSET_BEGINNING, Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException,
+                             Producer, TopicPartition)
+from confluent_kafka.admin import NewTopic
+
+from cluster import Cluster, wait_for
+from conftest import JAVA_LIB, compile_java, kafka_topics
+
+DESCRIBE_LINE = re.compile(
+    r"Partition:\s*(\d+)\s+Leader:\s*(-?\d+|none)\s+Replicas:\s*([\d,]*)\s+Isr:\s*([\d,]*)")
+
+
+def ids(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def topic_command_partitions(broker, topic) -> dict[int, dict]:
+    """`kafka-topics --describe` parsed into {partition: {"leader", "replicas", "isr"}}."""
+    out = kafka_topics(broker, "--describe", "--topic", topic)
+    assert out.returncode == 0, out.stdout + out.stderr
+    partitions = {}
+    for match in DESCRIBE_LINE.finditer(out.stdout):
+        partition, leader, replicas, isr = match.groups()
+        partitions[int(partition)] = {"leader": -1 if leader == "none" else int(leader),
+                                      "replicas": ids(replicas), "isr": ids(isr)}
+    return partitions
+
+
+def read_partitions(bootstrap, topic, partitions, timeout=60.0) -> dict[int, list]:
+    """Every record of the given partitions from the beginning up to each one's high
+    watermark at the start of the read, as {partition: [Message, ...]} in offset order."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{topic}-{time.time()}",
+                         "enable.auto.commit": False})
+    try:
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        records = {p: [] for p in partitions}
+        remaining = {p for p in partitions if ends[p] > 0}
+        deadline = time.time() + timeout
+        while remaining:
+            assert time.time() < deadline, \
+                f"read timed out: ends {ends}, got {({p: len(r) for p, r in records.items()})}"
+            for m in consumer.consume(num_messages=10_000, timeout=1):
+                if m.error() is not None:
+                    assert m.error().code() == KafkaError._PARTITION_EOF, m.error()
+                    continue
+                if m.offset() < ends[m.partition()]:
+                    records[m.partition()].append(m)
+                if m.offset() >= ends[m.partition()] - 1:
+                    remaining.discard(m.partition())
+        return records
+    finally:
+        consumer.close()
+
+
+def snapshot(message) -> tuple:
+    """What a replica stores for a record, as a consumer sees it."""
+    return message.offset(), message.key(), message.value(), message.timestamp(), message.headers()
+
+
+def produce_all(bootstrap, topic, values, partition=0, **config) -> list:
+    """Produces `values` (keys k<value>) and returns the delivery errors."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, **config})
+    errors = []
+
+    def delivered(err, msg):
+        if err is not None:
+            errors.append(err)
+
+    for v in values:
+        producer.produce(topic, key=f"k{v}".encode(), value=str(v).encode(), partition=partition,
+                         on_delivery=delivered)
+        producer.poll(0)
+    assert producer.flush(60) == 0
+    return errors
+
+
+def test_replicated_topic_spreads_leaders_and_full_isr(tmp_path):
+    with Cluster(tmp_path) as cluster:
+        # Every broker, asked alone, advertises all three at their own addresses.
+        expected = {n: ("127.0.0.1", cluster.broker(n).port) for n in (1, 2, 3)}
+        for n in (1, 2, 3):
+            bootstrap = cluster.broker(n).bootstrap
+            wait_for(lambda: cluster.brokers_in_metadata(bootstrap) == expected, 15, f"broker {n} to list {expected}",
+                     show=lambda: cluster.brokers_in_metadata(bootstrap))
+
+        created = kafka_topics(cluster.broker(1), "--create", "--topic", "spread", "--partitions", "12",
+                               "--replication-factor", "3")
+        assert created.returncode == 0, created.stdout + created.stderr + cluster.log_tails()
+
+        def described_with_full_isr():
+            partitions = topic_command_partitions(cluster.broker(2), "spread")
+            full = len(partitions) == 12 and all(sorted(p["isr"]) == [1, 2, 3] for p in partitions.values())
+            return partitions if full else None
+
+        partitions = wait_for(described_with_full_isr, 20, "kafka-topics to show 12 partitions with ISR 1,2,3",
+                              show=lambda: topic_command_partitions(cluster.broker(2), "spread"))
+        assert sorted(partitions) == list(range(12))
+        for p in partitions.values():
+            assert sorted(p["replicas"]) == [1, 2, 3], partitions
+            assert p["leader"] in p["replicas"], partitions
+        assert collections.Counter(p["leader"] for p in partitions.values()) == {1: 4, 2: 4, 3: 4}, partitions
+        # The same picture through librdkafka's Metadata.
+        described = cluster.describe("spread")
+        assert {n: (d["leader"], sorted(d["isr"])) for n, d in described.items()} == \
+            {n: (p["leader"], [1, 2, 3]) for n, p in partitions.items()}
+
+        # Four replicas cannot be placed on three brokers.
+        admin = cluster.admin()
+        try:
+            admin.create_topics([NewTopic("too-many", num_partitions=1, replication_factor=4)])["too-many"].result(30)
+            raise AssertionError("a topic with replication factor 4 was created on 3 brokers")
+        except KafkaException as e:
+            assert e.args[0].code() == KafkaError.INVALID_REPLICATION_FACTOR, e
+            assert e.args[0].name() == "INVALID_REPLICATION_FACTOR", e
+
+
+def test_acks_all_survives_leader_kills(tmp_path):
+    count, partitions, rate = 200_000, 6, 4_000  # sends last ~50 s: the five kills land inside
+    with Cluster(tmp_path) as cluster:
+        cluster.create_topic("kills", partitions, config={"min.insync.replicas": "2"})
+        classes = compile_java(tmp_path, "ClusterProducer.java")
+        out_path, err_path = tmp_path / "producer.out", tmp_path / "producer.err"
+        started = time.time()
+        with open(out_path, "w") as out, open(err_path, "w") as err:
+            producer = subprocess.Popen(
+                ["java", "-Xmx512m", "-cp", f"{classes}:{JAVA_LIB}/*", "ClusterProducer", cluster.bootstrap,
+                 "kills", str(count), str(rate)],
+                stdout=out, stderr=err)
+        try:
+            for _ in range(5):
+                victim = cluster.leader_of("kills", 0)
+                assert producer.poll() is None, "the producer finished before the kills: " + err_path.read_text()[-2000:]
+                cluster.kill(victim)
+                time.sleep(2)  # down long enough for its session to expire and leadership to move
+                cluster.start(victim)
+                time.sleep(3)  # serving again, catching up before the next kill
+            try:
+                producer.wait(timeout=max(1, 150 - (time.time() - started)))
+            except subprocess.TimeoutExpired:
+                raise AssertionError("the producer did not finish within 150 s: "
+                                     + err_path.read_text()[-2000:] + cluster.log_tails()) from None
+        finally:
+            if producer.poll() is None:
+                producer.kill()
+                producer.wait()
+
+        lines = out_path.read_text().splitlines()
+        assert producer.returncode == 0 and lines and lines[-1].startswith("DONE"), \
+            (producer.returncode, lines[-3:], err_path.read_text()[-3000:])
+        acked = {}  # value -> (partition, offset)
+        errors = []
+        for line in lines:
+            kind, *fields = line.split(" ", 3)
+            if kind == "ACK":
+                partition, offset, value = map(int, fields)
+                assert value not in acked, f"{value} acknowledged twice"
+                acked[value] = (partition, offset)
+            elif kind == "ERR":
+                errors.append(line)
+
+        # Wait until the (possibly new) leaders expose everything that was acknowledged.
+        acked_end = collections.defaultdict(int)
+        for partition, offset in acked.values():
+            acked_end[partition] = max(acked_end[partition], offset + 1)
+        reader = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": "watermarks"})
+        try:
+            wait_for(lambda: all(reader.get_watermark_offsets(TopicPartition("kills", p), timeout=5)[1] >= end
+                                 for p, end in acked_end.items()),
+                     30, "high watermarks to reach every acknowledged offset")
+        finally:
+            reader.close()
+
+        records = read_partitions(cluster.bootstrap, "kills", range(partitions))
+        stored = {(p, m.offset()): int(m.value()) for p, ms in records.items() for m in ms}
+        lost = [(v, at, stored.get(at)) for v, at in sorted(acked.items()) if stored.get(at) != v]
+        assert not lost, f"{len(lost)} acknowledged records lost or moved (value, (partition, offset), found): {lost[:10]}"
+        for p, ms in records.items():
+            values = [int(m.value()) for m in ms]
+            backwards = [(a, b) for a, b in zip(values, values[1:]) if b <= a]
+            assert not backwards, f"partition {p} out of order: {backwards[:10]}"
+            assert all(v % partitions == p for v in values), f"partition {p} holds another partition's values"
+        counts = collections.Counter(stored.values())
+        duplicates = [v for v, c in counts.items() if c > 1]
+        assert not duplicates, f"{len(duplicates)} values stored twice: {sorted(duplicates)[:10]}"
+        # Retriable errors during failovers are retried within delivery.timeout.ms: none surface.
+        assert not errors, f"{len(errors)} sends failed: {errors[:10]}"
+        assert len(acked) == count
+
+
+def test_min_insync_replicas(tmp_path):
+    with Cluster(tmp_path) as cluster:
+        cluster.create_topic("mir", 1, config={"min.insync.replicas": "2"})
+        leader = cluster.leader_of("mir", 0)
+        followers = [n for n in (1, 2, 3) if n != leader]
+        survivor = cluster.broker(leader).bootstrap
+        for n in followers:
+            cluster.kill(n)
+
+        # The leader stays leader and shrinks the ISR to itself.
+        wait_for(lambda: cluster.describe("mir", survivor)[0]["isr"] == [leader], 20,
+                 f"the ISR to shrink to [{leader}]", show=lambda: cluster.describe("mir", survivor))
+        assert cluster.describe("mir", survivor)[0]["leader"] == leader
+
+        # No retries: the delivery report carries the broker's answer to the first attempt.
+        errors = produce_all(survivor, "mir", [0], acks="all", retries=0, **{"message.timeout.ms": 5000})
+        assert [e.code() for e in errors] == [KafkaError.NOT_ENOUGH_REPLICAS], errors
+
+        cluster.start(followers[0])
+        wait_for(lambda: sorted(cluster.describe("mir")[0]["isr"]) == sorted([leader, followers[0]]), 30,
+                 "the restarted follower to rejoin the ISR", show=lambda: cluster.describe("mir"))
+        assert produce_all(cluster.live_bootstrap, "mir", [1], acks="all", **{"message.timeout.ms": 30000}) == []
+
+
+def test_partitioned_follower_leaves_and_rejoins_isr(tmp_path):
+    # The follower is frozen longer than replica.lag.time.max.ms but well within its etcd
+    # session, so it is the replica lag, not a lost registration, that drops it from the ISR.
+    with Cluster(tmp_path, extra=("replica.lag.time.max.ms=3000", "broker.session.timeout.ms=30000")) as cluster:
+        cluster.create_topic("lagging", 1)
+        leader = cluster.leader_of("lagging", 0)
+        # Freeze a follower that is not the controller, so that only replication stalls.
+        controller = cluster.controller()
+        follower, third = sorted((n for n in (1, 2, 3) if n != leader),
+                                 key=lambda n: controller is not None and n == controller[1])
+        live = f"{cluster.broker(leader).bootstrap},{cluster.broker(third).bootstrap}"
+
+        assert produce_all(cluster.bootstrap, "lagging", range(0, 500), acks="all") == []
+        cluster.pause(follower)
+        try:
+            producer = Producer({"bootstrap.servers": live, "acks": 1, "linger.ms": 5})
+            failed = []
+
+            def delivered(err, msg):
+                if err is not None:
+                    failed.append(err)
+
+            sent, end = 500, time.time() + 6
+            while time.time() < end:
+                producer.produce("lagging", key=f"k{sent}".encode(), value=str(sent).encode(), partition=0,
+                                 on_delivery=delivered)
+                sent += 1
+                producer.poll(0.005)  # paces the sends
+            assert producer.flush(30) == 0 and not failed, failed
+            wait_for(lambda: sorted(cluster.describe("lagging", live)[0]["isr"]) == sorted([leader, third]), 10,
+                     f"follower {follower} to leave the ISR", show=lambda: cluster.describe("lagging", live))
+        finally:
+            cluster.resume(follower)
+        wait_for(lambda: sorted(cluster.describe("lagging")[0]["isr"]) == [1, 2, 3], 30,
+                 f"follower {follower} to rejoin the ISR", show=lambda: cluster.describe("lagging"))
+        # acks=all now includes the rejoined follower: it holds everything up to here.
+        assert produce_all(cluster.bootstrap, "lagging", range(sent, sent + 500), acks="all") == []
+        total = sent + 500
+
+        from_leader = [snapshot(m) for m in read_partitions(live, "lagging", [0])[0]]
+        assert [o for o, *_ in from_leader] == list(range(total))
+
+        # A consumer reads only from leaders, so make the follower the leader: with the
+        # other two replicas gone it is the only one left in the ISR (no unclean election).
+        # Reading through it then compares what the follower stored with what the leader
+        # stored: offsets, keys, values, timestamps and headers.
+        cluster.kill(leader)
+        cluster.kill(third)
+        only = cluster.broker(follower).bootstrap
+        wait_for(lambda: cluster.describe("lagging", only)[0]["leader"] == follower, 60,
+                 f"the rejoined follower {follower} to become leader", show=lambda: cluster.describe("lagging", only))
+        reader = Consumer({"bootstrap.servers": only, "group.id": "watermark"})
+        try:
+            wait_for(lambda: reader.get_watermark_offsets(TopicPartition("lagging", 0), timeout=5)[1] == total, 15,
+                     f"the new leader's high watermark to reach {total}")
+        finally:
+            reader.close()
+        from_follower = [snapshot(m) for m in read_partitions(only, "lagging", [0])[0]]
+        assert len(from_follower) == len(from_leader)
+        assert from_follower == from_leader
+
+
+def test_controller_failover_and_group_coordinator_failover(tmp_path):
+    with Cluster(tmp_path, extra=("group.initial.rebalance.delay.ms=0",)) as cluster:
+        epoch, controller = wait_for(cluster.controller, 15, "a controller election")
+        cluster.kill(controller)
+
+        def newer():
+            latest = cluster.controller()
+            return latest if latest[0] > epoch and latest[1] != controller else None
+
+        new_epoch, new_controller = wait_for(newer, 15, f"another broker to take over from controller {controller}",
+                                             show=cluster.elections)
+        assert new_controller in cluster.live()
+        cluster.start(controller)
+
+        # Group coordinator failover.
+        total, group = 3000, "failover-group"
+        cluster.create_topic("orders", 6)
+        producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "linger.ms": 5})
+        end_offsets = collections.defaultdict(int)
+        failed = []
+
+        def delivered(err, msg):
+            if err is not None:
+                failed.append(err)
+            else:
+                end_offsets[msg.partition()] = max(end_offsets[msg.partition()], msg.offset() + 1)
+
+        for i in range(total):
+            producer.produce("orders", key=str(i).encode(), value=str(i).encode(), on_delivery=delivered)
+            producer.poll(0)
+        assert producer.flush(60) == 0 and not failed, failed
+        assert sum(end_offsets.values()) == total, dict(end_offsets)
+
+        seen = set()
+        lock = threading.Lock()
+        resume = threading.Event()  # consumers hold at half way until the coordinator is killed
+        stop = threading.Event()
+        failures = []
+
+        def consume():
+            consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": group,
+                                 "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                                 "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+            try:
+                consumer.subscribe(["orders"])
+                uncommitted = False
+                while not stop.is_set():
+                    with lock:
+                        hold = len(seen) >= total // 2 and not resume.is_set()
+                    if hold:
+                        # Not polling for a few seconds is fine: librdkafka heartbeats in the
+                        # background and max.poll.interval.ms is 5 minutes.
+                        resume.wait(0.1)
+                    else:
+                        msgs = [m for m in consumer.consume(num_messages=100, timeout=0.2) if m.error() is None]
+                        with lock:
+                            seen.update(int(m.value()) for m in msgs)
+                        uncommitted = uncommitted or bool(msgs)
+                    if uncommitted:
+                        try:
+                            consumer.commit(asynchronous=False)
+                            uncommitted = False
+                        except KafkaException as e:
+                            # A failing coordinator or a rebalance: try again after the next poll.
+                            if e.args[0].code() == KafkaError._NO_OFFSET:
+                                uncommitted = False
+            except Exception as e:  # noqa: BLE001 - reported by the test thread
+                failures.append(e)
+            finally:
+                consumer.close()
+
+        consumers = [threading.Thread(target=consume, daemon=True) for _ in range(2)]
+        for t in consumers:
+            t.start()
+        admin = cluster.admin(cluster.bootstrap)
+        try:
+            wait_for(lambda: len(seen) >= total // 2, 60, "half of the records consumed")
+            # Its offsets partition must keep two in-sync replicas once the coordinator dies.
+            cluster.wait_for_full_isr("__consumer_offsets", len(cluster.describe("__consumer_offsets")))
+            coordinator = admin.describe_consumer_groups([group])[group].result(timeout=15).coordinator.id
+            cluster.kill(coordinator)
+            resume.set()
+
+            wait_for(lambda: len(seen) == total, 60, "every record consumed after the coordinator failover",
+                     show=lambda: f"{len(seen)} consumed")
+            assert seen == set(range(total))
+
+            def committed():
+                request = [ConsumerGroupTopicPartitions(group)]
+                result = admin.list_consumer_group_offsets(request)[group].result(timeout=10)
+                return {tp.partition: tp.offset for tp in result.topic_partitions if tp.topic == "orders"}
+
+            wait_for(lambda: committed() == dict(end_offsets), 30,
+                     f"committed offsets to reach the end offsets {dict(end_offsets)}", show=committed)
+        finally:
+            stop.set()
+            for t in consumers:
+                t.join(timeout=30)
+        assert not failures, failures
+
+
+def test_etcd_restart_under_load(tmp_path):
+    with Cluster(tmp_path) as cluster:
+        cluster.create_topic("steady", 3)
+        sent, acked, errors, consumed = [0], [], [], []
+        stop_consuming = threading.Event()
+
+        def produce():
+            producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "enable.idempotence": True,
+                                 "linger.ms": 5, "message.timeout.ms": 30000})
+
+            def delivered(err, msg):
+                if err is not None:
+                    errors.append(err)
+                else:
+                    acked.append(int(msg.value()))
+
+            end = time.time() + 20
+            while time.time() < end:
+                producer.produce("steady", value=str(sent[0]).encode(), partition=sent[0] % 3, on_delivery=delivered)
+                sent[0] += 1
+                producer.poll(0.01)  # paces the sends to ~100 a second
+            if producer.flush(40) != 0:
+                errors.append("flush timed out")
+
+        def consume():
+            consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": "etcd-outage-reader",
+                                 "enable.auto.commit": False})
+            try:
+                consumer.assign([TopicPartition("steady", p, OFFSET_BEGINNING) for p in range(3)])
+                while not stop_consuming.is_set():
+                    consumed.extend(int(m.value()) for m in consumer.consume(num_messages=500, timeout=0.2)
+                                    if m.error() is None)
+            finally:
+                consumer.close()
+
+        producer, consumer = threading.Thread(target=produce, daemon=True), threading.Thread(target=consume, daemon=True)
+        producer.start()
+        consumer.start()
+        try:
+            wait_for(lambda: len(acked) >= 100 and len(consumed) >= 100, 15, "traffic before the outage")
+
+            cluster.etcd.stop()
+            outage_end = time.time() + 5
+            acked_before, consumed_before = len(acked), len(consumed)
+            # Every broker still answers Metadata with a leader for each partition.
+            for n in (1, 2, 3):
+                described = cluster.describe("steady", cluster.broker(n).bootstrap)
+                assert sorted(described) == [0, 1, 2] and all(p["leader"] in (1, 2, 3) for p in described.values()), \
+                    (n, described)
+            time.sleep(max(0.0, outage_end - time.time()))  # the rest of the outage
+            acked_during, consumed_during = len(acked) - acked_before, len(consumed) - consumed_before
+            cluster.etcd.start()
+            acked_at_restart = len(acked)
+
+            producer.join(timeout=70)
+            assert not producer.is_alive(), "the producer did not finish"
+            wait_for(lambda: set(acked) <= set(consumed), 20, "every acknowledged record to be consumed")
+        finally:
+            stop_consuming.set()
+            consumer.join(timeout=30)
+
+        assert acked_during > 0, "no acks=all produce was acknowledged while etcd was down"
+        assert consumed_during > 0, "nothing was consumed while etcd was down"
+        assert len(acked) > acked_at_restart, "nothing was acknowledged after etcd came back"
+        assert not errors, errors[:10]
+        assert sorted(acked) == list(range(sent[0]))
+        assert cluster.live() == [1, 2, 3], cluster.log_tails()
+        expected = {n: ("127.0.0.1", cluster.broker(n).port) for n in (1, 2, 3)}
+        for n in (1, 2, 3):
+            bootstrap = cluster.broker(n).bootstrap
+            wait_for(lambda: cluster.brokers_in_metadata(bootstrap) == expected, 20,
+                     f"broker {n} to list {expected} after the outage", show=lambda: cluster.brokers_in_metadata(bootstrap))

@@ -1,0 +1,262 @@
+//! The follower side of replication (Kafka's `ReplicaFetcherThread`): one task per leader
+//! broker fetches every partition this broker follows from it, with the Fetch API and this
+//! broker's id as `replica_id`, and appends the batches exactly as the leader stored them.
+//!
+//! Before fetching a partition whose leader changed, the follower asks the leader where
+//! its own latest epoch ends (OffsetForLeaderEpoch, KIP-279) and truncates what the leader
+//! does not have, so a replica never keeps history the new leader never had.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use rivulet_protocol::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use rivulet_protocol::kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
+use rivulet_protocol::kafka_protocol::messages::{BrokerId, FetchRequest, OffsetForLeaderEpochRequest, TopicName};
+use rivulet_protocol::record_batch::split_batches;
+use rivulet_protocol::ResponseError;
+
+use super::peer::{PeerConnection, PeerError};
+use crate::broker::Broker;
+use crate::handlers::str_bytes;
+use crate::replica::Replica;
+
+/// Fetch version followers send: the last one naming topics (v13+ use topic ids) and
+/// carrying `replica_id` in the body.
+const FETCH_VERSION: i16 = 12;
+const OFFSET_FOR_LEADER_EPOCH_VERSION: i16 = 4;
+const PARTITION_MAX_BYTES: i32 = 1024 * 1024;
+const RESPONSE_MAX_BYTES: i32 = 16 * 1024 * 1024;
+
+/// Runs until this broker follows nothing on `leader` any more.
+pub async fn run(broker: Weak<Broker>, leader: i32) {
+    let mut connection: Option<PeerConnection> = None;
+    loop {
+        let Some(strong) = broker.upgrade() else { return };
+        let Some(cluster) = strong.cluster.clone() else { return };
+        let partitions = followed_from(&strong, leader);
+        if partitions.is_empty() {
+            tracing::debug!(leader, "fetcher stops: nothing left to follow");
+            return;
+        }
+        if connection.is_none() {
+            let Some(peer) = cluster.broker(leader) else {
+                drop(strong);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                continue;
+            };
+            let client_id = format!("rivulet-replica-{}", strong.config.node_id);
+            match PeerConnection::connect(&peer.host, peer.port, client_id).await {
+                Ok(c) => connection = Some(c),
+                Err(e) => {
+                    tracing::debug!(leader, error = %e, "cannot reach the leader");
+                    drop(strong);
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    continue;
+                }
+            }
+        }
+        let Some(conn) = connection.as_mut() else { continue };
+        let result = fetch_round(&strong, conn, leader, &partitions).await;
+        drop(strong);
+        match result {
+            Ok(true) => {}
+            Ok(false) => {
+                // Every partition failed (e.g. the leader moved): let metadata catch up.
+                cluster.request_sync();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => {
+                tracing::debug!(leader, error = %e, "fetch from the leader failed; reconnecting");
+                connection = None;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// Partitions this broker holds a replica of and `leader` leads.
+fn followed_from(broker: &Broker, leader: i32) -> Vec<Arc<Replica>> {
+    broker
+        .topics
+        .all()
+        .iter()
+        .flat_map(|t| t.replicas.iter())
+        .filter(|r| {
+            let view = r.view();
+            view.leader == leader && view.replicas.contains(&broker.config.node_id)
+        })
+        .cloned()
+        .collect()
+}
+
+/// Truncates, then fetches once. Returns whether any partition was served.
+async fn fetch_round(
+    broker: &Broker,
+    conn: &mut PeerConnection,
+    leader: i32,
+    partitions: &[Arc<Replica>],
+) -> Result<bool, PeerError> {
+    let diverged: Vec<&Arc<Replica>> =
+        partitions.iter().filter(|r| r.needs_truncation.load(Ordering::SeqCst)).collect();
+    if !diverged.is_empty() {
+        truncate(broker, conn, &diverged).await?;
+    }
+    let ready: Vec<&Arc<Replica>> = partitions.iter().filter(|r| !r.needs_truncation.load(Ordering::SeqCst)).collect();
+    if ready.is_empty() {
+        return Ok(false);
+    }
+    // Epochs as sent: a response for an older epoch is dropped.
+    let mut sent: BTreeMap<(String, i32), (Arc<Replica>, i32)> = BTreeMap::new();
+    let mut topics: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
+    for replica in ready {
+        let epoch = replica.leader_epoch();
+        topics.entry(replica.topic.clone()).or_default().push(
+            FetchPartition::default()
+                .with_partition(replica.index)
+                .with_current_leader_epoch(epoch)
+                .with_fetch_offset(replica.log.log_end_offset())
+                .with_log_start_offset(replica.log.log_start_offset())
+                .with_last_fetched_epoch(-1)
+                .with_partition_max_bytes(PARTITION_MAX_BYTES),
+        );
+        sent.insert((replica.topic.clone(), replica.index), (replica.clone(), epoch));
+    }
+    let wait = broker.config.replica_fetch_wait_max_ms;
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(broker.config.node_id))
+        .with_max_wait_ms(i32::try_from(wait).unwrap_or(500))
+        .with_min_bytes(1)
+        .with_max_bytes(RESPONSE_MAX_BYTES)
+        .with_session_epoch(-1)
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(name, partitions)| {
+                    FetchTopic::default().with_topic(TopicName(str_bytes(name))).with_partitions(partitions)
+                })
+                .collect(),
+        );
+    let response = conn.call(FETCH_VERSION, &request, Duration::from_millis(wait) + Duration::from_secs(10)).await?;
+    if response.error_code != 0 {
+        tracing::debug!(leader, error_code = response.error_code, "fetch refused by the leader");
+        return Ok(false);
+    }
+    let mut served = false;
+    for topic in response.responses {
+        for partition in topic.partitions {
+            let key = (topic.topic.0.to_string(), partition.partition_index);
+            let Some((replica, epoch)) = sent.get(&key) else { continue };
+            let view = replica.view();
+            if view.leader != leader || view.leader_epoch != *epoch {
+                continue;
+            }
+            match ResponseError::try_from_code(partition.error_code) {
+                None => {
+                    served = true;
+                    append(replica, partition.records.unwrap_or_default(), partition.high_watermark);
+                }
+                Some(ResponseError::OffsetOutOfRange) => {
+                    // The leader's log ends before ours: our tail is not the leader's history.
+                    tracing::info!(topic = %replica.topic, partition = replica.index, "fetch offset out of range at the leader; checking for divergence");
+                    replica.needs_truncation.store(true, Ordering::SeqCst);
+                }
+                Some(error) => {
+                    tracing::debug!(topic = %replica.topic, partition = replica.index, ?error, "leader refused the fetch");
+                }
+            }
+        }
+    }
+    Ok(served)
+}
+
+fn append(replica: &Replica, records: bytes::Bytes, leader_high_watermark: i64) {
+    let batches = match split_batches(&records) {
+        Ok(batches) => batches,
+        Err(e) => {
+            tracing::warn!(topic = %replica.topic, partition = replica.index, error = %e, "leader sent a malformed fetch response");
+            return;
+        }
+    };
+    for batch in batches {
+        if let Err(e) = replica.log.append_replicated(&batch) {
+            tracing::warn!(topic = %replica.topic, partition = replica.index, error = %e, "replicated batch refused; re-checking divergence");
+            replica.needs_truncation.store(true, Ordering::SeqCst);
+            return;
+        }
+    }
+    if let Err(e) = replica.log.advance_high_watermark(leader_high_watermark) {
+        tracing::error!(topic = %replica.topic, partition = replica.index, error = %e, "checkpointing the high watermark failed");
+    }
+}
+
+/// KIP-279: asks the leader where our latest epoch ends and truncates beyond it.
+async fn truncate(broker: &Broker, conn: &mut PeerConnection, replicas: &[&Arc<Replica>]) -> Result<(), PeerError> {
+    let mut topics: BTreeMap<String, Vec<OffsetForLeaderPartition>> = BTreeMap::new();
+    for replica in replicas {
+        let Some(latest) = replica.log.latest_epoch() else {
+            // Nothing written yet: nothing can diverge.
+            replica.needs_truncation.store(false, Ordering::SeqCst);
+            continue;
+        };
+        topics.entry(replica.topic.clone()).or_default().push(
+            OffsetForLeaderPartition::default()
+                .with_partition(replica.index)
+                .with_current_leader_epoch(replica.leader_epoch())
+                .with_leader_epoch(latest),
+        );
+    }
+    if topics.is_empty() {
+        return Ok(());
+    }
+    let request = OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(broker.config.node_id)).with_topics(
+        topics
+            .into_iter()
+            .map(|(name, partitions)| {
+                OffsetForLeaderTopic::default().with_topic(TopicName(str_bytes(name))).with_partitions(partitions)
+            })
+            .collect(),
+    );
+    let response = conn.call(OFFSET_FOR_LEADER_EPOCH_VERSION, &request, Duration::from_secs(10)).await?;
+    for topic in response.topics {
+        for answer in topic.partitions {
+            let Some(replica) =
+                replicas.iter().find(|r| r.topic == topic.topic.0.as_str() && r.index == answer.partition)
+            else {
+                continue;
+            };
+            if answer.error_code != 0 {
+                tracing::debug!(topic = %replica.topic, partition = replica.index, error_code = answer.error_code, "leader did not answer OffsetForLeaderEpoch");
+                continue;
+            }
+            let log = &replica.log;
+            let end = log.log_end_offset();
+            let target = if answer.leader_epoch < 0 || answer.end_offset < 0 {
+                // The leader knows none of our epochs: keep only what is committed.
+                log.high_watermark()
+            } else if Some(answer.leader_epoch) == log.latest_epoch() {
+                answer.end_offset.min(end)
+            } else {
+                // The leader's answer is for an older epoch: where does it end here?
+                let (_, ours) = log.end_offset_for_epoch(answer.leader_epoch);
+                if ours < 0 {
+                    answer.end_offset.min(end)
+                } else {
+                    answer.end_offset.min(ours)
+                }
+            };
+            if target < end {
+                tracing::info!(topic = %replica.topic, partition = replica.index, from = end, to = target, leader_epoch = answer.leader_epoch, "truncating divergent log");
+                if let Err(e) = log.truncate_to(target) {
+                    tracing::error!(topic = %replica.topic, partition = replica.index, error = %e, "truncation failed");
+                    continue;
+                }
+            }
+            replica.needs_truncation.store(false, Ordering::SeqCst);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,290 @@
+//! Cluster mode: several brokers sharing metadata in etcd.
+//!
+//! * [`Cluster::sync`] reads the whole cluster from etcd (one consistent read) and applies
+//!   it: topics appear, grow and disappear; each partition's [`Replica`] learns its leader,
+//!   epoch and ISR, and the broker reacts to its new role (coordinators load or unload their
+//!   partitions, fetchers start for new leaders). A background task repeats this whenever
+//!   etcd reports a change under the cluster's root.
+//! * [`fetcher`] — followers copy their leaders' logs.
+//! * [`controller`] — one broker elects leaders when brokers come and go.
+//! * ISR changes decided by a leader (a follower fell behind or caught up) are written by
+//!   compare-and-swap on the partition state, as Kafka's leader does in ZooKeeper.
+
+pub mod controller;
+mod fetcher;
+mod peer;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use rivulet_metadata::{
+    BrokerLease, BrokerRegistration, ClusterSnapshot, EtcdMetadataStore, MetadataError, PartitionState,
+};
+use tokio::sync::Notify;
+
+use crate::broker::Broker;
+use crate::replica::{Replica, ReplicaView, Transition};
+
+/// This broker's membership of a cluster.
+pub struct Cluster {
+    pub etcd: Arc<EtcdMetadataStore>,
+    registration: Mutex<BrokerLease>,
+    /// What this broker registered, to register again after its lease expired.
+    pub me: BrokerRegistration,
+    brokers: RwLock<Vec<BrokerRegistration>>,
+    controller: RwLock<Option<i32>>,
+    /// Serialises snapshot applications.
+    applying: tokio::sync::Mutex<()>,
+    fetchers: Mutex<HashMap<i32, tokio::task::JoinHandle<()>>>,
+    sync_requested: Notify,
+}
+
+impl Cluster {
+    pub fn new(etcd: Arc<EtcdMetadataStore>, me: BrokerRegistration, registration: BrokerLease) -> Self {
+        Self {
+            etcd,
+            registration: Mutex::new(registration),
+            me,
+            brokers: RwLock::new(Vec::new()),
+            controller: RwLock::new(None),
+            applying: tokio::sync::Mutex::new(()),
+            fetchers: Mutex::new(HashMap::new()),
+            sync_requested: Notify::new(),
+        }
+    }
+
+    /// Live brokers as of the last sync, in node id order.
+    pub fn live_brokers(&self) -> Vec<BrokerRegistration> {
+        self.brokers.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn broker(&self, node_id: i32) -> Option<BrokerRegistration> {
+        self.live_brokers().into_iter().find(|b| b.node_id == node_id)
+    }
+
+    pub fn controller_id(&self) -> Option<i32> {
+        *self.controller.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether this broker's registration surely still lives. A broker whose lease may
+    /// have expired must not acknowledge writes: another may lead its partitions by now.
+    pub fn registered(&self) -> bool {
+        self.registration.lock().unwrap_or_else(|p| p.into_inner()).is_alive()
+    }
+
+    /// Asks the sync task to read etcd again now.
+    pub fn request_sync(&self) {
+        self.sync_requested.notify_one();
+    }
+
+    /// Reads the cluster from etcd and applies it. Returns the revision read.
+    pub async fn sync(&self, broker: &Arc<Broker>) -> Result<i64, MetadataError> {
+        let _applying = self.applying.lock().await;
+        let snapshot = self.etcd.snapshot().await?;
+        *self.brokers.write().unwrap_or_else(|p| p.into_inner()) = snapshot.brokers.clone();
+        *self.controller.write().unwrap_or_else(|p| p.into_inner()) = snapshot.controller;
+        let transitions = self.apply_topics(broker, &snapshot)?;
+        for (replica, transition) in transitions {
+            if transition != Transition::Unchanged {
+                tracing::debug!(topic = %replica.topic, partition = replica.index, ?transition, view = ?replica.view(), "partition state applied");
+            }
+            broker.on_transition(&replica, transition);
+        }
+        self.ensure_fetchers(broker);
+        // Waiting produces and fetches re-check leadership and high watermarks.
+        broker.notify_append();
+        Ok(snapshot.revision)
+    }
+
+    fn apply_topics(
+        &self,
+        broker: &Arc<Broker>,
+        snapshot: &ClusterSnapshot,
+    ) -> Result<Vec<(Arc<Replica>, Transition)>, MetadataError> {
+        let mut transitions = Vec::new();
+        let names: HashSet<&str> = snapshot.topics.iter().map(|t| t.name.as_str()).collect();
+        for existing in broker.topics.all() {
+            if !names.contains(existing.record.name.as_str()) {
+                broker.drop_topic_locally(&existing.record.name)?;
+            }
+        }
+        for record in &snapshot.topics {
+            let existing = broker.topics.get(&record.name);
+            let same = existing.as_ref().filter(|t| t.record.topic_id == record.topic_id);
+            if existing.is_some() && same.is_none() {
+                // Deleted and created again under the same name: a new log.
+                broker.drop_topic_locally(&record.name)?;
+            }
+            let view_of = |index: i32, replicas: &[i32]| match snapshot.states.get(&(record.name.clone(), index)) {
+                Some(v) => ReplicaView {
+                    leader: v.state.leader,
+                    leader_epoch: v.state.leader_epoch,
+                    isr: v.state.isr.clone(),
+                    replicas: replicas.to_vec(),
+                    revision: v.revision,
+                    controller_epoch: v.state.controller_epoch,
+                },
+                None => ReplicaView {
+                    leader: -1,
+                    leader_epoch: 0,
+                    isr: vec![],
+                    replicas: replicas.to_vec(),
+                    revision: 0,
+                    controller_epoch: 0,
+                },
+            };
+            let (topic, changed) = broker.build_topic(record.clone(), same.map(|t| &**t), view_of)?;
+            transitions.extend(changed);
+            broker.topics.insert(Arc::new(topic));
+        }
+        Ok(transitions)
+    }
+
+    /// One fetcher per leader this broker follows a partition of.
+    fn ensure_fetchers(&self, broker: &Arc<Broker>) {
+        let local = broker.config.node_id;
+        let leaders: HashSet<i32> = broker
+            .topics
+            .all()
+            .iter()
+            .flat_map(|t| t.replicas.iter())
+            .map(|r| r.view())
+            .filter(|v| v.leader >= 0 && v.leader != local && v.replicas.contains(&local))
+            .map(|v| v.leader)
+            .collect();
+        let mut fetchers = self.fetchers.lock().unwrap_or_else(|p| p.into_inner());
+        fetchers.retain(|_, task| !task.is_finished());
+        for leader in leaders {
+            fetchers.entry(leader).or_insert_with(|| {
+                tracing::info!(leader, "starting to fetch from leader");
+                tokio::spawn(fetcher::run(Arc::downgrade(broker), leader))
+            });
+        }
+    }
+
+    /// Writes an ISR this leader decided (shrink or expand) by compare-and-swap on the
+    /// partition state it last saw; on a conflict the next sync shows who changed it.
+    pub fn propose_isr(self: &Arc<Self>, broker: &Arc<Broker>, replica: &Arc<Replica>, isr: Vec<i32>) {
+        if replica.isr_change_pending.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let cluster = self.clone();
+        let replica = replica.clone();
+        let broker = Arc::downgrade(broker);
+        tokio::spawn(async move {
+            let view = replica.view();
+            let state = PartitionState {
+                leader: view.leader,
+                leader_epoch: view.leader_epoch,
+                isr: isr.clone(),
+                controller_epoch: view.controller_epoch,
+            };
+            let result =
+                cluster.etcd.update_partition_state(&replica.topic, replica.index, view.revision, &state, None).await;
+            match result {
+                Ok(Some(revision)) => {
+                    tracing::info!(topic = %replica.topic, partition = replica.index, from = ?view.isr, to = ?isr, "ISR changed");
+                    replica.set_isr(isr, revision);
+                    if replica.maybe_advance_high_watermark() {
+                        if let Some(broker) = broker.upgrade() {
+                            broker.notify_append();
+                        }
+                    }
+                }
+                Ok(None) => {
+                    tracing::debug!(topic = %replica.topic, partition = replica.index, "ISR change lost a race; re-reading");
+                    cluster.request_sync();
+                }
+                Err(e) => {
+                    tracing::warn!(topic = %replica.topic, partition = replica.index, error = %e, "writing the ISR failed")
+                }
+            }
+            replica.isr_change_pending.store(false, Ordering::SeqCst);
+        });
+    }
+
+    /// Starts the sync task, the controller campaign, the ISR-shrink check and the
+    /// registration keeper.
+    pub fn start(broker: &Arc<Broker>) {
+        tokio::spawn(sync_loop(Arc::downgrade(broker)));
+        tokio::spawn(controller::run(Arc::downgrade(broker)));
+        tokio::spawn(shrink_loop(Arc::downgrade(broker)));
+        tokio::spawn(registration_loop(Arc::downgrade(broker)));
+    }
+}
+
+async fn sync_loop(broker: Weak<Broker>) {
+    loop {
+        let Some(strong) = broker.upgrade() else { return };
+        let Some(cluster) = strong.cluster.clone() else { return };
+        let result = cluster.sync(&strong).await;
+        drop(strong);
+        match result {
+            Ok(revision) => {
+                tokio::select! {
+                    changed = cluster.etcd.wait_for_change(revision) => {
+                        if let Err(e) = changed {
+                            tracing::debug!(error = %e, "watching etcd failed");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                    }
+                    _ = cluster.sync_requested.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading cluster metadata failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Every half `replica.lag.time.max.ms`, each leader drops followers that have not caught
+/// up within it (Kafka's `maybeShrinkIsr`).
+async fn shrink_loop(broker: Weak<Broker>) {
+    loop {
+        let Some(strong) = broker.upgrade() else { return };
+        let lag = Duration::from_millis(strong.config.replica_lag_time_max_ms);
+        if let Some(cluster) = strong.cluster.clone() {
+            let mut moved = false;
+            for replica in strong.topics.all().iter().flat_map(|t| t.replicas.iter()) {
+                if let Some(isr) = replica.shrunk_isr(lag) {
+                    cluster.propose_isr(&strong, replica, isr);
+                }
+                // Coordinator writes to a partition whose ISR is only this leader.
+                moved |= replica.maybe_advance_high_watermark();
+            }
+            if moved {
+                strong.notify_append();
+            }
+        }
+        drop(strong);
+        tokio::time::sleep(lag / 2).await;
+    }
+}
+
+/// Registers again when the lease expired (e.g. the broker was paused longer than
+/// `broker.session.timeout.ms`), as a Kafka broker re-creates its ZooKeeper node after a
+/// session expiry.
+async fn registration_loop(broker: Weak<Broker>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Some(strong) = broker.upgrade() else { return };
+        let Some(cluster) = strong.cluster.clone() else { return };
+        if cluster.registered() {
+            continue;
+        }
+        let ttl = Duration::from_millis(strong.config.broker_session_timeout_ms);
+        match cluster.etcd.register_broker(&cluster.me, ttl).await {
+            Ok(lease) => {
+                tracing::warn!(node_id = cluster.me.node_id, "registration had expired; registered again");
+                *cluster.registration.lock().unwrap_or_else(|p| p.into_inner()) = lease;
+                cluster.request_sync();
+            }
+            Err(e) => tracing::debug!(error = %e, "registering again failed; retrying"),
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! One partition's replication state on this broker (Kafka's `Partition`): who leads it at
+//! which leader epoch, which replicas are in sync, and — while this broker leads — how far
+//! each follower has fetched, from which the high watermark and ISR changes follow.
+//!
+//! On a single node every partition has one replica, this broker, which always leads; the
+//! same code then acknowledges at once because the ISR is just the leader.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use rivulet_storage::PartitionLog;
+
+/// Leadership and replicas of a partition as the metadata store last said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaView {
+    /// -1 while the partition has no leader.
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub isr: Vec<i32>,
+    /// Preferred leader first.
+    pub replicas: Vec<i32>,
+    /// The metadata revision of this state: the guard of the next compare-and-swap.
+    pub revision: i64,
+    pub controller_epoch: i32,
+}
+
+impl ReplicaView {
+    /// A partition whose only replica is `node`.
+    pub fn single(node: i32, leader_epoch: i32) -> Self {
+        Self { leader: node, leader_epoch, isr: vec![node], replicas: vec![node], revision: 0, controller_epoch: 0 }
+    }
+}
+
+/// What a new view means for this broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Unchanged,
+    /// Same role, new ISR (or revision).
+    Updated,
+    BecameLeader,
+    /// Follows a (new) leader, or has no leader to follow.
+    BecameFollower,
+    /// This broker no longer holds a replica.
+    Removed,
+}
+
+/// A follower's fetch position as the leader tracks it (Kafka's `Replica` state).
+#[derive(Debug, Clone, Copy)]
+struct FollowerProgress {
+    log_end_offset: i64,
+    last_caught_up: Instant,
+    last_fetch: Instant,
+    leader_end_at_last_fetch: i64,
+}
+
+/// One partition's replica on this broker.
+pub struct Replica {
+    pub topic: String,
+    pub index: i32,
+    pub log: Arc<PartitionLog>,
+    local: i32,
+    view: RwLock<ReplicaView>,
+    followers: Mutex<HashMap<i32, FollowerProgress>>,
+    /// An ISR change of this leader is being written to the metadata store.
+    pub isr_change_pending: AtomicBool,
+    /// As a follower: the log must be checked against the leader's epochs before the next
+    /// fetch (KIP-279), because the leader changed.
+    pub needs_truncation: AtomicBool,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica").field("topic", &self.topic).field("index", &self.index).finish()
+    }
+}
+
+impl Replica {
+    /// A replica that knows nothing yet; [`Self::update`] gives it its first view.
+    pub fn new(topic: &str, index: i32, log: Arc<PartitionLog>, local: i32) -> Self {
+        Self {
+            topic: topic.to_string(),
+            index,
+            log,
+            local,
+            view: RwLock::new(ReplicaView {
+                leader: -1,
+                leader_epoch: -1,
+                isr: vec![],
+                replicas: vec![],
+                revision: -1,
+                controller_epoch: 0,
+            }),
+            followers: Mutex::new(HashMap::new()),
+            isr_change_pending: AtomicBool::new(false),
+            needs_truncation: AtomicBool::new(false),
+        }
+    }
+
+    fn followers(&self) -> MutexGuard<'_, HashMap<i32, FollowerProgress>> {
+        self.followers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn view(&self) -> ReplicaView {
+        self.view.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.view.read().unwrap_or_else(|p| p.into_inner()).leader == self.local
+    }
+
+    pub fn leader_epoch(&self) -> i32 {
+        self.view.read().unwrap_or_else(|p| p.into_inner()).leader_epoch
+    }
+
+    /// Whether this broker holds a replica of the partition.
+    pub fn is_local(&self) -> bool {
+        self.view.read().unwrap_or_else(|p| p.into_inner()).replicas.contains(&self.local)
+    }
+
+    /// Installs a new view and says what changed for this broker. A leader starting an
+    /// epoch records it in the log and starts tracking its followers afresh.
+    pub fn update(&self, view: ReplicaView) -> Transition {
+        let mut current = self.view.write().unwrap_or_else(|p| p.into_inner());
+        if *current == view {
+            return Transition::Unchanged;
+        }
+        let was_leader = current.leader == self.local;
+        let epoch_changed = current.leader_epoch != view.leader_epoch;
+        let is_leader = view.leader == self.local;
+        let holds = view.replicas.contains(&self.local);
+        let held = current.replicas.contains(&self.local);
+        self.log.set_replicated(view.replicas.len() > 1);
+        let transition = if !holds {
+            if held {
+                Transition::Removed
+            } else {
+                Transition::Updated
+            }
+        } else if is_leader && (!was_leader || epoch_changed) {
+            if let Err(e) = self.log.begin_epoch(view.leader_epoch) {
+                tracing::error!(topic = %self.topic, partition = self.index, error = %e, "recording the leader epoch failed");
+            }
+            let now = Instant::now();
+            let mut followers = self.followers();
+            followers.clear();
+            for &r in view.replicas.iter().filter(|&&r| r != self.local) {
+                followers.insert(
+                    r,
+                    FollowerProgress {
+                        log_end_offset: -1,
+                        last_caught_up: now,
+                        last_fetch: now,
+                        leader_end_at_last_fetch: -1,
+                    },
+                );
+            }
+            Transition::BecameLeader
+        } else if !is_leader && (was_leader || epoch_changed || current.leader != view.leader) {
+            self.needs_truncation.store(true, Ordering::SeqCst);
+            Transition::BecameFollower
+        } else {
+            Transition::Updated
+        };
+        *current = view;
+        transition
+    }
+
+    /// Changes the ISR after this leader's compare-and-swap succeeded.
+    pub fn set_isr(&self, isr: Vec<i32>, revision: i64) {
+        let mut current = self.view.write().unwrap_or_else(|p| p.into_inner());
+        if revision > current.revision {
+            current.isr = isr;
+            current.revision = revision;
+        }
+    }
+
+    /// A follower fetched from `fetch_offset` (Kafka's `Replica.updateFetchState`): it is
+    /// caught up if it asked for the leader's log end, or for at least the end the leader
+    /// had at its previous fetch. Returns the ISR to propose when it should rejoin.
+    pub fn record_follower_fetch(&self, follower: i32, fetch_offset: i64) -> Option<Vec<i32>> {
+        let leader_end = self.log.log_end_offset();
+        let now = Instant::now();
+        {
+            let mut followers = self.followers();
+            let progress = followers.entry(follower).or_insert(FollowerProgress {
+                log_end_offset: -1,
+                last_caught_up: now,
+                last_fetch: now,
+                leader_end_at_last_fetch: -1,
+            });
+            if fetch_offset >= leader_end {
+                progress.last_caught_up = now;
+            } else if fetch_offset >= progress.leader_end_at_last_fetch {
+                progress.last_caught_up = progress.last_caught_up.max(progress.last_fetch);
+            }
+            progress.log_end_offset = fetch_offset;
+            progress.last_fetch = now;
+            progress.leader_end_at_last_fetch = leader_end;
+        }
+        let view = self.view();
+        if view.leader != self.local || view.isr.contains(&follower) || !view.replicas.contains(&follower) {
+            return None;
+        }
+        // Kafka's `isFollowerInSync`: caught up to the high watermark and into this
+        // leader's epoch.
+        let epoch_start = self.log.epoch_start_offset(view.leader_epoch).unwrap_or(0);
+        if fetch_offset >= self.log.high_watermark() && fetch_offset >= epoch_start {
+            let mut isr = view.isr.clone();
+            isr.push(follower);
+            isr.sort_unstable();
+            return Some(isr);
+        }
+        None
+    }
+
+    /// Moves the high watermark to the smallest log end among the in-sync replicas
+    /// (Kafka's `maybeIncrementLeaderHW`). Returns whether it moved.
+    pub fn maybe_advance_high_watermark(&self) -> bool {
+        let view = self.view();
+        if view.leader != self.local {
+            return false;
+        }
+        let mut hw = self.log.log_end_offset();
+        {
+            let followers = self.followers();
+            for member in view.isr.iter().filter(|&&r| r != self.local) {
+                hw = hw.min(followers.get(member).map_or(-1, |p| p.log_end_offset));
+            }
+        }
+        match self.log.advance_high_watermark(hw) {
+            Ok(moved) => moved,
+            Err(e) => {
+                tracing::error!(topic = %self.topic, partition = self.index, error = %e, "checkpointing the high watermark failed");
+                false
+            }
+        }
+    }
+
+    /// The ISR without the followers that have not caught up for `lag` (Kafka's
+    /// `getOutOfSyncReplicas`), when that removes anyone.
+    pub fn shrunk_isr(&self, lag: Duration) -> Option<Vec<i32>> {
+        let view = self.view();
+        if view.leader != self.local {
+            return None;
+        }
+        let now = Instant::now();
+        let followers = self.followers();
+        let isr: Vec<i32> = view
+            .isr
+            .iter()
+            .copied()
+            .filter(|&r| {
+                r == self.local || followers.get(&r).is_some_and(|p| now.duration_since(p.last_caught_up) <= lag)
+            })
+            .collect();
+        (isr.len() < view.isr.len()).then_some(isr)
+    }
+}
