@@ -12,7 +12,7 @@ DATA_DIR ?= $(CURDIR)/data
 # Everything is built with the release profile only: RocksDB (C++) compiles once.
 CARGO_FLAGS := --release --locked
 
-.PHONY: all build run test test-rust test-compat lint fmt deps-build deps-etcd deps-test compat bench clean
+.PHONY: all build run test test-rust test-compat lint fmt deps-build deps-etcd deps-test compat bench bench-cluster clean
 
 all: build
 
@@ -73,6 +73,11 @@ lint: deps-build
 ## loopback); prints ratios and writes bench/results/latest.json.
 bench: build deps-test
 	bash bench/run.sh
+
+## bench-cluster: a 3-broker cluster on etcd, acks=all at replication factor 1 and 3;
+## writes bench/results/cluster.json.
+bench-cluster: build deps-test deps-etcd
+	bash bench/cluster.sh
 
 ## bench-produce: Rivulet alone with ProducerPerformance (1,000,000 x 1 KiB, acks=1).
 bench-produce: build deps-test

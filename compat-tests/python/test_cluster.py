@@ -18,6 +18,9 @@ These are acceptance tests driven only by real clients and process signals:
   no committed offset.
 - test_etcd_restart_under_load: etcd down for five seconds does not interrupt produce or
   consume, and the cluster is whole again afterwards.
+- test_preferred_leaders_return_with_kafka_leader_election: after a broker comes back,
+  `kafka-leader-election --election-type PREFERRED` moves leadership back to the preferred
+  replicas.
 """
 
 import collections
@@ -31,7 +34,7 @@ from confluent_kafka import (OFFSET_BEGINNING, Consumer, ConsumerGroupTopicParti
 from confluent_kafka.admin import NewTopic
 
 from cluster import Cluster, wait_for
-from conftest import JAVA_LIB, compile_java, kafka_topics
+from conftest import JAVA_LIB, compile_java, java, kafka_topics
 
 DESCRIBE_LINE = re.compile(
     r"Partition:\s*(\d+)\s+Leader:\s*(-?\d+|none)\s+Replicas:\s*([\d,]*)\s+Isr:\s*([\d,]*)")
@@ -474,3 +477,37 @@ def test_etcd_restart_under_load(tmp_path):
             bootstrap = cluster.broker(n).bootstrap
             wait_for(lambda: cluster.brokers_in_metadata(bootstrap) == expected, 20,
                      f"broker {n} to list {expected} after the outage", show=lambda: cluster.brokers_in_metadata(bootstrap))
+
+
+def test_preferred_leaders_return_with_kafka_leader_election(tmp_path):
+    # The controller's own periodic rebalance is off, so only the tool can move leaders back.
+    with Cluster(tmp_path, extra=("auto.leader.rebalance.enable=false",)) as cluster:
+        cluster.create_topic("preferred", 6)
+        before = cluster.describe("preferred")
+        preferred = {p: d["replicas"][0] for p, d in before.items()}
+        assert all(d["leader"] == preferred[p] for p, d in before.items()), before
+
+        victim = preferred[0]
+        cluster.kill(victim)
+        moved = wait_for(lambda: (d := cluster.describe("preferred", cluster.live_bootstrap))
+                         and all(p["leader"] not in (victim, -1) for p in d.values()) and d,
+                         20, f"leadership to leave broker {victim}")
+        assert all(p["leader"] != victim for p in moved.values())
+        cluster.start(victim)
+        cluster.wait_for_full_isr("preferred", 6)
+        # Back in sync, but still not leading: nothing moves leadership on its own here.
+        assert all(d["leader"] != victim for d in cluster.describe("preferred").values() if d["replicas"][0] == victim)
+
+        out = java("org.apache.kafka.tools.LeaderElectionCommand", "--bootstrap-server", cluster.bootstrap,
+                   "--election-type", "PREFERRED", "--all-topic-partitions")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "Successfully completed leader election (PREFERRED)" in out.stdout, out.stdout + out.stderr
+        after = wait_for(lambda: (d := cluster.describe("preferred"))
+                         and all(p["leader"] == preferred[n] for n, p in d.items()) and d,
+                         15, "every partition led by its preferred replica", show=lambda: cluster.describe("preferred"))
+        assert {p: d["leader"] for p, d in after.items()} == preferred
+
+        # Asked again, nothing needs electing.
+        again = java("org.apache.kafka.tools.LeaderElectionCommand", "--bootstrap-server", cluster.bootstrap,
+                     "--election-type", "PREFERRED", "--topic", "preferred", "--partition", "0")
+        assert "Valid replica already elected for partitions" in again.stdout + again.stderr, again.stdout + again.stderr

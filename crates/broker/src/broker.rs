@@ -7,6 +7,7 @@ use rivulet_metadata::assignment::{assign_replicas, BrokerPlacement};
 use rivulet_metadata::{
     BrokerRegistration, EmbeddedMetadataStore, EtcdMetadataStore, MetadataError, MetadataStore, NewTopic, TopicRecord,
 };
+use rivulet_protocol::ResponseError;
 use rivulet_storage::{LogClass, LogId, StorageError, Store, StoreOptions};
 use tokio::sync::{watch, Mutex};
 
@@ -333,10 +334,21 @@ impl Broker {
 
     /// Where the replicas of `partitions` new partitions (numbered from `first`) go: none on
     /// a single node; Kafka's rack-aware spread over the live brokers in a cluster.
-    fn placement(&self, partitions: i32, replication_factor: i16, first: i32) -> Result<Vec<Vec<i32>>, MetadataError> {
-        let Some(cluster) = &self.cluster else { return Ok(vec![]) };
-        let brokers: Vec<BrokerPlacement> =
-            cluster.live_brokers().into_iter().map(|b| BrokerPlacement { node_id: b.node_id, rack: b.rack }).collect();
+    async fn placement(
+        &self,
+        partitions: i32,
+        replication_factor: i16,
+        first: i32,
+    ) -> Result<Vec<Vec<i32>>, MetadataError> {
+        if self.cluster.is_none() {
+            return Ok(vec![]);
+        }
+        let brokers: Vec<BrokerPlacement> = self
+            .live_brokers()
+            .await
+            .into_iter()
+            .map(|b| BrokerPlacement { node_id: b.node_id, rack: b.rack })
+            .collect();
         let random = uuid::Uuid::new_v4().as_u128();
         let count = brokers.len().max(1);
         assign_replicas(
@@ -370,7 +382,7 @@ impl Broker {
             return Err(MetadataError::TopicExists(new_topic.name));
         }
         if new_topic.assignment.is_empty() {
-            new_topic.assignment = self.placement(new_topic.partitions, new_topic.replication_factor, 0)?;
+            new_topic.assignment = self.placement(new_topic.partitions, new_topic.replication_factor, 0).await?;
         }
         let record = self.metadata.create_topic(new_topic).await?;
         let name = record.name.clone();
@@ -395,7 +407,7 @@ impl Broker {
         let current = existing.record.partitions.len() as i32;
         let assignment = if total > current {
             let factor = existing.record.partitions.first().map_or(1, |p| p.replicas.len().max(1)) as i16;
-            self.placement(total - current, factor, current)?
+            self.placement(total - current, factor, current).await?
         } else {
             vec![]
         };
@@ -479,11 +491,44 @@ impl Broker {
         }
     }
 
-    /// Brokers that can hold replicas now: the live brokers of a cluster, or this one.
-    pub fn live_broker_ids(&self) -> Vec<i32> {
+    /// Brokers that can hold replicas now, read from etcd rather than the last sync (a
+    /// broker that just registered counts): the live brokers of a cluster, or this one.
+    pub async fn live_brokers(&self) -> Vec<BrokerRegistration> {
         match &self.cluster {
-            Some(cluster) => cluster.live_brokers().iter().map(|b| b.node_id).collect(),
-            None => vec![self.config.node_id],
+            Some(cluster) => match cluster.etcd.live_brokers().await {
+                Ok(brokers) => brokers,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading live brokers failed; using the last known ones");
+                    cluster.live_brokers()
+                }
+            },
+            None => self.brokers(),
+        }
+    }
+
+    /// Waits until everything written so far to `topic`-`partition` (by this broker, its
+    /// leader) is replicated to the ISR. `None` on success; otherwise the error a
+    /// coordinator answers: NOT_COORDINATOR when leadership moved, COORDINATOR_NOT_AVAILABLE
+    /// when the replicas did not catch up within `timeout`.
+    pub async fn await_replicated(&self, topic: &str, partition: i32, timeout: Duration) -> Option<ResponseError> {
+        let replica = self.topics.get(topic).and_then(|t| t.replica(partition).cloned())?;
+        let end = replica.log.log_end_offset();
+        replica.maybe_advance_high_watermark();
+        // Followers long-polling this partition fetch the new records now.
+        self.notify_append();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut changes = self.subscribe_appends();
+        loop {
+            if !replica.is_leader() {
+                return Some(ResponseError::NotCoordinator);
+            }
+            if replica.log.high_watermark() >= end {
+                return None;
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return Some(ResponseError::CoordinatorNotAvailable),
+            }
         }
     }
 

@@ -36,6 +36,8 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::OffsetForLeaderEpoch, 2, 4),
     api(ApiKey::DescribeConfigs, 1, 4),
     api(ApiKey::DescribeCluster, 0, 2),
+    // Cluster mode: preferred / unclean leader election on request.
+    api(ApiKey::ElectLeaders, 0, 2),
     // Classic consumer groups and committed offsets. OffsetCommit v10 / OffsetFetch v10
     // (topic ids) are not in the codec's message schemas.
     api(ApiKey::FindCoordinator, 0, 6),

@@ -78,6 +78,56 @@ pub fn decide(
     None
 }
 
+/// Which election an ElectLeaders request asks for (Kafka's `ElectionType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElectionType {
+    Preferred,
+    Unclean,
+}
+
+/// The state an ElectLeaders request moves `current` to, or the error Kafka answers
+/// (`ELECTION_NOT_NEEDED` when the outcome is already in place).
+pub fn elect(
+    current: &PartitionState,
+    replicas: &[i32],
+    live: &HashSet<i32>,
+    election: ElectionType,
+) -> Result<PartitionState, rivulet_protocol::ResponseError> {
+    use rivulet_protocol::ResponseError;
+    let next = |leader: i32, isr: Vec<i32>| PartitionState {
+        leader,
+        leader_epoch: current.leader_epoch.saturating_add(1),
+        isr,
+        controller_epoch: current.controller_epoch,
+    };
+    match election {
+        ElectionType::Preferred => {
+            let preferred = *replicas.first().ok_or(ResponseError::PreferredLeaderNotAvailable)?;
+            if current.leader == preferred {
+                return Err(ResponseError::ElectionNotNeeded);
+            }
+            if live.contains(&preferred) && current.isr.contains(&preferred) {
+                Ok(next(preferred, current.isr.clone()))
+            } else {
+                Err(ResponseError::PreferredLeaderNotAvailable)
+            }
+        }
+        ElectionType::Unclean => {
+            if current.leader >= 0 && live.contains(&current.leader) {
+                return Err(ResponseError::ElectionNotNeeded);
+            }
+            let live_isr: Vec<i32> = current.isr.iter().copied().filter(|r| live.contains(r)).collect();
+            if let Some(&leader) = replicas.iter().find(|r| live_isr.contains(r)) {
+                return Ok(next(leader, live_isr));
+            }
+            match replicas.iter().find(|r| live.contains(r)) {
+                Some(&leader) => Ok(next(leader, vec![leader])),
+                None => Err(ResponseError::EligibleLeadersNotAvailable),
+            }
+        }
+    }
+}
+
 /// Campaigns for the controller role forever; while holding it, runs its duties.
 pub async fn run(broker: Weak<Broker>) {
     loop {
@@ -225,6 +275,33 @@ mod tests {
         let next = decide(&state(1, 4, &[1, 2, 3]), &[1, 2, 3], &live(&[1, 3]), false, false, 7).unwrap();
         assert_eq!((next.leader, next.leader_epoch, next.isr), (1, 4, vec![1, 3]));
         assert_eq!(decide(&state(1, 4, &[1, 3]), &[1, 2, 3], &live(&[1, 3]), false, false, 7), None);
+    }
+
+    #[test]
+    fn elect_leaders_answers_as_kafka() {
+        use rivulet_protocol::ResponseError;
+        let all = live(&[1, 2, 3]);
+        let moved = state(2, 5, &[1, 2, 3]);
+        assert_eq!(
+            elect(&moved, &[1, 2, 3], &all, ElectionType::Preferred).map(|s| (s.leader, s.leader_epoch)),
+            Ok((1, 6))
+        );
+        assert_eq!(
+            elect(&state(1, 5, &[1, 2]), &[1, 2, 3], &all, ElectionType::Preferred),
+            Err(ResponseError::ElectionNotNeeded)
+        );
+        assert_eq!(
+            elect(&state(2, 5, &[2, 3]), &[1, 2, 3], &all, ElectionType::Preferred),
+            Err(ResponseError::PreferredLeaderNotAvailable)
+        );
+        assert_eq!(elect(&moved, &[1, 2, 3], &all, ElectionType::Unclean), Err(ResponseError::ElectionNotNeeded));
+        let offline = state(-1, 6, &[1]);
+        let unclean = elect(&offline, &[1, 2, 3], &live(&[3]), ElectionType::Unclean).unwrap();
+        assert_eq!((unclean.leader, unclean.isr), (3, vec![3]));
+        assert_eq!(
+            elect(&offline, &[1, 2, 3], &live(&[]), ElectionType::Unclean),
+            Err(ResponseError::EligibleLeadersNotAvailable)
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ use std::time::Duration;
 use rivulet_metadata::{
     BrokerLease, BrokerRegistration, ClusterSnapshot, EtcdMetadataStore, MetadataError, PartitionState,
 };
+use rivulet_protocol::ResponseError;
 use tokio::sync::Notify;
 
 use crate::broker::Broker;
@@ -203,6 +204,52 @@ impl Cluster {
             }
             replica.isr_change_pending.store(false, Ordering::SeqCst);
         });
+    }
+
+    /// ElectLeaders: runs `election` for `partitions` (every partition when `None`, and then
+    /// only those where an election is needed are reported), each written by
+    /// compare-and-swap on the partition state.
+    pub async fn elect_leaders(
+        &self,
+        partitions: Option<Vec<(String, i32)>>,
+        election: controller::ElectionType,
+    ) -> Result<Vec<(String, i32, Option<ResponseError>)>, MetadataError> {
+        let snapshot = self.etcd.snapshot().await?;
+        let live: HashSet<i32> = snapshot.brokers.iter().map(|b| b.node_id).collect();
+        let all = partitions.is_none();
+        let wanted = partitions.unwrap_or_else(|| {
+            snapshot.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (t.name.clone(), p.index))).collect()
+        });
+        let mut results = Vec::with_capacity(wanted.len());
+        for (topic, partition) in wanted {
+            let replicas = snapshot
+                .topics
+                .iter()
+                .find(|t| t.name == topic)
+                .and_then(|t| t.partitions.iter().find(|p| p.index == partition))
+                .map(|p| p.replicas.clone());
+            let (Some(replicas), Some(versioned)) = (replicas, snapshot.states.get(&(topic.clone(), partition))) else {
+                results.push((topic, partition, Some(ResponseError::UnknownTopicOrPartition)));
+                continue;
+            };
+            let outcome = match controller::elect(&versioned.state, &replicas, &live, election) {
+                Ok(next) => {
+                    match self.etcd.update_partition_state(&topic, partition, versioned.revision, &next, None).await? {
+                        Some(_) => {
+                            tracing::info!(%topic, partition, leader = next.leader, leader_epoch = next.leader_epoch, ?election, "leader elected on request");
+                            None
+                        }
+                        // The state changed meanwhile: the caller may retry.
+                        None => Some(ResponseError::NotController),
+                    }
+                }
+                Err(ResponseError::ElectionNotNeeded) if all => continue,
+                Err(error) => Some(error),
+            };
+            results.push((topic, partition, outcome));
+        }
+        self.request_sync();
+        Ok(results)
     }
 
     /// Starts the sync task, the controller campaign, the ISR-shrink check and the

@@ -23,7 +23,7 @@ fn refuse(error: ResponseError, message: impl Into<String>) -> Refusal {
 }
 
 /// Checks one topic and turns it into a [`NewTopic`].
-fn validate(broker: &Broker, topic: &CreatableTopic) -> Result<NewTopic, Refusal> {
+fn validate(broker: &Broker, topic: &CreatableTopic, live: &[i32]) -> Result<NewTopic, Refusal> {
     let name = topic.name.0.to_string();
     validate_topic_name(&name).map_err(|m| refuse(ResponseError::InvalidTopicException, m))?;
     if broker.topics.get(&name).is_some() {
@@ -63,7 +63,6 @@ fn validate(broker: &Broker, topic: &CreatableTopic) -> Result<NewTopic, Refusal
                 "Partitions should be a consecutive 0-based integer sequence",
             ));
         }
-        let live = broker.live_broker_ids();
         let factor = topic.assignments.first().map_or(0, |a| a.broker_ids.len());
         for assignment in &topic.assignments {
             let ids: HashSet<i32> = assignment.broker_ids.iter().map(|b| b.0).collect();
@@ -88,7 +87,7 @@ fn validate(broker: &Broker, topic: &CreatableTopic) -> Result<NewTopic, Refusal
         }
         (topic.assignments.len() as i32, factor as i16)
     };
-    let live = broker.live_broker_ids().len();
+    let live = live.len();
     if replication_factor as usize > live {
         return Err(refuse(
             ResponseError::InvalidReplicationFactor,
@@ -137,6 +136,7 @@ pub async fn handle(broker: &Broker, request: CreateTopicsRequest, version: i16)
     let duplicates: HashSet<String> =
         request.topics.iter().map(|t| t.name.0.to_string()).filter(|n| !seen.insert(n.clone())).collect();
     let mut results = Vec::with_capacity(request.topics.len());
+    let live: Vec<i32> = broker.live_brokers().await.iter().map(|b| b.node_id).collect();
     for topic in &request.topics {
         let result = CreatableTopicResult::default().with_name(topic.name.clone());
         let name = topic.name.0.to_string();
@@ -146,7 +146,7 @@ pub async fn handle(broker: &Broker, request: CreateTopicsRequest, version: i16)
                 format!("Create topics request from client contains duplicate topic name {name}"),
             ))
         } else {
-            validate(broker, topic)
+            validate(broker, topic, &live)
         };
         let new_topic = match outcome {
             Ok(t) => t,

@@ -12,6 +12,7 @@ mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
 mod describe_transactions;
+mod elect_leaders;
 mod end_txn;
 mod fetch;
 mod find_coordinator;
@@ -80,7 +81,7 @@ pub async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: RequestK
         RequestKind::SyncGroup(req) => ResponseKind::SyncGroup(sync_group::handle(broker, req, version).await),
         RequestKind::Heartbeat(req) => ResponseKind::Heartbeat(heartbeat::handle(broker, req)),
         RequestKind::LeaveGroup(req) => ResponseKind::LeaveGroup(leave_group::handle(broker, req, version)),
-        RequestKind::OffsetCommit(req) => ResponseKind::OffsetCommit(offset_commit::handle(broker, req)),
+        RequestKind::OffsetCommit(req) => ResponseKind::OffsetCommit(offset_commit::handle(broker, req).await),
         RequestKind::OffsetFetch(req) => ResponseKind::OffsetFetch(offset_fetch::handle(broker, req, version)),
         RequestKind::OffsetDelete(req) => ResponseKind::OffsetDelete(offset_delete::handle(broker, req)),
         RequestKind::ListGroups(req) => ResponseKind::ListGroups(list_groups::handle(broker, req, version)),
@@ -103,6 +104,7 @@ pub async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: RequestK
             ResponseKind::DescribeTransactions(describe_transactions::handle(broker, req))
         }
         RequestKind::ListTransactions(req) => ResponseKind::ListTransactions(list_transactions::handle(broker, req)),
+        RequestKind::ElectLeaders(req) => ResponseKind::ElectLeaders(elect_leaders::handle(broker, req, version).await),
         // The protocol layer only lets through APIs listed in `versions::SUPPORTED_APIS`,
         // all of which are matched above.
         other => return Reply::Close(format!("no handler for {other:?}")),

@@ -1,6 +1,6 @@
 //! OffsetCommit (key 8): store a group's consumed positions.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rivulet_protocol::kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
@@ -10,7 +10,11 @@ use rivulet_protocol::ResponseError;
 
 use super::code;
 use crate::broker::Broker;
-use crate::group::persist::OffsetValue;
+use crate::group::persist::{OffsetValue, OFFSETS_TOPIC};
+
+/// How long a commit waits for its replicas (Kafka bounds it by `offsets.commit.timeout.ms`,
+/// 5 s by default).
+const COMMIT_REPLICATION_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One requested partition's commit: topic, partition, offset, leader epoch, metadata.
 pub(super) type RequestedOffset<'a> = (&'a str, i32, i64, i32, Option<&'a str>);
@@ -58,7 +62,7 @@ pub(super) fn partition_errors<'a>(
         .collect()
 }
 
-pub fn handle(broker: &Broker, request: OffsetCommitRequest) -> OffsetCommitResponse {
+pub async fn handle(broker: &Broker, request: OffsetCommitRequest) -> OffsetCommitResponse {
     let requested = || {
         request.topics.iter().flat_map(|t| {
             t.partitions.iter().map(move |p| {
@@ -80,6 +84,18 @@ pub fn handle(broker: &Broker, request: OffsetCommitRequest) -> OffsetCommitResp
         request.generation_id_or_member_epoch,
         &known,
     );
+    // As Kafka's coordinator appends with acks=all: the commit is acknowledged once the
+    // ISR of its `__consumer_offsets` partition has it, so a coordinator failover keeps it.
+    let outcome = match outcome {
+        Ok(results) if results.iter().any(Option::is_none) => {
+            let partition = broker.groups.partition_of(request.group_id.0.as_str());
+            match broker.await_replicated(OFFSETS_TOPIC, partition, COMMIT_REPLICATION_TIMEOUT).await {
+                None => Ok(results),
+                Some(error) => Err(error),
+            }
+        }
+        other => other,
+    };
     let mut errors = partition_errors(broker, requested().map(|(t, p, ..)| (t, p)), outcome).into_iter();
     let topics = request
         .topics

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Replication cost: a 3-broker Rivulet cluster on one etcd, all on loopback, and the same
+# kafka-tools 4.3.1 ProducerPerformance run against a topic with replication factor 1 and
+# one with replication factor 3 (min.insync.replicas=2), both acks=all. Bounded: fixed
+# record counts; everything it starts is killed on exit.
+#
+#   bash bench/cluster.sh            # 500,000 records of 1 KiB per run
+#   SCALE=10 bash bench/cluster.sh   # a tenth, for a quick check
+#
+# Prints a Markdown table and writes bench/results/cluster.json.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+cache="${RIVULET_CACHE:-$HOME/.cache/rivulet}"
+bin="${RIVULET_BIN:-${CARGO_TARGET_DIR:-$cache/target}/release/rivulet}"
+tools="$cache/java-lib"
+scale="${SCALE:-1}"
+records=$((500000 / scale))
+partitions=3
+
+bash "$here/../compat-tests/install-deps.sh"
+command -v etcd >/dev/null || { echo "etcd is missing: run 'make deps-etcd'" >&2; exit 1; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+tool() { timeout 300 java -Xmx1g -cp "$tools/*" "$@"; }
+
+etcd_port=$(free_port)
+peer_port=$(free_port)
+etcd --name bench --data-dir "$work/etcd" \
+  --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+  --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
+  --initial-cluster "bench=http://127.0.0.1:$peer_port" > "$work/etcd.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$etcd_port") 2>/dev/null && break; sleep 0.1; done
+
+bootstrap=""
+for node in 1 2 3; do
+  port=$(free_port)
+  mkdir -p "$work/broker-$node"
+  "$bin" --override "node.id=$node" --override "listeners=PLAINTEXT://127.0.0.1:$port" \
+    --override "log.dirs=$work/broker-$node/data" --override "metadata.store=etcd://127.0.0.1:$etcd_port/bench" \
+    > "$work/broker-$node/broker.log" 2>&1 &
+  pids+=($!)
+  bootstrap="${bootstrap:+$bootstrap,}127.0.0.1:$port"
+done
+for _ in $(seq 300); do
+  tool org.apache.kafka.tools.BrokerApiVersionsCommand --bootstrap-server "$bootstrap" 2>/dev/null | grep -c '^127' | grep -q 3 && break
+  sleep 0.2
+done
+
+run() {
+  local rf=$1 topic="rf$1"
+  tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" --create --topic "$topic" \
+    --partitions $partitions --replication-factor "$rf" --config "min.insync.replicas=$(( rf > 1 ? 2 : 1 ))" >/dev/null
+  sleep 2
+  tool org.apache.kafka.tools.ProducerPerformance --topic "$topic" --num-records "$records" --record-size 1024 \
+    --throughput -1 --producer-props "bootstrap.servers=$bootstrap" acks=all linger.ms=5 batch.size=65536 2>/dev/null | tail -1
+}
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+rf1=$(run 1)
+rf3=$(run 3)
+mkdir -p "$here/results"
+python3 - "$rf1" "$rf3" "$here/results/cluster.json" <<'PY'
+import json, re, sys
+def parse(line):
+    m = re.search(r"([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency.*?(\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th, (\d+) ms 99.9th", line)
+    keys = ["records_per_s", "mb_per_s", "avg_ms", "p50_ms", "p95_ms", "p99_ms", "p999_ms"]
+    return dict(zip(keys, map(float, m.groups()))) if m else {"raw": line}
+rows = {"rf1": parse(sys.argv[1]), "rf3": parse(sys.argv[2])}
+json.dump(rows, open(sys.argv[3], "w"), indent=2)
+print("| acks=all, 3 partitions, 3 brokers | records/s | MB/s | avg ms | p50 ms | p99 ms | p99.9 ms |")
+print("|---|---|---|---|---|---|---|")
+for name, label in (("rf1", "replication factor 1"), ("rf3", "replication factor 3, min.insync.replicas=2")):
+    r = rows[name]
+    print(f"| {label} | " + " | ".join(str(r.get(k, r.get("raw", "?"))) for k in ("records_per_s", "mb_per_s", "avg_ms", "p50_ms", "p99_ms", "p999_ms")) + " |")
+PY

@@ -1,0 +1,81 @@
+//! ElectLeaders (key 43): preferred or unclean leader election on request, as the
+//! `kafka-leader-election` tool and `Admin.electLeaders` ask. On a single node the one
+//! broker already leads everything, so no election is ever needed.
+
+use std::collections::BTreeMap;
+
+use rivulet_protocol::kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
+use rivulet_protocol::kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, TopicName};
+use rivulet_protocol::ResponseError;
+
+use super::str_bytes;
+use crate::broker::Broker;
+use crate::cluster::controller::ElectionType;
+
+/// `election_type` values (v1+; v0 always means preferred).
+const UNCLEAN: i8 = 1;
+
+fn message(error: ResponseError, topic: &str, partition: i32) -> String {
+    match error {
+        ResponseError::ElectionNotNeeded => "Leader election not needed for topic partition".to_string(),
+        ResponseError::PreferredLeaderNotAvailable => {
+            format!("Failed to elect leader for partition {topic}-{partition} under strategy PreferredReplicaPartitionLeaderElectionStrategy")
+        }
+        ResponseError::EligibleLeadersNotAvailable => {
+            format!(
+                "Failed to elect leader for partition {topic}-{partition} under strategy UncleanLeaderElectionStrategy"
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
+pub async fn handle(broker: &Broker, request: ElectLeadersRequest, version: i16) -> ElectLeadersResponse {
+    let election =
+        if version >= 1 && request.election_type == UNCLEAN { ElectionType::Unclean } else { ElectionType::Preferred };
+    let wanted: Option<Vec<(String, i32)>> = request.topic_partitions.map(|topics| {
+        topics.iter().flat_map(|t| t.partitions.iter().map(move |&p| (t.topic.0.to_string(), p))).collect()
+    });
+    let results = match &broker.cluster {
+        Some(cluster) => match cluster.elect_leaders(wanted, election).await {
+            Ok(results) => results,
+            Err(e) => {
+                tracing::warn!(error = %e, "leader election failed");
+                let response = ElectLeadersResponse::default();
+                return if version >= 1 {
+                    response.with_error_code(ResponseError::CoordinatorNotAvailable.code())
+                } else {
+                    response
+                };
+            }
+        },
+        None => wanted
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(topic, partition)| {
+                let known = broker.topics.get(&topic).is_some_and(|t| t.replica(partition).is_some());
+                let error =
+                    if known { ResponseError::ElectionNotNeeded } else { ResponseError::UnknownTopicOrPartition };
+                (topic, partition, Some(error))
+            })
+            .collect(),
+    };
+    let mut by_topic: BTreeMap<String, Vec<PartitionResult>> = BTreeMap::new();
+    for (topic, partition, error) in results {
+        let result = PartitionResult::default()
+            .with_partition_id(partition)
+            .with_error_code(error.map_or(0, |e| e.code()))
+            .with_error_message(error.map(|e| str_bytes(message(e, &topic, partition))));
+        by_topic.entry(topic).or_default().push(result);
+    }
+    ElectLeadersResponse::default().with_replica_election_results(
+        by_topic
+            .into_iter()
+            .map(|(topic, partitions)| {
+                ReplicaElectionResult::default()
+                    .with_topic(TopicName(str_bytes(topic)))
+                    .with_partition_result(partitions)
+            })
+            .collect(),
+    )
+}
