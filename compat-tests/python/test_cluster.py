@@ -18,6 +18,10 @@ These are acceptance tests driven only by real clients and process signals:
   no committed offset.
 - test_etcd_restart_under_load: etcd down for five seconds does not interrupt produce or
   consume, and the cluster is whole again afterwards.
+- test_transactions_span_partitions_led_by_other_brokers: a consume-transform-produce copy
+  whose transactions touch partitions (and a `__consumer_offsets` partition) led by all
+  three brokers: the coordinator's markers reach the other leaders (WriteTxnMarkers) and
+  read_committed sees every record exactly once; aborted transactions stay invisible.
 - test_preferred_leaders_return_with_kafka_leader_election: after a broker comes back,
   `kafka-leader-election --election-type PREFERRED` moves leadership back to the preferred
   replicas.
@@ -34,7 +38,7 @@ from confluent_kafka import (OFFSET_BEGINNING, Consumer, ConsumerGroupTopicParti
 from confluent_kafka.admin import NewTopic
 
 from cluster import Cluster, wait_for
-from conftest import JAVA_LIB, compile_java, java, kafka_topics
+from conftest import JAVA_LIB, compile_java, java, kafka_topics, run_java_program
 
 DESCRIBE_LINE = re.compile(
     r"Partition:\s*(\d+)\s+Leader:\s*(-?\d+|none)\s+Replicas:\s*([\d,]*)\s+Isr:\s*([\d,]*)")
@@ -511,3 +515,50 @@ def test_preferred_leaders_return_with_kafka_leader_election(tmp_path):
         again = java("org.apache.kafka.tools.LeaderElectionCommand", "--bootstrap-server", cluster.bootstrap,
                      "--election-type", "PREFERRED", "--topic", "preferred", "--partition", "0")
         assert "Valid replica already elected for partitions" in again.stdout + again.stderr, again.stdout + again.stderr
+
+
+def test_transactions_span_partitions_led_by_other_brokers(tmp_path):
+    total, partitions = 6_000, 3
+    with Cluster(tmp_path) as cluster:
+        for topic in ("txn-in", "txn-out", "txn-alt"):
+            cluster.create_topic(topic, partitions)
+        leaders = {cluster.describe("txn-out")[p]["leader"] for p in range(partitions)}
+        assert leaders == {1, 2, 3}, cluster.describe("txn-out")
+        producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "linger.ms": 5})
+        for i in range(total):
+            producer.produce("txn-in", value=f"r{i}".encode(), partition=i % partitions)
+            producer.poll(0)
+        assert producer.flush(60) == 0
+
+        classes = compile_java(tmp_path, "Transactions.java")
+        # Whichever broker coordinates the transactional id, two of the three output
+        # partitions have another leader: their markers go through WriteTxnMarkers.
+        out = run_java_program(classes, "Transactions", "copy", cluster.bootstrap, "txn-in", "txn-out",
+                               "txn-copier", "txn-copier", str(total // partitions), timeout=240)
+        assert out.returncode == 0 and "OK copied" in out.stdout, out.stdout[-2000:] + out.stderr[-3000:]
+
+        reader = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": "txn-reader",
+                           "isolation.level": "read_committed", "enable.auto.commit": False})
+        values = []
+        try:
+            reader.assign([TopicPartition("txn-out", p, OFFSET_BEGINNING) for p in range(partitions)])
+            deadline = time.time() + 60
+            while len(values) < total and time.time() < deadline:
+                values += [m.value().decode() for m in reader.consume(1000, timeout=0.5) if m.error() is None]
+            # Anything past `total` would be a duplicate.
+            values += [m.value().decode() for m in reader.consume(1000, timeout=2) if m.error() is None]
+        finally:
+            reader.close()
+        assert sorted(values, key=lambda v: int(v[1:])) == [f"r{i}" for i in range(total)]
+        committed = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": "txn-copier",
+                              "isolation.level": "read_committed"})
+        try:
+            offsets = committed.committed([TopicPartition("txn-in", p) for p in range(partitions)], timeout=15)
+        finally:
+            committed.close()
+        assert [tp.offset for tp in offsets] == [total // partitions] * partitions, offsets
+
+        # Alternately committed and aborted transactions on a partition whose leader may be
+        # another broker than the coordinator: read_committed sees the committed half only.
+        out = run_java_program(classes, "Transactions", "alternate", cluster.bootstrap, "txn-alt", "40", timeout=240)
+        assert out.returncode == 0 and "OK committed=200 all=400" in out.stdout, out.stdout[-2000:] + out.stderr[-3000:]

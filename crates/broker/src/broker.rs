@@ -301,7 +301,7 @@ impl Broker {
                     };
                     match loaded {
                         Ok(()) => {
-                            tracing::info!(topic = %replica.topic, partition = replica.index, "coordinator partition loaded")
+                            tracing::debug!(topic = %replica.topic, partition = replica.index, "coordinator partition loaded")
                         }
                         Err(e) => {
                             tracing::error!(topic = %replica.topic, partition = replica.index, error = %e, "loading coordinator partition failed")
@@ -563,9 +563,20 @@ impl MarkerSink for Broker {
         };
         let Some(replica) = found.replica(partition) else { return Ok(()) };
         if !replica.is_leader() {
-            // Markers for partitions led by other brokers need WriteTxnMarkers, which is
-            // not built yet: the transaction stays prepared and is retried.
-            return Err(format!("{topic}-{partition} is led by another broker"));
+            // Another broker leads it: WriteTxnMarkers. On failure the transaction stays
+            // prepared and its markers are retried.
+            let Some(cluster) = &self.cluster else {
+                return Err(format!("{topic}-{partition} has no leader here"));
+            };
+            let commit = control == rivulet_protocol::record_batch::ControlType::Commit;
+            return cluster.write_remote_marker(
+                replica.view().leader,
+                topic,
+                partition,
+                producer_id,
+                producer_epoch,
+                commit,
+            );
         }
         let now_ms =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);

@@ -59,6 +59,8 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::TxnOffsetCommit, 0, 5),
     api(ApiKey::DescribeTransactions, 0, 0),
     api(ApiKey::ListTransactions, 0, 1),
+    // Inter-broker: a coordinator's markers for partitions another broker leads.
+    api(ApiKey::WriteTxnMarkers, 1, 1),
 ];
 
 /// The row for `key`, if Rivulet serves that API at all.

@@ -22,8 +22,15 @@ use std::time::Duration;
 use rivulet_metadata::{
     BrokerLease, BrokerRegistration, ClusterSnapshot, EtcdMetadataStore, MetadataError, PartitionState,
 };
+use rivulet_protocol::kafka_protocol::messages::write_txn_markers_request::{
+    WritableTxnMarker, WritableTxnMarkerTopic,
+};
+use rivulet_protocol::kafka_protocol::messages::{ProducerId, TopicName, WriteTxnMarkersRequest};
 use rivulet_protocol::ResponseError;
 use tokio::sync::Notify;
+
+/// The one WriteTxnMarkers version Kafka 4 speaks.
+const WRITE_TXN_MARKERS_VERSION: i16 = 1;
 
 use crate::broker::Broker;
 use crate::replica::{Replica, ReplicaView, Transition};
@@ -250,6 +257,49 @@ impl Cluster {
         }
         self.request_sync();
         Ok(results)
+    }
+
+    /// Writes a transaction marker into `topic`-`partition` through its leader, another
+    /// broker (WriteTxnMarkers, as Kafka's coordinator sends them). Blocking: the
+    /// transaction coordinator writes markers while holding its lock, so that no request
+    /// observes a half-written outcome.
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_remote_marker(
+        &self,
+        leader: i32,
+        topic: &str,
+        partition: i32,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+    ) -> Result<(), String> {
+        let peer = self.broker(leader).ok_or_else(|| format!("{topic}-{partition} has no live leader"))?;
+        let handle = tokio::runtime::Handle::try_current().map_err(|e| e.to_string())?;
+        let request = WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(producer_epoch)
+            .with_transaction_result(commit)
+            .with_coordinator_epoch(0)
+            .with_topics(vec![WritableTxnMarkerTopic::default()
+                .with_name(TopicName(crate::handlers::str_bytes(topic)))
+                .with_partition_indexes(vec![partition])])]);
+        let client_id = format!("rivulet-txn-coordinator-{}", self.me.node_id);
+        let call = async {
+            let mut connection = peer::PeerConnection::connect(&peer.host, peer.port, client_id).await?;
+            connection.call(WRITE_TXN_MARKERS_VERSION, &request, Duration::from_secs(15)).await
+        };
+        let response = tokio::task::block_in_place(|| handle.block_on(call)).map_err(|e| e.to_string())?;
+        let errors: Vec<i16> = response
+            .markers
+            .iter()
+            .flat_map(|m| m.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)))
+            .filter(|&code| code != 0)
+            .collect();
+        match (errors.first(), response.markers.is_empty()) {
+            (None, false) => Ok(()),
+            (None, true) => Err(format!("broker {leader} answered no marker for {topic}-{partition}")),
+            (Some(code), _) => Err(format!("broker {leader} refused the marker for {topic}-{partition}: error {code}")),
+        }
     }
 
     /// Starts the sync task, the controller campaign, the ISR-shrink check and the

@@ -31,6 +31,7 @@ mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
 mod txn_offset_commit;
+mod write_txn_markers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -105,6 +106,9 @@ pub async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: RequestK
         }
         RequestKind::ListTransactions(req) => ResponseKind::ListTransactions(list_transactions::handle(broker, req)),
         RequestKind::ElectLeaders(req) => ResponseKind::ElectLeaders(elect_leaders::handle(broker, req, version).await),
+        RequestKind::WriteTxnMarkers(req) => {
+            ResponseKind::WriteTxnMarkers(write_txn_markers::handle(broker, req).await)
+        }
         // The protocol layer only lets through APIs listed in `versions::SUPPORTED_APIS`,
         // all of which are matched above.
         other => return Reply::Close(format!("no handler for {other:?}")),

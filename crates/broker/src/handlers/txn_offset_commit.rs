@@ -26,9 +26,16 @@ pub fn handle(broker: &Broker, request: TxnOffsetCommitRequest, version: i16) ->
     };
     let known = known_offsets(broker, requested());
     let producer = TxnProducer { producer_id: request.producer_id.0, producer_epoch: request.producer_epoch };
-    let outcome = broker
-        .txns
-        .verify_offsets(request.transactional_id.0.as_str(), producer.producer_id, producer.producer_epoch)
+    let transactional_id = request.transactional_id.0.as_str();
+    // The producer is checked against its transaction when this broker also coordinates
+    // it; in a cluster the transaction coordinator may be another broker, and the group
+    // coordinator then accepts the offsets as Kafka's does before KIP-890's verification.
+    let verified = if broker.txns.status(transactional_id).is_none() {
+        broker.txns.verify_offsets(transactional_id, producer.producer_id, producer.producer_epoch)
+    } else {
+        Ok(())
+    };
+    let outcome = verified
         .and_then(|()| {
             broker.groups.txn_commit_offsets(
                 request.group_id.0.as_str(),
