@@ -258,3 +258,125 @@ impl Replica {
         (isr.len() < view.isr.len()).then_some(isr)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rivulet_storage::{AppendOptions, LogClass, LogId, Store, StoreOptions};
+
+    fn batch(records: i64) -> Vec<u8> {
+        use rivulet_protocol::kafka_protocol::records::{
+            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+        };
+        let records: Vec<Record> = (0..records)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i,
+                sequence: i as i32,
+                timestamp: 1_000 + i,
+                key: None,
+                value: Some(bytes::Bytes::from(format!("v{i}"))),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = bytes::BytesMut::new();
+        let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+        RecordBatchEncoder::encode(&mut buf, &records, &options).expect("encodes");
+        buf.to_vec()
+    }
+
+    fn leader_of_three(dir: &std::path::Path) -> Replica {
+        let store = Store::open(&StoreOptions::new(dir)).expect("store");
+        let log = Arc::new(store.open_log(LogId(1), LogClass::User).expect("log"));
+        let replica = Replica::new("t", 0, log, 1);
+        let view = ReplicaView {
+            leader: 1,
+            leader_epoch: 3,
+            isr: vec![1, 2, 3],
+            replicas: vec![1, 2, 3],
+            revision: 7,
+            controller_epoch: 1,
+        };
+        assert_eq!(replica.update(view), Transition::BecameLeader);
+        replica
+    }
+
+    fn append(replica: &Replica, records: i64) {
+        let options = AppendOptions {
+            leader_epoch: replica.leader_epoch(),
+            max_batch_bytes: 1 << 20,
+            log_append_time_ms: None,
+            origin: Default::default(),
+        };
+        replica.log.append(&batch(records), &options).expect("append");
+    }
+
+    #[test]
+    fn the_high_watermark_is_the_smallest_log_end_in_the_isr() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let replica = leader_of_three(dir.path());
+        append(&replica, 10);
+        // Followers have not fetched yet: nothing is committed.
+        assert!(!replica.maybe_advance_high_watermark());
+        assert_eq!(replica.log.high_watermark(), 0);
+        assert_eq!(replica.record_follower_fetch(2, 10), None);
+        assert!(!replica.maybe_advance_high_watermark());
+        assert_eq!(replica.record_follower_fetch(3, 4), None);
+        assert!(replica.maybe_advance_high_watermark());
+        assert_eq!(replica.log.high_watermark(), 4);
+        replica.record_follower_fetch(3, 10);
+        replica.maybe_advance_high_watermark();
+        assert_eq!(replica.log.high_watermark(), 10);
+        // The epoch this leader started is in the log's epoch cache.
+        assert_eq!(replica.log.end_offset_for_epoch(3), (3, 10));
+    }
+
+    #[test]
+    fn a_lagging_follower_leaves_the_isr_and_rejoins_once_caught_up() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let replica = leader_of_three(dir.path());
+        append(&replica, 5);
+        replica.record_follower_fetch(2, 5);
+        replica.record_follower_fetch(3, 5);
+        replica.maybe_advance_high_watermark();
+        append(&replica, 5);
+        std::thread::sleep(Duration::from_millis(60));
+        // Follower 2 keeps up; follower 3 has not fetched since.
+        replica.record_follower_fetch(2, 10);
+        assert_eq!(replica.shrunk_isr(Duration::from_millis(50)), Some(vec![1, 2]));
+        replica.set_isr(vec![1, 2], 8);
+        assert!(replica.maybe_advance_high_watermark());
+        assert_eq!(replica.log.high_watermark(), 10);
+        // Follower 3 comes back below the high watermark: not yet in sync; at it: rejoins.
+        assert_eq!(replica.record_follower_fetch(3, 7), None);
+        assert_eq!(replica.record_follower_fetch(3, 10), Some(vec![1, 2, 3]));
+        // A stale ISR (older revision) does not overwrite a newer one.
+        replica.set_isr(vec![1], 5);
+        assert_eq!(replica.view().isr, vec![1, 2]);
+    }
+
+    #[test]
+    fn a_new_leader_elsewhere_makes_this_replica_a_follower_that_checks_its_history() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let replica = leader_of_three(dir.path());
+        let followed = ReplicaView {
+            leader: 2,
+            leader_epoch: 4,
+            isr: vec![2, 3],
+            replicas: vec![1, 2, 3],
+            revision: 9,
+            controller_epoch: 2,
+        };
+        assert_eq!(replica.update(followed.clone()), Transition::BecameFollower);
+        assert!(replica.needs_truncation.load(Ordering::SeqCst));
+        assert!(!replica.is_leader());
+        assert_eq!(replica.update(followed), Transition::Unchanged);
+        assert_eq!(replica.shrunk_isr(Duration::ZERO), None, "only a leader shrinks the ISR");
+    }
+}

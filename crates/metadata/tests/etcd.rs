@@ -5,7 +5,9 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rivulet_metadata::{BrokerRegistration, EtcdLocation, EtcdMetadataStore, MetadataError, MetadataStore, NewTopic};
+use rivulet_metadata::{
+    BrokerRegistration, EtcdLocation, EtcdMetadataStore, MetadataError, MetadataStore, NewTopic, PartitionState,
+};
 
 /// An etcd process on two free loopback ports; killed (by its pid) when dropped.
 struct Etcd {
@@ -159,4 +161,47 @@ async fn registrations_and_the_controller_follow_their_leases() {
     assert_eq!(store.live_brokers().await.unwrap(), vec![broker(2)]);
     // Node id 1 can register again once its old lease is gone.
     store.register_broker(&broker(1), ttl).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_controller_cannot_write_partition_states() {
+    let etcd = Etcd::start();
+    let store = EtcdMetadataStore::connect(&etcd.location("fence")).await.unwrap();
+    let ttl = Duration::from_secs(5);
+    store.create_topic(NewTopic { assignment: vec![vec![1, 2, 3]], ..new_topic("t", 1) }).await.unwrap();
+    let snapshot = store.snapshot().await.unwrap();
+    let initial = snapshot.states.get(&("t".to_string(), 0)).expect("initial state written with the topic").clone();
+    assert_eq!(initial.state, PartitionState { leader: 1, leader_epoch: 0, isr: vec![1, 2, 3], controller_epoch: 0 });
+    assert_eq!(snapshot.topics[0].partitions[0].replicas, vec![1, 2, 3]);
+
+    let (_, a) = store.try_become_controller(1, ttl).await.unwrap().expect("first controller");
+    let moved = PartitionState { leader: 2, leader_epoch: 1, isr: vec![2, 3], controller_epoch: a.epoch };
+    let revision = store
+        .update_partition_state("t", 0, initial.revision, &moved, Some(&a))
+        .await
+        .unwrap()
+        .expect("the controller writes");
+    // A write based on a stale revision is refused.
+    assert!(store.update_partition_state("t", 0, initial.revision, &moved, Some(&a)).await.unwrap().is_none());
+
+    // The controller key goes (as when its lease expires) and another broker is elected:
+    // the old controller's writes now fail, the new one's succeed.
+    let mut raw = etcd_client::Client::connect([format!("http://127.0.0.1:{}", etcd.client_port)], None).await.unwrap();
+    raw.delete("/fence/controller", None).await.unwrap();
+    let (epoch, b) = store.try_become_controller(2, ttl).await.unwrap().expect("second controller");
+    assert_eq!(epoch, 2);
+    let next = PartitionState { leader: 3, leader_epoch: 2, isr: vec![3], controller_epoch: a.epoch };
+    assert!(
+        store.update_partition_state("t", 0, revision, &next, Some(&a)).await.unwrap().is_none(),
+        "a deposed controller wrote a partition state"
+    );
+    let next = PartitionState { controller_epoch: b.epoch, ..next };
+    assert!(store.update_partition_state("t", 0, revision, &next, Some(&b)).await.unwrap().is_some());
+    let seen = store.snapshot().await.unwrap();
+    assert_eq!(seen.states[&("t".to_string(), 0)].state, next);
+    assert_eq!((seen.controller, seen.controller_epoch), (Some(2), 2));
+
+    // Deleting the topic removes its partition states too.
+    store.delete_topic("t").await.unwrap();
+    assert!(store.snapshot().await.unwrap().states.is_empty());
 }
