@@ -532,6 +532,17 @@ impl Broker {
         }
     }
 
+    /// Waits until `transactional_id`'s state writes are replicated (Kafka's coordinator
+    /// writes `__transaction_state` with acks=all), so a decision answered here survives a
+    /// coordinator failover.
+    pub async fn await_transaction_state(&self, transactional_id: &str) -> Result<(), ResponseError> {
+        let partition = self.txns.partition_of(transactional_id);
+        match self.await_replicated(TRANSACTION_STATE_TOPIC, partition, Duration::from_secs(5)).await {
+            None => Ok(()),
+            Some(error) => Err(error),
+        }
+    }
+
     pub fn notify_append(&self) {
         self.appended.send_modify(|n| *n = n.wrapping_add(1));
     }

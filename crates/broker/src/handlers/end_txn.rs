@@ -1,19 +1,22 @@
 //! EndTxn (key 26): commit or abort the producer's transaction. The coordinator writes
-//! the markers to every partition of the transaction before answering.
+//! the markers to every partition of the transaction, and the answer waits until the
+//! outcome is replicated in `__transaction_state`.
 
 use rivulet_protocol::kafka_protocol::messages::{EndTxnRequest, EndTxnResponse, ProducerId};
 
 use super::{code, fenced_error};
 use crate::broker::Broker;
 
-pub fn handle(broker: &Broker, request: EndTxnRequest, version: i16) -> EndTxnResponse {
-    let outcome = broker.txns.end_txn(
-        request.transactional_id.0.as_str(),
-        request.producer_id.0,
-        request.producer_epoch,
-        request.committed,
-        broker,
-    );
+pub async fn handle(broker: &Broker, request: EndTxnRequest, version: i16) -> EndTxnResponse {
+    let transactional_id = request.transactional_id.0.as_str();
+    let outcome =
+        broker.txns.end_txn(transactional_id, request.producer_id.0, request.producer_epoch, request.committed, broker);
+    // A failed wait is retriable for the client, and a retry of a completed outcome
+    // succeeds.
+    let outcome = match outcome {
+        Ok(p) => broker.await_transaction_state(transactional_id).await.map(|()| p),
+        Err(e) => Err(e),
+    };
     // Markers were appended: wake read_committed fetches waiting for the stable offset.
     broker.notify_append();
     let response = EndTxnResponse::default().with_error_code(code(outcome.err().map(|e| fenced_error(e, version, 2))));

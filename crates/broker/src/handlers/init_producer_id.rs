@@ -35,13 +35,20 @@ pub async fn handle(broker: &Broker, request: InitProducerIdRequest, version: i1
     };
     let expected = (request.producer_id.0 >= 0)
         .then_some(ProducerIdAndEpoch { producer_id: request.producer_id.0, producer_epoch: request.producer_epoch });
-    match broker.txns.init_producer_id(
+    let outcome = broker.txns.init_producer_id(
         transactional_id.0.as_str(),
         request.transaction_timeout_ms,
         expected,
         fresh,
         broker,
-    ) {
+    );
+    // The new epoch is handed out once the transaction log's replicas have it, so a
+    // coordinator failover cannot resurrect the fenced one.
+    let outcome = match outcome {
+        Ok(p) => broker.await_transaction_state(transactional_id.0.as_str()).await.map(|()| p),
+        Err(e) => Err(e),
+    };
+    match outcome {
         Ok(p) => {
             broker.notify_append();
             InitProducerIdResponse::default()

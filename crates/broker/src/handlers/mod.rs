@@ -97,7 +97,7 @@ pub async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: RequestK
         RequestKind::AddOffsetsToTxn(req) => {
             ResponseKind::AddOffsetsToTxn(add_offsets_to_txn::handle(broker, req, version))
         }
-        RequestKind::EndTxn(req) => ResponseKind::EndTxn(end_txn::handle(broker, req, version)),
+        RequestKind::EndTxn(req) => ResponseKind::EndTxn(end_txn::handle(broker, req, version).await),
         RequestKind::TxnOffsetCommit(req) => {
             ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(broker, req, version))
         }
