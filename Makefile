@@ -74,8 +74,8 @@ lint: deps-build
 bench: build deps-test
 	bash bench/run.sh
 
-## bench-cluster: a 3-broker cluster on etcd, acks=all at replication factor 1 and 3;
-## writes bench/results/cluster.json.
+## bench-cluster: 3-broker Rivulet (etcd) and Kafka (KRaft) clusters side by side, acks=all
+## at replication factor 1 and 3; writes bench/results/cluster.json.
 bench-cluster: build deps-test deps-etcd
 	bash bench/cluster.sh
 

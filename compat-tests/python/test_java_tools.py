@@ -72,10 +72,11 @@ def test_broker_api_versions_lists_every_advertised_api(broker):
     assert out.returncode == 0, out.stderr
     assert f"{broker.bootstrap} (id: 1" in out.stdout
     for line in ["Produce(0): 0 to 13 [usable: 13]", "Fetch(1): 4 to 18 [usable: 18]", "JoinGroup(11): 0 to 9 [usable: 9]",
-                 "EndTxn(26): 0 to 5 [usable: 5]"]:
+                 "EndTxn(26): 0 to 5 [usable: 5]", "WriteTxnMarkers(27): 1 [usable: 1]",
+                 "ElectLeaders(43): 0 to 2 [usable: 2]"]:
         assert line in out.stdout, out.stdout
     # APIs Rivulet does not implement are reported as such, not advertised.
-    assert "WriteTxnMarkers(27): UNSUPPORTED" in out.stdout
+    assert "DescribeAcls(29): UNSUPPORTED" in out.stdout
 
 
 def test_verifiable_producer_and_consumer_agree(broker):

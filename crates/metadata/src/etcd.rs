@@ -390,8 +390,8 @@ struct Lease {
 impl Lease {
     async fn grant(mut client: Client, ttl: Duration) -> Result<Self, MetadataError> {
         let seconds = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
-        let id = client.lease_grant(seconds, None).await.map_err(etcd_error)?.id();
         let granted_at = Instant::now();
+        let id = client.lease_grant(seconds, None).await.map_err(etcd_error)?.id();
         let valid_until = Arc::new(std::sync::Mutex::new(Some(granted_at + Duration::from_secs(seconds as u64))));
         let period = Duration::from_secs((seconds as u64 / 3).max(1));
         let until = valid_until.clone();
@@ -402,6 +402,9 @@ impl Lease {
             loop {
                 match keeper_client.lease_keep_alive(id).await {
                     Ok((mut keeper, mut responses)) => loop {
+                        // etcd restarts the TTL when it receives the keep-alive, which is
+                        // after this instant: counting from here never overestimates.
+                        let sent = Instant::now();
                         if let Err(e) = keeper.keep_alive().await {
                             tracing::debug!(lease = id, error = %e, "lease keep-alive failed; retrying");
                             break;
@@ -409,7 +412,7 @@ impl Lease {
                         match responses.message().await {
                             Ok(Some(response)) if response.ttl() > 0 => {
                                 let ttl = Duration::from_secs(response.ttl() as u64);
-                                *until.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + ttl);
+                                *until.lock().unwrap_or_else(|p| p.into_inner()) = Some(sent + ttl);
                             }
                             Ok(Some(_)) => {
                                 tracing::warn!(lease = id, "lease expired");

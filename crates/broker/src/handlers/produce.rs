@@ -182,7 +182,10 @@ async fn await_replication(
         remaining.retain(|p| {
             let response = &mut responses[p.topic_index].partition_responses[p.partition_index];
             let view = p.replica.view();
-            let outcome = if view.leader != broker.config.node_id {
+            // Leadership may have moved since the append, or this broker's registration
+            // lapsed (a new leader may exist): do not acknowledge then.
+            let fenced = broker.cluster.as_ref().is_some_and(|c| !c.registered());
+            let outcome = if view.leader != broker.config.node_id || fenced {
                 Some(Some(ResponseError::NotLeaderOrFollower))
             } else if p.replica.log.high_watermark() >= p.end_offset {
                 Some((view.isr.len() < p.min_insync).then_some(ResponseError::NotEnoughReplicasAfterAppend))
