@@ -4,7 +4,11 @@
 //! broker state ([`broker`]), the accept loop ([`server`]), one task per connection
 //! ([`connection`]) and one handler module per Kafka API (`handlers`). The group
 //! coordinator ([`group`]) and the transaction coordinator ([`txn`]) keep their state in
-//! internal topics ([`internal_topic`]).
+//! internal topics ([`internal_topic`]) and serve the partitions of them this broker leads
+//! ([`coordinator_partitions`]). Each partition's replication state — leader, epoch, ISR,
+//! follower progress, high watermark — is a [`replica::Replica`]; with etcd metadata the
+//! [`cluster`] module keeps those in step with the cluster, runs the follower fetchers
+//! and campaigns for the controller role.
 //!
 //! A request flows: socket → [`connection`] reads a length-prefixed frame (size checked
 //! before allocation) → `rivulet-protocol` decodes it → `handlers::handle` routes it to the
@@ -19,6 +23,7 @@ pub mod broker;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod coordinator_partitions;
 pub mod group;
 mod handlers;
 pub mod internal_topic;

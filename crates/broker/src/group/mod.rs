@@ -19,8 +19,8 @@
 
 pub mod persist;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -28,6 +28,7 @@ use rivulet_protocol::ResponseError;
 use rivulet_storage::{AppendOptions, AppendOrigin, PartitionLog};
 use tokio::sync::oneshot;
 
+use crate::coordinator_partitions::CoordinatorPartitions;
 use crate::internal_topic::{self, Replayed, TxnProducer};
 use persist::{GroupValue, MemberValue, OffsetValue, RecordKey};
 
@@ -318,12 +319,8 @@ fn new_member_id(client_id: &str) -> String {
 /// The group coordinator of this broker.
 pub struct GroupCoordinator {
     settings: GroupSettings,
-    /// Partitions of `__consumer_offsets` in total (groups hash onto them).
-    num_partitions: i32,
-    /// The partitions this coordinator has loaded and serves (on a single node, all).
-    logs: RwLock<HashMap<i32, Arc<PartitionLog>>>,
-    /// Partitions being loaded: their groups get COORDINATOR_LOAD_IN_PROGRESS.
-    loading: Mutex<HashSet<i32>>,
+    /// The `__consumer_offsets` partitions served here (on a single node, all).
+    partitions: CoordinatorPartitions,
     groups: Mutex<HashMap<String, Group>>,
     /// TxnOffsetCommit offsets by producer id, until their transaction ends (Kafka's
     /// `pendingTransactionalOffsetCommits`). Locked after `groups` when both are needed.
@@ -340,9 +337,7 @@ impl GroupCoordinator {
     pub fn new(settings: GroupSettings, num_partitions: i32) -> Self {
         GroupCoordinator {
             settings,
-            num_partitions: num_partitions.max(1),
-            logs: RwLock::new(HashMap::new()),
-            loading: Mutex::new(HashSet::new()),
+            partitions: CoordinatorPartitions::new(num_partitions),
             groups: Mutex::new(HashMap::new()),
             pending_txn_offsets: Mutex::new(HashMap::new()),
         }
@@ -350,20 +345,13 @@ impl GroupCoordinator {
 
     /// Says that partition `partition` is about to be loaded.
     pub fn mark_loading(&self, partition: i32) {
-        self.loading.lock().unwrap_or_else(|p| p.into_inner()).insert(partition);
+        self.partitions.mark_loading(partition);
     }
 
     /// Whether this coordinator serves `group`: `None` when it does, else the error Kafka
     /// gives (NOT_COORDINATOR, or COORDINATOR_LOAD_IN_PROGRESS while its partition loads).
     pub fn status(&self, group: &str) -> Option<ResponseError> {
-        let partition = self.partition_of(group);
-        if self.logs.read().unwrap_or_else(|p| p.into_inner()).contains_key(&partition) {
-            return None;
-        }
-        if self.loading.lock().unwrap_or_else(|p| p.into_inner()).contains(&partition) {
-            return Some(ResponseError::CoordinatorLoadInProgress);
-        }
-        Some(ResponseError::NotCoordinator)
+        self.partitions.status(self.partition_of(group))
     }
 
     /// Replays one partition of `__consumer_offsets` into memory and starts serving its
@@ -396,7 +384,7 @@ impl GroupCoordinator {
         })
         .map_err(PersistError)?;
         if let Some(e) = failure {
-            self.loading.lock().unwrap_or_else(|p| p.into_inner()).remove(&partition);
+            self.partitions.finish_loading(partition, None);
             return Err(PersistError(e));
         }
         groups.retain(|_, g| {
@@ -417,17 +405,15 @@ impl GroupCoordinator {
                 }
             }
             all.extend(groups);
-            self.logs.write().unwrap_or_else(|p| p.into_inner()).insert(partition, log);
+            self.partitions.finish_loading(partition, Some(log));
         }
-        self.loading.lock().unwrap_or_else(|p| p.into_inner()).remove(&partition);
         tracing::debug!(partition, groups = loaded, "group coordinator loaded a __consumer_offsets partition");
         Ok(())
     }
 
     /// Stops serving the groups of `partition` (another broker leads it now).
     pub fn unload_partition(&self, partition: i32) {
-        self.loading.lock().unwrap_or_else(|p| p.into_inner()).remove(&partition);
-        if self.logs.write().unwrap_or_else(|p| p.into_inner()).remove(&partition).is_none() {
+        if !self.partitions.remove(partition) {
             return;
         }
         let mut groups = self.lock();
@@ -455,7 +441,7 @@ impl GroupCoordinator {
 
     fn log_for(&self, group: &str) -> Option<Arc<PartitionLog>> {
         let partition = self.partition_of(group);
-        self.logs.read().unwrap_or_else(|p| p.into_inner()).get(&partition).cloned()
+        self.partitions.log(partition)
     }
 
     fn write(&self, group: &str, entries: &[(RecordKey, Option<Vec<u8>>)]) -> Result<(), PersistError> {
@@ -492,7 +478,7 @@ impl GroupCoordinator {
 
     /// The `__consumer_offsets` partition that holds `group`.
     pub fn partition_of(&self, group: &str) -> i32 {
-        persist::partition_for(group, self.num_partitions)
+        persist::partition_for(group, self.partitions.count())
     }
 
     /// TxnOffsetCommit: offsets written as part of `producer`'s transaction, applied only

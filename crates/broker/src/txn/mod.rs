@@ -19,14 +19,15 @@
 
 pub mod persist;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rivulet_protocol::record_batch::ControlType;
 use rivulet_protocol::ResponseError;
 use rivulet_storage::{AppendOptions, AppendOrigin, PartitionLog};
 
+use crate::coordinator_partitions::CoordinatorPartitions;
 use crate::internal_topic::{self, Replayed};
 use persist::{TxnState, TxnValue};
 
@@ -80,43 +81,26 @@ fn now_ms() -> i64 {
 /// The transaction coordinator of this broker.
 pub struct TransactionCoordinator {
     settings: TxnSettings,
-    /// Partitions of `__transaction_state` in total (transactional ids hash onto them).
-    num_partitions: i32,
-    /// The partitions this coordinator has loaded and serves (on a single node, all).
-    logs: RwLock<HashMap<i32, Arc<PartitionLog>>>,
-    /// Partitions being loaded: their ids get COORDINATOR_LOAD_IN_PROGRESS.
-    loading: Mutex<HashSet<i32>>,
+    /// The `__transaction_state` partitions served here (on a single node, all).
+    partitions: CoordinatorPartitions,
     txns: Mutex<HashMap<String, TxnValue>>,
 }
 
 impl TransactionCoordinator {
     /// A coordinator that serves no partition yet; see [`Self::load_partition`].
     pub fn new(settings: TxnSettings, num_partitions: i32) -> Self {
-        Self {
-            settings,
-            num_partitions: num_partitions.max(1),
-            logs: RwLock::new(HashMap::new()),
-            loading: Mutex::new(HashSet::new()),
-            txns: Mutex::new(HashMap::new()),
-        }
+        Self { settings, partitions: CoordinatorPartitions::new(num_partitions), txns: Mutex::new(HashMap::new()) }
     }
 
     /// Says that partition `partition` is about to be loaded.
     pub fn mark_loading(&self, partition: i32) {
-        self.loading.lock().unwrap_or_else(|p| p.into_inner()).insert(partition);
+        self.partitions.mark_loading(partition);
     }
 
     /// Whether this coordinator serves `transactional_id`: `None` when it does, else
     /// NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS.
     pub fn status(&self, transactional_id: &str) -> Option<ResponseError> {
-        let partition = self.partition_of(transactional_id);
-        if self.logs.read().unwrap_or_else(|p| p.into_inner()).contains_key(&partition) {
-            return None;
-        }
-        if self.loading.lock().unwrap_or_else(|p| p.into_inner()).contains(&partition) {
-            return Some(ResponseError::CoordinatorLoadInProgress);
-        }
-        Some(ResponseError::NotCoordinator)
+        self.partitions.status(self.partition_of(transactional_id))
     }
 
     /// Replays one partition of `__transaction_state` and starts serving its ids. Call
@@ -141,24 +125,22 @@ impl TransactionCoordinator {
         })
         .map_err(LoadError)?;
         if let Some(e) = failure {
-            self.loading.lock().unwrap_or_else(|p| p.into_inner()).remove(&partition);
+            self.partitions.finish_loading(partition, None);
             return Err(LoadError(e));
         }
         let count = loaded.len();
         {
             let mut txns = self.lock();
             txns.extend(loaded);
-            self.logs.write().unwrap_or_else(|p| p.into_inner()).insert(partition, log);
+            self.partitions.finish_loading(partition, Some(log));
         }
-        self.loading.lock().unwrap_or_else(|p| p.into_inner()).remove(&partition);
         tracing::debug!(partition, transactional_ids = count, "transaction coordinator loaded a partition");
         Ok(())
     }
 
     /// Stops serving the ids of `partition` (another broker leads it now).
     pub fn unload_partition(&self, partition: i32) {
-        self.loading.lock().unwrap_or_else(|p| p.into_inner()).remove(&partition);
-        if self.logs.write().unwrap_or_else(|p| p.into_inner()).remove(&partition).is_none() {
+        if !self.partitions.remove(partition) {
             return;
         }
         self.lock().retain(|id, _| self.partition_of(id) != partition);
@@ -181,17 +163,11 @@ impl TransactionCoordinator {
 
     /// The `__transaction_state` partition of `transactional_id`.
     pub fn partition_of(&self, transactional_id: &str) -> i32 {
-        internal_topic::partition_for(transactional_id, self.num_partitions)
+        internal_topic::partition_for(transactional_id, self.partitions.count())
     }
 
     fn persist(&self, transactional_id: &str, value: &TxnValue) -> Result<(), ResponseError> {
-        let log = self
-            .logs
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&self.partition_of(transactional_id))
-            .cloned()
-            .ok_or(ResponseError::NotCoordinator)?;
+        let log = self.partitions.log(self.partition_of(transactional_id)).ok_or(ResponseError::NotCoordinator)?;
         let encoded = serde_json::to_vec(value).map_err(|_| ResponseError::UnknownServerError)?;
         let batch =
             internal_topic::encode_batch(&[(transactional_id.as_bytes().to_vec(), Some(encoded))], now_ms(), None)
