@@ -51,7 +51,14 @@ start_rivulet_cluster() {
     --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
     --initial-cluster "bench=http://127.0.0.1:$peer_port" > "$work/etcd.log" 2>&1 &
   pids+=($!)
-  for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$etcd_port") 2>/dev/null && break; sleep 0.1; done
+  # Ready means answering (GET /health), not an open port: etcd accepts before it serves.
+  for _ in $(seq 300); do
+    python3 -c 'import sys, urllib.request as u
+o = u.build_opener(u.ProxyHandler({}))
+sys.exit(0 if b"\"health\":\"true\"" in o.open(f"http://127.0.0.1:{sys.argv[1]}/health", timeout=1).read() else 1)' \
+      "$etcd_port" 2>/dev/null && break
+    sleep 0.1
+  done
   bootstrap=""
   for node in 1 2 3; do
     port=$(free_port)

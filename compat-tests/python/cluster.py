@@ -7,8 +7,8 @@
         ...
 
 Brokers are `conftest.Broker`s (node ids 1..3, each with its own data directory under
-tmp_path) and the etcd is a `RestartableEtcd`, which can be stopped and started again on
-the same data directory and ports. Leaving the `with` block kills every process, also
+tmp_path) and the etcd is a `conftest.Etcd`, which can be stopped and started again on the
+same data directory and ports. Leaving the `with` block kills every process, also
 brokers that a test stopped with SIGSTOP.
 """
 
@@ -18,7 +18,6 @@ import re
 import signal
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 from confluent_kafka import KafkaException
@@ -70,30 +69,13 @@ def wait_for(predicate, timeout: float = 15, what: str = "condition", show=None,
         time.sleep(interval)
 
 
-class RestartableEtcd(Etcd):
-    """An `Etcd` that `start()` brings back on the same data directory and ports."""
-
-    def start(self):
-        assert self.proc.poll() is not None, "etcd is still running"
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.proc.args, stdout=subprocess.DEVNULL, stderr=log)
-        wait_for(self.healthy, timeout=20, what="etcd to be healthy again")
-        return self
-
-    def healthy(self) -> bool:
-        assert self.proc.poll() is None, f"etcd exited with {self.proc.returncode}"
-        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via an http_proxy
-        with direct.open(f"http://127.0.0.1:{self.client_port}/health", timeout=1) as response:
-            return b'"health":"true"' in response.read()
-
-
 class Cluster:
     """Etcd plus brokers 1..3 with CLUSTER_SETTINGS and `extra`; use it as a context manager."""
 
     def __init__(self, tmp_path: Path, extra=(), root: str = "cluster"):
         etcd_dir = tmp_path / "etcd"
         etcd_dir.mkdir(parents=True, exist_ok=True)
-        self.etcd = RestartableEtcd(etcd_dir)
+        self.etcd = Etcd(etcd_dir)
         settings = (f"metadata.store={self.etcd.url(root)}", *CLUSTER_SETTINGS, *extra)
         self.brokers = {}
         self.paused = set()

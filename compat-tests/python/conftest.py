@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -86,32 +87,49 @@ class Broker:
 
 
 class Etcd:
-    """An `etcd` server (Debian's etcd-server) on free loopback ports; `stop()` kills it."""
+    """An `etcd` server (Debian's etcd-server) on free loopback ports; `stop()` kills it and
+    `start()` brings it back on the same ports and data. `Etcd(path, start=False)` only
+    picks the ports, so a broker can be started before its etcd."""
 
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, start: bool = True):
         self.client_port, peer_port = free_port(), free_port()
         client, peer = f"http://127.0.0.1:{self.client_port}", f"http://127.0.0.1:{peer_port}"
         self.log_path = data_dir / "etcd.log"
-        self.proc = subprocess.Popen(
-            ["etcd", "--name", "test", "--data-dir", str(data_dir / "etcd-data"),
-             "--listen-client-urls", client, "--advertise-client-urls", client,
-             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", f"test={peer}"],
-            stdout=subprocess.DEVNULL, stderr=open(self.log_path, "ab"))
-        deadline = time.time() + 20
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.client_port), timeout=1):
-                    return
-            except OSError:
-                assert time.time() < deadline and self.proc.poll() is None, "etcd did not start"
-                time.sleep(0.05)
+        self.args = ["etcd", "--name", "test", "--data-dir", str(data_dir / "etcd-data"),
+                     "--listen-client-urls", client, "--advertise-client-urls", client,
+                     "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                     "--initial-cluster", f"test={peer}"]
+        self.proc = None
+        if start:
+            self.start()
+
+    def start(self):
+        """Starts etcd and returns once it serves requests: etcd 3.4 accepts connections
+        before it serves and resets them meanwhile, so an open port is not enough."""
+        assert self.proc is None or self.proc.poll() is not None, "etcd is still running"
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=log)
+        deadline = time.time() + 30
+        while not self.healthy():
+            assert self.proc.poll() is None, f"etcd exited with {self.proc.returncode}"
+            assert time.time() < deadline, "etcd did not serve within 30 s"
+            time.sleep(0.05)
+        return self
+
+    def healthy(self) -> bool:
+        """Whether `GET /health` says etcd has a leader and serves reads."""
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via an http_proxy
+        try:
+            with direct.open(f"http://127.0.0.1:{self.client_port}/health", timeout=1) as response:
+                return b'"health":"true"' in response.read()
+        except OSError:
+            return False
 
     def url(self, root: str) -> str:
         return f"etcd://127.0.0.1:{self.client_port}/{root}"
 
     def stop(self):
-        if self.proc.poll() is None:
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=30)
 
@@ -133,13 +151,13 @@ def kafka_topics(broker: Broker, *args: str) -> subprocess.CompletedProcess:
     return java("org.apache.kafka.tools.TopicCommand", "--bootstrap-server", broker.bootstrap, *args)
 
 
-def create_topic(broker: Broker, name: str, partitions: int = 1, config: dict | None = None):
+def create_topic(broker: Broker, name: str, partitions: int = 1, config: dict | None = None, timeout: float = 30):
     """Creates a topic with confluent-kafka's AdminClient."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})])
-    futures[name].result(timeout=30)
+    futures[name].result(timeout=timeout)
 
 
 def compile_java(tmp_path: Path, source: str) -> Path:

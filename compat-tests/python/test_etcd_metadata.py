@@ -1,6 +1,7 @@
 """Topic metadata kept in a real etcd (`metadata.store=etcd://...`): brokers register under
 a lease, topics outlive a broker's `kill -9`, and roots keep clusters apart."""
 
+import threading
 import time
 
 import pytest
@@ -64,6 +65,51 @@ def test_topics_live_in_etcd_and_a_killed_broker_comes_back(tmp_path):
 
 
 def test_unreachable_etcd_stops_the_broker_with_a_clear_error(tmp_path):
-    broker = Broker(tmp_path, extra=("metadata.store=etcd://127.0.0.1:1/nowhere",))
-    with pytest.raises(RuntimeError, match="etcd"):
+    broker = Broker(tmp_path, extra=("metadata.store=etcd://127.0.0.1:1/nowhere",
+                                     "metadata.store.connection.timeout.ms=2000"))
+    with pytest.raises(RuntimeError, match=r"etcd at http://127.0.0.1:1 did not answer within 2000 ms"):
         broker.start()
+    assert broker.proc.returncode != 0
+
+
+def test_a_broker_started_before_etcd_waits_for_it_and_joins(tmp_path):
+    etcd = Etcd(tmp_path, start=False)
+    broker = Broker(tmp_path, extra=(f"metadata.store={etcd.url('late')}",))
+    starter = threading.Timer(3, etcd.start)
+    starter.start()
+    try:
+        broker.start()  # returns once the broker serves, after etcd came up
+        starter.join()
+        log = broker.log_tail(200)
+        assert "etcd not reachable; retrying" in log
+        assert "broker registered in etcd" in log
+        create_topic(broker, "after-etcd", partitions=2)
+        producer = Producer({"bootstrap.servers": broker.bootstrap})
+        for i in range(10):
+            producer.produce("after-etcd", value=f"v{i}", partition=0)
+        assert producer.flush(30) == 0
+        assert consume(broker, "after-etcd", 0, 10) == [f"v{i}" for i in range(10)]
+    finally:
+        starter.cancel()
+        broker.kill()
+        etcd.stop()
+
+
+def test_topics_created_right_after_start_are_answered(tmp_path):
+    """A cluster-mode broker asked to create a topic the moment it has started answers
+    every time (it once named no controller, and librdkafka's admin client then waited
+    for one until its timeout). Fresh root and data each round."""
+    etcd = Etcd(tmp_path)
+    try:
+        for round in range(20):
+            data = tmp_path / f"round-{round}"
+            data.mkdir()
+            broker = Broker(data, extra=(f"metadata.store={etcd.url(f'round-{round}')}",)).start()
+            try:
+                create_topic(broker, "first", partitions=3, timeout=15)
+            except Exception as e:
+                raise AssertionError(f"round {round}: {e!r}\n{broker.log_tail(60)}") from e
+            finally:
+                broker.kill()
+    finally:
+        etcd.stop()

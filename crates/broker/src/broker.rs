@@ -94,7 +94,9 @@ impl Broker {
         let (metadata, cluster): (Arc<dyn MetadataStore>, _) = match &config.metadata_store {
             None => (Arc::new(EmbeddedMetadataStore::new(store.clone())?), None),
             Some(location) => {
-                let etcd = Arc::new(EtcdMetadataStore::connect(location).await?);
+                let connection_timeout = Duration::from_millis(config.metadata_store_connection_timeout_ms);
+                tracing::info!(endpoints = ?location.endpoints, timeout_ms = config.metadata_store_connection_timeout_ms, "connecting to etcd");
+                let etcd = Arc::new(EtcdMetadataStore::connect(location, connection_timeout).await?);
                 let listener = config.advertised();
                 let registration = BrokerRegistration {
                     node_id: config.node_id,
@@ -483,10 +485,15 @@ impl Broker {
         }
     }
 
-    /// The controller's node id (-1 while there is none).
+    /// The node id Metadata and DescribeCluster name as the controller: the elected one,
+    /// or this broker while none is known (just started, or between two controllers).
+    /// Clients send CreateTopics, DeleteTopics, CreatePartitions and ElectLeaders there,
+    /// and every broker of a Rivulet cluster serves those itself; naming -1 instead leaves
+    /// librdkafka's admin client waiting for a controller it never asks about again (as
+    /// KRaft brokers, which also forward, name some live broker rather than -1).
     pub fn controller_id(&self) -> i32 {
         match &self.cluster {
-            Some(cluster) => cluster.controller_id().unwrap_or(-1),
+            Some(cluster) => cluster.controller_id().unwrap_or(self.config.node_id),
             None => self.config.node_id,
         }
     }

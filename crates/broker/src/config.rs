@@ -62,6 +62,10 @@ pub struct BrokerConfig {
     /// `metadata.store`: `None` keeps metadata in the broker's own RocksDB; an
     /// `etcd://host:port[,host:port][/root]` URL keeps it in etcd.
     pub metadata_store: Option<rivulet_metadata::EtcdLocation>,
+    /// `metadata.store.connection.timeout.ms`: how long each etcd call is retried while
+    /// etcd is unreachable (starting, restarting) before it fails; at start-up, how long
+    /// a broker waits for etcd (Kafka's `zookeeper.connection.timeout.ms`, 18 s).
+    pub metadata_store_connection_timeout_ms: u64,
     /// `broker.session.timeout.ms`: how long a broker's etcd registration outlives its
     /// last keep-alive.
     pub broker_session_timeout_ms: u64,
@@ -123,6 +127,7 @@ const KNOWN_KEYS: &[&str] = &[
     "transaction.state.log.num.partitions",
     "metadata.store",
     "broker.session.timeout.ms",
+    "metadata.store.connection.timeout.ms",
     "transaction.max.timeout.ms",
     "transaction.abort.timed.out.transaction.cleanup.interval.ms",
     "offset.metadata.max.bytes",
@@ -332,6 +337,8 @@ impl BrokerConfig {
                     rivulet_metadata::EtcdLocation::parse(v).map_err(|reason| invalid("metadata.store", v, &reason))?,
                 ),
             },
+            metadata_store_connection_timeout_ms: get("metadata.store.connection.timeout.ms")
+                .map_or(Ok(18_000), |v| parse_positive("metadata.store.connection.timeout.ms", v))?,
             broker_session_timeout_ms: get("broker.session.timeout.ms")
                 .map_or(Ok(9_000), |v| parse_positive("broker.session.timeout.ms", v))?,
             transaction_state_log_num_partitions: get("transaction.state.log.num.partitions")
@@ -423,6 +430,7 @@ impl BrokerConfig {
                     |l| format!("etcd://{}{}", l.endpoints.join(",").replace("http://", ""), l.root),
                 ),
             ),
+            ("metadata.store.connection.timeout.ms", self.metadata_store_connection_timeout_ms.to_string()),
             ("broker.session.timeout.ms", self.broker_session_timeout_ms.to_string()),
             ("offsets.topic.replication.factor", self.offsets_topic_replication_factor.to_string()),
             ("transaction.state.log.replication.factor", self.transaction_state_log_replication_factor.to_string()),

@@ -20,16 +20,28 @@
 //! same key never lose an update. Partition states are also written by compare-and-swap;
 //! the controller's writes additionally compare the `create_revision` of its own
 //! `controller` key, so a deposed controller (whose key expired with its lease) cannot
-//! write (the analogue of Kafka's controller-epoch check on ZooKeeper writes). Only small, rarely changing records live here; offsets
-//! and anything per message stay in the partition logs.
+//! write (the analogue of Kafka's controller-epoch check on ZooKeeper writes). Only small,
+//! rarely changing records live here; offsets and anything per message stay in the
+//! partition logs.
+//!
+//! etcd may be starting or restarting when a broker talks to it (every `docker compose
+//! up`, every machine boot): it accepts connections before it serves, and resets or
+//! refuses them meanwhile. Every call is therefore retried across such transient transport
+//! errors, with backoff, for up to `metadata.store.connection.timeout.ms` (Kafka waits as
+//! long for ZooKeeper with `zookeeper.connection.timeout.ms`); a permanent error (a refused
+//! request, bad credentials) fails at once. A retried write may have been applied before
+//! its answer was lost, so each write recognises its own earlier success: a create by the
+//! id or lease it wrote, a compare-and-swap by re-reading.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
+    WatchOptions,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
@@ -41,6 +53,12 @@ use crate::{MetadataError, MetadataStore, NewTopic, PartitionRecord, PartitionSt
 const PRODUCER_ID_BLOCK: i64 = 1000;
 /// How often a conflicting compare-and-swap is retried before giving up.
 const CAS_ATTEMPTS: usize = 64;
+/// How long calls are retried across transient errors unless configured otherwise
+/// (`metadata.store.connection.timeout.ms`, as Kafka's `zookeeper.connection.timeout.ms`).
+pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_millis(18_000);
+/// First and longest pause between retries of a call.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// Where an etcd-backed store lives: endpoints and the root of its keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +137,25 @@ fn etcd_error(e: etcd_client::Error) -> MetadataError {
     MetadataError::Etcd(e.to_string())
 }
 
+/// Whether `e` may go away by itself: etcd not (yet) reachable, starting, restarting,
+/// electing a leader or overloaded. Anything else is an answer and retrying repeats it.
+fn is_transient(e: &etcd_client::Error) -> bool {
+    use tonic::Code;
+    match e {
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        etcd_client::Error::GRpcStatus(status) => match status.code() {
+            Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Aborted => true,
+            // A connection reset or closed mid-call surfaces as "Unknown" with the
+            // transport error as its source.
+            Code::Unknown | Code::Cancelled => {
+                std::error::Error::source(status).is_some() || status.message().contains("transport error")
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 fn corrupt(key: &str, reason: impl ToString) -> MetadataError {
     MetadataError::Corrupt { key: key.to_string(), reason: reason.to_string() }
 }
@@ -127,31 +164,121 @@ fn corrupt(key: &str, reason: impl ToString) -> MetadataError {
 pub struct EtcdMetadataStore {
     client: Client,
     root: String,
+    /// The endpoints, as named in errors.
+    endpoints: String,
+    /// How long one call is retried across transient errors.
+    connection_timeout: Duration,
     /// The current producer-id block: next id and block end.
     producer_ids: Mutex<(i64, i64)>,
 }
 
 impl EtcdMetadataStore {
-    /// Connects and makes sure the cluster id exists.
-    pub async fn connect(location: &EtcdLocation) -> Result<Self, MetadataError> {
+    /// Connects and makes sure the cluster id exists. An etcd that is not reachable yet is
+    /// waited for up to `connection_timeout`; then the error names the endpoints.
+    pub async fn connect(location: &EtcdLocation, connection_timeout: Duration) -> Result<Self, MetadataError> {
         let options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(5))
             .with_timeout(Duration::from_secs(10))
             .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5));
+        // The channel connects lazily: nothing is sent until the first call below.
         let client = Client::connect(&location.endpoints, Some(options)).await.map_err(etcd_error)?;
-        let store = Self { client, root: location.root.clone(), producer_ids: Mutex::new((0, 0)) };
+        let store = Self {
+            client,
+            root: location.root.clone(),
+            endpoints: location.endpoints.join(","),
+            connection_timeout,
+            producer_ids: Mutex::new((0, 0)),
+        };
         let key = store.key("cluster/id");
         let cluster_id = Uuid::new_v4().simple().to_string();
         // Created once; a later broker's attempt fails the compare and changes nothing.
         let txn = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key, cluster_id, None)]);
-        store.client().txn(txn).await.map_err(etcd_error)?;
+        store.txn("create the cluster id", txn).await?;
         Ok(store)
     }
 
-    fn client(&self) -> Client {
-        self.client.clone()
+    /// Runs `call` with a fresh handle on the client, again after each transient failure
+    /// (with backoff, each retry logged) until it answers or `connection_timeout` has
+    /// passed since the first attempt.
+    async fn call<T, F, Fut>(&self, what: &'static str, mut call: F) -> Result<T, MetadataError>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let started = Instant::now();
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempt = 1u32;
+        loop {
+            let error = match call(self.client.clone()).await {
+                Ok(answer) => return Ok(answer),
+                Err(e) if is_transient(&e) => e,
+                Err(e) => return Err(etcd_error(e)),
+            };
+            let left = self.connection_timeout.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(MetadataError::Unreachable {
+                    endpoints: self.endpoints.clone(),
+                    timeout_ms: self.connection_timeout.as_millis() as u64,
+                    reason: error.to_string(),
+                });
+            }
+            let pause = backoff.min(left);
+            tracing::warn!(
+                endpoints = %self.endpoints,
+                operation = what,
+                attempt,
+                retry_in_ms = pause.as_millis() as u64,
+                error = %error,
+                "etcd not reachable; retrying"
+            );
+            tokio::time::sleep(pause).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            attempt += 1;
+        }
+    }
+
+    async fn txn(&self, what: &'static str, txn: Txn) -> Result<etcd_client::TxnResponse, MetadataError> {
+        self.call(what, |mut client| {
+            let txn = txn.clone();
+            async move { client.txn(txn).await }
+        })
+        .await
+    }
+
+    async fn get_prefix(&self, what: &'static str, prefix: &str) -> Result<etcd_client::GetResponse, MetadataError> {
+        self.call(what, |mut client| {
+            let prefix = prefix.to_string();
+            async move { client.get(prefix, Some(GetOptions::new().with_prefix())).await }
+        })
+        .await
+    }
+
+    /// Creates `key` bound to `lease` unless it exists. Returns the key's
+    /// `create_revision` when this call (or an earlier try of it whose answer was lost:
+    /// the key carries this lease) created it, `None` when someone else holds it.
+    async fn create_leased(
+        &self,
+        what: &'static str,
+        key: &str,
+        value: impl Into<Vec<u8>>,
+        lease: i64,
+    ) -> Result<Option<i64>, MetadataError> {
+        let txn = Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, value, Some(PutOptions::new().with_lease(lease)))])
+            .or_else([TxnOp::get(key, None)]);
+        let response = self.txn(what, txn).await?;
+        if response.succeeded() {
+            return Ok(Some(response.header().map_or(0, |h| h.revision())));
+        }
+        Ok(response.op_responses().into_iter().find_map(|op| match op {
+            TxnOpResponse::Get(get) => {
+                get.kvs().first().filter(|kv| kv.lease() == lease).map(|kv| kv.create_revision())
+            }
+            _ => None,
+        }))
     }
 
     fn key(&self, suffix: &str) -> String {
@@ -184,8 +311,7 @@ impl EtcdMetadataStore {
     /// consistent etcd read.
     pub async fn snapshot(&self) -> Result<ClusterSnapshot, MetadataError> {
         let prefix = format!("{}/", self.root);
-        let response =
-            self.client().get(prefix.clone(), Some(GetOptions::new().with_prefix())).await.map_err(etcd_error)?;
+        let response = self.get_prefix("read the cluster", &prefix).await?;
         let mut snapshot =
             ClusterSnapshot { revision: response.header().map_or(0, |h| h.revision()), ..Default::default() };
         for kv in response.kvs() {
@@ -223,8 +349,14 @@ impl EtcdMetadataStore {
     /// Waits until anything under the root changes after `revision` (or the watch ends,
     /// e.g. because etcd restarted), so the caller can read a new snapshot.
     pub async fn wait_for_change(&self, revision: i64) -> Result<(), MetadataError> {
-        let options = WatchOptions::new().with_prefix().with_start_revision(revision + 1);
-        let mut stream = self.client().watch(format!("{}/", self.root), Some(options)).await.map_err(etcd_error)?;
+        let prefix = format!("{}/", self.root);
+        let mut stream = self
+            .call("watch the cluster", |mut client| {
+                let options = WatchOptions::new().with_prefix().with_start_revision(revision + 1);
+                let prefix = prefix.clone();
+                async move { client.watch(prefix, Some(options)).await }
+            })
+            .await?;
         while let Some(response) = stream.message().await.map_err(etcd_error)? {
             if response.canceled() || response.compact_revision() > 0 || !response.events().is_empty() {
                 break;
@@ -251,13 +383,20 @@ impl EtcdMetadataStore {
             compares.push(Compare::create_revision(self.key("controller"), CompareOp::Equal, lease.create_revision));
         }
         let txn = Txn::new().when(compares).and_then([TxnOp::put(key, json, None)]);
-        let response = self.client().txn(txn).await.map_err(etcd_error)?;
+        // After a lost answer the retry fails the compare: the caller re-reads, as after
+        // any lost race, and finds its own state.
+        let response = self.txn("write a partition state", txn).await?;
         Ok(response.succeeded().then(|| response.header().map_or(0, |h| h.revision())))
     }
 
     /// The value and `mod_revision` of `key` (revision 0 when absent).
     async fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, i64), MetadataError> {
-        let response = self.client().get(key, None).await.map_err(etcd_error)?;
+        let response = self
+            .call("read a key", |mut client| {
+                let key = key.to_string();
+                async move { client.get(key, None).await }
+            })
+            .await?;
         Ok(match response.kvs().first() {
             Some(kv) => (Some(kv.value().to_vec()), kv.mod_revision()),
             None => (None, 0),
@@ -280,7 +419,9 @@ impl EtcdMetadataStore {
                 (current + count).to_string(),
                 None,
             )]);
-            if self.client().txn(txn).await.map_err(etcd_error)?.succeeded() {
+            // A retry whose first try was applied fails the compare and reserves anew:
+            // a block is skipped, never handed out twice.
+            if self.txn("reserve ids", txn).await?.succeeded() {
                 return Ok(current);
             }
         }
@@ -309,13 +450,8 @@ impl EtcdMetadataStore {
     ) -> Result<BrokerLease, MetadataError> {
         let key = self.key(&format!("brokers/ids/{}", registration.node_id));
         let value = serde_json::to_vec(registration).map_err(|e| corrupt(&key, e))?;
-        let lease = Lease::grant(self.client(), ttl).await?;
-        let txn = Txn::new().when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)]).and_then([TxnOp::put(
-            key.clone(),
-            value,
-            Some(PutOptions::new().with_lease(lease.id)),
-        )]);
-        if !self.client().txn(txn).await.map_err(etcd_error)?.succeeded() {
+        let lease = Lease::grant(self, ttl).await?;
+        if self.create_leased("register the broker", &key, value, lease.id).await?.is_none() {
             lease.revoke().await;
             return Err(MetadataError::NodeExists(registration.node_id));
         }
@@ -326,8 +462,7 @@ impl EtcdMetadataStore {
     /// Every live broker, in node id order.
     pub async fn live_brokers(&self) -> Result<Vec<BrokerRegistration>, MetadataError> {
         let prefix = self.key("brokers/ids/");
-        let response =
-            self.client().get(prefix.clone(), Some(GetOptions::new().with_prefix())).await.map_err(etcd_error)?;
+        let response = self.get_prefix("read the live brokers", &prefix).await?;
         let mut brokers = response
             .kvs()
             .iter()
@@ -346,18 +481,13 @@ impl EtcdMetadataStore {
         ttl: Duration,
     ) -> Result<Option<(i32, ControllerLease)>, MetadataError> {
         let key = self.key("controller");
-        let lease = Lease::grant(self.client(), ttl).await?;
-        let txn = Txn::new().when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)]).and_then([TxnOp::put(
-            key.clone(),
-            node_id.to_string(),
-            Some(PutOptions::new().with_lease(lease.id)),
-        )]);
-        let response = self.client().txn(txn).await.map_err(etcd_error)?;
-        if !response.succeeded() {
+        let lease = Lease::grant(self, ttl).await?;
+        let Some(create_revision) =
+            self.create_leased("campaign for controller", &key, node_id.to_string(), lease.id).await?
+        else {
             lease.revoke().await;
             return Ok(None);
-        }
-        let create_revision = response.header().map_or(0, |h| h.revision());
+        };
         let epoch = self.reserve(&self.key("controller_epoch"), 1, 0).await? + 1;
         let epoch = i32::try_from(epoch).map_err(|e| corrupt(&key, e))?;
         tracing::info!(node_id, controller_epoch = epoch, "elected controller");
@@ -388,10 +518,15 @@ struct Lease {
 }
 
 impl Lease {
-    async fn grant(mut client: Client, ttl: Duration) -> Result<Self, MetadataError> {
+    async fn grant(store: &EtcdMetadataStore, ttl: Duration) -> Result<Self, MetadataError> {
         let seconds = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
         let granted_at = Instant::now();
-        let id = client.lease_grant(seconds, None).await.map_err(etcd_error)?.id();
+        // A grant retried after a lost answer leaves an unused lease, which expires.
+        let id = store
+            .call("grant a lease", |mut client| async move { client.lease_grant(seconds, None).await })
+            .await?
+            .id();
+        let client = store.client.clone();
         let valid_until = Arc::new(std::sync::Mutex::new(Some(granted_at + Duration::from_secs(seconds as u64))));
         let period = Duration::from_secs((seconds as u64 / 3).max(1));
         let until = valid_until.clone();
@@ -488,8 +623,7 @@ impl MetadataStore for EtcdMetadataStore {
 
     async fn topics(&self) -> Result<Vec<TopicRecord>, MetadataError> {
         let prefix = self.key("brokers/topics/");
-        let response =
-            self.client().get(prefix.clone(), Some(GetOptions::new().with_prefix())).await.map_err(etcd_error)?;
+        let response = self.get_prefix("read the topics", &prefix).await?;
         let mut topics = response
             .kvs()
             .iter()
@@ -523,11 +657,28 @@ impl MetadataStore for EtcdMetadataStore {
         let json = serde_json::to_vec(&record).map_err(|e| corrupt(&key, e))?;
         let mut ops = vec![TxnOp::put(key.clone(), json, None)];
         ops.extend(self.initial_state_ops(&record, 0)?);
-        let txn = Txn::new().when([Compare::create_revision(key, CompareOp::Equal, 0)]).and_then(ops);
-        if !self.client().txn(txn).await.map_err(etcd_error)?.succeeded() {
-            return Err(MetadataError::TopicExists(record.name));
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then(ops)
+            .or_else([TxnOp::get(key.clone(), None)]);
+        let response = self.txn("create a topic", txn).await?;
+        if response.succeeded() {
+            return Ok(record);
         }
-        Ok(record)
+        // Ours after all when it carries the topic id this call chose (an earlier try
+        // was applied, its answer lost).
+        let existing_id = response.op_responses().into_iter().find_map(|op| match op {
+            TxnOpResponse::Get(get) => get
+                .kvs()
+                .first()
+                .and_then(|kv| serde_json::from_slice::<TopicRecord>(kv.value()).ok())
+                .map(|t| t.topic_id),
+            _ => None,
+        });
+        if existing_id == Some(record.topic_id) {
+            return Ok(record);
+        }
+        Err(MetadataError::TopicExists(record.name))
     }
 
     async fn add_partitions(
@@ -537,9 +688,14 @@ impl MetadataStore for EtcdMetadataStore {
         assignment: Vec<Vec<i32>>,
     ) -> Result<TopicRecord, MetadataError> {
         let key = self.topic_key(name);
+        let mut written: Option<TopicRecord> = None;
         for _ in 0..CAS_ATTEMPTS {
             let (mut record, revision) =
                 self.read_topic(name).await?.ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
+            // The compare failed because an earlier try of this very write was applied.
+            if written.as_ref() == Some(&record) {
+                return Ok(record);
+            }
             let current = record.partitions.len() as i32;
             if total <= current {
                 return Err(MetadataError::PartitionsNotIncreased { current, requested: total });
@@ -557,26 +713,33 @@ impl MetadataStore for EtcdMetadataStore {
             let mut ops = vec![TxnOp::put(key.clone(), json, None)];
             ops.extend(self.initial_state_ops(&record, current)?);
             let txn = Txn::new().when([Compare::mod_revision(key.clone(), CompareOp::Equal, revision)]).and_then(ops);
-            if self.client().txn(txn).await.map_err(etcd_error)?.succeeded() {
+            if self.txn("add partitions", txn).await?.succeeded() {
                 return Ok(record);
             }
+            written = Some(record);
         }
         Err(MetadataError::Etcd(format!("{key}: too many concurrent updates")))
     }
 
     async fn delete_topic(&self, name: &str) -> Result<TopicRecord, MetadataError> {
         let key = self.topic_key(name);
+        let mut tried: Option<TopicRecord> = None;
         for _ in 0..CAS_ATTEMPTS {
-            let (record, revision) =
-                self.read_topic(name).await?.ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
+            let (record, revision) = match (self.read_topic(name).await?, tried) {
+                (Some(found), _) => found,
+                // Gone after a delete was sent: it was applied (or raced another delete).
+                (None, Some(deleted)) => return Ok(deleted),
+                (None, None) => return Err(MetadataError::UnknownTopic(name.to_string())),
+            };
             let states = self.key(&format!("brokers/partitions/{name}/"));
             let txn = Txn::new().when([Compare::mod_revision(key.clone(), CompareOp::Equal, revision)]).and_then([
                 TxnOp::delete(key.clone(), None),
                 TxnOp::delete(states, Some(DeleteOptions::new().with_prefix())),
             ]);
-            if self.client().txn(txn).await.map_err(etcd_error)?.succeeded() {
+            if self.txn("delete a topic", txn).await?.succeeded() {
                 return Ok(record);
             }
+            tried = Some(record);
         }
         Err(MetadataError::Etcd(format!("{key}: too many concurrent updates")))
     }

@@ -17,6 +17,7 @@ mod model;
 pub use embedded::EmbeddedMetadataStore;
 pub use etcd::{
     BrokerLease, BrokerRegistration, ClusterSnapshot, ControllerLease, EtcdLocation, EtcdMetadataStore, VersionedState,
+    DEFAULT_CONNECTION_TIMEOUT,
 };
 pub use model::{NewTopic, PartitionRecord, PartitionState, TopicRecord};
 
@@ -37,6 +38,10 @@ pub enum MetadataError {
     Corrupt { key: String, reason: String },
     #[error("etcd: {0}")]
     Etcd(String),
+    #[error(
+        "etcd at {endpoints} did not answer within {timeout_ms} ms (metadata.store.connection.timeout.ms): {reason}"
+    )]
+    Unreachable { endpoints: String, timeout_ms: u64, reason: String },
     #[error("node id {0} is already registered by a live broker")]
     NodeExists(i32),
     #[error("{0}")]

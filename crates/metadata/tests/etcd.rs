@@ -1,60 +1,22 @@
 //! The etcd metadata store against a real `etcd` server (Debian's `etcd-server`) on
 //! loopback, started and stopped by each test.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rivulet_metadata::{
     BrokerRegistration, EtcdLocation, EtcdMetadataStore, MetadataError, MetadataStore, NewTopic, PartitionState,
 };
+use rivulet_test_support::Etcd;
 
-/// An etcd process on two free loopback ports; killed (by its pid) when dropped.
-struct Etcd {
-    child: Child,
-    client_port: u16,
-    _dir: tempfile::TempDir,
+/// Long enough for any transient hiccup of a loaded machine; the start-up tests pass shorter ones.
+const TIMEOUT: Duration = Duration::from_secs(18);
+
+fn location(etcd: &Etcd, root: &str) -> EtcdLocation {
+    EtcdLocation::parse(&etcd.url(root)).expect("location")
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
-}
-
-impl Etcd {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (client_port, peer_port) = (free_port(), free_port());
-        let client = format!("http://127.0.0.1:{client_port}");
-        let peer = format!("http://127.0.0.1:{peer_port}");
-        let child = Command::new("etcd")
-            .args(["--name", "test", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("test={peer}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("`etcd` must be installed (Debian etcd-server; `make deps-etcd`)");
-        let etcd = Etcd { child, client_port, _dir: dir };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", client_port)).is_err() {
-            assert!(Instant::now() < deadline, "etcd did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        etcd
-    }
-
-    fn location(&self, root: &str) -> EtcdLocation {
-        EtcdLocation::parse(&format!("etcd://127.0.0.1:{}/{root}", self.client_port)).expect("location")
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+async fn connect(etcd: &Etcd, root: &str) -> EtcdMetadataStore {
+    EtcdMetadataStore::connect(&location(etcd, root), TIMEOUT).await.expect("connect")
 }
 
 fn new_topic(name: &str, partitions: i32) -> NewTopic {
@@ -71,8 +33,8 @@ fn new_topic(name: &str, partitions: i32) -> NewTopic {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_brokers_share_topics_and_never_collide_on_ids() {
     let etcd = Etcd::start();
-    let a = EtcdMetadataStore::connect(&etcd.location("c1")).await.unwrap();
-    let b = EtcdMetadataStore::connect(&etcd.location("c1")).await.unwrap();
+    let a = connect(&etcd, "c1").await;
+    let b = connect(&etcd, "c1").await;
     assert_eq!(a.cluster_id().await.unwrap(), b.cluster_id().await.unwrap());
 
     // Racing creates of one topic: exactly one wins.
@@ -119,7 +81,7 @@ async fn two_brokers_share_topics_and_never_collide_on_ids() {
     assert_eq!(all.len(), 3_000);
 
     // Another root is another cluster.
-    let other = EtcdMetadataStore::connect(&etcd.location("c2")).await.unwrap();
+    let other = connect(&etcd, "c2").await;
     assert!(other.topics().await.unwrap().is_empty());
     assert_ne!(other.cluster_id().await.unwrap(), a.cluster_id().await.unwrap());
 }
@@ -127,7 +89,7 @@ async fn two_brokers_share_topics_and_never_collide_on_ids() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registrations_and_the_controller_follow_their_leases() {
     let etcd = Etcd::start();
-    let store = EtcdMetadataStore::connect(&etcd.location("leases")).await.unwrap();
+    let store = connect(&etcd, "leases").await;
     let ttl = Duration::from_secs(2);
     let broker =
         |node_id| BrokerRegistration { node_id, host: "127.0.0.1".into(), port: 9000 + node_id as u16, rack: None };
@@ -166,7 +128,7 @@ async fn registrations_and_the_controller_follow_their_leases() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deposed_controller_cannot_write_partition_states() {
     let etcd = Etcd::start();
-    let store = EtcdMetadataStore::connect(&etcd.location("fence")).await.unwrap();
+    let store = connect(&etcd, "fence").await;
     let ttl = Duration::from_secs(5);
     store.create_topic(NewTopic { assignment: vec![vec![1, 2, 3]], ..new_topic("t", 1) }).await.unwrap();
     let snapshot = store.snapshot().await.unwrap();
@@ -204,4 +166,78 @@ async fn a_deposed_controller_cannot_write_partition_states() {
     // Deleting the topic removes its partition states too.
     store.delete_topic("t").await.unwrap();
     assert!(store.snapshot().await.unwrap().states.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_waits_for_an_etcd_that_starts_late() {
+    let mut etcd = Etcd::unstarted();
+    let at = location(&etcd, "late");
+    let connecting = tokio::spawn(async move { EtcdMetadataStore::connect(&at, TIMEOUT).await });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!connecting.is_finished(), "connect gave up while etcd was still down");
+    let etcd = tokio::task::spawn_blocking(move || {
+        etcd.restart();
+        etcd
+    })
+    .await
+    .unwrap();
+    let store = connecting.await.unwrap().expect("connected once etcd came up");
+    assert!(!store.cluster_id().await.unwrap().is_empty());
+    let lease = store
+        .register_broker(&BrokerRegistration { node_id: 1, host: "127.0.0.1".into(), port: 9092, rack: None }, TIMEOUT)
+        .await
+        .unwrap();
+    assert!(lease.is_alive());
+    assert_eq!(store.live_brokers().await.unwrap().len(), 1);
+    drop(etcd);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_etcd_that_never_comes_up_fails_after_the_timeout_naming_it() {
+    let etcd = Etcd::unstarted();
+    let timeout = Duration::from_millis(1500);
+    let started = Instant::now();
+    let outcome = EtcdMetadataStore::connect(&location(&etcd, "never"), timeout).await;
+    let waited = started.elapsed();
+    match outcome {
+        Err(e @ MetadataError::Unreachable { .. }) => {
+            let message = e.to_string();
+            assert!(message.contains(&format!("127.0.0.1:{}", etcd.client_port)), "{message}");
+            assert!(message.contains("metadata.store.connection.timeout.ms"), "{message}");
+        }
+        Err(other) => panic!("expected Unreachable, got {other}"),
+        Ok(_) => panic!("connected to an etcd that is not running"),
+    }
+    assert!(waited >= timeout, "gave up after {waited:?}, before the {timeout:?} timeout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_made_while_etcd_restarts_complete_once_it_is_back() {
+    let mut etcd = Etcd::start();
+    let store = std::sync::Arc::new(connect(&etcd, "restart").await);
+    store.create_topic(new_topic("before", 2)).await.unwrap();
+    etcd.stop();
+    let creating = {
+        let store = store.clone();
+        tokio::spawn(async move { store.create_topic(new_topic("during", 3)).await })
+    };
+    let deleting = {
+        let store = store.clone();
+        tokio::spawn(async move { store.delete_topic("before").await })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let etcd = tokio::task::spawn_blocking(move || {
+        etcd.restart();
+        etcd
+    })
+    .await
+    .unwrap();
+    let created = creating.await.unwrap().expect("created after etcd came back");
+    assert_eq!(created.partitions.len(), 3);
+    deleting.await.unwrap().expect("deleted after etcd came back");
+    let names: Vec<String> = store.topics().await.unwrap().into_iter().map(|t| t.name).collect();
+    assert_eq!(names, ["during"]);
+    // Exactly one copy of the topic, with the id the call returned.
+    assert_eq!(store.topics().await.unwrap()[0].topic_id, created.topic_id);
+    drop(etcd);
 }

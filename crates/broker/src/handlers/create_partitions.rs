@@ -8,10 +8,13 @@ use rivulet_protocol::kafka_protocol::messages::create_partitions_response::Crea
 use rivulet_protocol::kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 use rivulet_protocol::ResponseError;
 
-use super::str_bytes;
+use std::sync::Arc;
+
+use super::{deadline_in, str_bytes, until_deadline};
 use crate::broker::Broker;
 
-pub async fn handle(broker: &Broker, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub async fn handle(broker: &Arc<Broker>, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let deadline = deadline_in(request.timeout_ms);
     let mut seen = HashSet::new();
     let duplicates: HashSet<String> =
         request.topics.iter().map(|t| t.name.0.to_string()).filter(|n| !seen.insert(n.clone())).collect();
@@ -69,13 +72,22 @@ pub async fn handle(broker: &Broker, request: CreatePartitionsRequest) -> Create
             results.push(result);
             continue;
         }
-        match broker.add_partitions(&name, topic.count).await {
-            Ok(_) => results.push(result),
-            Err(MetadataError::PartitionsNotIncreased { current, requested }) => results.push(refuse(
+        let (growing, count, subject) = (broker.clone(), topic.count, name.clone());
+        let grown = until_deadline(deadline, "CreatePartitions", &name, async move {
+            growing.add_partitions(&subject, count).await
+        })
+        .await;
+        match grown {
+            Err(error) => results.push(refuse(
+                error,
+                format!("Partitions of '{name}' were not added within the request's timeout; they may still be added."),
+            )),
+            Ok(Ok(_)) => results.push(result),
+            Ok(Err(MetadataError::PartitionsNotIncreased { current, requested })) => results.push(refuse(
                 ResponseError::InvalidPartitions,
                 format!("Topic currently has {current} partitions, which is higher than the requested {requested}."),
             )),
-            Err(e) => {
+            Ok(Err(e)) => {
                 tracing::error!(topic = %name, error = %e, "adding partitions failed");
                 results.push(refuse(ResponseError::UnknownServerError, e.to_string()));
             }

@@ -9,7 +9,9 @@ use rivulet_protocol::kafka_protocol::messages::create_topics_response::{Creatab
 use rivulet_protocol::kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use rivulet_protocol::ResponseError;
 
-use super::str_bytes;
+use std::sync::Arc;
+
+use super::{deadline_in, str_bytes, until_deadline};
 use crate::broker::{validate_topic_name, Broker};
 use crate::topic_config::{self, TOPIC_CONFIGS};
 
@@ -131,7 +133,14 @@ fn describe(broker: &Broker, overrides: &BTreeMap<String, String>) -> Vec<Creata
         .collect()
 }
 
-pub async fn handle(broker: &Broker, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+pub async fn handle(broker: &Arc<Broker>, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+    let deadline = deadline_in(request.timeout_ms);
+    tracing::debug!(
+        topics = ?request.topics.iter().map(|t| t.name.0.as_str()).collect::<Vec<_>>(),
+        timeout_ms = request.timeout_ms,
+        validate_only = request.validate_only,
+        "CreateTopics"
+    );
     let mut seen = HashSet::new();
     let duplicates: HashSet<String> =
         request.topics.iter().map(|t| t.name.0.to_string()).filter(|n| !seen.insert(n.clone())).collect();
@@ -170,19 +179,28 @@ pub async fn handle(broker: &Broker, request: CreateTopicsRequest, version: i16)
             continue;
         }
         let (partitions, rf) = (new_topic.partitions, new_topic.replication_factor);
-        match broker.create_topic(new_topic).await {
-            Ok(created) => results.push(shape(result.with_topic_id(created.record.topic_id), partitions, rf)),
-            Err(MetadataError::TopicExists(_)) => results.push(
+        let creating = broker.clone();
+        match until_deadline(deadline, "CreateTopics", &name, async move { creating.create_topic(new_topic).await })
+            .await
+        {
+            Err(error) => {
+                results.push(result.with_error_code(error.code()).with_error_message(Some(str_bytes(format!(
+                    "Topic '{name}' was not created within the request's timeout of {} ms; it may still be created.",
+                    request.timeout_ms
+                )))))
+            }
+            Ok(Ok(created)) => results.push(shape(result.with_topic_id(created.record.topic_id), partitions, rf)),
+            Ok(Err(MetadataError::TopicExists(_))) => results.push(
                 result
                     .with_error_code(ResponseError::TopicAlreadyExists.code())
                     .with_error_message(Some(str_bytes(format!("Topic '{name}' already exists.")))),
             ),
-            Err(MetadataError::InvalidReplication(message)) => results.push(
+            Ok(Err(MetadataError::InvalidReplication(message))) => results.push(
                 result
                     .with_error_code(ResponseError::InvalidReplicationFactor.code())
                     .with_error_message(Some(str_bytes(message))),
             ),
-            Err(e) => {
+            Ok(Err(e)) => {
                 tracing::error!(topic = %name, error = %e, "creating topic failed");
                 results.push(
                     result

@@ -6,10 +6,13 @@ use rivulet_protocol::kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopi
 use rivulet_protocol::ResponseError;
 use uuid::Uuid;
 
-use super::str_bytes;
+use std::sync::Arc;
+
+use super::{deadline_in, str_bytes, until_deadline};
 use crate::broker::Broker;
 
-pub async fn handle(broker: &Broker, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+pub async fn handle(broker: &Arc<Broker>, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+    let deadline = deadline_in(request.timeout_ms);
     let wanted: Vec<(Option<TopicName>, Uuid)> = if version >= 6 {
         request.topics.into_iter().map(|t| (t.name, t.topic_id)).collect()
     } else {
@@ -44,12 +47,22 @@ pub async fn handle(broker: &Broker, request: DeleteTopicsRequest, version: i16)
             responses.push(result.with_error_code(ResponseError::TopicDeletionDisabled.code()));
             continue;
         }
-        match broker.delete_topic(&topic.record.name).await {
-            Ok(()) => responses.push(result),
-            Err(MetadataError::UnknownTopic(_)) => {
+        let (deleting, name) = (broker.clone(), topic.record.name.clone());
+        let deleted =
+            until_deadline(
+                deadline,
+                "DeleteTopics",
+                &topic.record.name,
+                async move { deleting.delete_topic(&name).await },
+            )
+            .await;
+        match deleted {
+            Err(error) => responses.push(result.with_error_code(error.code())),
+            Ok(Ok(())) => responses.push(result),
+            Ok(Err(MetadataError::UnknownTopic(_))) => {
                 responses.push(result.with_error_code(ResponseError::UnknownTopicOrPartition.code()))
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 tracing::error!(topic = %topic.record.name, error = %e, "deleting topic failed");
                 responses.push(
                     result

@@ -8,7 +8,9 @@ use rivulet_protocol::kafka_protocol::messages::elect_leaders_response::{Partiti
 use rivulet_protocol::kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, TopicName};
 use rivulet_protocol::ResponseError;
 
-use super::str_bytes;
+use std::sync::Arc;
+
+use super::{deadline_in, str_bytes, until_deadline};
 use crate::broker::Broker;
 use crate::cluster::controller::ElectionType;
 
@@ -30,36 +32,46 @@ fn message(error: ResponseError, topic: &str, partition: i32) -> String {
     }
 }
 
-pub async fn handle(broker: &Broker, request: ElectLeadersRequest, version: i16) -> ElectLeadersResponse {
+pub async fn handle(broker: &Arc<Broker>, request: ElectLeadersRequest, version: i16) -> ElectLeadersResponse {
+    let deadline = deadline_in(request.timeout_ms);
     let election =
         if version >= 1 && request.election_type == UNCLEAN { ElectionType::Unclean } else { ElectionType::Preferred };
     let wanted: Option<Vec<(String, i32)>> = request.topic_partitions.map(|topics| {
         topics.iter().flat_map(|t| t.partitions.iter().map(move |&p| (t.topic.0.to_string(), p))).collect()
     });
-    let results = match &broker.cluster {
-        Some(cluster) => match cluster.elect_leaders(wanted, election).await {
-            Ok(results) => results,
-            Err(e) => {
-                tracing::warn!(error = %e, "leader election failed");
-                let response = ElectLeadersResponse::default();
-                return if version >= 1 {
-                    response.with_error_code(ResponseError::CoordinatorNotAvailable.code())
-                } else {
-                    response
-                };
+    let results =
+        match &broker.cluster {
+            Some(cluster) => {
+                let cluster = cluster.clone();
+                let asked = wanted.clone();
+                let outcome = until_deadline(deadline, "ElectLeaders", "", async move {
+                    cluster.elect_leaders(asked, election).await
+                })
+                .await;
+                let outcome = outcome.and_then(|elected| {
+                    elected.map_err(|e| {
+                        tracing::warn!(error = %e, "leader election failed");
+                        ResponseError::CoordinatorNotAvailable
+                    })
+                });
+                match outcome {
+                    Ok(results) => results,
+                    Err(error) if version >= 1 => return ElectLeadersResponse::default().with_error_code(error.code()),
+                    // v0 has no top-level error: each asked partition carries it.
+                    Err(error) => wanted.unwrap_or_default().into_iter().map(|(t, p)| (t, p, Some(error))).collect(),
+                }
             }
-        },
-        None => wanted
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(topic, partition)| {
-                let known = broker.topics.get(&topic).is_some_and(|t| t.replica(partition).is_some());
-                let error =
-                    if known { ResponseError::ElectionNotNeeded } else { ResponseError::UnknownTopicOrPartition };
-                (topic, partition, Some(error))
-            })
-            .collect(),
-    };
+            None => wanted
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(topic, partition)| {
+                    let known = broker.topics.get(&topic).is_some_and(|t| t.replica(partition).is_some());
+                    let error =
+                        if known { ResponseError::ElectionNotNeeded } else { ResponseError::UnknownTopicOrPartition };
+                    (topic, partition, Some(error))
+                })
+                .collect(),
+        };
     let mut by_topic: BTreeMap<String, Vec<PartitionResult>> = BTreeMap::new();
     for (topic, partition, error) in results {
         let result = PartitionResult::default()

@@ -10,7 +10,10 @@ use std::collections::HashSet;
 
 use uuid::Uuid;
 
-use super::{code, str_bytes};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{code, str_bytes, until_deadline};
 use crate::broker::{validate_topic_name, Broker};
 use crate::topics::Topic;
 
@@ -48,7 +51,12 @@ fn error_topic(name: Option<String>, topic_id: Uuid, error: ResponseError) -> Me
         .with_error_code(code(Some(error)))
 }
 
-pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
+/// How long a Metadata request waits for a topic it auto-creates; past it the topic is
+/// LEADER_NOT_AVAILABLE (retriable) while the creation goes on, as Kafka answers during
+/// an auto-creation.
+const AUTO_CREATE_WAIT: Duration = Duration::from_secs(5);
+
+pub async fn handle(broker: &Arc<Broker>, request: MetadataRequest, version: i16) -> MetadataResponse {
     let brokers = broker.brokers();
     let live: HashSet<i32> = brokers.iter().map(|b| b.node_id).collect();
     let mut response = MetadataResponse::default()
@@ -90,10 +98,21 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
                     topics.push(error_topic(Some(name), Uuid::nil(), ResponseError::InvalidTopicException));
                     continue;
                 }
-                topics.push(match broker.get_or_create_topic(&name, allow_auto_create).await {
-                    Ok(Some(topic)) => topic_response(&topic, &live),
-                    Ok(None) => error_topic(Some(name), Uuid::nil(), ResponseError::UnknownTopicOrPartition),
-                    Err(e) => {
+                if let Some(topic) = broker.topics.get(&name) {
+                    topics.push(topic_response(&topic, &live));
+                    continue;
+                }
+                let (creating, subject) = (broker.clone(), name.clone());
+                let deadline = tokio::time::Instant::now() + AUTO_CREATE_WAIT;
+                let found = until_deadline(deadline, "Metadata auto-creation", &name, async move {
+                    creating.get_or_create_topic(&subject, allow_auto_create).await
+                })
+                .await;
+                topics.push(match found {
+                    Ok(Ok(Some(topic))) => topic_response(&topic, &live),
+                    Ok(Ok(None)) => error_topic(Some(name), Uuid::nil(), ResponseError::UnknownTopicOrPartition),
+                    Err(_) => error_topic(Some(name), Uuid::nil(), ResponseError::LeaderNotAvailable),
+                    Ok(Err(e)) => {
                         tracing::warn!(topic = %name, error = %e, "auto-creating topic failed");
                         error_topic(Some(name), Uuid::nil(), ResponseError::LeaderNotAvailable)
                     }

@@ -33,6 +33,7 @@ mod sync_group;
 mod txn_offset_commit;
 mod write_txn_markers;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -114,6 +115,40 @@ pub async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: RequestK
         other => return Reply::Close(format!("no handler for {other:?}")),
     };
     Reply::Response(Box::new(response))
+}
+
+/// Runs `work` (a change that waits on the cluster: etcd, the sync applying it) on a task
+/// of its own and waits for its outcome until `deadline`. Past it the client gets
+/// REQUEST_TIMED_OUT, as from Kafka's controller, while the work goes on: a metadata change
+/// is never abandoned between its etcd write and the local copy following it, so the
+/// client may find it applied later.
+pub(crate) async fn until_deadline<T: Send + 'static>(
+    deadline: tokio::time::Instant,
+    what: &'static str,
+    subject: &str,
+    work: impl Future<Output = T> + Send + 'static,
+) -> Result<T, ResponseError> {
+    let task = tokio::spawn(work);
+    match tokio::time::timeout_at(deadline, task).await {
+        Ok(Ok(outcome)) => Ok(outcome),
+        Ok(Err(e)) => {
+            tracing::error!(operation = what, subject, error = %e, "request task failed");
+            Err(ResponseError::UnknownServerError)
+        }
+        Err(_) => {
+            tracing::debug!(
+                operation = what,
+                subject,
+                "answering REQUEST_TIMED_OUT: the cluster did not finish in time; the change goes on"
+            );
+            Err(ResponseError::RequestTimedOut)
+        }
+    }
+}
+
+/// The instant `timeout_ms` (a request's own field; negative counts as 0) from now.
+pub(crate) fn deadline_in(timeout_ms: i32) -> tokio::time::Instant {
+    tokio::time::Instant::now() + std::time::Duration::from_millis(timeout_ms.max(0) as u64)
 }
 
 /// `ResponseError` as the wire's `error_code`; `None` is success.
