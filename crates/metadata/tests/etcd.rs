@@ -15,6 +15,16 @@ fn location(etcd: &Etcd, root: &str) -> EtcdLocation {
     EtcdLocation::parse(&etcd.url(root)).expect("location")
 }
 
+/// Starts `etcd` (again) off the async workers, which keep serving the calls waiting for it.
+async fn restart(mut etcd: Etcd) -> Etcd {
+    tokio::task::spawn_blocking(move || {
+        etcd.restart();
+        etcd
+    })
+    .await
+    .expect("etcd restart task")
+}
+
 async fn connect(etcd: &Etcd, root: &str) -> EtcdMetadataStore {
     EtcdMetadataStore::connect(&location(etcd, root), TIMEOUT).await.expect("connect")
 }
@@ -170,17 +180,12 @@ async fn a_deposed_controller_cannot_write_partition_states() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_waits_for_an_etcd_that_starts_late() {
-    let mut etcd = Etcd::unstarted();
+    let etcd = Etcd::unstarted();
     let at = location(&etcd, "late");
     let connecting = tokio::spawn(async move { EtcdMetadataStore::connect(&at, TIMEOUT).await });
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(!connecting.is_finished(), "connect gave up while etcd was still down");
-    let etcd = tokio::task::spawn_blocking(move || {
-        etcd.restart();
-        etcd
-    })
-    .await
-    .unwrap();
+    let etcd = restart(etcd).await;
     let store = connecting.await.unwrap().expect("connected once etcd came up");
     assert!(!store.cluster_id().await.unwrap().is_empty());
     let lease = store
@@ -226,12 +231,7 @@ async fn calls_made_while_etcd_restarts_complete_once_it_is_back() {
         tokio::spawn(async move { store.delete_topic("before").await })
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let etcd = tokio::task::spawn_blocking(move || {
-        etcd.restart();
-        etcd
-    })
-    .await
-    .unwrap();
+    let etcd = restart(etcd).await;
     let created = creating.await.unwrap().expect("created after etcd came back");
     assert_eq!(created.partitions.len(), 3);
     deleting.await.unwrap().expect("deleted after etcd came back");
