@@ -10,6 +10,9 @@
 //! * [`versions`] — the one table of API versions Rivulet implements and advertises.
 //! * [`client`] — the other direction, for broker-to-broker calls: requests encoded with
 //!   their header, responses decoded.
+//! * [`coordinator_records`] — Kafka's record formats for `__consumer_offsets` and
+//!   `__transaction_state` (`OffsetCommitKey`/`Value`, `GroupMetadataKey`/`Value`,
+//!   `TransactionLogKey`/`Value`), canonical and versioned, so Kafka's tools read them.
 //! * [`record_batch`] — the v2 record-batch header: parsing, CRC32C validation and the
 //!   in-place patches a broker makes (base offset, leader epoch, LogAppendTime), so that
 //!   batches are stored and served exactly as the client sent them.
@@ -17,6 +20,7 @@
 //! This crate must never touch sockets, disks or clocks: callers pass everything in.
 
 pub mod client;
+pub mod coordinator_records;
 pub mod error;
 pub mod frame;
 pub mod record_batch;

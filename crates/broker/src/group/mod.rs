@@ -30,7 +30,7 @@ use tokio::sync::oneshot;
 
 use crate::coordinator_partitions::CoordinatorPartitions;
 use crate::internal_topic::{self, Replayed, TxnProducer};
-use persist::{GroupValue, MemberValue, OffsetValue, RecordKey};
+use persist::{GroupValue, MemberValue, OffsetValue, Record, RecordKey, RecordValue};
 
 /// An offset committed inside a transaction, applied when its COMMIT marker is written.
 #[derive(Debug, Clone)]
@@ -358,26 +358,27 @@ impl GroupCoordinator {
     /// groups (this broker became its leader, or a single node starts).
     pub fn load_partition(&self, partition: i32, log: Arc<PartitionLog>) -> Result<(), PersistError> {
         let mut groups: HashMap<String, Group> = HashMap::new();
-        let mut pending: HashMap<i64, Vec<(RecordKey, Option<Bytes>)>> = HashMap::new();
+        let mut pending: HashMap<i64, Vec<Record>> = HashMap::new();
         let now = Instant::now();
         let mut failure = None;
         internal_topic::replay(&log, |batch| match batch {
             Replayed::Records { txn, records } => {
                 for (key, value) in records {
-                    match persist::decode_key(&key) {
-                        Ok(key) => match txn {
-                            Some(txn) => pending.entry(txn.producer_id).or_default().push((key, value)),
-                            None => apply_record(&mut groups, key, value, now),
+                    match persist::decode_record(&key, value.as_deref()) {
+                        Ok(Some(record)) => match txn {
+                            Some(txn) => pending.entry(txn.producer_id).or_default().push(record),
+                            None => apply_record(&mut groups, record, now),
                         },
-                        Err(e) => failure = Some(e),
+                        Ok(None) => {}
+                        Err(e) => failure = Some(e.to_string()),
                     }
                 }
             }
             Replayed::Marker { producer_id, control } => {
                 let records = pending.remove(&producer_id).unwrap_or_default();
                 if control == rivulet_protocol::record_batch::ControlType::Commit {
-                    for (key, value) in records {
-                        apply_record(&mut groups, key, value, now);
+                    for record in records {
+                        apply_record(&mut groups, record, now);
                     }
                 }
             }
@@ -397,10 +398,9 @@ impl GroupCoordinator {
             let mut open = self.pending_txn_offsets.lock().unwrap_or_else(|p| p.into_inner());
             for (producer_id, records) in pending {
                 for (key, value) in records {
-                    if let (RecordKey::Offset { group, topic, partition }, Some(value)) = (key, value) {
-                        if let Ok(value) = serde_json::from_slice::<OffsetValue>(&value) {
-                            open.entry(producer_id).or_default().push(PendingOffset { group, topic, partition, value });
-                        }
+                    if let (RecordKey::Offset { group, topic, partition }, Some(RecordValue::Offset(value))) = (key, value)
+                    {
+                        open.entry(producer_id).or_default().push(PendingOffset { group, topic, partition, value });
                     }
                 }
             }
@@ -444,14 +444,14 @@ impl GroupCoordinator {
         self.partitions.log(partition)
     }
 
-    fn write(&self, group: &str, entries: &[(RecordKey, Option<Vec<u8>>)]) -> Result<(), PersistError> {
+    fn write(&self, group: &str, entries: &[Record]) -> Result<(), PersistError> {
         self.write_as(group, entries, None).map_err(|e| PersistError(e.to_string()))
     }
 
     fn write_as(
         &self,
         group: &str,
-        entries: &[(RecordKey, Option<Vec<u8>>)],
+        entries: &[Record],
         txn: Option<TxnProducer>,
     ) -> Result<(), rivulet_storage::AppendError> {
         if entries.is_empty() {
@@ -463,8 +463,9 @@ impl GroupCoordinator {
                 reason: "no partitions".into(),
             })
         })?;
-        let batch = persist::encode_batch(entries, now_ms(), txn)
-            .map_err(|e| rivulet_storage::AppendError::Batch(rivulet_protocol::record_batch::BatchError::Invalid(e)))?;
+        let batch = persist::encode_batch(entries, now_ms(), txn).map_err(|e| {
+            rivulet_storage::AppendError::Batch(rivulet_protocol::record_batch::BatchError::Invalid(e.to_string()))
+        })?;
         let options = AppendOptions {
             // The partition's current leader epoch.
             leader_epoch: -1,
@@ -516,7 +517,7 @@ impl GroupCoordinator {
             }
             results.push(None);
             let key = RecordKey::Offset { group: group_id.to_string(), topic: topic.clone(), partition: *partition };
-            entries.push((key, serde_json::to_vec(value).ok()));
+            entries.push((key, Some(RecordValue::Offset(value.clone()))));
             accepted.push(PendingOffset {
                 group: group_id.to_string(),
                 topic: topic.clone(),
@@ -571,7 +572,7 @@ impl GroupCoordinator {
     }
 
     fn persist_group(&self, group: &Group) {
-        let value = serde_json::to_vec(&group.to_value()).ok();
+        let value = Some(RecordValue::Group(group.to_value()));
         if let Err(e) = self.write(&group.id, &[(RecordKey::Group { group: group.id.clone() }, value)]) {
             tracing::error!(group = %group.id, error = %e, "persisting group metadata failed");
         }
@@ -1144,7 +1145,7 @@ impl GroupCoordinator {
             }
             results.push(None);
             let key = RecordKey::Offset { group: group_id.to_string(), topic: topic.clone(), partition: *partition };
-            entries.push((key, serde_json::to_vec(value).ok()));
+            entries.push((key, Some(RecordValue::Offset(value.clone()))));
         }
         if self.write(group_id, &entries).is_err() {
             return Err(ResponseError::CoordinatorNotAvailable);
@@ -1268,7 +1269,7 @@ impl GroupCoordinator {
         if !group.members.is_empty() || group.state != GroupState::Empty {
             return Some(ResponseError::NonEmptyGroup);
         }
-        let mut entries: Vec<(RecordKey, Option<Vec<u8>>)> = group
+        let mut entries: Vec<Record> = group
             .offsets
             .keys()
             .map(|(topic, partition)| {
@@ -1286,21 +1287,22 @@ impl GroupCoordinator {
 }
 
 /// Replays one `__consumer_offsets` record into the in-memory groups.
-fn apply_record(groups: &mut HashMap<String, Group>, key: RecordKey, value: Option<Bytes>, now: Instant) {
+fn apply_record(groups: &mut HashMap<String, Group>, (key, value): Record, now: Instant) {
     match key {
         RecordKey::Offset { group, topic, partition } => {
             let entry = groups.entry(group.clone()).or_insert_with(|| Group::new(&group));
-            match value.and_then(|v| serde_json::from_slice::<OffsetValue>(&v).ok()) {
-                Some(offset) => {
+            match value {
+                Some(RecordValue::Offset(offset)) => {
                     entry.offsets.insert((topic, partition), offset);
                 }
-                None => {
+                // `decode_record` reads an offset key's value as an offset: no other pairs.
+                _ => {
                     entry.offsets.remove(&(topic, partition));
                 }
             }
         }
         RecordKey::Group { group } => {
-            let Some(value) = value.and_then(|v| serde_json::from_slice::<GroupValue>(&v).ok()) else {
+            let Some(RecordValue::Group(value)) = value else {
                 groups.remove(&group);
                 return;
             };

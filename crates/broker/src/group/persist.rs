@@ -2,11 +2,21 @@
 //!
 //! As in Kafka, group metadata and committed offsets are records of an internal topic whose
 //! partition is chosen by the group id's hash, so that replication and failover treat them
-//! like any partition. Keys and values are JSON (self-describing and easy to inspect); a
-//! record with a null value is a tombstone. The coordinator replays every partition on
-//! start and the last record per key wins, as after log compaction.
+//! like any partition. Records are Kafka's own (`OffsetCommitKey`/`OffsetCommitValue`,
+//! `GroupMetadataKey`/`GroupMetadataValue`, see `rivulet_protocol::coordinator_records`),
+//! so Kafka's `OffsetsMessageFormatter` reads the topic; a record with a null value is a
+//! tombstone. The coordinator replays every partition on start and the last record per key
+//! wins, as after log compaction.
+//!
+//! Earlier versions of Rivulet wrote JSON keys and values. Those are still read (a JSON
+//! record starts with `{`, a Kafka record with its `int16` version, whose first byte is 0),
+//! so data directories written by them keep their groups and offsets; new records are
+//! always Kafka's.
 
 use bytes::Bytes;
+use rivulet_protocol::coordinator_records::{
+    GroupKey, GroupMetadataValue, MemberMetadata, OffsetCommitValue, RecordFormatError,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::internal_topic::{self, TxnProducer};
@@ -83,32 +93,178 @@ mod base64_bytes {
 
 pub use crate::internal_topic::partition_for;
 
-/// Encodes `(key, value)` records as one record batch (values `None` are tombstones);
-/// with `txn`, as a transactional batch of that producer (TxnOffsetCommit).
-pub fn encode_batch(
-    entries: &[(RecordKey, Option<Vec<u8>>)],
-    now_ms: i64,
-    txn: Option<TxnProducer>,
-) -> Result<Bytes, String> {
-    let encoded = entries
-        .iter()
-        .map(|(key, value)| Ok((serde_json::to_vec(key).map_err(|e| e.to_string())?, value.clone())))
-        .collect::<Result<Vec<_>, String>>()?;
-    internal_topic::encode_batch(&encoded, now_ms, txn)
+/// A record's value, of the type its key names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordValue {
+    Offset(OffsetValue),
+    Group(GroupValue),
 }
 
-/// Decodes a record key written by [`encode_batch`].
-pub fn decode_key(key: &[u8]) -> Result<RecordKey, String> {
-    serde_json::from_slice(key).map_err(|e| e.to_string())
+/// One `__consumer_offsets` record; a `None` value is a tombstone.
+pub type Record = (RecordKey, Option<RecordValue>);
+
+/// Why a record could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error(transparent)]
+    Kafka(#[from] RecordFormatError),
+    #[error("record written by an earlier version is not valid JSON: {0}")]
+    Legacy(#[from] serde_json::Error),
+    #[error("a {key} key with a {value} value")]
+    Mismatch { key: &'static str, value: &'static str },
+    #[error("encoding the batch failed: {0}")]
+    Batch(String),
+}
+
+impl RecordKey {
+    fn to_kafka(&self) -> GroupKey {
+        match self {
+            RecordKey::Offset { group, topic, partition } => {
+                GroupKey::OffsetCommit { group: group.clone(), topic: topic.clone(), partition: *partition }
+            }
+            RecordKey::Group { group } => GroupKey::GroupMetadata { group: group.clone() },
+        }
+    }
+}
+
+impl From<&OffsetValue> for OffsetCommitValue {
+    fn from(v: &OffsetValue) -> Self {
+        OffsetCommitValue {
+            offset: v.offset,
+            leader_epoch: v.leader_epoch,
+            metadata: v.metadata.clone(),
+            commit_timestamp_ms: v.commit_timestamp_ms,
+            expire_timestamp_ms: -1,
+        }
+    }
+}
+
+impl From<OffsetCommitValue> for OffsetValue {
+    fn from(v: OffsetCommitValue) -> Self {
+        OffsetValue {
+            offset: v.offset,
+            leader_epoch: v.leader_epoch,
+            metadata: v.metadata,
+            commit_timestamp_ms: v.commit_timestamp_ms,
+        }
+    }
+}
+
+impl From<&GroupValue> for GroupMetadataValue {
+    fn from(v: &GroupValue) -> Self {
+        GroupMetadataValue {
+            protocol_type: v.protocol_type.clone().unwrap_or_default(),
+            generation: v.generation_id,
+            protocol: v.protocol_name.clone(),
+            leader: v.leader.clone(),
+            current_state_timestamp_ms: v.state_timestamp_ms,
+            members: v
+                .members
+                .iter()
+                .map(|m| MemberMetadata {
+                    member_id: m.member_id.clone(),
+                    group_instance_id: m.group_instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    session_timeout_ms: m.session_timeout_ms,
+                    subscription: Bytes::copy_from_slice(&m.subscription),
+                    assignment: Bytes::copy_from_slice(&m.assignment),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<GroupMetadataValue> for GroupValue {
+    fn from(v: GroupMetadataValue) -> Self {
+        GroupValue {
+            // Kafka writes "" for a group without a protocol type.
+            protocol_type: Some(v.protocol_type).filter(|t| !t.is_empty()),
+            generation_id: v.generation,
+            protocol_name: v.protocol,
+            leader: v.leader,
+            state_timestamp_ms: v.current_state_timestamp_ms,
+            members: v
+                .members
+                .into_iter()
+                .map(|m| MemberValue {
+                    member_id: m.member_id,
+                    group_instance_id: m.group_instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    session_timeout_ms: m.session_timeout_ms,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    subscription: m.subscription.to_vec(),
+                    assignment: m.assignment.to_vec(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A record's key and value bytes in Kafka's format.
+pub fn encode_record((key, value): &Record) -> Result<(Vec<u8>, Option<Vec<u8>>), RecordError> {
+    let value = match (key, value) {
+        (_, None) => None,
+        (RecordKey::Offset { .. }, Some(RecordValue::Offset(v))) => Some(OffsetCommitValue::from(v).encode()),
+        (RecordKey::Group { .. }, Some(RecordValue::Group(v))) => Some(GroupMetadataValue::from(v).encode()),
+        (RecordKey::Offset { .. }, Some(RecordValue::Group(_))) => {
+            return Err(RecordError::Mismatch { key: "offset", value: "group" })
+        }
+        (RecordKey::Group { .. }, Some(RecordValue::Offset(_))) => {
+            return Err(RecordError::Mismatch { key: "group", value: "offset" })
+        }
+    };
+    Ok((key.to_kafka().encode().to_vec(), value.map(|v| v.to_vec())))
+}
+
+/// Encodes records as one record batch; with `txn`, as a transactional batch of that
+/// producer (TxnOffsetCommit).
+pub fn encode_batch(entries: &[Record], now_ms: i64, txn: Option<TxnProducer>) -> Result<Bytes, RecordError> {
+    let encoded = entries.iter().map(encode_record).collect::<Result<Vec<_>, _>>()?;
+    internal_topic::encode_batch(&encoded, now_ms, txn).map_err(RecordError::Batch)
+}
+
+/// Reads one stored record, in Kafka's format or the JSON of earlier versions. `Ok(None)`
+/// is a record type this coordinator does not serve (e.g. a KIP-848 group's), skipped.
+pub fn decode_record(key: &[u8], value: Option<&[u8]>) -> Result<Option<Record>, RecordError> {
+    if key.first() == Some(&b'{') {
+        return decode_legacy(key, value).map(Some);
+    }
+    let key = match GroupKey::decode(key)? {
+        Ok(GroupKey::OffsetCommit { group, topic, partition }) => RecordKey::Offset { group, topic, partition },
+        Ok(GroupKey::GroupMetadata { group }) => RecordKey::Group { group },
+        Err(version) => {
+            tracing::debug!(version, "skipping a __consumer_offsets record of a type not served here");
+            return Ok(None);
+        }
+    };
+    let value = match (&key, value) {
+        (_, None) => None,
+        (RecordKey::Offset { .. }, Some(v)) => Some(RecordValue::Offset(OffsetCommitValue::decode(v)?.into())),
+        (RecordKey::Group { .. }, Some(v)) => Some(RecordValue::Group(GroupMetadataValue::decode(v)?.into())),
+    };
+    Ok(Some((key, value)))
+}
+
+/// A record as versions before Kafka's formats wrote it: JSON key, JSON value.
+fn decode_legacy(key: &[u8], value: Option<&[u8]>) -> Result<Record, RecordError> {
+    let key: RecordKey = serde_json::from_slice(key)?;
+    let value = match (&key, value) {
+        (_, None) => None,
+        (RecordKey::Offset { .. }, Some(v)) => Some(RecordValue::Offset(serde_json::from_slice(v)?)),
+        (RecordKey::Group { .. }, Some(v)) => Some(RecordValue::Group(serde_json::from_slice(v)?)),
+    };
+    Ok((key, value))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn records_round_trip() {
-        let group = GroupValue {
+    fn group() -> GroupValue {
+        GroupValue {
             protocol_type: Some("consumer".into()),
             generation_id: 3,
             protocol_name: Some("range".into()),
@@ -124,18 +280,55 @@ mod tests {
                 subscription: vec![0, 1, 255],
                 assignment: vec![],
             }],
-        };
-        let entries = vec![
-            (RecordKey::Group { group: "g".into() }, Some(serde_json::to_vec(&group).unwrap())),
-            (RecordKey::Offset { group: "g".into(), topic: "t".into(), partition: 2 }, None),
+        }
+    }
+
+    #[test]
+    fn records_round_trip_in_kafkas_format() {
+        let offset = OffsetValue { offset: 42, leader_epoch: 1, metadata: "m".into(), commit_timestamp_ms: 9 };
+        let entries: Vec<Record> = vec![
+            (RecordKey::Group { group: "g".into() }, Some(RecordValue::Group(group()))),
+            (RecordKey::Offset { group: "g".into(), topic: "t".into(), partition: 2 }, Some(RecordValue::Offset(offset))),
+            (RecordKey::Offset { group: "g".into(), topic: "t".into(), partition: 3 }, None),
         ];
         let batch = encode_batch(&entries, 1, None).unwrap();
         let mut buf = batch.clone();
         let set = rivulet_protocol::kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).unwrap();
-        assert_eq!(set.records.len(), 2);
-        assert_eq!(decode_key(set.records[0].key.as_ref().unwrap()).unwrap(), entries[0].0);
-        let back: GroupValue = serde_json::from_slice(set.records[0].value.as_ref().unwrap()).unwrap();
-        assert_eq!(back, group);
-        assert_eq!(set.records[1].value, None);
+        assert_eq!(set.records.len(), 3);
+        for (record, expected) in set.records.iter().zip(&entries) {
+            let key = record.key.as_ref().unwrap();
+            // Kafka's key versions: 2 for group metadata, 1 for offset commits.
+            assert_eq!(key[..2], [0, if matches!(expected.0, RecordKey::Group { .. }) { 2 } else { 1 }]);
+            let decoded = decode_record(key, record.value.as_deref()).unwrap();
+            assert_eq!(decoded.as_ref(), Some(expected));
+        }
+    }
+
+    #[test]
+    fn json_records_of_earlier_versions_are_read() {
+        let key = br#"{"type":"offset","group":"g","topic":"t","partition":0}"#;
+        let value = br#"{"offset":7,"leader_epoch":-1,"metadata":"x","commit_timestamp_ms":3}"#;
+        let (key, value) = decode_record(key, Some(&value[..])).unwrap().unwrap();
+        assert_eq!(key, RecordKey::Offset { group: "g".into(), topic: "t".into(), partition: 0 });
+        assert_eq!(
+            value,
+            Some(RecordValue::Offset(OffsetValue {
+                offset: 7,
+                leader_epoch: -1,
+                metadata: "x".into(),
+                commit_timestamp_ms: 3
+            }))
+        );
+        let legacy_group = serde_json::to_vec(&group()).unwrap();
+        let (_, value) = decode_record(br#"{"type":"group","group":"g"}"#, Some(legacy_group.as_slice())).unwrap().unwrap();
+        assert_eq!(value, Some(RecordValue::Group(group())));
+    }
+
+    #[test]
+    fn unknown_record_types_are_skipped_and_garbage_refused() {
+        // Key version 3: KIP-848's ConsumerGroupMetadataKey.
+        assert!(decode_record(&[0, 3, 0, 1, b'g'], Some(&[0u8, 0][..])).unwrap().is_none());
+        assert!(decode_record(&[0, 2, 0, 9, b'g'], None).is_err());
+        assert!(decode_record(b"{not json", None).is_err());
     }
 }

@@ -111,15 +111,14 @@ impl TransactionCoordinator {
         internal_topic::replay(&log, |batch| {
             let Replayed::Records { records, .. } = batch else { return };
             for (key, value) in records {
-                let id = String::from_utf8_lossy(&key).into_owned();
-                match value.map(|v| serde_json::from_slice::<TxnValue>(&v)) {
-                    Some(Ok(value)) => {
+                match persist::decode_record(&key, value.as_deref()) {
+                    Ok((id, Some(value))) => {
                         loaded.insert(id, value);
                     }
-                    Some(Err(e)) => failure = Some(format!("transactional id {id}: {e}")),
-                    None => {
+                    Ok((id, None)) => {
                         loaded.remove(&id);
                     }
+                    Err(e) => failure = Some(format!("key {}: {e}", String::from_utf8_lossy(&key))),
                 }
             }
         })
@@ -168,10 +167,9 @@ impl TransactionCoordinator {
 
     fn persist(&self, transactional_id: &str, value: &TxnValue) -> Result<(), ResponseError> {
         let log = self.partitions.log(self.partition_of(transactional_id)).ok_or(ResponseError::NotCoordinator)?;
-        let encoded = serde_json::to_vec(value).map_err(|_| ResponseError::UnknownServerError)?;
+        let record = persist::encode_record(transactional_id, Some(value));
         let batch =
-            internal_topic::encode_batch(&[(transactional_id.as_bytes().to_vec(), Some(encoded))], now_ms(), None)
-                .map_err(|_| ResponseError::UnknownServerError)?;
+            internal_topic::encode_batch(&[record], now_ms(), None).map_err(|_| ResponseError::UnknownServerError)?;
         let options = AppendOptions {
             // The partition's current leader epoch.
             leader_epoch: -1,
