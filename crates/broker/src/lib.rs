@@ -2,10 +2,10 @@
 //!
 //! The Kafka broker proper: configuration under Kafka's names ([`config`]), the shared
 //! broker state ([`broker`]), the accept loop ([`server`]), one task per connection
-//! ([`connection`]) and one handler module per Kafka API (`handlers`). The group
-//! coordinator ([`group`]) and the transaction coordinator ([`txn`]) keep their state in
-//! internal topics ([`internal_topic`]) and serve the partitions of them this broker leads
-//! ([`coordinator_partitions`]). Each partition's replication state — leader, epoch, ISR,
+//! ([`connection`]) and one handler module per Kafka API (`handlers`). The group and
+//! transaction coordinators come from `rivulet-coordinator` (re-exported as [`group`],
+//! [`txn`], [`internal_topic`], [`coordinator_partitions`]); the broker hands them the
+//! internal-topic partitions it leads and writes their transaction markers. Each partition's replication state — leader, epoch, ISR,
 //! follower progress, high watermark — is a [`replica::Replica`]; with etcd metadata the
 //! [`cluster`] module keeps those in step with the cluster, runs the follower fetchers
 //! and campaigns for the controller role.
@@ -23,16 +23,15 @@ pub mod broker;
 pub mod cluster;
 pub mod config;
 pub mod connection;
-pub mod coordinator_partitions;
-pub mod group;
 mod handlers;
-pub mod internal_topic;
 pub mod metrics;
 pub mod replica;
 pub mod server;
 pub mod topic_config;
 pub mod topics;
-pub mod txn;
+
+// The coordinators live in their own crate; re-exported under the paths handlers use.
+pub use rivulet_coordinator::{coordinator_partitions, group, internal_topic, txn};
 
 pub use broker::Broker;
 pub use config::BrokerConfig;

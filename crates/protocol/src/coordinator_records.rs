@@ -612,7 +612,7 @@ mod tests {
         // OffsetCommitKey v1 {group "g", topic "t", partition 2}, as Kafka's
         // MessageUtil.toVersionPrefixedBytes writes it.
         let key = GroupKey::OffsetCommit { group: "g".into(), topic: "t".into(), partition: 2 };
-        assert_eq!(hex(&key.encode()), "0001" .to_string() + "000167" + "000174" + "00000002");
+        assert_eq!(hex(&key.encode()), "0001".to_string() + "000167" + "000174" + "00000002");
         let value = OffsetCommitValue {
             offset: 5,
             leader_epoch: 1,

@@ -288,7 +288,10 @@ mod tests {
         let offset = OffsetValue { offset: 42, leader_epoch: 1, metadata: "m".into(), commit_timestamp_ms: 9 };
         let entries: Vec<Record> = vec![
             (RecordKey::Group { group: "g".into() }, Some(RecordValue::Group(group()))),
-            (RecordKey::Offset { group: "g".into(), topic: "t".into(), partition: 2 }, Some(RecordValue::Offset(offset))),
+            (
+                RecordKey::Offset { group: "g".into(), topic: "t".into(), partition: 2 },
+                Some(RecordValue::Offset(offset)),
+            ),
             (RecordKey::Offset { group: "g".into(), topic: "t".into(), partition: 3 }, None),
         ];
         let batch = encode_batch(&entries, 1, None).unwrap();
@@ -320,7 +323,8 @@ mod tests {
             }))
         );
         let legacy_group = serde_json::to_vec(&group()).unwrap();
-        let (_, value) = decode_record(br#"{"type":"group","group":"g"}"#, Some(legacy_group.as_slice())).unwrap().unwrap();
+        let (_, value) =
+            decode_record(br#"{"type":"group","group":"g"}"#, Some(legacy_group.as_slice())).unwrap().unwrap();
         assert_eq!(value, Some(RecordValue::Group(group())));
     }
 

@@ -1,0 +1,192 @@
+//! Loading a `__consumer_offsets` partition (replaying its records into groups), unloading
+//! it, and writing records to it: every change a restart must see goes through [`GroupCoordinator::write`]
+//! before it is applied, and [`apply_record`] is the one place a record changes a group on load.
+
+use super::*;
+
+impl GroupCoordinator {
+    /// Replays one partition of `__consumer_offsets` into memory and starts serving its
+    /// groups (this broker became its leader, or a single node starts).
+    pub fn load_partition(&self, partition: i32, log: Arc<PartitionLog>) -> Result<(), PersistError> {
+        let mut groups: HashMap<String, Group> = HashMap::new();
+        let mut pending: HashMap<i64, Vec<Record>> = HashMap::new();
+        let now = Instant::now();
+        let mut failure = None;
+        internal_topic::replay(&log, |batch| match batch {
+            Replayed::Records { txn, records } => {
+                for (key, value) in records {
+                    match persist::decode_record(&key, value.as_deref()) {
+                        Ok(Some(record)) => match txn {
+                            Some(txn) => pending.entry(txn.producer_id).or_default().push(record),
+                            None => apply_record(&mut groups, record, now),
+                        },
+                        Ok(None) => {}
+                        Err(e) => failure = Some(e.to_string()),
+                    }
+                }
+            }
+            Replayed::Marker { producer_id, control } => {
+                let records = pending.remove(&producer_id).unwrap_or_default();
+                if control == rivulet_protocol::record_batch::ControlType::Commit {
+                    for record in records {
+                        apply_record(&mut groups, record, now);
+                    }
+                }
+            }
+        })
+        .map_err(PersistError)?;
+        if let Some(e) = failure {
+            self.partitions.finish_loading(partition, None);
+            return Err(PersistError(e));
+        }
+        groups.retain(|_, g| {
+            !(g.members.is_empty() && g.offsets.is_empty() && g.state == GroupState::Empty && g.generation == 0)
+        });
+        let loaded = groups.len();
+        {
+            let mut all = self.lock();
+            // Transactions still open: their offsets wait for the transaction coordinator.
+            let mut open = self.pending_txn_offsets.lock().unwrap_or_else(|p| p.into_inner());
+            for (producer_id, records) in pending {
+                for (key, value) in records {
+                    if let (RecordKey::Offset { group, topic, partition }, Some(RecordValue::Offset(value))) =
+                        (key, value)
+                    {
+                        open.entry(producer_id).or_default().push(PendingOffset { group, topic, partition, value });
+                    }
+                }
+            }
+            all.extend(groups);
+            self.partitions.finish_loading(partition, Some(log));
+        }
+        tracing::debug!(partition, groups = loaded, "group coordinator loaded a __consumer_offsets partition");
+        Ok(())
+    }
+
+    /// Stops serving the groups of `partition` (another broker leads it now).
+    pub fn unload_partition(&self, partition: i32) {
+        if !self.partitions.remove(partition) {
+            return;
+        }
+        let mut groups = self.lock();
+        groups.retain(|name, _| self.partition_of(name) != partition);
+        let mut open = self.pending_txn_offsets.lock().unwrap_or_else(|p| p.into_inner());
+        for offsets in open.values_mut() {
+            offsets.retain(|o| self.partition_of(&o.group) != partition);
+        }
+        open.retain(|_, offsets| !offsets.is_empty());
+        tracing::info!(partition, "group coordinator unloaded a __consumer_offsets partition");
+    }
+
+    /// Builds a coordinator serving every partition of `logs` (a single node).
+    pub fn load(settings: GroupSettings, logs: Vec<Arc<PartitionLog>>) -> Result<Self, PersistError> {
+        let coordinator = Self::new(settings, logs.len() as i32);
+        for (index, log) in logs.into_iter().enumerate() {
+            coordinator.load_partition(index as i32, log)?;
+        }
+        Ok(coordinator)
+    }
+
+    pub(super) fn log_for(&self, group: &str) -> Option<Arc<PartitionLog>> {
+        let partition = self.partition_of(group);
+        self.partitions.log(partition)
+    }
+
+    pub(super) fn write(&self, group: &str, entries: &[Record]) -> Result<(), PersistError> {
+        self.write_as(group, entries, None).map_err(|e| PersistError(e.to_string()))
+    }
+
+    pub(super) fn write_as(
+        &self,
+        group: &str,
+        entries: &[Record],
+        txn: Option<TxnProducer>,
+    ) -> Result<(), rivulet_storage::AppendError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let log = self.log_for(group).ok_or_else(|| {
+            rivulet_storage::AppendError::Storage(rivulet_storage::StorageError::Corrupt {
+                what: "__consumer_offsets",
+                reason: "no partitions".into(),
+            })
+        })?;
+        let batch = persist::encode_batch(entries, now_ms(), txn).map_err(|e| {
+            rivulet_storage::AppendError::Batch(rivulet_protocol::record_batch::BatchError::Invalid(e.to_string()))
+        })?;
+        let options = AppendOptions {
+            // The partition's current leader epoch.
+            leader_epoch: -1,
+            max_batch_bytes: usize::MAX,
+            log_append_time_ms: None,
+            origin: AppendOrigin::Coordinator,
+        };
+        log.append(&batch, &options)?;
+        Ok(())
+    }
+
+    pub(super) fn persist_group(&self, group: &Group) {
+        let value = Some(RecordValue::Group(group.to_value()));
+        if let Err(e) = self.write(&group.id, &[(RecordKey::Group { group: group.id.clone() }, value)]) {
+            tracing::error!(group = %group.id, error = %e, "persisting group metadata failed");
+        }
+    }
+}
+
+/// Replays one `__consumer_offsets` record into the in-memory groups.
+fn apply_record(groups: &mut HashMap<String, Group>, (key, value): Record, now: Instant) {
+    match key {
+        RecordKey::Offset { group, topic, partition } => {
+            let entry = groups.entry(group.clone()).or_insert_with(|| Group::new(&group));
+            match value {
+                Some(RecordValue::Offset(offset)) => {
+                    entry.offsets.insert((topic, partition), offset);
+                }
+                // `decode_record` reads an offset key's value as an offset: no other pairs.
+                _ => {
+                    entry.offsets.remove(&(topic, partition));
+                }
+            }
+        }
+        RecordKey::Group { group } => {
+            let Some(RecordValue::Group(value)) = value else {
+                groups.remove(&group);
+                return;
+            };
+            let entry = groups.entry(group.clone()).or_insert_with(|| Group::new(&group));
+            entry.generation = value.generation_id;
+            entry.protocol_type = value.protocol_type;
+            entry.protocol_name = value.protocol_name.clone();
+            entry.leader = value.leader;
+            entry.state_since_ms = value.state_timestamp_ms;
+            entry.members.clear();
+            entry.static_members.clear();
+            for m in value.members {
+                if let Some(instance) = &m.group_instance_id {
+                    entry.static_members.insert(instance.clone(), m.member_id.clone());
+                }
+                let protocols =
+                    value.protocol_name.clone().map(|p| vec![(p, Bytes::from(m.subscription))]).unwrap_or_default();
+                entry.members.insert(
+                    m.member_id.clone(),
+                    Member {
+                        id: m.member_id,
+                        instance_id: m.group_instance_id,
+                        client_id: m.client_id,
+                        client_host: m.client_host,
+                        session_timeout: Duration::from_millis(m.session_timeout_ms.max(0) as u64),
+                        rebalance_timeout: Duration::from_millis(m.rebalance_timeout_ms.max(0) as u64),
+                        protocols,
+                        assignment: Bytes::from(m.assignment),
+                        // Members get a full session after the restart to reach us again.
+                        last_seen: now,
+                        joined_this_round: false,
+                        join_waiter: None,
+                        sync_waiter: None,
+                    },
+                );
+            }
+            entry.state = if entry.members.is_empty() { GroupState::Empty } else { GroupState::Stable };
+        }
+    }
+}

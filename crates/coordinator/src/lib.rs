@@ -1,0 +1,25 @@
+//! # rivulet-coordinator
+//!
+//! The broker's coordinators, whose state lives in keyed records of internal topics:
+//!
+//! * [`group`] — the group coordinator (classic JoinGroup / SyncGroup / Heartbeat /
+//!   LeaveGroup, committed offsets, transactional offsets), on `__consumer_offsets`.
+//! * [`txn`] — the transaction coordinator (KIP-98/360/447), on `__transaction_state`.
+//! * [`internal_topic`] — writing record batches to and replaying them from those topics'
+//!   partition logs, and Kafka's key → partition hash.
+//! * [`coordinator_partitions`] — which partitions of its topic a coordinator serves (those
+//!   this broker leads), and the errors for keys hashing elsewhere.
+//!
+//! Records are Kafka's own formats (`rivulet_protocol::coordinator_records`). Every state
+//! change a restart must see is appended to the partition log first, and loading a
+//! partition replays it, so start-up, failover and compaction go through one path.
+//!
+//! This crate never touches sockets, etcd or RocksDB directly (it appends to and reads
+//! from `rivulet_storage::PartitionLog`s it is handed), never decides which partitions
+//! this broker leads (the broker tells it by loading and unloading partitions), and never
+//! writes transaction markers itself: the broker provides a [`txn::MarkerSink`].
+
+pub mod coordinator_partitions;
+pub mod group;
+pub mod internal_topic;
+pub mod txn;
