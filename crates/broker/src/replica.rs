@@ -262,33 +262,13 @@ impl Replica {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rivulet_protocol::record_batch::BatchBuilder;
     use rivulet_storage::{AppendOptions, LogClass, LogId, Store, StoreOptions};
 
-    fn batch(records: i64) -> Vec<u8> {
-        use rivulet_protocol::kafka_protocol::records::{
-            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-        };
-        let records: Vec<Record> = (0..records)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i,
-                sequence: i as i32,
-                timestamp: 1_000 + i,
-                key: None,
-                value: Some(bytes::Bytes::from(format!("v{i}"))),
-                headers: Default::default(),
-            })
-            .collect();
-        let mut buf = bytes::BytesMut::new();
-        let options = RecordEncodeOptions { version: 2, compression: Compression::None };
-        RecordBatchEncoder::encode(&mut buf, &records, &options).expect("encodes");
-        buf.to_vec()
+    fn batch(records: i64) -> bytes::Bytes {
+        let builder = (0..records)
+            .fold(BatchBuilder::new(), |b, i| b.record(1_000 + i, None, Some(bytes::Bytes::from(format!("v{i}")))));
+        builder.build().expect("encodes")
     }
 
     fn leader_of_three(dir: &std::path::Path) -> Replica {

@@ -3,11 +3,9 @@
 //! partition logs, so replication and failover treat them like any partition, and rebuild
 //! it on start by replaying those logs.
 
-use bytes::{Bytes, BytesMut};
-use rivulet_protocol::kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
-use rivulet_protocol::record_batch::{self, BatchHeader, ControlType};
+use bytes::Bytes;
+use rivulet_protocol::kafka_protocol::records::RecordBatchDecoder;
+use rivulet_protocol::record_batch::{self, BatchBuilder, BatchHeader, ControlType};
 use rivulet_storage::PartitionLog;
 
 /// The producer a transactional batch belongs to.
@@ -25,32 +23,14 @@ pub fn encode_batch(
     now_ms: i64,
     txn: Option<TxnProducer>,
 ) -> Result<Bytes, String> {
-    let (producer_id, producer_epoch) = txn.map_or((-1, -1), |t| (t.producer_id, t.producer_epoch));
-    let records: Vec<Record> = entries
-        .iter()
-        .enumerate()
-        .map(|(i, (key, value))| Record {
-            transactional: txn.is_some(),
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id,
-            producer_epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // Sequences must run with the offsets or the encoder splits the batch; the base
-            // sequence of a coordinator's transactional batch is -1 (none).
-            sequence: if txn.is_some() { i as i32 - 1 } else { i as i32 },
-            timestamp: now_ms,
-            key: Some(Bytes::from(key.clone())),
-            value: value.clone().map(Bytes::from),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
-        .map_err(|e| e.to_string())?;
-    Ok(buf.freeze())
+    let mut builder = BatchBuilder::new();
+    if let Some(t) = txn {
+        builder = builder.producer(t.producer_id, t.producer_epoch, record_batch::NO_SEQUENCE).transactional(true);
+    }
+    let builder = entries.iter().fold(builder, |b, (key, value)| {
+        b.record(now_ms, Some(Bytes::from(key.clone())), value.clone().map(Bytes::from))
+    });
+    builder.build().map_err(|e| e.to_string())
 }
 
 /// One stored batch as seen while replaying.

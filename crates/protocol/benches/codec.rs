@@ -8,33 +8,16 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader, TopicName};
 use kafka_protocol::protocol::{Encodable, StrBytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
-use rivulet_protocol::record_batch;
+use rivulet_protocol::record_batch::{self, BatchBuilder};
 use rivulet_protocol::request::decode_request;
 
 /// 16 records of 1 KiB: a typical producer batch (`batch.size=16384`).
 fn batch() -> Bytes {
-    let records: Vec<Record> = (0..16)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: 1,
-            producer_epoch: 0,
-            timestamp_type: TimestampType::Creation,
-            offset: i,
-            sequence: i as i32,
-            timestamp: 1_700_000_000_000,
-            key: Some(Bytes::from(format!("key-{i}"))),
-            value: Some(Bytes::from((0..1024).map(|b| (b * 31 + i) as u8).collect::<Vec<u8>>())),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
-        .expect("encode batch");
-    buf.freeze()
+    let builder = (0..16).fold(BatchBuilder::new().producer(1, 0, 0), |b, i: i64| {
+        let value: Vec<u8> = (0..1024).map(|b| (b * 31 + i) as u8).collect();
+        b.record(1_700_000_000_000, Some(Bytes::from(format!("key-{i}"))), Some(Bytes::from(value)))
+    });
+    builder.build().expect("encode batch")
 }
 
 fn produce_frame(records: Bytes) -> Bytes {

@@ -15,7 +15,8 @@
 //!   `TransactionLogKey`/`Value`), canonical and versioned, so Kafka's tools read them.
 //! * [`record_batch`] — the v2 record-batch header: parsing, CRC32C validation and the
 //!   in-place patches a broker makes (base offset, leader epoch, LogAppendTime), so that
-//!   batches are stored and served exactly as the client sent them.
+//!   batches are stored and served exactly as the client sent them; and
+//!   [`record_batch::BatchBuilder`], the one way Rivulet composes a data batch.
 //!
 //! This crate must never touch sockets, disks or clocks: callers pass everything in.
 

@@ -18,6 +18,10 @@
 
 use bytes::{Buf, Bytes};
 
+mod builder;
+
+pub use builder::{BatchBuilder, BatchRecord, BuildError, Compression, NO_SEQUENCE};
+
 /// Size of the v2 batch header.
 pub const HEADER_BYTES: usize = 61;
 /// `base_offset` + `batch_length`: the part not counted by `batch_length`.
@@ -334,29 +338,50 @@ pub fn all_records_have_keys(batch: &Bytes) -> Result<bool, BatchError> {
 mod tests {
     use super::*;
     use bytes::BytesMut;
-    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
     pub(crate) fn sample_batch(count: i32, compression: Compression) -> Bytes {
-        let records: Vec<Record> = (0..count)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: 7,
-                producer_epoch: 0,
-                timestamp_type: TimestampType::Creation,
-                offset: i64::from(i),
-                sequence: i,
-                timestamp: 1_000 + i64::from(i),
-                key: Some(Bytes::from(format!("k{i}"))),
-                value: Some(Bytes::from(format!("v{i}"))),
-                headers: Default::default(),
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression }).unwrap();
-        buf.freeze()
+        let builder = (0..count).fold(BatchBuilder::new().producer(7, 0, 0).compression(compression), |b, i| {
+            b.record(1_000 + i64::from(i), Some(Bytes::from(format!("k{i}"))), Some(Bytes::from(format!("v{i}"))))
+        });
+        builder.build().unwrap()
+    }
+
+    #[test]
+    fn the_builder_writes_every_field_into_one_batch() {
+        let mut builder = BatchBuilder::new()
+            .producer(42, 3, i32::MAX - 1)
+            .transactional(true)
+            .compression(Compression::Zstd)
+            .base_offset(500)
+            .record(2_000, Some(Bytes::from_static(b"a")), None);
+        builder.push(BatchRecord {
+            timestamp_ms: 1_000,
+            key: None,
+            value: Some(Bytes::from_static(b"v")),
+            headers: vec![("h".into(), Some(Bytes::from_static(b"x"))), ("empty".into(), None)],
+        });
+        let batch = builder.build().unwrap();
+        let header = validate(&batch).unwrap();
+        assert_eq!((header.base_offset, header.last_offset(), header.records_count), (500, 501, 2));
+        assert_eq!((header.producer_id, header.producer_epoch, header.base_sequence), (42, 3, i32::MAX - 1));
+        assert_eq!((header.base_timestamp, header.max_timestamp), (1_000, 2_000));
+        assert!(header.is_transactional() && !header.is_control());
+        assert_eq!(header.compression(), Compression::Zstd as i16);
+        let mut buf = batch.clone();
+        let sets = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut buf).unwrap();
+        assert_eq!(sets.len(), 1);
+        let records = &sets[0].records;
+        assert_eq!(records[0].key.as_deref(), Some(&b"a"[..]));
+        assert_eq!(records[0].value, None);
+        assert_eq!((records[0].sequence, records[1].sequence), (i32::MAX - 1, i32::MAX));
+        assert_eq!(records[1].headers.len(), 2);
+        assert_eq!(records[1].headers.get(&b"h"[..]).cloned().flatten().as_deref(), Some(&b"x"[..]));
+
+        let plain = BatchBuilder::new().record(5, None, Some(Bytes::from_static(b"v"))).build().unwrap();
+        let header = validate(&plain).unwrap();
+        assert_eq!((header.producer_id, header.producer_epoch, header.base_sequence), (-1, -1, -1));
+        assert!(!header.is_transactional());
+        assert_eq!(BatchBuilder::new().build(), Err(BuildError::Empty));
     }
 
     #[test]

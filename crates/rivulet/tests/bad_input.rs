@@ -1,8 +1,6 @@
 //! Malformed input against a real broker process: each case gets Kafka's outcome (an
 //! error response or a closed connection) and the broker keeps serving other clients.
 
-mod support;
-
 use std::io::Read;
 use std::time::Duration;
 
@@ -11,7 +9,10 @@ use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, 
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
-use support::{BrokerProcess, Client};
+use rivulet_test_support::{BrokerProcess, Client};
+
+/// The binary under test, built by `cargo test`.
+const RIVULET: &str = env!("CARGO_BIN_EXE_rivulet");
 
 /// The broker closed `client`'s connection (EOF, or reset).
 fn assert_closed(client: &mut Client) {
@@ -34,7 +35,7 @@ fn assert_serving(broker: &BrokerProcess, long_lived: &mut Client) {
 
 #[test]
 fn truncated_frame_closes_only_that_connection() {
-    let broker = BrokerProcess::start(&[]);
+    let broker = BrokerProcess::start(RIVULET, &[]);
     let mut other = broker.client();
     let mut client = broker.client();
     let (_, frame) = client.frame(&MetadataRequest::default(), 12);
@@ -47,7 +48,7 @@ fn truncated_frame_closes_only_that_connection() {
 
 #[test]
 fn frame_claiming_2_gib_is_refused_before_allocation() {
-    let broker = BrokerProcess::start(&[]);
+    let broker = BrokerProcess::start(RIVULET, &[]);
     let mut other = broker.client();
     let mut client = broker.client();
     let mut frame = BytesMut::new();
@@ -61,7 +62,7 @@ fn frame_claiming_2_gib_is_refused_before_allocation() {
 
 #[test]
 fn unknown_api_key_closes_the_connection() {
-    let broker = BrokerProcess::start(&[]);
+    let broker = BrokerProcess::start(RIVULET, &[]);
     let mut other = broker.client();
     let mut client = broker.client();
     let mut body = BytesMut::new();
@@ -79,7 +80,7 @@ fn unknown_api_key_closes_the_connection() {
 
 #[test]
 fn api_versions_v99_gets_a_v0_unsupported_version_answer() {
-    let broker = BrokerProcess::start(&[]);
+    let broker = BrokerProcess::start(RIVULET, &[]);
     let mut client = broker.client();
     let mut body = BytesMut::new();
     body.put_i16(ApiKey::ApiVersions as i16);
@@ -93,7 +94,7 @@ fn api_versions_v99_gets_a_v0_unsupported_version_answer() {
     frame.extend_from_slice(&body);
     client.send_raw(&frame).unwrap();
     let mut response = client.read_frame().expect("a response, not a closed connection");
-    assert_eq!(support::correlation_of(response.clone()), 4242);
+    assert_eq!(rivulet_test_support::correlation_of(response.clone()), 4242);
     let _ = bytes::Buf::get_i32(&mut response);
     let body = ApiVersionsResponse::decode(&mut response, 0).unwrap();
     assert_eq!(body.error_code, 35, "UNSUPPORTED_VERSION");
@@ -107,7 +108,7 @@ fn api_versions_v99_gets_a_v0_unsupported_version_answer() {
 
 #[test]
 fn unsupported_version_of_a_known_api_closes_the_connection() {
-    let broker = BrokerProcess::start(&[]);
+    let broker = BrokerProcess::start(RIVULET, &[]);
     let mut other = broker.client();
     let mut client = broker.client();
     // Produce v2 is advertised (KAFKA-18659) but refused, as Kafka 4 does.
@@ -123,7 +124,7 @@ fn unsupported_version_of_a_known_api_closes_the_connection() {
 /// bystander connection keeps working throughout.
 #[test]
 fn random_bytes_never_take_the_broker_down() {
-    let broker = BrokerProcess::start(&[]);
+    let broker = BrokerProcess::start(RIVULET, &[]);
     let other = std::cell::RefCell::new(broker.client());
     let mut runner = TestRunner::new(ProptestConfig { cases: 64, ..ProptestConfig::default() });
     let strategy = (proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..512), 1..8), any::<bool>());

@@ -1,23 +1,19 @@
 //! Operating the broker process: configuration errors at start, unknown-key warnings, and
 //! the Prometheus `/metrics` endpoint.
 
-mod support;
-
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::Command;
+use std::net::TcpStream;
 
 use kafka_protocol::messages::MetadataRequest;
-use support::BrokerProcess;
+use rivulet_test_support::{broker_command, free_port, BrokerProcess};
+
+/// The binary under test, built by `cargo test`.
+const RIVULET: &str = env!("CARGO_BIN_EXE_rivulet");
 
 fn run_and_fail(args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     // The test's own settings come first so that `args` (later wins) can override them.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rivulet"))
-        .arg("--override")
-        .arg(format!("log.dirs={}", dir.path().display()))
-        .arg("--override")
-        .arg("listeners=PLAINTEXT://127.0.0.1:0")
+    let mut child = broker_command(RIVULET, 0, dir.path())
         .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -51,29 +47,8 @@ fn properties_file_is_read_and_unknown_keys_are_warned_about() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("server.properties");
     std::fs::write(&file, "# a comment\nnum.partitions=3\nnum.io.threads=8\nsurely.not.a.kafka.key=1\n").unwrap();
-    let file_arg = file.display().to_string();
-    // Start with the file plus overrides, through the binary directly.
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let data = dir.path().join("data");
-    let log_path = dir.path().join("broker.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rivulet"))
-        .arg(&file_arg)
-        .arg("--override")
-        .arg(format!("listeners=PLAINTEXT://127.0.0.1:{port}"))
-        .arg("--override")
-        .arg(format!("log.dirs={}", data.display()))
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let mut client = loop {
-        if let Ok(stream) = TcpStream::connect(("127.0.0.1", port)) {
-            drop(stream);
-            break support::Client::connect(([127, 0, 0, 1], port).into());
-        }
-        assert!(std::time::Instant::now() < deadline, "broker did not start");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let mut broker = BrokerProcess::start_with_properties(RIVULET, &file, &[]);
+    let mut client = broker.client();
     // num.partitions=3 from the file applies to auto-created topics.
     let request = MetadataRequest::default()
         .with_topics(Some(vec![kafka_protocol::messages::metadata_request::MetadataRequestTopic::default().with_name(
@@ -82,17 +57,16 @@ fn properties_file_is_read_and_unknown_keys_are_warned_about() {
         .with_allow_auto_topic_creation(true);
     let response = client.send(&request, 12);
     assert_eq!(response.topics[0].partitions.len(), 3);
-    let _ = child.kill();
-    let _ = child.wait();
-    let log = std::fs::read_to_string(&log_path).unwrap();
+    broker.kill();
+    let log = broker.log();
     assert!(log.contains("surely.not.a.kafka.key"), "{log}");
     assert!(!log.contains("num.io.threads"), "known Kafka keys are accepted quietly: {log}");
 }
 
 #[test]
 fn metrics_endpoint_counts_produced_records() {
-    let metrics_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let broker = BrokerProcess::start(&[&format!("rivulet.metrics.listener=127.0.0.1:{metrics_port}")]);
+    let metrics_port = free_port();
+    let broker = BrokerProcess::start(RIVULET, &[&format!("rivulet.metrics.listener=127.0.0.1:{metrics_port}")]);
     let mut client = broker.client();
     let request = MetadataRequest::default().with_topics(None);
     client.send(&request, 12);
@@ -110,7 +84,7 @@ fn internal_topics_cannot_be_deleted() {
     use kafka_protocol::messages::{DeleteTopicsRequest, TopicName};
     use kafka_protocol::protocol::StrBytes;
 
-    let broker = BrokerProcess::start(&[]);
+    let broker = BrokerProcess::start(RIVULET, &[]);
     let mut client = broker.client();
     let request = DeleteTopicsRequest::default()
         .with_topic_names(vec![TopicName(StrBytes::from_static_str("__consumer_offsets"))])

@@ -1,28 +1,16 @@
 //! Produce-path rules against a real broker process: idempotent retries, sequence gaps,
 //! fencing by epoch, CRC and size checks, unknown topics, and recovery after `kill -9`.
 
-mod support;
-
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{
-    CreateTopicsRequest, FetchRequest, InitProducerIdRequest, ListOffsetsRequest, ProduceRequest, TopicName,
+use rivulet_protocol::record_batch::{BatchBuilder, Compression};
+use rivulet_test_support::error_codes::{
+    CORRUPT_MESSAGE, INVALID_PRODUCER_EPOCH, INVALID_RECORD, MESSAGE_TOO_LARGE, OUT_OF_ORDER_SEQUENCE_NUMBER,
+    UNKNOWN_TOPIC_OR_PARTITION,
 };
-use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
-use support::{BrokerProcess, Client};
+use rivulet_test_support::{requests, BrokerProcess, Client};
 
-const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
-const INVALID_PRODUCER_EPOCH: i16 = 47;
-const CORRUPT_MESSAGE: i16 = 2;
-const MESSAGE_TOO_LARGE: i16 = 10;
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-const INVALID_RECORD: i16 = 87;
+/// The binary under test, built by `cargo test`.
+const RIVULET: &str = env!("CARGO_BIN_EXE_rivulet");
 
 fn batch(producer_id: i64, epoch: i16, first_sequence: i32, count: i32, value_len: usize) -> Bytes {
     encode_batch(producer_id, epoch, first_sequence, count, value_len, Compression::Lz4)
@@ -36,58 +24,23 @@ fn encode_batch(
     value_len: usize,
     compression: Compression,
 ) -> Bytes {
-    let records: Vec<Record> = (0..count)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i64::from(i),
-            // kafka-protocol starts a new batch when sequences are not contiguous.
-            sequence: first_sequence + i,
-            timestamp: 1_700_000_000_000 + i64::from(i),
-            // Keyless when the value length is odd, to exercise compacted-topic rules.
-            key: value_len.is_multiple_of(2).then(|| Bytes::from(format!("key-{}", first_sequence + i))),
-            value: Some(Bytes::from(vec![b'v'; value_len])),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression }).unwrap();
-    buf.freeze()
+    let builder = BatchBuilder::new().producer(producer_id, epoch, first_sequence).compression(compression);
+    let builder = (0..count).fold(builder, |b, i| {
+        // Keyless when the value length is odd, to exercise compacted-topic rules.
+        let key = value_len.is_multiple_of(2).then(|| Bytes::from(format!("key-{}", first_sequence + i)));
+        b.record(1_700_000_000_000 + i64::from(i), key, Some(Bytes::from(vec![b'v'; value_len])))
+    });
+    builder.build().unwrap()
 }
 
 fn create_topic(client: &mut Client, name: &str, partitions: i32, configs: &[(&str, &str)]) {
-    use kafka_protocol::messages::create_topics_request::CreatableTopicConfig;
-    let topic = CreatableTopic::default()
-        .with_name(TopicName(StrBytes::from_string(name.into())))
-        .with_num_partitions(partitions)
-        .with_replication_factor(1)
-        .with_configs(
-            configs
-                .iter()
-                .map(|(k, v)| {
-                    CreatableTopicConfig::default()
-                        .with_name(StrBytes::from_string(k.to_string()))
-                        .with_value(Some(StrBytes::from_string(v.to_string())))
-                })
-                .collect(),
-        );
-    let response = client.send(&CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(10_000), 7);
+    let response = client.send(&requests::create_topic(name, partitions, configs), 7);
     assert_eq!(response.topics[0].error_code, 0, "{:?}", response.topics[0].error_message);
 }
 
 /// Produces one batch; returns (error_code, base_offset).
 fn produce(client: &mut Client, topic: &str, records: Bytes) -> (i16, i64) {
-    let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![
-        TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.into())))
-            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(records))]),
-    ]);
-    let response = client.send(&request, 9);
+    let response = client.send(&requests::produce(None, topic, 0, records), 9);
     let partition = &response.responses[0].partition_responses[0];
     if partition.error_code != 0 {
         eprintln!("produce to {topic}: error {} {:?}", partition.error_code, partition.error_message);
@@ -96,11 +49,7 @@ fn produce(client: &mut Client, topic: &str, records: Bytes) -> (i16, i64) {
 }
 
 fn latest_offset(client: &mut Client, topic: &str) -> i64 {
-    let request =
-        ListOffsetsRequest::default().with_replica_id((-1).into()).with_topics(vec![ListOffsetsTopic::default()
-            .with_name(TopicName(StrBytes::from_string(topic.into())))
-            .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-1)])]);
-    let response = client.send(&request, 7);
+    let response = client.send(&requests::list_offsets(topic, 0, -1), 7);
     let partition = &response.topics[0].partitions[0];
     assert_eq!(partition.error_code, 0);
     partition.offset
@@ -108,31 +57,14 @@ fn latest_offset(client: &mut Client, topic: &str) -> i64 {
 
 /// Fetches everything from offset 0 and decodes every record's (offset, sequence).
 fn fetch_all(client: &mut Client, topic: &str) -> Vec<(i64, i32)> {
-    let request = FetchRequest::default()
-        .with_replica_id((-1).into())
-        .with_max_wait_ms(100)
-        .with_min_bytes(1)
-        .with_max_bytes(64 * 1024 * 1024)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(TopicName(StrBytes::from_string(topic.into())))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_fetch_offset(0)
-                .with_partition_max_bytes(64 * 1024 * 1024)])]);
-    let response = client.send(&request, 12);
+    let response = client.send(&requests::fetch(topic, 0, 0, 0), 12);
     let partition = &response.responses[0].partitions[0];
     assert_eq!(partition.error_code, 0);
-    let mut records = partition.records.clone().unwrap_or_default();
-    let mut out = Vec::new();
-    for set in RecordBatchDecoder::decode_all(&mut records).unwrap() {
-        out.extend(set.records.iter().map(|r| (r.offset, r.sequence)));
-    }
-    out
+    requests::decode_records(partition.records.as_ref()).iter().map(|r| (r.offset, r.sequence)).collect()
 }
 
 fn init_producer_id(client: &mut Client) -> i64 {
-    let response = client
-        .send(&InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000), 4);
+    let response = client.send(&requests::init_producer_id(None), 4);
     assert_eq!(response.error_code, 0);
     assert_eq!(response.producer_epoch, 0);
     response.producer_id.0
@@ -140,7 +72,7 @@ fn init_producer_id(client: &mut Client) -> i64 {
 
 #[test]
 fn retried_batch_is_stored_once_and_acknowledged_with_its_original_offset() {
-    let broker = BrokerProcess::start(&[]);
+    let broker = BrokerProcess::start(RIVULET, &[]);
     let mut client = broker.client();
     create_topic(&mut client, "idem", 1, &[]);
     let pid = init_producer_id(&mut client);
@@ -168,7 +100,7 @@ fn retried_batch_is_stored_once_and_acknowledged_with_its_original_offset() {
 
 #[test]
 fn older_epoch_is_fenced_and_bumped_epoch_restarts_at_zero() {
-    let broker = BrokerProcess::start(&[]);
+    let broker = BrokerProcess::start(RIVULET, &[]);
     let mut client = broker.client();
     create_topic(&mut client, "epochs", 1, &[]);
     let pid = init_producer_id(&mut client);
@@ -180,7 +112,7 @@ fn older_epoch_is_fenced_and_bumped_epoch_restarts_at_zero() {
 
 #[test]
 fn corrupt_oversized_and_unknown_are_refused_with_kafka_codes() {
-    let broker = BrokerProcess::start(&["auto.create.topics.enable=false", "message.max.bytes=2000"]);
+    let broker = BrokerProcess::start(RIVULET, &["auto.create.topics.enable=false", "message.max.bytes=2000"]);
     let mut client = broker.client();
     create_topic(&mut client, "rules", 1, &[]);
     let good = batch(-1, -1, 0, 3, 10);
@@ -214,7 +146,7 @@ fn producer_state_and_offsets_survive_kill_9_with_fsync_per_write() {
 }
 
 fn survives_kill_9(settings: &[&str]) {
-    let mut broker = BrokerProcess::start(settings);
+    let mut broker = BrokerProcess::start(RIVULET, settings);
     let mut client = broker.client();
     create_topic(&mut client, "durable", 1, &[]);
     let pid = init_producer_id(&mut client);
@@ -224,7 +156,7 @@ fn survives_kill_9(settings: &[&str]) {
     let (port, dir) = (broker.port, broker.data_dir.clone());
     broker.kill();
     let _restarted = {
-        let restarted = BrokerProcess::start_at(port, &dir, settings);
+        let restarted = BrokerProcess::start_at(RIVULET, port, &dir, settings);
         let mut client = restarted.client();
         assert_eq!(latest_offset(&mut client, "durable"), 100);
         // The retry of the last batch is still recognised after the restart.

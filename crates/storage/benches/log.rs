@@ -3,33 +3,17 @@
 //!
 //!     cargo bench -p rivulet-storage
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use rivulet_protocol::record_batch::BatchBuilder;
 use rivulet_storage::{AppendOptions, LogClass, LogId, Store, StoreOptions};
 
 fn batch() -> Bytes {
-    let records: Vec<Record> = (0..16)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i,
-            sequence: i as i32,
-            timestamp: 1_700_000_000_000 + i,
-            key: None,
-            value: Some(Bytes::from((0..1024).map(|b| (b * 7 + i) as u8).collect::<Vec<u8>>())),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
-        .expect("encode batch");
-    buf.freeze()
+    let builder = (0..16).fold(BatchBuilder::new(), |b, i: i64| {
+        let value: Vec<u8> = (0..1024).map(|b| (b * 7 + i) as u8).collect();
+        b.record(1_700_000_000_000 + i, None, Some(Bytes::from(value)))
+    });
+    builder.build().expect("encode batch")
 }
 
 fn benches(c: &mut Criterion) {

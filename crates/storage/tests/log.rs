@@ -1,36 +1,16 @@
 //! Partition logs on a real RocksDB in a temp directory.
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use kafka_protocol::records::RecordBatchDecoder;
 use proptest::prelude::*;
-use rivulet_protocol::record_batch::BatchHeader;
+use rivulet_protocol::record_batch::{BatchBuilder, BatchHeader, Compression};
 use rivulet_storage::{AppendOptions, LogClass, LogId, StorageError, Store, StoreOptions};
 
 fn batch(timestamps: &[i64], compression: Compression) -> Bytes {
-    let records: Vec<Record> = timestamps
-        .iter()
-        .enumerate()
-        .map(|(i, &ts)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32,
-            timestamp: ts,
-            key: None,
-            value: Some(Bytes::from(format!("value-{ts}-{i}"))),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression }).unwrap();
-    buf.freeze()
+    let builder = timestamps.iter().enumerate().fold(BatchBuilder::new().compression(compression), |b, (i, &ts)| {
+        b.record(ts, None, Some(Bytes::from(format!("value-{ts}-{i}"))))
+    });
+    builder.build().unwrap()
 }
 
 fn options() -> AppendOptions {

@@ -1,33 +1,16 @@
 //! Replication on real RocksDB: a follower copying its leader batch for batch, the
 //! high watermark, the leader-epoch cache and truncation of divergent history.
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use bytes::Bytes;
+use rivulet_protocol::record_batch::BatchBuilder;
 use rivulet_storage::{AppendOptions, Isolation, LogClass, LogId, PartitionLog, Store, StoreOptions};
 
 /// An idempotent producer's batch of `count` records starting at `sequence`.
 fn batch(producer_id: i64, sequence: i32, count: i32, tag: &str) -> Bytes {
-    let records: Vec<Record> = (0..count)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id,
-            producer_epoch: 0,
-            timestamp_type: TimestampType::Creation,
-            offset: i64::from(i),
-            sequence: sequence + i,
-            timestamp: 1_000 + i64::from(sequence + i),
-            key: None,
-            value: Some(Bytes::from(format!("{tag}-{}", sequence + i))),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
-        .unwrap();
-    buf.freeze()
+    let builder = (sequence..sequence + count).fold(BatchBuilder::new().producer(producer_id, 0, sequence), |b, s| {
+        b.record(1_000 + i64::from(s), None, Some(Bytes::from(format!("{tag}-{s}"))))
+    });
+    builder.build().unwrap()
 }
 
 fn options(leader_epoch: i32) -> AppendOptions {

@@ -1,37 +1,18 @@
 //! Transactions in a partition log on a real RocksDB: the last stable offset, markers,
 //! the aborted-transaction index and what survives a reopen.
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
-use rivulet_protocol::record_batch::ControlType;
+use bytes::Bytes;
+use kafka_protocol::records::RecordBatchDecoder;
+use rivulet_protocol::record_batch::{BatchBuilder, ControlType};
 use rivulet_storage::{
     AbortedTxn, AppendError, AppendOptions, AppendOrigin, Isolation, LogClass, LogId, Store, StoreOptions,
 };
 
 fn batch(producer_id: i64, epoch: i16, first_sequence: i32, count: i32, transactional: bool) -> Bytes {
-    let records: Vec<Record> = (0..count)
-        .map(|i| Record {
-            transactional,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i64::from(i),
-            sequence: if first_sequence < 0 { -1 } else { first_sequence + i },
-            timestamp: 1_000,
-            key: Some(Bytes::from(format!("k{i}"))),
-            value: Some(Bytes::from(format!("v{i}"))),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
-        .unwrap();
-    buf.freeze()
+    let builder = BatchBuilder::new().producer(producer_id, epoch, first_sequence).transactional(transactional);
+    let builder = (0..count)
+        .fold(builder, |b, i| b.record(1_000, Some(Bytes::from(format!("k{i}"))), Some(Bytes::from(format!("v{i}")))));
+    builder.build().unwrap()
 }
 
 fn options() -> AppendOptions {

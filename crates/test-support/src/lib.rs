@@ -1,14 +1,27 @@
 //! # rivulet-test-support
 //!
 //! What the test suites of several crates share, so each is written once: free loopback
-//! ports and a real `etcd` server (Debian's `etcd-server`, installed by `make deps-etcd`).
-//! Only for tests: nothing here is linked into the broker.
+//! ports, a real `etcd` server (Debian's `etcd-server`, installed by `make deps-etcd`), a
+//! real `rivulet` process ([`BrokerProcess`]), a minimal Kafka client ([`Client`],
+//! [`AsyncClient`]) to talk to it, and the [`requests`] tests send most.
+//!
+//! Only for tests: nothing here is linked into the broker. It must never depend on the
+//! broker crate, so that the broker's own tests can use it without a dependency cycle (the
+//! in-process broker harness lives in the broker crate's `tests/` for that reason).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod broker_process;
+mod client;
+pub mod error_codes;
+pub mod requests;
+
+pub use broker_process::{broker_command, BrokerProcess};
+pub use client::{correlation_of, AsyncClient, Client};
 
 /// A loopback port nobody listens on right now (another process may take it before the
 /// caller binds it; callers that can retry on another port should).

@@ -535,20 +535,12 @@ mod tests {
     }
 
     fn txn_batch(pid: i64, epoch: i16, sequence: i32) -> bytes::Bytes {
-        let entries = vec![(b"k".to_vec(), Some(b"v".to_vec()))];
-        let mut batch = bytes::BytesMut::from(
-            &internal_topic::encode_batch(
-                &entries,
-                1,
-                Some(internal_topic::TxnProducer { producer_id: pid, producer_epoch: epoch }),
-            )
-            .unwrap()[..],
-        );
-        // A producer's batch carries a sequence; patch it in and fix the CRC.
-        batch[53..57].copy_from_slice(&sequence.to_be_bytes());
-        let crc = rivulet_protocol::record_batch::compute_crc(&batch);
-        batch[17..21].copy_from_slice(&crc.to_be_bytes());
-        batch.freeze()
+        rivulet_protocol::record_batch::BatchBuilder::new()
+            .producer(pid, epoch, sequence)
+            .transactional(true)
+            .record(1, Some(bytes::Bytes::from_static(b"k")), Some(bytes::Bytes::from_static(b"v")))
+            .build()
+            .unwrap()
     }
 
     fn client_append(
