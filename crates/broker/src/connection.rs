@@ -15,6 +15,7 @@ use tracing::Instrument;
 use crate::broker::Broker;
 use crate::handlers::{self, Reply};
 use crate::metrics::METRICS;
+use crate::request_context::{ConnectionContext, RequestContext};
 
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -61,15 +62,19 @@ async fn read_frame<R: AsyncRead + Unpin>(
     Ok(Some(body.into()))
 }
 
-/// Serves one connection until the peer closes it or breaks the protocol.
-pub async fn serve<S>(broker: Arc<Broker>, stream: S, peer: SocketAddr)
+/// Serves one connection, accepted from `peer` on the listener named `listener_name`, until
+/// the peer closes it or breaks the protocol.
+pub async fn serve<S>(broker: Arc<Broker>, stream: S, peer: SocketAddr, listener_name: Arc<str>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let span = tracing::info_span!("connection", %peer);
+    let span = tracing::info_span!("connection", %peer, listener = %listener_name);
+    // Plaintext and anonymous until TLS / SASL exist: this is where they will establish
+    // the protocol and principal, once per connection.
+    let connection = ConnectionContext::plaintext(peer, listener_name);
     async move {
         METRICS.connections.inc();
-        let outcome = serve_inner(&broker, stream, peer).await;
+        let outcome = serve_inner(&broker, stream, &connection).await;
         METRICS.connections.dec();
         match outcome {
             Ok(()) => tracing::debug!("connection closed by peer"),
@@ -81,7 +86,7 @@ where
     .await
 }
 
-async fn serve_inner<S>(broker: &Arc<Broker>, stream: S, peer: SocketAddr) -> Result<(), ConnectionError>
+async fn serve_inner<S>(broker: &Arc<Broker>, stream: S, connection: &ConnectionContext) -> Result<(), ConnectionError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -100,18 +105,20 @@ where
                 encode_api_versions_fallback(correlation_id)?
             }
             Request::Known { header, api_key, body } => {
+                let ctx = RequestContext::new(&header, api_key, connection);
                 let span = tracing::debug_span!(
                     "request",
-                    api = ?api_key,
-                    version = header.request_api_version,
-                    correlation_id = header.correlation_id,
-                    client_id = header.client_id.as_ref().map(|c| c.as_str()).unwrap_or(""),
+                    api = ?ctx.api_key,
+                    version = ctx.api_version,
+                    correlation_id = ctx.correlation_id,
+                    client_id = ctx.client_id.as_str(),
+                    principal = %ctx.principal,
                 );
                 let api_name = format!("{api_key:?}");
                 let started = std::time::Instant::now();
-                let reply = handlers::handle(broker, &header, *body, peer).instrument(span).await;
+                let reply = handlers::handle(broker, &ctx, *body).instrument(span).await;
                 let response = match reply {
-                    Reply::Response(body) => encode_response(header.correlation_id, header.request_api_version, &body)?,
+                    Reply::Response(body) => encode_response(ctx.correlation_id, ctx.api_version, &body)?,
                     Reply::NoResponse => continue,
                     Reply::Close(reason) => return Err(ConnectionError::Closed(reason)),
                 };

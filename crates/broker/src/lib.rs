@@ -11,10 +11,11 @@
 //! and campaigns for the controller role.
 //!
 //! A request flows: socket → [`connection`] reads a length-prefixed frame (size checked
-//! before allocation) → `rivulet-protocol` decodes it → `handlers::handle` routes it to the
-//! API's module → that module acts on [`broker::Broker`] (topics, logs in
-//! `rivulet-storage`, metadata in `rivulet-metadata`) → the response is encoded and written
-//! before the next request on that connection is read.
+//! before allocation) → `rivulet-protocol` decodes it → `handlers::handle` routes it, with
+//! its [`request_context::RequestContext`] (header fields, peer, listener, security
+//! protocol, principal), to the API's module → that module acts on [`broker::Broker`]
+//! (topics, logs in `rivulet-storage`, metadata in `rivulet-metadata`) → the response is
+//! encoded and written before the next request on that connection is read.
 //!
 //! This crate never touches RocksDB directly and never panics on client input: every
 //! malformed request ends in a Kafka error code or a logged, closed connection.
@@ -26,6 +27,7 @@ pub mod connection;
 mod handlers;
 pub mod metrics;
 pub mod replica;
+pub mod request_context;
 pub mod server;
 pub mod topic_config;
 pub mod topics;

@@ -18,12 +18,21 @@ pub enum ServeError {
     Bind { address: SocketAddr, reason: String },
 }
 
+/// A bound socket and the name of the configured listener (`listeners`) it serves, which
+/// every request accepted on it carries in its `RequestContext`.
+#[derive(Debug)]
+pub struct BoundListener {
+    pub name: Arc<str>,
+    pub socket: TcpListener,
+}
+
 /// Binds every configured listener. A host name is bound on each address it resolves to
 /// (so `localhost` serves both 127.0.0.1 and ::1); an empty host binds all interfaces.
-pub async fn bind(broker: &Broker) -> Result<Vec<TcpListener>, ServeError> {
+pub async fn bind(broker: &Broker) -> Result<Vec<BoundListener>, ServeError> {
     let mut listeners = Vec::new();
     let mut bound: Vec<SocketAddr> = Vec::new();
     for listener in &broker.config.listeners {
+        let name: Arc<str> = Arc::from(listener.name.as_str());
         let host = if listener.host.is_empty() { "0.0.0.0" } else { listener.host.as_str() };
         let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host, listener.port))
             .await
@@ -38,7 +47,7 @@ pub async fn bind(broker: &Broker) -> Result<Vec<TcpListener>, ServeError> {
                 Ok(socket) => {
                     tracing::info!(%address, listener = %listener.name, "listening");
                     bound.push(address);
-                    listeners.push(socket);
+                    listeners.push(BoundListener { name: name.clone(), socket });
                 }
                 // A host with IPv6 disabled still resolves localhost to ::1; serving the
                 // other addresses is enough unless nothing could be bound.
@@ -57,10 +66,10 @@ pub async fn bind(broker: &Broker) -> Result<Vec<TcpListener>, ServeError> {
 }
 
 /// Accepts connections on every listener until `shutdown` turns true.
-pub async fn run(broker: Arc<Broker>, listeners: Vec<TcpListener>, shutdown: watch::Receiver<bool>) {
+pub async fn run(broker: Arc<Broker>, listeners: Vec<BoundListener>, shutdown: watch::Receiver<bool>) {
     let permits = Arc::new(Semaphore::new(broker.config.max_connections));
     let mut tasks = Vec::new();
-    for listener in listeners {
+    for BoundListener { name, socket: listener } in listeners {
         let broker = broker.clone();
         let permits = permits.clone();
         let mut shutdown = shutdown.clone();
@@ -85,8 +94,9 @@ pub async fn run(broker: Arc<Broker>, listeners: Vec<TcpListener>, shutdown: wat
                 };
                 let _ = stream.set_nodelay(true);
                 let broker = broker.clone();
+                let name = name.clone();
                 tokio::spawn(async move {
-                    connection::serve(broker, stream, peer).await;
+                    connection::serve(broker, stream, peer, name).await;
                     drop(permit);
                 });
             }
@@ -94,5 +104,96 @@ pub async fn run(broker: Arc<Broker>, listeners: Vec<TcpListener>, shutdown: wat
     }
     for task in tasks {
         let _ = task.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use rivulet_protocol::client::{decode_response, encode_request};
+    use rivulet_protocol::kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use rivulet_protocol::kafka_protocol::messages::{
+        DescribeGroupsRequest, FindCoordinatorRequest, GroupId, JoinGroupRequest,
+    };
+    use rivulet_protocol::kafka_protocol::protocol::{Request, StrBytes};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+    use crate::config::BrokerConfig;
+
+    async fn send<R: Request>(stream: &mut TcpStream, correlation_id: i32, version: i16, request: &R) -> R::Response {
+        let frame = encode_request(correlation_id, "context-test-client", version, request).unwrap();
+        stream.write_all(&frame).await.unwrap();
+        let size = stream.read_i32().await.unwrap();
+        let mut body = vec![0u8; usize::try_from(size).unwrap()];
+        stream.read_exact(&mut body).await.unwrap();
+        let (correlation, response) = decode_response::<R>(body.into(), version).unwrap();
+        assert_eq!(correlation, correlation_id);
+        response
+    }
+
+    /// The listener's name reaches the accept loop, and the peer and client id reach a
+    /// handler through the request context: a group member's `client_id` and
+    /// `client_host` are what the joining connection's context carried.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn listener_name_peer_and_client_id_reach_the_handlers() {
+        let dir = tempfile::tempdir().unwrap();
+        let props: BTreeMap<String, String> = [
+            ("listeners", "CLIENTS://127.0.0.1:0"),
+            ("log.dirs", dir.path().to_str().unwrap()),
+            ("group.initial.rebalance.delay.ms", "0"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let (config, _) = BrokerConfig::from_properties(props).unwrap();
+        let broker = Broker::open(config).await.unwrap();
+        let listeners = bind(&broker).await.unwrap();
+        assert_eq!(listeners.iter().map(|l| &*l.name).collect::<Vec<_>>(), ["CLIENTS"]);
+        let address = listeners[0].socket.local_addr().unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let serving = tokio::spawn(run(broker.clone(), listeners, stopped));
+
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        let group = "context-test-group";
+        let mut correlation_id = 0;
+        let mut found = false;
+        for _ in 0..100 {
+            correlation_id += 1;
+            let request = FindCoordinatorRequest::default().with_key(StrBytes::from_static_str(group));
+            if send(&mut stream, correlation_id, 3, &request).await.error_code == 0 {
+                found = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(found, "no group coordinator within 10 s");
+
+        let join = JoinGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str(group)))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default().with_name(StrBytes::from_static_str("range"))]);
+        correlation_id += 1;
+        let joined = send(&mut stream, correlation_id, 3, &join).await;
+        assert_eq!(joined.error_code, 0, "JoinGroup failed");
+
+        correlation_id += 1;
+        let describe = DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_static_str(group))]);
+        let described = send(&mut stream, correlation_id, 5, &describe).await;
+        let members = &described.groups[0].members;
+        assert_eq!(members.len(), 1);
+        assert_eq!(members[0].member_id, joined.member_id);
+        assert_eq!(members[0].client_id.as_str(), "context-test-client");
+        let local = stream.local_addr().unwrap();
+        assert_eq!(members[0].client_host.as_str(), format!("/{}", local.ip()));
+
+        stop.send(true).unwrap();
+        serving.await.unwrap();
+        broker.shutdown();
     }
 }

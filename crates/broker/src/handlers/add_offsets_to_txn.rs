@@ -1,13 +1,17 @@
 //! AddOffsetsToTxn (key 25): the group's `__consumer_offsets` partition joins the
 //! transaction, so its offsets commit or abort with it.
 
+use std::sync::Arc;
+
 use rivulet_protocol::kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
 
 use super::{code, fenced_error};
 use crate::broker::Broker;
 use crate::group::persist::OFFSETS_TOPIC;
+use crate::request_context::RequestContext;
 
-pub fn handle(broker: &Broker, request: AddOffsetsToTxnRequest, version: i16) -> AddOffsetsToTxnResponse {
+pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {
+    let version = ctx.api_version;
     let partition = broker.groups.partition_of(request.group_id.0.as_str());
     let outcome = broker.txns.add_partitions(
         request.transactional_id.0.as_str(),

@@ -2,6 +2,8 @@
 //! transaction (from clients); v4+ a batch of them (from brokers, KIP-890), each possibly
 //! `verify_only`.
 
+use std::sync::Arc;
+
 use rivulet_protocol::kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use rivulet_protocol::kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
@@ -11,6 +13,7 @@ use rivulet_protocol::ResponseError;
 
 use super::{code, fenced_error};
 use crate::broker::Broker;
+use crate::request_context::RequestContext;
 
 /// The outcome for every partition of one transaction: unknown partitions fail alone and
 /// the rest are then not attempted, as in Kafka.
@@ -55,7 +58,12 @@ fn add(
         .collect()
 }
 
-pub fn handle(broker: &Broker, request: AddPartitionsToTxnRequest, version: i16) -> AddPartitionsToTxnResponse {
+pub fn handle(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    request: AddPartitionsToTxnRequest,
+) -> AddPartitionsToTxnResponse {
+    let version = ctx.api_version;
     if version <= 3 {
         let results = add(
             broker,

@@ -12,8 +12,13 @@ use std::sync::Arc;
 
 use super::{deadline_in, str_bytes, until_deadline};
 use crate::broker::Broker;
+use crate::request_context::RequestContext;
 
-pub async fn handle(broker: &Arc<Broker>, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    _ctx: &RequestContext,
+    request: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
     let deadline = deadline_in(request.timeout_ms);
     let mut seen = HashSet::new();
     let duplicates: HashSet<String> =

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use super::{deadline_in, str_bytes, until_deadline};
 use crate::broker::{validate_topic_name, Broker};
+use crate::request_context::RequestContext;
 use crate::topic_config::{self, TOPIC_CONFIGS};
 
 struct Refusal {
@@ -133,7 +134,8 @@ fn describe(broker: &Broker, overrides: &BTreeMap<String, String>) -> Vec<Creata
         .collect()
 }
 
-pub async fn handle(broker: &Arc<Broker>, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: CreateTopicsRequest) -> CreateTopicsResponse {
+    let version = ctx.api_version;
     let deadline = deadline_in(request.timeout_ms);
     tracing::debug!(
         topics = ?request.topics.iter().map(|t| t.name.0.as_str()).collect::<Vec<_>>(),

@@ -10,8 +10,10 @@ use std::sync::Arc;
 
 use super::{deadline_in, str_bytes, until_deadline};
 use crate::broker::Broker;
+use crate::request_context::RequestContext;
 
-pub async fn handle(broker: &Arc<Broker>, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
+    let version = ctx.api_version;
     let deadline = deadline_in(request.timeout_ms);
     let wanted: Vec<(Option<TopicName>, Uuid)> = if version >= 6 {
         request.topics.into_iter().map(|t| (t.name, t.topic_id)).collect()

@@ -1,17 +1,20 @@
 //! DescribeCluster (key 60): cluster id, controller and brokers, as the admin client's
 //! `describeCluster()` asks.
 
+use std::sync::Arc;
+
 use rivulet_protocol::kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use rivulet_protocol::kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use rivulet_protocol::ResponseError;
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::request_context::RequestContext;
 
 /// `endpoint_type` values (KIP-919).
 const ENDPOINT_BROKERS: i8 = 1;
 
-pub fn handle(broker: &Broker, request: DescribeClusterRequest) -> DescribeClusterResponse {
+pub fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, request: DescribeClusterRequest) -> DescribeClusterResponse {
     let mut response = DescribeClusterResponse::default()
         .with_endpoint_type(request.endpoint_type)
         .with_cluster_id(str_bytes(broker.cluster_id.clone()))

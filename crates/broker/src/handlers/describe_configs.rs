@@ -1,6 +1,8 @@
 //! DescribeConfigs (key 32): topic and broker configs, as `kafka-configs --describe` and
 //! `kafka-topics --describe` ask for them.
 
+use std::sync::Arc;
+
 use rivulet_protocol::kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
@@ -10,6 +12,7 @@ use rivulet_protocol::ResponseError;
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::request_context::RequestContext;
 use crate::topic_config::{self, ConfigSource, ConfigType, TOPIC_CONFIGS};
 
 /// Kafka's `ConfigResource.Type` codes.
@@ -68,7 +71,7 @@ fn synonyms(
     out
 }
 
-pub fn handle(broker: &Broker, request: DescribeConfigsRequest, _version: i16) -> DescribeConfigsResponse {
+pub fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, request: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let results = request
         .resources
         .into_iter()

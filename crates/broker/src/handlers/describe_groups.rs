@@ -1,13 +1,17 @@
 //! DescribeGroups (key 15): state, protocol and members of classic groups.
 
+use std::sync::Arc;
+
 use rivulet_protocol::kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use rivulet_protocol::kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use rivulet_protocol::ResponseError;
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::request_context::RequestContext;
 
-pub fn handle(broker: &Broker, request: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
+pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    let version = ctx.api_version;
     let groups = request
         .groups
         .into_iter()

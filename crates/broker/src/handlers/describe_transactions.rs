@@ -2,6 +2,7 @@
 //! (`kafka-transactions --describe`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rivulet_protocol::kafka_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
 use rivulet_protocol::kafka_protocol::messages::{
@@ -11,8 +12,13 @@ use rivulet_protocol::ResponseError;
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::request_context::RequestContext;
 
-pub fn handle(broker: &Broker, request: DescribeTransactionsRequest) -> DescribeTransactionsResponse {
+pub fn handle(
+    broker: &Arc<Broker>,
+    _ctx: &RequestContext,
+    request: DescribeTransactionsRequest,
+) -> DescribeTransactionsResponse {
     let states = request
         .transactional_ids
         .into_iter()

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use super::{deadline_in, str_bytes, until_deadline};
 use crate::broker::Broker;
 use crate::cluster::controller::ElectionType;
+use crate::request_context::RequestContext;
 
 /// `election_type` values (v1+; v0 always means preferred).
 const UNCLEAN: i8 = 1;
@@ -32,7 +33,8 @@ fn message(error: ResponseError, topic: &str, partition: i32) -> String {
     }
 }
 
-pub async fn handle(broker: &Arc<Broker>, request: ElectLeadersRequest, version: i16) -> ElectLeadersResponse {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: ElectLeadersRequest) -> ElectLeadersResponse {
+    let version = ctx.api_version;
     let deadline = deadline_in(request.timeout_ms);
     let election =
         if version >= 1 && request.election_type == UNCLEAN { ElectionType::Unclean } else { ElectionType::Preferred };

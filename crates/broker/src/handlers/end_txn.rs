@@ -2,15 +2,24 @@
 //! the markers to every partition of the transaction, and the answer waits until the
 //! outcome is replicated in `__transaction_state`.
 
+use std::sync::Arc;
+
 use rivulet_protocol::kafka_protocol::messages::{EndTxnRequest, EndTxnResponse, ProducerId};
 
 use super::{code, fenced_error};
 use crate::broker::Broker;
+use crate::request_context::RequestContext;
 
-pub async fn handle(broker: &Broker, request: EndTxnRequest, version: i16) -> EndTxnResponse {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: EndTxnRequest) -> EndTxnResponse {
+    let version = ctx.api_version;
     let transactional_id = request.transactional_id.0.as_str();
-    let outcome =
-        broker.txns.end_txn(transactional_id, request.producer_id.0, request.producer_epoch, request.committed, broker);
+    let outcome = broker.txns.end_txn(
+        transactional_id,
+        request.producer_id.0,
+        request.producer_epoch,
+        request.committed,
+        &**broker,
+    );
     // A failed wait is retriable for the client, and a retry of a completed outcome
     // succeeds.
     let outcome = match outcome {

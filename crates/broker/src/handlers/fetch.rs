@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use super::{check_leader_epoch, code};
 use crate::broker::Broker;
 use crate::metrics::METRICS;
+use crate::request_context::RequestContext;
 
 /// `isolation_level` of a read_committed consumer.
 const READ_COMMITTED: i8 = 1;
@@ -152,7 +153,8 @@ fn read_once(broker: &Arc<Broker>, request: &FetchRequest, version: i16) -> (Fet
     (FetchResponse::default().with_responses(responses), total, any_error)
 }
 
-pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -> FetchResponse {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: FetchRequest) -> FetchResponse {
+    let version = ctx.api_version;
     if request.session_id != 0 {
         // We never hand out sessions, so any id the client names is unknown.
         return FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());

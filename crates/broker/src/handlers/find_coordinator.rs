@@ -2,6 +2,8 @@
 //! of its partition of `__consumer_offsets` / `__transaction_state` (on a single node,
 //! this broker). v0-v3 carry one key; v4+ a batch of `coordinator_keys`.
 
+use std::sync::Arc;
+
 use rivulet_protocol::kafka_protocol::messages::find_coordinator_response::Coordinator;
 use rivulet_protocol::kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use rivulet_protocol::kafka_protocol::protocol::StrBytes;
@@ -12,6 +14,7 @@ use rivulet_metadata::BrokerRegistration;
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::group::persist::OFFSETS_TOPIC;
+use crate::request_context::RequestContext;
 use crate::txn::TRANSACTION_STATE_TOPIC;
 
 const KEY_TYPE_GROUP: i8 = 0;
@@ -36,7 +39,8 @@ fn check(broker: &Broker, key_type: i8, key: &str) -> Result<BrokerRegistration,
     broker.brokers().into_iter().find(|b| b.node_id == leader).ok_or_else(unavailable)
 }
 
-pub fn handle(broker: &Broker, request: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
+pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: FindCoordinatorRequest) -> FindCoordinatorResponse {
+    let version = ctx.api_version;
     if version < 4 {
         let response = FindCoordinatorResponse::default();
         return match check(broker, request.key_type, request.key.as_str()) {

@@ -2,14 +2,22 @@
 //! transactional id — the id and a bumped epoch from the transaction coordinator, which
 //! fences any older producer with the same transactional id.
 
+use std::sync::Arc;
+
 use rivulet_protocol::kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use rivulet_protocol::ResponseError;
 
 use super::fenced_error;
 use crate::broker::Broker;
+use crate::request_context::RequestContext;
 use crate::txn::ProducerIdAndEpoch;
 
-pub async fn handle(broker: &Broker, request: InitProducerIdRequest, version: i16) -> InitProducerIdResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    request: InitProducerIdRequest,
+) -> InitProducerIdResponse {
+    let version = ctx.api_version;
     let error = |e: ResponseError| {
         InitProducerIdResponse::default()
             .with_error_code(fenced_error(e, version, 4).code())
@@ -40,7 +48,7 @@ pub async fn handle(broker: &Broker, request: InitProducerIdRequest, version: i1
         request.transaction_timeout_ms,
         expected,
         fresh,
-        broker,
+        &**broker,
     );
     // The new epoch is handed out once the transaction log's replicas have it, so a
     // coordinator failover cannot resurrect the fenced one.

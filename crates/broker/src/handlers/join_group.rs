@@ -1,15 +1,16 @@
 //! JoinGroup (key 11): join a group and wait until the rebalance's join phase completes.
 
-use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rivulet_protocol::kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
-use rivulet_protocol::kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse, RequestHeader};
+use rivulet_protocol::kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use rivulet_protocol::ResponseError;
 
 use super::{code, str_bytes};
 use crate::broker::Broker;
 use crate::group::{JoinRequest, JoinResult, Pending};
+use crate::request_context::RequestContext;
 
 fn encode(result: JoinResult, version: i16) -> JoinGroupResponse {
     let members = result
@@ -37,21 +38,16 @@ fn encode(result: JoinResult, version: i16) -> JoinGroupResponse {
     }
 }
 
-pub async fn handle(
-    broker: &Broker,
-    header: &RequestHeader,
-    request: JoinGroupRequest,
-    peer: SocketAddr,
-    version: i16,
-) -> JoinGroupResponse {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: JoinGroupRequest) -> JoinGroupResponse {
+    let version = ctx.api_version;
     // v0 has no rebalance timeout: it is the session timeout.
     let rebalance_timeout_ms = if version == 0 { request.session_timeout_ms } else { request.rebalance_timeout_ms };
     let join = JoinRequest {
         group_id: request.group_id.0.to_string(),
         member_id: request.member_id.to_string(),
         group_instance_id: request.group_instance_id.map(|i| i.to_string()),
-        client_id: header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default(),
-        client_host: format!("/{}", peer.ip()),
+        client_id: ctx.client_id.to_string(),
+        client_host: format!("/{}", ctx.peer.ip()),
         session_timeout_ms: request.session_timeout_ms,
         rebalance_timeout_ms,
         protocol_type: request.protocol_type.to_string(),

@@ -1,12 +1,16 @@
 //! LeaveGroup (key 13): one member (v0-v2) or a batch of members (v3+, KIP-345).
 
+use std::sync::Arc;
+
 use rivulet_protocol::kafka_protocol::messages::leave_group_response::MemberResponse;
 use rivulet_protocol::kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
 use super::code;
 use crate::broker::Broker;
+use crate::request_context::RequestContext;
 
-pub fn handle(broker: &Broker, request: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: LeaveGroupRequest) -> LeaveGroupResponse {
+    let version = ctx.api_version;
     let group_id = request.group_id.0.to_string();
     if version < 3 {
         let errors = broker.groups.leave(&group_id, &[(request.member_id.to_string(), None)]);

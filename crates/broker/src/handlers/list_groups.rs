@@ -1,12 +1,16 @@
 //! ListGroups (key 16), with the state (v4+) and type (v5+) filters.
 
+use std::sync::Arc;
+
 use rivulet_protocol::kafka_protocol::messages::list_groups_response::ListedGroup;
 use rivulet_protocol::kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::request_context::RequestContext;
 
-pub fn handle(broker: &Broker, request: ListGroupsRequest, version: i16) -> ListGroupsResponse {
+pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: ListGroupsRequest) -> ListGroupsResponse {
+    let version = ctx.api_version;
     let states: Vec<String> = request.states_filter.iter().map(|s| s.to_ascii_lowercase()).collect();
     let types: Vec<String> = request.types_filter.iter().map(|s| s.to_ascii_lowercase()).collect();
     let groups = broker

@@ -1,6 +1,8 @@
 //! ListOffsets (key 2): earliest, latest, max-timestamp, or the first offset at or after a
 //! timestamp, per partition.
 
+use std::sync::Arc;
+
 use rivulet_protocol::kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -10,6 +12,7 @@ use rivulet_storage::{PartitionLog, StorageError, TimestampLookup};
 
 use super::check_leader_epoch;
 use crate::broker::Broker;
+use crate::request_context::RequestContext;
 
 /// Special timestamps of Kafka's `ListOffsetsRequest`.
 const LATEST: i64 = -1;
@@ -37,7 +40,8 @@ fn lookup(log: &PartitionLog, timestamp: i64, read_committed: bool) -> Result<Op
     })
 }
 
-pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: ListOffsetsRequest) -> ListOffsetsResponse {
+    let version = ctx.api_version;
     let read_committed = request.isolation_level == READ_COMMITTED;
     let topics = request
         .topics

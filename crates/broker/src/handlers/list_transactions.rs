@@ -1,6 +1,7 @@
 //! ListTransactions (key 66): transactional ids, filtered by state, producer id and
 //! (v1, KIP-994) by how long they have been open (`kafka-transactions --list`).
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rivulet_protocol::kafka_protocol::messages::list_transactions_response::TransactionState;
@@ -10,9 +11,14 @@ use rivulet_protocol::kafka_protocol::messages::{
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::request_context::RequestContext;
 use crate::txn::persist::TxnState;
 
-pub fn handle(broker: &Broker, request: ListTransactionsRequest) -> ListTransactionsResponse {
+pub fn handle(
+    broker: &Arc<Broker>,
+    _ctx: &RequestContext,
+    request: ListTransactionsRequest,
+) -> ListTransactionsResponse {
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     let mut unknown_filters = Vec::new();
     let mut states = Vec::new();

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use super::{code, str_bytes, until_deadline};
 use crate::broker::{validate_topic_name, Broker};
+use crate::request_context::RequestContext;
 use crate::topics::Topic;
 
 fn topic_response(topic: &Topic, live: &HashSet<i32>) -> MetadataResponseTopic {
@@ -56,7 +57,8 @@ fn error_topic(name: Option<String>, topic_id: Uuid, error: ResponseError) -> Me
 /// an auto-creation.
 const AUTO_CREATE_WAIT: Duration = Duration::from_secs(5);
 
-pub async fn handle(broker: &Arc<Broker>, request: MetadataRequest, version: i16) -> MetadataResponse {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: MetadataRequest) -> MetadataResponse {
+    let version = ctx.api_version;
     let brokers = broker.brokers();
     let live: HashSet<i32> = brokers.iter().map(|b| b.node_id).collect();
     let mut response = MetadataResponse::default()

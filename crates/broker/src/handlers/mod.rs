@@ -1,5 +1,17 @@
 //! One module per Kafka API, each the same shape: take the decoded request, validate,
 //! act on the broker, build the response. [`handle`] routes a request to its module.
+//!
+//! Every module exposes
+//! `handle(broker: &Arc<Broker>, ctx: &RequestContext, request: <Api>Request) -> R`,
+//! `async` only when it awaits. The request's version, client and connection facts come
+//! from the [`RequestContext`], never from extra arguments. `R` is the API's own
+//! `<Api>Response`, which the connection always sends; only a handler that may answer
+//! nothing or must close the connection returns [`Reply`] (Produce: acks=0 has no
+//! response, and a failed acks=0 produce closes the connection, as in Kafka).
+//!
+//! The routing is one table (`dispatch_table!` below): adding an API is a module and a
+//! row, and a test holds the table equal to the APIs advertised in
+//! `rivulet_protocol::versions::SUPPORTED_APIS`.
 
 mod add_offsets_to_txn;
 mod add_partitions_to_txn;
@@ -34,14 +46,14 @@ mod txn_offset_commit;
 mod write_txn_markers;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use rivulet_protocol::kafka_protocol::messages::RequestHeader;
+use rivulet_protocol::kafka_protocol::messages::ApiKey;
 use rivulet_protocol::kafka_protocol::protocol::StrBytes;
 use rivulet_protocol::{RequestKind, ResponseError, ResponseKind};
 
 use crate::broker::Broker;
+use crate::request_context::RequestContext;
 
 /// What the connection does after a request.
 #[derive(Debug)]
@@ -53,68 +65,79 @@ pub enum Reply {
     Close(String),
 }
 
-/// Routes one decoded request to its handler.
-pub async fn handle(broker: &Arc<Broker>, header: &RequestHeader, body: RequestKind, peer: SocketAddr) -> Reply {
-    let version = header.request_api_version;
-    let response = match body {
-        RequestKind::ApiVersions(req) => ResponseKind::ApiVersions(api_versions::handle(req, version)),
-        RequestKind::Metadata(req) => ResponseKind::Metadata(metadata::handle(broker, req, version).await),
-        RequestKind::Produce(req) => return produce::handle(broker, req, version).await,
-        RequestKind::Fetch(req) => ResponseKind::Fetch(fetch::handle(broker, req, version).await),
-        RequestKind::ListOffsets(req) => ResponseKind::ListOffsets(list_offsets::handle(broker, req, version)),
-        RequestKind::CreateTopics(req) => ResponseKind::CreateTopics(create_topics::handle(broker, req, version).await),
-        RequestKind::DeleteTopics(req) => ResponseKind::DeleteTopics(delete_topics::handle(broker, req, version).await),
-        RequestKind::InitProducerId(req) => {
-            ResponseKind::InitProducerId(init_producer_id::handle(broker, req, version).await)
+/// A handler's result, as the connection acts on it: an API's response type is always
+/// answered; a handler returning [`Reply`] itself decides.
+trait IntoReply {
+    fn into_reply(self) -> Reply;
+}
+
+impl IntoReply for Reply {
+    fn into_reply(self) -> Reply {
+        self
+    }
+}
+
+impl<T: Into<ResponseKind>> IntoReply for T {
+    fn into_reply(self) -> Reply {
+        Reply::Response(Box::new(self.into()))
+    }
+}
+
+/// Generates, from one row per API, both [`handle`] (the routing) and [`ROUTED_APIS`] (the
+/// keys it routes), so the two cannot disagree. A row is `Variant => module`, or
+/// `Variant => module.await` for a handler that is `async`: `Variant` names the API in both
+/// `ApiKey` and `RequestKind`, and `module::handle(broker, ctx, request)` serves it.
+macro_rules! dispatch_table {
+    ($($variant:ident => $module:ident $(.$await_:ident)?),* $(,)?) => {
+        /// Every API [`handle`] routes to a handler, in table order. Only the test below
+        /// reads it today; it is the table's answer to "which APIs have a handler".
+        #[cfg_attr(not(test), allow(dead_code))]
+        pub(crate) const ROUTED_APIS: &[ApiKey] = &[$(ApiKey::$variant),*];
+
+        /// Routes one decoded request to its handler.
+        pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, body: RequestKind) -> Reply {
+            match body {
+                $(RequestKind::$variant(request) => $module::handle(broker, ctx, request)$(.$await_)?.into_reply(),)*
+                // The protocol layer only lets through APIs listed in
+                // `versions::SUPPORTED_APIS`, which a test holds equal to the table.
+                _ => Reply::Close(format!("no handler for {:?}", ctx.api_key)),
+            }
         }
-        RequestKind::OffsetForLeaderEpoch(req) => {
-            ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, req))
-        }
-        RequestKind::DescribeConfigs(req) => {
-            ResponseKind::DescribeConfigs(describe_configs::handle(broker, req, version))
-        }
-        RequestKind::DescribeCluster(req) => ResponseKind::DescribeCluster(describe_cluster::handle(broker, req)),
-        RequestKind::FindCoordinator(req) => {
-            ResponseKind::FindCoordinator(find_coordinator::handle(broker, req, version))
-        }
-        RequestKind::JoinGroup(req) => {
-            ResponseKind::JoinGroup(join_group::handle(broker, header, req, peer, version).await)
-        }
-        RequestKind::SyncGroup(req) => ResponseKind::SyncGroup(sync_group::handle(broker, req, version).await),
-        RequestKind::Heartbeat(req) => ResponseKind::Heartbeat(heartbeat::handle(broker, req)),
-        RequestKind::LeaveGroup(req) => ResponseKind::LeaveGroup(leave_group::handle(broker, req, version)),
-        RequestKind::OffsetCommit(req) => ResponseKind::OffsetCommit(offset_commit::handle(broker, req).await),
-        RequestKind::OffsetFetch(req) => ResponseKind::OffsetFetch(offset_fetch::handle(broker, req, version)),
-        RequestKind::OffsetDelete(req) => ResponseKind::OffsetDelete(offset_delete::handle(broker, req)),
-        RequestKind::ListGroups(req) => ResponseKind::ListGroups(list_groups::handle(broker, req, version)),
-        RequestKind::DescribeGroups(req) => ResponseKind::DescribeGroups(describe_groups::handle(broker, req, version)),
-        RequestKind::CreatePartitions(req) => {
-            ResponseKind::CreatePartitions(create_partitions::handle(broker, req).await)
-        }
-        RequestKind::DeleteGroups(req) => ResponseKind::DeleteGroups(delete_groups::handle(broker, req)),
-        RequestKind::AddPartitionsToTxn(req) => {
-            ResponseKind::AddPartitionsToTxn(add_partitions_to_txn::handle(broker, req, version))
-        }
-        RequestKind::AddOffsetsToTxn(req) => {
-            ResponseKind::AddOffsetsToTxn(add_offsets_to_txn::handle(broker, req, version))
-        }
-        RequestKind::EndTxn(req) => ResponseKind::EndTxn(end_txn::handle(broker, req, version).await),
-        RequestKind::TxnOffsetCommit(req) => {
-            ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(broker, req, version))
-        }
-        RequestKind::DescribeTransactions(req) => {
-            ResponseKind::DescribeTransactions(describe_transactions::handle(broker, req))
-        }
-        RequestKind::ListTransactions(req) => ResponseKind::ListTransactions(list_transactions::handle(broker, req)),
-        RequestKind::ElectLeaders(req) => ResponseKind::ElectLeaders(elect_leaders::handle(broker, req, version).await),
-        RequestKind::WriteTxnMarkers(req) => {
-            ResponseKind::WriteTxnMarkers(write_txn_markers::handle(broker, req).await)
-        }
-        // The protocol layer only lets through APIs listed in `versions::SUPPORTED_APIS`,
-        // all of which are matched above.
-        other => return Reply::Close(format!("no handler for {other:?}")),
     };
-    Reply::Response(Box::new(response))
+}
+
+dispatch_table! {
+    ApiVersions => api_versions,
+    Metadata => metadata.await,
+    Produce => produce.await,
+    Fetch => fetch.await,
+    ListOffsets => list_offsets,
+    CreateTopics => create_topics.await,
+    DeleteTopics => delete_topics.await,
+    CreatePartitions => create_partitions.await,
+    InitProducerId => init_producer_id.await,
+    OffsetForLeaderEpoch => offset_for_leader_epoch,
+    DescribeConfigs => describe_configs,
+    DescribeCluster => describe_cluster,
+    ElectLeaders => elect_leaders.await,
+    FindCoordinator => find_coordinator,
+    JoinGroup => join_group.await,
+    SyncGroup => sync_group.await,
+    Heartbeat => heartbeat,
+    LeaveGroup => leave_group,
+    OffsetCommit => offset_commit.await,
+    OffsetFetch => offset_fetch,
+    OffsetDelete => offset_delete,
+    ListGroups => list_groups,
+    DescribeGroups => describe_groups,
+    DeleteGroups => delete_groups,
+    AddPartitionsToTxn => add_partitions_to_txn,
+    AddOffsetsToTxn => add_offsets_to_txn,
+    EndTxn => end_txn.await,
+    TxnOffsetCommit => txn_offset_commit,
+    DescribeTransactions => describe_transactions,
+    ListTransactions => list_transactions,
+    WriteTxnMarkers => write_txn_markers.await,
 }
 
 /// Runs `work` (a change that waits on the cluster: etcd, the sync applying it) on a task
@@ -179,5 +202,28 @@ pub(crate) fn check_leader_epoch(requested: i32, current: i32) -> Option<Respons
         Some(ResponseError::UnknownLeaderEpoch)
     } else {
         Some(ResponseError::FencedLeaderEpoch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use rivulet_protocol::versions::SUPPORTED_APIS;
+
+    use super::*;
+
+    /// An API advertised without a row would be decoded and then closed on as "no
+    /// handler"; a row for an API not advertised could never be reached.
+    #[test]
+    fn routed_apis_are_exactly_the_supported_apis() {
+        let routed: BTreeSet<i16> = ROUTED_APIS.iter().map(|&key| key as i16).collect();
+        assert_eq!(routed.len(), ROUTED_APIS.len(), "an API has two rows in the dispatch table");
+        let supported: BTreeSet<i16> = SUPPORTED_APIS.iter().map(|api| api.key as i16).collect();
+        let name = |key: &i16| ApiKey::try_from(*key).map_or_else(|()| key.to_string(), |k| format!("{k:?}"));
+        let unrouted: Vec<String> = supported.difference(&routed).map(name).collect();
+        let unadvertised: Vec<String> = routed.difference(&supported).map(name).collect();
+        assert!(unrouted.is_empty(), "advertised in SUPPORTED_APIS without a handler: {unrouted:?}");
+        assert!(unadvertised.is_empty(), "routed to a handler but not in SUPPORTED_APIS: {unadvertised:?}");
     }
 }

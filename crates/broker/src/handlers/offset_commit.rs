@@ -1,5 +1,6 @@
 //! OffsetCommit (key 8): store a group's consumed positions.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rivulet_protocol::kafka_protocol::messages::offset_commit_response::{
@@ -11,6 +12,7 @@ use rivulet_protocol::ResponseError;
 use super::code;
 use crate::broker::Broker;
 use crate::group::persist::{OffsetValue, OFFSETS_TOPIC};
+use crate::request_context::RequestContext;
 
 /// How long a commit waits for its replicas (Kafka bounds it by `offsets.commit.timeout.ms`,
 /// 5 s by default).
@@ -62,7 +64,7 @@ pub(super) fn partition_errors<'a>(
         .collect()
 }
 
-pub async fn handle(broker: &Broker, request: OffsetCommitRequest) -> OffsetCommitResponse {
+pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, request: OffsetCommitRequest) -> OffsetCommitResponse {
     let requested = || {
         request.topics.iter().flat_map(|t| {
             t.partitions.iter().map(move |p| {

@@ -1,5 +1,7 @@
 //! OffsetDelete (key 47): forget committed offsets of partitions the group no longer uses.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use rivulet_protocol::kafka_protocol::messages::offset_delete_response::{
     OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
@@ -11,6 +13,7 @@ use rivulet_protocol::kafka_protocol::protocol::Decodable;
 
 use super::code;
 use crate::broker::Broker;
+use crate::request_context::RequestContext;
 
 /// Whether any consumer-protocol subscription names `topic`. Subscriptions are versioned
 /// (`i16` version prefix) `ConsumerProtocolSubscription` messages.
@@ -29,7 +32,7 @@ fn subscribed(topic: &str, subscriptions: &[Bytes]) -> bool {
     })
 }
 
-pub fn handle(broker: &Broker, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let partitions: Vec<(String, i32)> = request
         .topics
         .iter()

@@ -1,5 +1,7 @@
 //! OffsetFetch (key 9): committed offsets of one group (v1-v7) or several (v8+).
 
+use std::sync::Arc;
+
 use rivulet_protocol::kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
     OffsetFetchResponseTopics,
@@ -11,6 +13,7 @@ use rivulet_protocol::ResponseError;
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::group::persist::OffsetValue;
+use crate::request_context::RequestContext;
 
 type Entry = (String, i32, Option<OffsetValue>);
 type TopicOffsets = (String, Vec<(i32, Option<OffsetValue>)>);
@@ -35,7 +38,8 @@ fn fields(value: &Option<OffsetValue>) -> (i64, i32, String) {
     }
 }
 
-pub fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: OffsetFetchRequest) -> OffsetFetchResponse {
+    let version = ctx.api_version;
     // KIP-447 (v7+): with `require_stable`, a partition whose offset is part of a
     // transaction not yet ended answers UNSTABLE_OFFSET_COMMIT, and the consumer retries.
     let require_stable = request.require_stable;

@@ -1,6 +1,8 @@
 //! OffsetForLeaderEpoch (key 23): the end offset of a leader epoch, which consumers use to
 //! validate their position after a leader change (KIP-320) and followers to truncate.
 
+use std::sync::Arc;
+
 use rivulet_protocol::kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
@@ -9,8 +11,13 @@ use rivulet_protocol::ResponseError;
 
 use super::check_leader_epoch;
 use crate::broker::Broker;
+use crate::request_context::RequestContext;
 
-pub fn handle(broker: &Broker, request: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
+pub fn handle(
+    broker: &Arc<Broker>,
+    _ctx: &RequestContext,
+    request: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
     let topics = request
         .topics
         .into_iter()

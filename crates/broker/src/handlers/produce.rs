@@ -17,6 +17,7 @@ use super::{str_bytes, Reply};
 use crate::broker::Broker;
 use crate::metrics::METRICS;
 use crate::replica::Replica;
+use crate::request_context::RequestContext;
 use crate::topics::Topic;
 
 /// An acks=all append waiting for the ISR to reach `end_offset`.
@@ -215,7 +216,8 @@ async fn await_replication(
     }
 }
 
-pub async fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> Reply {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: ProduceRequest) -> Reply {
+    let version = ctx.api_version;
     let acks = request.acks;
     let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
     let transactional_id = request.transactional_id.as_ref().map(|id| id.0.to_string());

@@ -1,5 +1,6 @@
 //! SyncGroup (key 14): the leader hands out assignments; every member gets its own.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rivulet_protocol::kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
@@ -8,11 +9,13 @@ use rivulet_protocol::ResponseError;
 use super::{code, str_bytes};
 use crate::broker::Broker;
 use crate::group::{Pending, SyncResult};
+use crate::request_context::RequestContext;
 
 /// How long a member waits for the leader's assignment before being told to rejoin.
 const SYNC_WAIT_LIMIT: Duration = Duration::from_secs(300);
 
-pub async fn handle(broker: &Broker, request: SyncGroupRequest, version: i16) -> SyncGroupResponse {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: SyncGroupRequest) -> SyncGroupResponse {
+    let version = ctx.api_version;
     let assignments = request.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect();
     let pending = broker.groups.sync(
         request.group_id.0.as_str(),

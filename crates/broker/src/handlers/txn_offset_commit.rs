@@ -1,16 +1,20 @@
 //! TxnOffsetCommit (key 28): a consumer group's offsets written inside a transaction
 //! (`sendOffsetsToTransaction`); they become visible when the transaction commits.
 
+use std::sync::Arc;
+
 use super::offset_commit::{known_offsets, partition_errors};
 use super::{code, fenced_error};
 use crate::broker::Broker;
 use crate::internal_topic::TxnProducer;
+use crate::request_context::RequestContext;
 use rivulet_protocol::kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
 use rivulet_protocol::kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
-pub fn handle(broker: &Broker, request: TxnOffsetCommitRequest, version: i16) -> TxnOffsetCommitResponse {
+pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
+    let version = ctx.api_version;
     let requested = || {
         request.topics.iter().flat_map(|t| {
             t.partitions.iter().map(move |p| {

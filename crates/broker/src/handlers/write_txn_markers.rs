@@ -4,6 +4,7 @@
 //! Kafka appends markers with acks=all.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rivulet_protocol::kafka_protocol::messages::write_txn_markers_response::{
@@ -16,6 +17,7 @@ use rivulet_protocol::ResponseError;
 use super::produce::append_error_code;
 use crate::broker::Broker;
 use crate::group::persist::OFFSETS_TOPIC;
+use crate::request_context::RequestContext;
 
 const REPLICATION_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -55,7 +57,11 @@ fn write(
     None
 }
 
-pub async fn handle(broker: &Broker, request: WriteTxnMarkersRequest) -> WriteTxnMarkersResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    _ctx: &RequestContext,
+    request: WriteTxnMarkersRequest,
+) -> WriteTxnMarkersResponse {
     let mut markers = Vec::with_capacity(request.markers.len());
     let mut written: HashSet<(String, i32)> = HashSet::new();
     let mut results = Vec::with_capacity(request.markers.len());
