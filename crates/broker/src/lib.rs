@@ -5,8 +5,9 @@
 //! ([`connection`]) and one handler module per Kafka API (`handlers`). The group and
 //! transaction coordinators come from `rivulet-coordinator` (re-exported as [`group`],
 //! [`txn`], [`internal_topic`], [`coordinator_partitions`]); the broker hands them the
-//! internal-topic partitions it leads and writes their transaction markers. Each partition's replication state — leader, epoch, ISR,
-//! follower progress, high watermark — is a [`replica::Replica`]; with etcd metadata the
+//! internal-topic partitions it leads and writes their transaction markers. Each
+//! partition's replication state — leader, epoch, ISR, follower progress, high
+//! watermark — is a [`replica::Replica`]; with etcd metadata the
 //! [`cluster`] module keeps those in step with the cluster, runs the follower fetchers
 //! and campaigns for the controller role.
 //!

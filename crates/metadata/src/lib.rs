@@ -8,6 +8,10 @@
 //!
 //! The store is the source of truth; the broker keeps an in-memory copy for the hot path
 //! and changes it only after the store accepted a change.
+//!
+//! This crate never serves clients, never reads or writes partition logs (consumer offsets
+//! and anything per message stay out of etcd), and never decides leadership itself: the
+//! broker's controller does, through the compare-and-swap calls offered here.
 
 pub mod assignment;
 mod embedded;
