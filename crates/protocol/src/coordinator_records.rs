@@ -144,12 +144,7 @@ impl OffsetCommitValue {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        const WHAT: &str = "OffsetCommitValue";
-        let version = Reader::new(bytes, WHAT, false).i16()?;
-        if !(0..=4).contains(&version) {
-            return Err(RecordFormatError::UnknownVersion { what: WHAT, version });
-        }
-        let mut r = Reader::new(&bytes[2..], WHAT, version >= 4);
+        let (version, mut r) = Reader::versioned(bytes, "OffsetCommitValue", 4, 4)?;
         let offset = r.i64()?;
         let leader_epoch = if version >= 3 { r.i32()? } else { -1 };
         let metadata = r.string()?;
@@ -186,12 +181,7 @@ impl GroupMetadataValue {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        const WHAT: &str = "GroupMetadataValue";
-        let version = Reader::new(bytes, WHAT, false).i16()?;
-        if !(0..=4).contains(&version) {
-            return Err(RecordFormatError::UnknownVersion { what: WHAT, version });
-        }
-        let mut r = Reader::new(&bytes[2..], WHAT, version >= 4);
+        let (version, mut r) = Reader::versioned(bytes, "GroupMetadataValue", 4, 4)?;
         let protocol_type = r.string()?;
         let generation = r.i32()?;
         let protocol = r.nullable_string()?;
@@ -342,11 +332,7 @@ impl TransactionLogValue {
 
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         const WHAT: &str = "TransactionLogValue";
-        let version = Reader::new(bytes, WHAT, false).i16()?;
-        if !(0..=1).contains(&version) {
-            return Err(RecordFormatError::UnknownVersion { what: WHAT, version });
-        }
-        let mut r = Reader::new(&bytes[2..], WHAT, version >= 1);
+        let (_, mut r) = Reader::versioned(bytes, WHAT, 1, 1)?;
         let producer_id = r.i64()?;
         let producer_epoch = r.i16()?;
         let timeout_ms = r.i32()?;
@@ -494,6 +480,17 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     fn new(buf: &'a [u8], what: &'static str, flexible: bool) -> Self {
         Reader { buf, what, flexible }
+    }
+    /// Reads a value's `int16` version, refusing one above `max`, and returns a reader of
+    /// the fields that follow, flexible from version `flexible_from` on.
+    fn versioned(bytes: &'a [u8], what: &'static str, max: i16, flexible_from: i16) -> Result<(i16, Self)> {
+        let mut r = Reader::new(bytes, what, false);
+        let version = r.i16()?;
+        if !(0..=max).contains(&version) {
+            return Err(RecordFormatError::UnknownVersion { what, version });
+        }
+        r.flexible = version >= flexible_from;
+        Ok((version, r))
     }
     fn need(&self, n: usize) -> Result<()> {
         if self.buf.remaining() < n {

@@ -244,17 +244,7 @@ mod tests {
 
     #[test]
     fn value_round_trips_and_names_match_kafka() {
-        let value = TxnValue {
-            producer_id: 4,
-            last_producer_id: -1,
-            producer_epoch: 2,
-            last_producer_epoch: 1,
-            timeout_ms: 60_000,
-            state: TxnState::Ongoing,
-            partitions: [("t".to_string(), 0), ("__consumer_offsets".to_string(), 12)].into_iter().collect(),
-            txn_start_ms: 5,
-            last_update_ms: 6,
-        };
+        let value = ongoing();
         let json = serde_json::to_vec(&value).unwrap();
         assert_eq!(serde_json::from_slice::<TxnValue>(&json).unwrap(), value);
         for state in [TxnState::Empty, TxnState::CompleteAbort, TxnState::PrepareEpochFence] {
