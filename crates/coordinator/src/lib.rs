@@ -7,6 +7,7 @@
 //! * [`txn`] — the transaction coordinator (KIP-98/360/447), on `__transaction_state`.
 //! * [`internal_topic`] — writing record batches to and replaying them from those topics'
 //!   partition logs, and Kafka's key → partition hash.
+//! * [`clock`] — wall-clock time behind a trait, so tests move it instead of sleeping.
 //! * [`coordinator_partitions`] — which partitions of its topic a coordinator serves (those
 //!   this broker leads), and the errors for keys hashing elsewhere.
 //!
@@ -19,6 +20,7 @@
 //! this broker leads (the broker tells it by loading and unloading partitions), and never
 //! writes transaction markers itself: the broker provides a [`txn::MarkerSink`].
 
+pub mod clock;
 pub mod coordinator_partitions;
 pub mod group;
 pub mod internal_topic;

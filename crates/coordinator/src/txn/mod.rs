@@ -21,12 +21,12 @@ pub mod persist;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rivulet_protocol::record_batch::ControlType;
 use rivulet_protocol::ResponseError;
 use rivulet_storage::{AppendOptions, AppendOrigin, PartitionLog};
 
+use crate::clock::{Clock, SystemClock};
 use crate::coordinator_partitions::CoordinatorPartitions;
 use crate::internal_topic::{self, Replayed};
 use persist::{TxnState, TxnValue};
@@ -74,22 +74,31 @@ pub struct ProducerIdAndEpoch {
 #[error("loading __transaction_state failed: {0}")]
 pub struct LoadError(String);
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
 /// The transaction coordinator of this broker.
 pub struct TransactionCoordinator {
     settings: TxnSettings,
     /// The `__transaction_state` partitions served here (on a single node, all).
     partitions: CoordinatorPartitions,
     txns: Mutex<HashMap<String, TxnValue>>,
+    /// Start, update and timeout times of transactions.
+    clock: Arc<dyn Clock>,
 }
 
 impl TransactionCoordinator {
     /// A coordinator that serves no partition yet; see [`Self::load_partition`].
     pub fn new(settings: TxnSettings, num_partitions: i32) -> Self {
-        Self { settings, partitions: CoordinatorPartitions::new(num_partitions), txns: Mutex::new(HashMap::new()) }
+        Self {
+            settings,
+            partitions: CoordinatorPartitions::new(num_partitions),
+            txns: Mutex::new(HashMap::new()),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// The same coordinator reading time from `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Says that partition `partition` is about to be loaded.
@@ -168,8 +177,8 @@ impl TransactionCoordinator {
     fn persist(&self, transactional_id: &str, value: &TxnValue) -> Result<(), ResponseError> {
         let log = self.partitions.log(self.partition_of(transactional_id)).ok_or(ResponseError::NotCoordinator)?;
         let record = persist::encode_record(transactional_id, Some(value));
-        let batch =
-            internal_topic::encode_batch(&[record], now_ms(), None).map_err(|_| ResponseError::UnknownServerError)?;
+        let batch = internal_topic::encode_batch(&[record], self.clock.now_ms(), None)
+            .map_err(|_| ResponseError::UnknownServerError)?;
         let options = AppendOptions {
             // The partition's current leader epoch.
             leader_epoch: -1,
@@ -221,7 +230,7 @@ impl TransactionCoordinator {
         next.state = if commit { TxnState::CompleteCommit } else { TxnState::CompleteAbort };
         next.partitions.clear();
         next.txn_start_ms = -1;
-        next.last_update_ms = now_ms();
+        next.last_update_ms = self.clock.now_ms();
         self.persist(id, &next)?;
         *value = next;
         Ok(())
@@ -232,7 +241,7 @@ impl TransactionCoordinator {
     fn end(&self, id: &str, value: &mut TxnValue, commit: bool, sink: &dyn MarkerSink) -> Result<(), ResponseError> {
         let mut prepared = value.clone();
         prepared.state = if commit { TxnState::PrepareCommit } else { TxnState::PrepareAbort };
-        prepared.last_update_ms = now_ms();
+        prepared.last_update_ms = self.clock.now_ms();
         self.persist(id, &prepared)?;
         *value = prepared;
         tracing::debug!(transactional_id = id, commit, partitions = value.partitions.len(), "ending transaction");
@@ -256,7 +265,7 @@ impl TransactionCoordinator {
             return Err(ResponseError::InvalidTransactionTimeout);
         }
         let mut txns = self.lock();
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut value = match txns.get(id) {
             Some(value) => value.clone(),
             None => TxnValue {
@@ -366,7 +375,7 @@ impl TransactionCoordinator {
             _ => {}
         }
         let mut next = value.clone();
-        let now = now_ms();
+        let now = self.clock.now_ms();
         if next.state != TxnState::Ongoing {
             next.state = TxnState::Ongoing;
             next.partitions.clear();
@@ -455,7 +464,7 @@ impl TransactionCoordinator {
     /// Aborts every transaction open for longer than its timeout, fencing its producer
     /// with a bumped epoch as Kafka does (`abortTimedOutTransactions`).
     pub fn abort_timed_out(&self, sink: &dyn MarkerSink) {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut txns = self.lock();
         let expired: Vec<String> = txns
             .iter()
@@ -499,6 +508,7 @@ impl TransactionCoordinator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
     use rivulet_storage::{Isolation, LogClass, LogId, Store, StoreOptions};
 
     /// Writes markers into real partition logs, as the broker does; `fail` simulates a
@@ -525,10 +535,11 @@ mod tests {
         }
     }
 
-    fn open(store: &Store) -> (TransactionCoordinator, LogSink) {
+    fn open(store: &Store, clock: Arc<ManualClock>) -> (TransactionCoordinator, LogSink) {
         let state_logs =
             (0..3).map(|i| Arc::new(store.open_log(LogId(100 + i), LogClass::Internal).unwrap())).collect();
-        let coordinator = TransactionCoordinator::load(TxnSettings { max_timeout_ms: 60_000 }, state_logs).unwrap();
+        let coordinator =
+            TransactionCoordinator::load(TxnSettings { max_timeout_ms: 60_000 }, state_logs).unwrap().with_clock(clock);
         let data = Arc::new(store.open_log(LogId(1), LogClass::User).unwrap());
         let sink = LogSink { logs: [(("t".to_string(), 0), data)].into_iter().collect(), fail: false.into() };
         (coordinator, sink)
@@ -560,7 +571,8 @@ mod tests {
     fn commit_abort_fencing_and_timeouts() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
-        let (coordinator, sink) = open(&store);
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let (coordinator, sink) = open(&store, clock.clone());
         let t0 = vec![("t".to_string(), 0)];
         assert_eq!(
             coordinator.init_producer_id("app", 120_000, None, 7, &sink),
@@ -596,7 +608,11 @@ mod tests {
         client_append(&sink, &txn_batch(7, 1, 0)).unwrap();
         coordinator.abort_timed_out(&sink);
         assert_eq!(coordinator.describe("app").unwrap().state, TxnState::Ongoing);
-        std::thread::sleep(std::time::Duration::from_millis(1_100));
+        // Exactly at its timeout (1,000 ms) the transaction is still open; 1 ms later it is not.
+        clock.advance(1_000);
+        coordinator.abort_timed_out(&sink);
+        assert_eq!(coordinator.describe("app").unwrap().state, TxnState::Ongoing);
+        clock.advance(1);
         coordinator.abort_timed_out(&sink);
         let value = coordinator.describe("app").unwrap();
         assert_eq!((value.state, value.producer_epoch), (TxnState::CompleteAbort, 2));
@@ -609,7 +625,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
         {
-            let (coordinator, sink) = open(&store);
+            let (coordinator, sink) = open(&store, Arc::new(ManualClock::new(1_000_000)));
             coordinator.init_producer_id("app", 10_000, None, 3, &sink).unwrap();
             coordinator.add_partitions("app", 3, 0, &[("t".to_string(), 0)], false).unwrap();
             client_append(&sink, &txn_batch(3, 0, 0)).unwrap();
@@ -619,7 +635,7 @@ mod tests {
             assert_eq!(coordinator.describe("app").unwrap().state, TxnState::PrepareCommit);
             assert_eq!(sink.logs[&("t".to_string(), 0)].last_stable_offset(), 0);
         }
-        let (coordinator, sink) = open(&store);
+        let (coordinator, sink) = open(&store, Arc::new(ManualClock::new(1_000_000)));
         assert_eq!(coordinator.describe("app").unwrap().state, TxnState::PrepareCommit);
         coordinator.recover(&sink);
         assert_eq!(coordinator.describe("app").unwrap().state, TxnState::CompleteCommit);
