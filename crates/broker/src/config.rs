@@ -10,6 +10,8 @@ use std::path::PathBuf;
 
 use rivulet_storage::FlushPolicy;
 
+use crate::request_context::SecurityProtocol;
+
 /// A configuration problem found at start.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -17,6 +19,11 @@ pub enum ConfigError {
     Invalid { key: String, value: String, reason: String },
     #[error("cannot read {path}: {reason}")]
     Read { path: String, reason: String },
+    /// A security setting Rivulet does not enforce yet. Starting anyway would serve
+    /// plaintext, unauthenticated and unauthorized traffic to an operator who asked for
+    /// the opposite, so the broker refuses to start instead.
+    #[error("{key}={value}: {reason}; Rivulet does not enforce it yet and will not start with it set (remove it to serve PLAINTEXT without authentication)")]
+    UnsupportedSecurity { key: String, value: String, reason: String },
 }
 
 /// A `PLAINTEXT://host:port` listener.
@@ -150,6 +157,7 @@ const ACCEPTED_KAFKA_KEYS: &[&str] = &[
     "controller.listener.names",
     "inter.broker.listener.name",
     "listener.security.protocol.map",
+    "security.inter.broker.protocol",
     "num.network.threads",
     "num.io.threads",
     "socket.send.buffer.bytes",
@@ -233,6 +241,84 @@ where
     parse(key, value)
 }
 
+/// Kafka's default `listener.security.protocol.map`: every protocol name maps to itself.
+const DEFAULT_PROTOCOL_MAP: &str = "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL";
+
+/// Security settings Kafka acts on that Rivulet does not enforce yet: each one, when set,
+/// stops the broker at start (see [`ConfigError::UnsupportedSecurity`]).
+const UNENFORCED_SECURITY_KEYS: &[&str] = &[
+    "authorizer.class.name",
+    "super.users",
+    "allow.everyone.if.no.acl.found",
+    "principal.builder.class",
+    "connections.max.reauth.ms",
+];
+
+/// Prefixes of the same kind: TLS (`ssl.`), SASL (`sasl.`), per-listener security
+/// overrides (`listener.name.<listener>.ssl.keystore.location`, ...) and delegation tokens.
+const UNENFORCED_SECURITY_PREFIXES: &[&str] = &["ssl.", "sasl.", "listener.name.", "delegation.token."];
+
+fn unsupported(key: &str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::UnsupportedSecurity { key: key.to_string(), value: value.to_string(), reason: reason.into() }
+}
+
+/// Resolves the security protocol of every listener (Kafka's
+/// `listener.security.protocol.map`) and refuses anything but PLAINTEXT, and every
+/// authorizer, SASL and TLS setting: none of them is enforced yet, so accepting them would
+/// be fail-open.
+fn refuse_unenforced_security(props: &BTreeMap<String, String>, listeners: &[Listener]) -> Result<(), ConfigError> {
+    const MAP_KEY: &str = "listener.security.protocol.map";
+    let map_value = props.get(MAP_KEY).map_or(DEFAULT_PROTOCOL_MAP, String::as_str);
+    let mut map = BTreeMap::new();
+    for item in map_value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, protocol) =
+            item.split_once(':').ok_or_else(|| invalid(MAP_KEY, map_value, "expected LISTENER:PROTOCOL pairs"))?;
+        let protocol = SecurityProtocol::from_name(protocol.trim()).ok_or_else(|| {
+            invalid(MAP_KEY, map_value, &format!("unknown security protocol {protocol} for listener {name}"))
+        })?;
+        map.insert(name.trim().to_ascii_uppercase(), protocol);
+    }
+    for listener in listeners {
+        let protocol = map.get(&listener.name.to_ascii_uppercase()).copied().ok_or_else(|| {
+            invalid(
+                "listeners",
+                props.get("listeners").map_or("", String::as_str),
+                &format!("no security protocol defined for listener {} in {MAP_KEY}", listener.name),
+            )
+        })?;
+        if protocol != SecurityProtocol::Plaintext {
+            let (key, value) = match props.get(MAP_KEY) {
+                Some(v) if !v.is_empty() && listener.name.to_ascii_uppercase() != protocol.name() => {
+                    (MAP_KEY, v.as_str())
+                }
+                _ => ("listeners", props.get("listeners").map_or("", String::as_str)),
+            };
+            return Err(unsupported(
+                key,
+                value,
+                format!("listener {} uses security protocol {protocol}, which is not implemented", listener.name),
+            ));
+        }
+    }
+    if let Some(value) = props.get("security.inter.broker.protocol") {
+        if SecurityProtocol::from_name(value.trim()) != Some(SecurityProtocol::Plaintext) {
+            return Err(unsupported(
+                "security.inter.broker.protocol",
+                value,
+                "inter-broker security protocols other than PLAINTEXT are not implemented",
+            ));
+        }
+    }
+    for (key, value) in props {
+        let unenforced = UNENFORCED_SECURITY_KEYS.contains(&key.as_str())
+            || UNENFORCED_SECURITY_PREFIXES.iter().any(|prefix| key.starts_with(prefix));
+        if unenforced {
+            return Err(unsupported(key, value, "authentication, authorization and TLS are not implemented"));
+        }
+    }
+    Ok(())
+}
+
 impl BrokerConfig {
     /// Reads a Java properties file into key/value pairs.
     pub fn read_properties(path: &std::path::Path) -> Result<BTreeMap<String, String>, ConfigError> {
@@ -257,6 +343,7 @@ impl BrokerConfig {
             None => 1,
         };
         let listeners = parse_listeners("listeners", get("listeners").unwrap_or("PLAINTEXT://localhost:9092"))?;
+        refuse_unenforced_security(&props, &listeners)?;
         let advertised_listeners = match get("advertised.listeners") {
             Some(v) => parse_listeners("advertised.listeners", v)?,
             None => listeners
@@ -515,5 +602,58 @@ mod tests {
             let err = BrokerConfig::from_properties(props(&[(key, value)])).unwrap_err();
             assert!(err.to_string().contains(key), "{err}");
         }
+    }
+
+    /// Fail closed: every security setting that is not enforced stops the broker, naming
+    /// the key, instead of serving plaintext to an operator who asked for TLS or SASL.
+    #[test]
+    fn unenforced_security_settings_stop_the_broker() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("listeners", "SSL://:9093")], "listeners"),
+            (&[("listeners", "PLAINTEXT://:9092,SASL_PLAINTEXT://:9094")], "listeners"),
+            (&[("listeners", "SASL_SSL://:9095")], "listeners"),
+            (
+                &[("listeners", "EXTERNAL://:9093"), ("listener.security.protocol.map", "EXTERNAL:SSL")],
+                "listener.security.protocol.map",
+            ),
+            (&[("security.inter.broker.protocol", "SASL_SSL")], "security.inter.broker.protocol"),
+            (
+                &[("authorizer.class.name", "org.apache.kafka.metadata.authorizer.StandardAuthorizer")],
+                "authorizer.class.name",
+            ),
+            (&[("super.users", "User:admin")], "super.users"),
+            (&[("sasl.enabled.mechanisms", "PLAIN")], "sasl.enabled.mechanisms"),
+            (&[("ssl.keystore.location", "/etc/kafka/ks.p12")], "ssl.keystore.location"),
+            (
+                &[("listener.name.sasl_plaintext.plain.sasl.jaas.config", "x")],
+                "listener.name.sasl_plaintext.plain.sasl.jaas.config",
+            ),
+            (&[("allow.everyone.if.no.acl.found", "true")], "allow.everyone.if.no.acl.found"),
+        ];
+        for (pairs, key) in cases {
+            let err = BrokerConfig::from_properties(props(pairs)).unwrap_err();
+            assert!(matches!(err, ConfigError::UnsupportedSecurity { .. }), "{pairs:?}: {err}");
+            assert!(err.to_string().starts_with(&format!("{key}=")), "{pairs:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn plaintext_listeners_with_kafkas_stock_protocol_map_start() {
+        // Kafka 4's config/server.properties, as shipped.
+        let (config, unknown) = BrokerConfig::from_properties(props(&[
+            ("listeners", "PLAINTEXT://:9092,CONTROLLER://:9093"),
+            (
+                "listener.security.protocol.map",
+                "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
+            ),
+            ("inter.broker.listener.name", "PLAINTEXT"),
+            ("controller.listener.names", "CONTROLLER"),
+            ("security.inter.broker.protocol", "PLAINTEXT"),
+        ]))
+        .unwrap();
+        assert_eq!(config.listeners.len(), 2);
+        assert!(unknown.is_empty(), "{unknown:?}");
+        let err = BrokerConfig::from_properties(props(&[("listeners", "INTERNAL://:9092")])).unwrap_err();
+        assert!(err.to_string().contains("no security protocol defined for listener INTERNAL"), "{err}");
     }
 }

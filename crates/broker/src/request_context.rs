@@ -31,6 +31,17 @@ pub enum SecurityProtocol {
 }
 
 impl SecurityProtocol {
+    /// Parses Kafka's name for a protocol (case-insensitive, as Kafka's `forName`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.to_ascii_uppercase().as_str() {
+            "PLAINTEXT" => Some(SecurityProtocol::Plaintext),
+            "SSL" => Some(SecurityProtocol::Ssl),
+            "SASL_PLAINTEXT" => Some(SecurityProtocol::SaslPlaintext),
+            "SASL_SSL" => Some(SecurityProtocol::SaslSsl),
+            _ => None,
+        }
+    }
+
     /// The name Kafka gives the protocol (`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT`, `SASL_SSL`).
     pub fn name(self) -> &'static str {
         match self {

@@ -143,6 +143,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let props: BTreeMap<String, String> = [
             ("listeners", "CLIENTS://127.0.0.1:0"),
+            ("listener.security.protocol.map", "CLIENTS:PLAINTEXT"),
             ("log.dirs", dir.path().to_str().unwrap()),
             ("group.initial.rebalance.delay.ms", "0"),
         ]

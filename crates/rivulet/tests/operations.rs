@@ -42,6 +42,24 @@ fn invalid_values_stop_the_broker_with_the_key_named() {
     assert!(stderr.contains("/no/such/server.properties"), "{stderr}");
 }
 
+/// Fail closed: a server.properties asking for TLS, SASL or an authorizer stops the broker
+/// with the key named, rather than serving plaintext on a listener called SSL.
+#[test]
+fn unenforced_security_settings_stop_the_broker_with_the_key_named() {
+    let port = free_port();
+    let stderr = run_and_fail(&["--override", &format!("listeners=SSL://127.0.0.1:{port}")]);
+    assert!(stderr.contains("listeners=SSL://") && stderr.contains("security protocol SSL"), "{stderr}");
+    assert!(!stderr.contains("listening"), "nothing may be served: {stderr}");
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "port {port} must not be open");
+    let stderr = run_and_fail(&["--override", "sasl.enabled.mechanisms=PLAIN"]);
+    assert!(stderr.contains("sasl.enabled.mechanisms=PLAIN"), "{stderr}");
+    let stderr =
+        run_and_fail(&["--override", "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer"]);
+    assert!(stderr.contains("authorizer.class.name="), "{stderr}");
+    let stderr = run_and_fail(&["--override", "super.users=User:admin"]);
+    assert!(stderr.contains("super.users="), "{stderr}");
+}
+
 #[test]
 fn properties_file_is_read_and_unknown_keys_are_warned_about() {
     let dir = tempfile::tempdir().unwrap();
