@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use rivulet_metadata::assignment::{assign_replicas, BrokerPlacement};
 use rivulet_metadata::{
-    BrokerRegistration, EmbeddedMetadataStore, EtcdMetadataStore, MetadataError, MetadataStore, NewTopic, TopicRecord,
+    BrokerConfigs, BrokerRegistration, EmbeddedMetadataStore, EtcdMetadataStore, MetadataError, MetadataStore,
+    NewTopic, TopicRecord,
 };
 use rivulet_protocol::ResponseError;
 use rivulet_storage::{LogClass, LogId, StorageError, Store, StoreOptions};
@@ -33,11 +34,17 @@ pub enum StartError {
     Groups(#[from] crate::group::PersistError),
     #[error("cannot load transactions: {0}")]
     Transactions(#[from] crate::txn::LoadError),
+    #[error("invalid dynamic broker configuration: {0}")]
+    DynamicConfig(#[from] crate::config::ConfigError),
 }
 
 /// Everything request handlers share.
 pub struct Broker {
+    /// The static configuration (`server.properties` and `--override`).
     pub config: BrokerConfig,
+    /// The dynamic broker configs as the metadata store last said, and the static
+    /// configuration with them laid over it: what topics resolve their settings from.
+    dynamic: std::sync::RwLock<(BrokerConfigs, Arc<BrokerConfig>)>,
     pub store: Store,
     pub metadata: Arc<dyn MetadataStore>,
     pub topics: TopicRegistry,
@@ -71,7 +78,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn class_of(internal: bool) -> LogClass {
+pub(crate) fn class_of(internal: bool) -> LogClass {
     if internal {
         LogClass::Internal
     } else {
@@ -80,12 +87,10 @@ fn class_of(internal: bool) -> LogClass {
 }
 
 impl Broker {
-    /// Opens storage under the first log dir, loads metadata and opens every partition log.
+    /// Opens storage under the log dir, loads metadata and opens every partition log.
     pub async fn open(config: BrokerConfig) -> Result<Arc<Self>, StartError> {
+        // Configuration validation guarantees exactly one directory.
         let dir = config.log_dirs[0].clone();
-        if config.log_dirs.len() > 1 {
-            tracing::warn!(log_dirs = ?config.log_dirs, "only the first of log.dirs is used");
-        }
         std::fs::create_dir_all(&dir)
             .map_err(|e| StartError::LogDir { path: dir.display().to_string(), reason: e.to_string() })?;
         let mut options = StoreOptions::new(dir.join("rivulet-db"));
@@ -137,7 +142,9 @@ impl Broker {
         let txn_settings = TxnSettings { max_timeout_ms: config.transaction_max_timeout_ms };
         let txns = TransactionCoordinator::new(txn_settings, config.transaction_state_log_num_partitions);
         let (appended, _) = watch::channel(0);
+        let effective = Arc::new(config.clone());
         let broker = Arc::new(Broker {
+            dynamic: std::sync::RwLock::new((BrokerConfigs::new(), effective)),
             config,
             store,
             metadata,
@@ -156,6 +163,7 @@ impl Broker {
                 cluster.sync(&broker).await?;
             }
             None => {
+                broker.apply_broker_configs(broker.metadata.broker_configs().await?)?;
                 for record in broker.metadata.topics().await? {
                     let node = broker.config.node_id;
                     let (topic, _) = broker.build_topic(record, None, |_, _| ReplicaView::single(node, 0))?;
@@ -233,6 +241,8 @@ impl Broker {
                 broker.groups.tick();
             }
         });
+        crate::retention::start(self);
+        crate::cleaner::start(self);
         if self.cluster.is_some() {
             Cluster::start(self);
         }
@@ -265,8 +275,73 @@ impl Broker {
             logs.push(replica.log.clone());
             replicas.push(replica);
         }
-        let settings = TopicSettings::resolve(&record.configs, &self.config);
+        let settings = TopicSettings::resolve(&record.configs, &self.effective_config());
         Ok((Topic { record, logs, replicas, settings }, transitions))
+    }
+
+    /// The static configuration with the dynamic broker configs laid over it.
+    pub fn effective_config(&self) -> Arc<BrokerConfig> {
+        self.dynamic.read().unwrap_or_else(|p| p.into_inner()).1.clone()
+    }
+
+    /// The dynamic broker configs by entity (`""` = the cluster default).
+    pub fn dynamic_configs(&self) -> BrokerConfigs {
+        self.dynamic.read().unwrap_or_else(|p| p.into_inner()).0.clone()
+    }
+
+    /// Takes the dynamic broker configs the metadata store holds: when they changed, every
+    /// topic's settings are resolved again, so retention, cleaner and produce limits follow
+    /// without a restart.
+    pub(crate) fn apply_broker_configs(&self, configs: BrokerConfigs) -> Result<(), crate::config::ConfigError> {
+        if self.dynamic.read().unwrap_or_else(|p| p.into_inner()).0 == configs {
+            return Ok(());
+        }
+        let effective = Arc::new(self.config.with_dynamic(&configs)?);
+        tracing::info!(dynamic = ?configs, "dynamic broker configuration applied");
+        *self.dynamic.write().unwrap_or_else(|p| p.into_inner()) = (configs, effective.clone());
+        for topic in self.topics.all() {
+            let settings = TopicSettings::resolve(&topic.record.configs, &effective);
+            if settings != topic.settings {
+                self.topics.insert(Arc::new(Topic {
+                    record: topic.record.clone(),
+                    logs: topic.logs.clone(),
+                    replicas: topic.replicas.clone(),
+                    settings,
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores the dynamic configs of one entity (`""` = the cluster default, else a node
+    /// id) and waits until this broker applies them.
+    pub async fn set_broker_configs(
+        &self,
+        entity: &str,
+        configs: std::collections::BTreeMap<String, String>,
+    ) -> Result<(), MetadataError> {
+        let _admin = self.admin.lock().await;
+        self.metadata.set_broker_configs(entity, configs.clone()).await?;
+        match &self.cluster {
+            None => {
+                let all = self.metadata.broker_configs().await?;
+                self.apply_broker_configs(all).map_err(|e| MetadataError::Corrupt {
+                    key: format!("config/brokers/{}", rivulet_metadata::broker_config_entity_name(entity)),
+                    reason: e.to_string(),
+                })?;
+            }
+            Some(cluster) => {
+                for _ in 0..500 {
+                    let applied = self.dynamic_configs().get(entity).cloned().unwrap_or_default();
+                    if applied == configs {
+                        break;
+                    }
+                    cluster.request_sync();
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Reacts to a partition's new role: coordinators load the internal partitions this
@@ -425,6 +500,31 @@ impl Broker {
             topic
         };
         tracing::info!(topic = %name, partitions = total, "partitions added");
+        Ok(topic)
+    }
+
+    /// Replaces a topic's configuration overrides. The topic's settings (retention, the
+    /// produce path's limits) follow at once, here and — through the metadata store — on
+    /// every broker of a cluster.
+    pub async fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: std::collections::BTreeMap<String, String>,
+    ) -> Result<Arc<Topic>, MetadataError> {
+        let _admin = self.admin.lock().await;
+        let existing = self.topics.get(name).ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
+        let record = self.metadata.set_topic_configs(name, configs.clone()).await?;
+        let topic = if self.cluster.is_some() {
+            self.await_applied(|t| t.is_some_and(|t| t.record.configs == configs), name).await;
+            self.topics.get(name).ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?
+        } else {
+            let node = self.config.node_id;
+            let (topic, _) = self.build_topic(record, Some(&existing), |_, _| ReplicaView::single(node, 0))?;
+            let topic = Arc::new(topic);
+            self.topics.insert(topic.clone());
+            topic
+        };
+        tracing::info!(topic = %name, configs = ?topic.record.configs, "topic configuration changed");
         Ok(topic)
     }
 

@@ -26,6 +26,33 @@ pub enum ConfigError {
     UnsupportedSecurity { key: String, value: String, reason: String },
 }
 
+/// Where a dynamic broker setting comes from (DescribeConfigs sources 2 and 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DynamicLevel {
+    /// Set for this broker (`kafka-configs --entity-type brokers --entity-name <id>`).
+    Broker,
+    /// Set for every broker (`--entity-default`).
+    ClusterDefault,
+}
+
+/// Broker settings that may change while the broker runs (Kafka's dynamic broker configs,
+/// the ones that act here through the topics' settings): the defaults of topic configs.
+pub const DYNAMIC_KEYS: &[&str] = &[
+    "log.retention.ms",
+    "log.retention.minutes",
+    "log.retention.hours",
+    "log.retention.bytes",
+    "log.cleanup.policy",
+    "log.cleaner.delete.retention.ms",
+    "log.cleaner.min.compaction.lag.ms",
+    "log.cleaner.max.compaction.lag.ms",
+    "log.cleaner.min.cleanable.ratio",
+    "log.message.timestamp.type",
+    "message.max.bytes",
+    "min.insync.replicas",
+    "unclean.leader.election.enable",
+];
+
 /// A `PLAINTEXT://host:port` listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
@@ -99,11 +126,30 @@ pub struct BrokerConfig {
     /// replicas every `leader.imbalance.check.interval.seconds`.
     pub auto_leader_rebalance_enable: bool,
     pub leader_imbalance_check_interval_seconds: u64,
+    /// `log.retention.ms` (else `log.retention.minutes`, else `log.retention.hours`; 7 days):
+    /// the default `retention.ms` of topics. -1 keeps records forever.
+    pub log_retention_ms: i64,
+    /// `log.retention.bytes`: the default `retention.bytes` of a partition; -1 = no limit.
+    pub log_retention_bytes: i64,
+    /// `log.retention.check.interval.ms`: how often retention runs.
+    pub log_retention_check_interval_ms: u64,
+    /// `log.cleanup.policy`: the default `cleanup.policy` of topics.
+    pub log_cleanup_policy: String,
+    /// `log.cleaner.enable`: compacted topics are cleaned in the background.
+    pub log_cleaner_enable: bool,
+    /// `log.cleaner.backoff.ms`: how often the cleaner looks for logs to clean.
+    pub log_cleaner_backoff_ms: u64,
+    /// `log.cleaner.dedupe.buffer.size`: bound on the cleaner's offset map, in bytes.
+    pub log_cleaner_dedupe_buffer_size: usize,
+    /// `log.cleaner.io.max.bytes.per.second`
+    pub log_cleaner_io_max_bytes_per_second: f64,
     /// `host:port` for the Prometheus `/metrics` endpoint (`rivulet.metrics.listener`);
     /// none by default.
     pub metrics_listener: Option<String>,
     /// Every key that was set, as given (for DescribeConfigs).
     pub raw: BTreeMap<String, String>,
+    /// Keys of `raw` that dynamic broker configs set, and at which level.
+    pub dynamic: BTreeMap<String, DynamicLevel>,
 }
 
 /// Keys Rivulet reads.
@@ -146,6 +192,20 @@ const KNOWN_KEYS: &[&str] = &[
     "unclean.leader.election.enable",
     "auto.leader.rebalance.enable",
     "leader.imbalance.check.interval.seconds",
+    "log.retention.ms",
+    "log.retention.minutes",
+    "log.retention.hours",
+    "log.retention.bytes",
+    "log.retention.check.interval.ms",
+    "log.cleanup.policy",
+    "log.cleaner.enable",
+    "log.cleaner.backoff.ms",
+    "log.cleaner.dedupe.buffer.size",
+    "log.cleaner.io.max.bytes.per.second",
+    "log.cleaner.min.cleanable.ratio",
+    "log.cleaner.delete.retention.ms",
+    "log.cleaner.min.compaction.lag.ms",
+    "log.cleaner.max.compaction.lag.ms",
 ];
 
 /// Kafka keys that are meaningful for Apache Kafka but have no effect here (threads,
@@ -166,11 +226,8 @@ const ACCEPTED_KAFKA_KEYS: &[&str] = &[
     "transaction.state.log.min.isr",
     "share.coordinator.state.topic.replication.factor",
     "share.coordinator.state.topic.min.isr",
-    "log.retention.hours",
-    "log.retention.ms",
-    "log.retention.bytes",
     "log.segment.bytes",
-    "log.retention.check.interval.ms",
+    "log.cleaner.threads",
     "log.flush.interval.ms",
     "zookeeper.connect",
     "zookeeper.connection.timeout.ms",
@@ -228,6 +285,27 @@ where
         return Err(invalid(key, value, "must be positive"));
     }
     Ok(parsed)
+}
+
+/// A retention setting: a count, or -1 for no limit (Kafka accepts any negative value as
+/// "unlimited" and so does this).
+fn parse_retention(key: &str, value: &str) -> Result<i64, ConfigError> {
+    let parsed: i64 = parse(key, value)?;
+    Ok(parsed.max(-1))
+}
+
+/// `log.retention.ms`, else `log.retention.minutes`, else `log.retention.hours` (Kafka's
+/// precedence), in milliseconds; -1 = forever.
+fn retention_ms(props: &BTreeMap<String, String>) -> Result<i64, ConfigError> {
+    for (key, unit_ms) in
+        [("log.retention.ms", 1), ("log.retention.minutes", 60_000), ("log.retention.hours", 3_600_000)]
+    {
+        if let Some(v) = props.get(key) {
+            let value = parse_retention(key, v)?;
+            return Ok(if value < 0 { -1 } else { value.saturating_mul(unit_ms) });
+        }
+    }
+    Ok(7 * 24 * 3_600_000)
 }
 
 fn parse_non_negative<T>(key: &str, value: &str) -> Result<T, ConfigError>
@@ -369,6 +447,15 @@ impl BrokerConfig {
         if log_dirs.is_empty() {
             return Err(invalid("log.dirs", get("log.dirs").unwrap_or(""), "no directory given"));
         }
+        if log_dirs.len() > 1 {
+            // Refused rather than silently using the first: an operator listing several
+            // disks expects partitions spread over them, which Rivulet does not do yet.
+            return Err(invalid(
+                "log.dirs",
+                get("log.dirs").or(get("log.dir")).unwrap_or(""),
+                "Rivulet keeps all partitions in one RocksDB database and takes exactly one directory",
+            ));
+        }
         let timestamp_type = get("log.message.timestamp.type").unwrap_or("CreateTime");
         let log_append = match timestamp_type {
             "CreateTime" => false,
@@ -452,6 +539,26 @@ impl BrokerConfig {
                 .map_or(Ok(true), |v| parse_bool("auto.leader.rebalance.enable", v))?,
             leader_imbalance_check_interval_seconds: get("leader.imbalance.check.interval.seconds")
                 .map_or(Ok(300), |v| parse_positive("leader.imbalance.check.interval.seconds", v))?,
+            log_retention_ms: retention_ms(&props)?,
+            log_retention_bytes: get("log.retention.bytes")
+                .map_or(Ok(-1), |v| parse_retention("log.retention.bytes", v))?,
+            log_retention_check_interval_ms: get("log.retention.check.interval.ms")
+                .map_or(Ok(300_000), |v| parse_positive("log.retention.check.interval.ms", v))?,
+            log_cleanup_policy: match get("log.cleanup.policy") {
+                None => "delete".to_string(),
+                Some(v) => {
+                    crate::topic_config::validate("cleanup.policy", v)
+                        .map_err(|reason| invalid("log.cleanup.policy", v, &reason))?;
+                    v.to_string()
+                }
+            },
+            log_cleaner_enable: get("log.cleaner.enable").map_or(Ok(true), |v| parse_bool("log.cleaner.enable", v))?,
+            log_cleaner_backoff_ms: get("log.cleaner.backoff.ms")
+                .map_or(Ok(15_000), |v| parse_positive("log.cleaner.backoff.ms", v))?,
+            log_cleaner_dedupe_buffer_size: get("log.cleaner.dedupe.buffer.size")
+                .map_or(Ok(128 * 1024 * 1024), |v| parse_positive("log.cleaner.dedupe.buffer.size", v))?,
+            log_cleaner_io_max_bytes_per_second: get("log.cleaner.io.max.bytes.per.second")
+                .map_or(Ok(f64::INFINITY), |v| parse_positive("log.cleaner.io.max.bytes.per.second", v))?,
             metrics_listener: match get("rivulet.metrics.listener") {
                 None => None,
                 Some(v) if v.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok()) => {
@@ -460,7 +567,25 @@ impl BrokerConfig {
                 Some(v) => return Err(invalid("rivulet.metrics.listener", v, "expected host:port")),
             },
             raw: BTreeMap::new(),
+            dynamic: BTreeMap::new(),
         };
+        // Defaults of topic configs, read when topics resolve their settings: checked here
+        // so a bad value stops the broker rather than being ignored.
+        for key in [
+            "log.cleaner.delete.retention.ms",
+            "log.cleaner.min.compaction.lag.ms",
+            "log.cleaner.max.compaction.lag.ms",
+        ] {
+            if let Some(v) = get(key) {
+                parse_non_negative::<i64>(key, v)?;
+            }
+        }
+        if let Some(v) = get("log.cleaner.min.cleanable.ratio") {
+            let ratio: f64 = parse("log.cleaner.min.cleanable.ratio", v)?;
+            if !(0.0..=1.0).contains(&ratio) {
+                return Err(invalid("log.cleaner.min.cleanable.ratio", v, "must be between 0 and 1"));
+            }
+        }
         if config.socket_request_max_bytes > i32::MAX as usize {
             return Err(invalid(
                 "socket.request.max.bytes",
@@ -476,6 +601,27 @@ impl BrokerConfig {
         Ok((BrokerConfig { raw: props, ..config }, unknown))
     }
 
+    /// This (static) configuration with the dynamic broker configs of the cluster default
+    /// (entity `""`) and then of this broker laid over it, validated like a static one.
+    pub fn with_dynamic(&self, dynamic: &rivulet_metadata::BrokerConfigs) -> Result<BrokerConfig, ConfigError> {
+        let mut props = self.raw.clone();
+        let mut levels = BTreeMap::new();
+        for (entity, level) in
+            [("".to_string(), DynamicLevel::ClusterDefault), (self.node_id.to_string(), DynamicLevel::Broker)]
+        {
+            for (key, value) in dynamic.get(&entity).into_iter().flatten() {
+                if !DYNAMIC_KEYS.contains(&key.as_str()) {
+                    return Err(invalid(key, value, "cannot be updated dynamically"));
+                }
+                props.insert(key.clone(), value.clone());
+                levels.insert(key.clone(), level);
+            }
+        }
+        let (mut config, _) = BrokerConfig::from_properties(props)?;
+        config.dynamic = levels;
+        Ok(config)
+    }
+
     /// The listener clients are told about in Metadata.
     pub fn advertised(&self) -> &Listener {
         // Validation guarantees at least one listener.
@@ -484,6 +630,10 @@ impl BrokerConfig {
 }
 
 impl BrokerConfig {
+    fn raw_or(&self, key: &str, default: &str) -> String {
+        self.raw.get(key).cloned().unwrap_or_else(|| default.to_string())
+    }
+
     /// Every broker config Rivulet reads, with its effective value and whether it was set
     /// explicitly (for DescribeConfigs on a BROKER resource).
     pub fn describe(&self) -> Vec<(&'static str, String, bool)> {
@@ -527,6 +677,20 @@ impl BrokerConfig {
             ("unclean.leader.election.enable", self.unclean_leader_election_enable.to_string()),
             ("auto.leader.rebalance.enable", self.auto_leader_rebalance_enable.to_string()),
             ("leader.imbalance.check.interval.seconds", self.leader_imbalance_check_interval_seconds.to_string()),
+            ("log.retention.ms", self.log_retention_ms.to_string()),
+            ("log.retention.bytes", self.log_retention_bytes.to_string()),
+            ("log.retention.check.interval.ms", self.log_retention_check_interval_ms.to_string()),
+            ("log.cleanup.policy", self.log_cleanup_policy.clone()),
+            ("log.cleaner.enable", self.log_cleaner_enable.to_string()),
+            ("log.cleaner.backoff.ms", self.log_cleaner_backoff_ms.to_string()),
+            ("log.cleaner.dedupe.buffer.size", self.log_cleaner_dedupe_buffer_size.to_string()),
+            ("log.cleaner.min.cleanable.ratio", self.raw_or("log.cleaner.min.cleanable.ratio", "0.5")),
+            ("log.cleaner.delete.retention.ms", self.raw_or("log.cleaner.delete.retention.ms", "86400000")),
+            ("log.cleaner.min.compaction.lag.ms", self.raw_or("log.cleaner.min.compaction.lag.ms", "0")),
+            (
+                "log.cleaner.max.compaction.lag.ms",
+                self.raw_or("log.cleaner.max.compaction.lag.ms", "9223372036854775807"),
+            ),
             ("transaction.state.log.num.partitions", self.transaction_state_log_num_partitions.to_string()),
             ("transaction.max.timeout.ms", self.transaction_max_timeout_ms.to_string()),
             (
@@ -548,7 +712,11 @@ impl BrokerConfig {
         values
             .into_iter()
             .map(|(key, value)| {
-                let explicit = self.raw.contains_key(key) || (key == "node.id" && self.raw.contains_key("broker.id"));
+                let explicit = self.raw.contains_key(key)
+                    || (key == "node.id" && self.raw.contains_key("broker.id"))
+                    || (key == "log.retention.ms"
+                        && (self.raw.contains_key("log.retention.minutes")
+                            || self.raw.contains_key("log.retention.hours")));
                 (key, value, explicit)
             })
             .collect()
@@ -598,6 +766,7 @@ mod tests {
             ("auto.create.topics.enable", "yes"),
             ("log.message.timestamp.type", "Whenever"),
             ("node.id", "-4"),
+            ("log.dirs", "/data/a,/data/b"),
         ] {
             let err = BrokerConfig::from_properties(props(&[(key, value)])).unwrap_err();
             assert!(err.to_string().contains(key), "{err}");
@@ -635,6 +804,17 @@ mod tests {
             assert!(matches!(err, ConfigError::UnsupportedSecurity { .. }), "{pairs:?}: {err}");
             assert!(err.to_string().starts_with(&format!("{key}=")), "{pairs:?}: {err}");
         }
+    }
+
+    #[test]
+    fn retention_follows_kafkas_precedence() {
+        let ms = |pairs: &[(&str, &str)]| BrokerConfig::from_properties(props(pairs)).unwrap().0.log_retention_ms;
+        assert_eq!(ms(&[]), 604_800_000);
+        assert_eq!(ms(&[("log.retention.hours", "1")]), 3_600_000);
+        assert_eq!(ms(&[("log.retention.hours", "1"), ("log.retention.minutes", "2")]), 120_000);
+        assert_eq!(ms(&[("log.retention.minutes", "2"), ("log.retention.ms", "5")]), 5);
+        assert_eq!(ms(&[("log.retention.ms", "-1")]), -1);
+        assert!(BrokerConfig::from_properties(props(&[("log.cleanup.policy", "shred")])).is_err());
     }
 
     #[test]

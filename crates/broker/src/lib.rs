@@ -22,6 +22,7 @@
 //! malformed request ends in a Kafka error code or a logged, closed connection.
 
 pub mod broker;
+pub mod cleaner;
 pub mod cluster;
 pub mod config;
 pub mod connection;
@@ -29,6 +30,7 @@ mod handlers;
 pub mod metrics;
 pub mod replica;
 pub mod request_context;
+pub mod retention;
 pub mod server;
 pub mod topic_config;
 pub mod topics;

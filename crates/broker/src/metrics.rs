@@ -5,8 +5,10 @@
 
 use std::sync::LazyLock;
 
+use std::sync::Weak;
+
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -21,6 +23,11 @@ pub struct Metrics {
     pub request_seconds: HistogramVec,
     pub connections: IntGauge,
     pub failed_produce: IntCounter,
+    /// Per local partition replica (Kafka's `kafka.log:type=Log` size and offsets), read
+    /// from the logs at every scrape.
+    pub log_size: IntGaugeVec,
+    pub log_start_offset: IntGaugeVec,
+    pub log_end_offset: IntGaugeVec,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -41,6 +48,13 @@ fn build() -> Result<Metrics, prometheus::Error> {
         &["request"],
     )?;
     let connections = IntGauge::new("kafka_server_socketservermetrics_connection_count", "Open client connections")?;
+    let per_partition = |name: &str, help: &str| IntGaugeVec::new(Opts::new(name, help), &["topic", "partition"]);
+    let log_size = per_partition("kafka_log_log_size", "Bytes of a partition's record batches")?;
+    let log_start_offset = per_partition("kafka_log_log_logstartoffset", "A partition's log start offset")?;
+    let log_end_offset = per_partition("kafka_log_log_logendoffset", "A partition's log end offset")?;
+    registry.register(Box::new(log_size.clone()))?;
+    registry.register(Box::new(log_start_offset.clone()))?;
+    registry.register(Box::new(log_end_offset.clone()))?;
     registry.register(Box::new(messages_in.clone()))?;
     registry.register(Box::new(bytes_in.clone()))?;
     registry.register(Box::new(bytes_out.clone()))?;
@@ -48,7 +62,19 @@ fn build() -> Result<Metrics, prometheus::Error> {
     registry.register(Box::new(requests.clone()))?;
     registry.register(Box::new(request_seconds.clone()))?;
     registry.register(Box::new(connections.clone()))?;
-    Ok(Metrics { registry, messages_in, bytes_in, bytes_out, requests, request_seconds, connections, failed_produce })
+    Ok(Metrics {
+        registry,
+        messages_in,
+        bytes_in,
+        bytes_out,
+        requests,
+        request_seconds,
+        connections,
+        failed_produce,
+        log_size,
+        log_start_offset,
+        log_end_offset,
+    })
 }
 
 /// The process-wide metrics. Names and help texts are constants, so registration can only
@@ -64,10 +90,27 @@ pub fn render() -> String {
     String::from_utf8(buf).unwrap_or_default()
 }
 
+/// Sets the per-partition gauges from the broker's logs (deleted topics disappear).
+pub fn refresh_log_gauges(broker: &crate::broker::Broker) {
+    METRICS.log_size.reset();
+    METRICS.log_start_offset.reset();
+    METRICS.log_end_offset.reset();
+    for topic in broker.topics.all() {
+        for replica in topic.replicas.iter().filter(|r| r.is_local()) {
+            let partition = replica.index.to_string();
+            let labels = [topic.record.name.as_str(), partition.as_str()];
+            METRICS.log_size.with_label_values(&labels).set(replica.log.size_bytes());
+            METRICS.log_start_offset.with_label_values(&labels).set(replica.log.log_start_offset());
+            METRICS.log_end_offset.with_label_values(&labels).set(replica.log.log_end_offset());
+        }
+    }
+}
+
 /// Serves `GET /metrics` on `listener` until the task is dropped. Anything else gets 404.
-pub async fn serve(listener: TcpListener) {
+pub async fn serve(listener: TcpListener, broker: Weak<crate::broker::Broker>) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let broker = broker.clone();
         tokio::spawn(async move {
             let mut request = [0u8; 1024];
             let Ok(Ok(n)) = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut request)).await
@@ -76,6 +119,9 @@ pub async fn serve(listener: TcpListener) {
             };
             let head = String::from_utf8_lossy(&request[..n]);
             let (status, body) = if head.starts_with("GET /metrics") {
+                if let Some(broker) = broker.upgrade() {
+                    refresh_log_gauges(&broker);
+                }
                 ("200 OK", render())
             } else {
                 ("404 Not Found", "try /metrics\n".to_string())

@@ -50,6 +50,8 @@ pub enum Transition {
 #[derive(Debug, Clone, Copy)]
 struct FollowerProgress {
     log_end_offset: i64,
+    /// The follower's log start offset, as its last fetch reported it.
+    log_start_offset: i64,
     last_caught_up: Instant,
     last_fetch: Instant,
     leader_end_at_last_fetch: i64,
@@ -150,6 +152,7 @@ impl Replica {
                     r,
                     FollowerProgress {
                         log_end_offset: -1,
+                        log_start_offset: -1,
                         last_caught_up: now,
                         last_fetch: now,
                         leader_end_at_last_fetch: -1,
@@ -179,13 +182,14 @@ impl Replica {
     /// A follower fetched from `fetch_offset` (Kafka's `Replica.updateFetchState`): it is
     /// caught up if it asked for the leader's log end, or for at least the end the leader
     /// had at its previous fetch. Returns the ISR to propose when it should rejoin.
-    pub fn record_follower_fetch(&self, follower: i32, fetch_offset: i64) -> Option<Vec<i32>> {
+    pub fn record_follower_fetch(&self, follower: i32, fetch_offset: i64, log_start_offset: i64) -> Option<Vec<i32>> {
         let leader_end = self.log.log_end_offset();
         let now = Instant::now();
         {
             let mut followers = self.followers();
             let progress = followers.entry(follower).or_insert(FollowerProgress {
                 log_end_offset: -1,
+                log_start_offset: -1,
                 last_caught_up: now,
                 last_fetch: now,
                 leader_end_at_last_fetch: -1,
@@ -196,6 +200,7 @@ impl Replica {
                 progress.last_caught_up = progress.last_caught_up.max(progress.last_fetch);
             }
             progress.log_end_offset = fetch_offset;
+            progress.log_start_offset = log_start_offset;
             progress.last_fetch = now;
             progress.leader_end_at_last_fetch = leader_end;
         }
@@ -236,6 +241,19 @@ impl Replica {
                 false
             }
         }
+    }
+
+    /// The smallest log start offset among this leader and its in-sync followers (Kafka's
+    /// `lowWatermarkIfLeader`): what DeleteRecords reports, and waits to reach. -1 while an
+    /// in-sync follower has not reported one yet.
+    pub fn low_watermark(&self) -> i64 {
+        let view = self.view();
+        let followers = self.followers();
+        view.isr
+            .iter()
+            .filter(|&&r| r != self.local)
+            .map(|r| followers.get(r).map_or(-1, |p| p.log_start_offset))
+            .fold(self.log.log_start_offset(), i64::min)
     }
 
     /// The ISR without the followers that have not caught up for `lag` (Kafka's
@@ -305,12 +323,12 @@ mod tests {
         // Followers have not fetched yet: nothing is committed.
         assert!(!replica.maybe_advance_high_watermark());
         assert_eq!(replica.log.high_watermark(), 0);
-        assert_eq!(replica.record_follower_fetch(2, 10), None);
+        assert_eq!(replica.record_follower_fetch(2, 10, 0), None);
         assert!(!replica.maybe_advance_high_watermark());
-        assert_eq!(replica.record_follower_fetch(3, 4), None);
+        assert_eq!(replica.record_follower_fetch(3, 4, 0), None);
         assert!(replica.maybe_advance_high_watermark());
         assert_eq!(replica.log.high_watermark(), 4);
-        replica.record_follower_fetch(3, 10);
+        replica.record_follower_fetch(3, 10, 0);
         replica.maybe_advance_high_watermark();
         assert_eq!(replica.log.high_watermark(), 10);
         // The epoch this leader started is in the log's epoch cache.
@@ -322,20 +340,20 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let replica = leader_of_three(dir.path());
         append(&replica, 5);
-        replica.record_follower_fetch(2, 5);
-        replica.record_follower_fetch(3, 5);
+        replica.record_follower_fetch(2, 5, 0);
+        replica.record_follower_fetch(3, 5, 0);
         replica.maybe_advance_high_watermark();
         append(&replica, 5);
         std::thread::sleep(Duration::from_millis(60));
         // Follower 2 keeps up; follower 3 has not fetched since.
-        replica.record_follower_fetch(2, 10);
+        replica.record_follower_fetch(2, 10, 0);
         assert_eq!(replica.shrunk_isr(Duration::from_millis(50)), Some(vec![1, 2]));
         replica.set_isr(vec![1, 2], 8);
         assert!(replica.maybe_advance_high_watermark());
         assert_eq!(replica.log.high_watermark(), 10);
         // Follower 3 comes back below the high watermark: not yet in sync; at it: rejoins.
-        assert_eq!(replica.record_follower_fetch(3, 7), None);
-        assert_eq!(replica.record_follower_fetch(3, 10), Some(vec![1, 2, 3]));
+        assert_eq!(replica.record_follower_fetch(3, 7, 0), None);
+        assert_eq!(replica.record_follower_fetch(3, 10, 0), Some(vec![1, 2, 3]));
         // A stale ISR (older revision) does not overwrite a newer one.
         replica.set_isr(vec![1], 5);
         assert_eq!(replica.view().isr, vec![1, 2]);

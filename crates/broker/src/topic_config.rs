@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, DynamicLevel};
 
 /// Kafka's `ConfigEntry.ConfigType` codes (DescribeConfigs v3+).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +22,8 @@ pub enum ConfigType {
 #[repr(i8)]
 pub enum ConfigSource {
     DynamicTopic = 1,
+    DynamicBroker = 2,
+    DynamicDefaultBroker = 3,
     StaticBroker = 4,
     Default = 5,
 }
@@ -121,10 +123,125 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// One operation of IncrementalAlterConfigs (Kafka's `AlterConfigOp.OpType` codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlterOp {
+    Set = 0,
+    Delete = 1,
+    Append = 2,
+    Subtract = 3,
+}
+
+impl AlterOp {
+    pub fn from_code(code: i8) -> Option<Self> {
+        match code {
+            0 => Some(AlterOp::Set),
+            1 => Some(AlterOp::Delete),
+            2 => Some(AlterOp::Append),
+            3 => Some(AlterOp::Subtract),
+            _ => None,
+        }
+    }
+}
+
+/// Why a config change was refused: INVALID_REQUEST for a malformed request, INVALID_CONFIG
+/// for a name or value Kafka's `LogConfig.validate` refuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlterError {
+    InvalidRequest(String),
+    InvalidConfig(String),
+}
+
+/// The overrides after applying `changes` to `current` (Kafka's
+/// `ConfigAdminManager.prepareIncrementalConfigs`): SET and DELETE on any topic config,
+/// APPEND and SUBTRACT only on list configs, starting from the override or else the
+/// config's default; every resulting override is validated.
+pub fn apply_incremental(
+    current: &BTreeMap<String, String>,
+    changes: &[(String, i8, Option<String>)],
+) -> Result<BTreeMap<String, String>, AlterError> {
+    let mut names: Vec<&str> = changes.iter().map(|(n, _, _)| n.as_str()).collect();
+    names.sort_unstable();
+    if names.windows(2).any(|w| w[0] == w[1]) {
+        return Err(AlterError::InvalidRequest("Error due to duplicate config keys".into()));
+    }
+    let mut next = current.clone();
+    for (name, code, value) in changes {
+        let op = AlterOp::from_code(*code)
+            .ok_or_else(|| AlterError::InvalidRequest(format!("Unknown alter config operation type {code}")))?;
+        let def = find(name).ok_or_else(|| AlterError::InvalidConfig(format!("Unknown topic config name: {name}")))?;
+        match op {
+            AlterOp::Set => {
+                let value = value
+                    .clone()
+                    .ok_or_else(|| AlterError::InvalidRequest(format!("Null value not supported for : {name}")))?;
+                next.insert(name.clone(), value);
+            }
+            AlterOp::Delete => {
+                next.remove(name);
+            }
+            AlterOp::Append | AlterOp::Subtract => {
+                if def.config_type != ConfigType::List {
+                    let verb = if op == AlterOp::Append { "append" } else { "subtract" };
+                    return Err(AlterError::InvalidConfig(format!(
+                        "Config value {verb} is not allowed for config key: {name}"
+                    )));
+                }
+                let old = next.get(name).map_or(def.default, String::as_str);
+                let mut items: Vec<String> =
+                    old.split(',').map(str::trim).filter(|v| !v.is_empty()).map(str::to_string).collect();
+                for item in value.as_deref().unwrap_or("").split(',').map(str::trim).filter(|v| !v.is_empty()) {
+                    if op == AlterOp::Append && !items.iter().any(|v| v == item) {
+                        items.push(item.to_string());
+                    } else if op == AlterOp::Subtract {
+                        items.retain(|v| v != item);
+                    }
+                }
+                next.insert(name.clone(), items.join(","));
+            }
+        }
+    }
+    validate_all(&next)?;
+    Ok(next)
+}
+
+/// Checks every override of a topic (AlterConfigs replaces them all at once).
+pub fn validate_all(configs: &BTreeMap<String, String>) -> Result<(), AlterError> {
+    for (name, value) in configs {
+        validate(name, value).map_err(AlterError::InvalidConfig)?;
+    }
+    Ok(())
+}
+
 /// A topic config's effective value and where it came from.
 pub struct Effective {
     pub value: String,
     pub source: ConfigSource,
+}
+
+/// Where a broker setting came from: a dynamic config (per broker or cluster default) or
+/// the static configuration.
+pub fn broker_source(broker: &BrokerConfig, key: &str) -> ConfigSource {
+    match broker.dynamic.get(key) {
+        Some(DynamicLevel::Broker) => ConfigSource::DynamicBroker,
+        Some(DynamicLevel::ClusterDefault) => ConfigSource::DynamicDefaultBroker,
+        None => ConfigSource::StaticBroker,
+    }
+}
+
+/// The broker setting a topic config falls back to, if the broker's configuration sets
+/// it: `(name, value, source)` as DescribeConfigs shows the synonym.
+pub fn broker_value(def: &TopicConfigDef, broker: &BrokerConfig) -> Option<(&'static str, String, ConfigSource)> {
+    let synonym = def.broker_synonym?;
+    if def.name == "retention.ms" {
+        // log.retention.ms, else .minutes, else .hours, already converted to milliseconds.
+        for key in ["log.retention.ms", "log.retention.minutes", "log.retention.hours"] {
+            if broker.raw.contains_key(key) {
+                return Some((key, broker.log_retention_ms.to_string(), broker_source(broker, key)));
+            }
+        }
+    }
+    broker.raw.get(synonym).map(|v| (synonym, v.clone(), broker_source(broker, synonym)))
 }
 
 /// The effective value of `def` for a topic with `overrides`.
@@ -132,14 +249,14 @@ pub fn effective(def: &TopicConfigDef, overrides: &BTreeMap<String, String>, bro
     if let Some(v) = overrides.get(def.name) {
         return Effective { value: v.clone(), source: ConfigSource::DynamicTopic };
     }
-    if let Some(v) = def.broker_synonym.and_then(|s| broker.raw.get(s)) {
-        return Effective { value: v.clone(), source: ConfigSource::StaticBroker };
+    if let Some((_, v, source)) = broker_value(def, broker) {
+        return Effective { value: v, source };
     }
     Effective { value: def.default.to_string(), source: ConfigSource::Default }
 }
 
 /// Settings of a topic that the produce path needs, resolved once when the topic is loaded.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TopicSettings {
     pub max_message_bytes: usize,
     pub log_append_time: bool,
@@ -149,6 +266,19 @@ pub struct TopicSettings {
     pub min_insync_replicas: usize,
     /// `unclean.leader.election.enable`
     pub unclean_leader_election: bool,
+    /// `cleanup.policy` includes `delete`: retention applies.
+    pub delete_retention: bool,
+    /// `retention.ms`; negative = forever.
+    pub retention_ms: i64,
+    /// `retention.bytes` per partition; negative = no limit.
+    pub retention_bytes: i64,
+    /// `delete.retention.ms`: how long the cleaner keeps tombstones.
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms` / `max.compaction.lag.ms`
+    pub min_compaction_lag_ms: i64,
+    pub max_compaction_lag_ms: i64,
+    /// `min.cleanable.dirty.ratio`
+    pub min_cleanable_dirty_ratio: f64,
 }
 
 impl TopicSettings {
@@ -161,7 +291,15 @@ impl TopicSettings {
             Some(v) => v == "LogAppendTime",
             None => broker.log_message_timestamp_type_log_append,
         };
-        let compacted = overrides.get("cleanup.policy").is_some_and(|p| p.split(',').any(|v| v.trim() == "compact"));
+        let policy = overrides.get("cleanup.policy").unwrap_or(&broker.log_cleanup_policy);
+        let compacted = policy.split(',').any(|v| v.trim() == "compact");
+        let delete_retention = policy.split(',').any(|v| v.trim() == "delete");
+        let retention_ms =
+            overrides.get("retention.ms").and_then(|v| v.trim().parse::<i64>().ok()).unwrap_or(broker.log_retention_ms);
+        let retention_bytes = overrides
+            .get("retention.bytes")
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .unwrap_or(broker.log_retention_bytes);
         let min_insync_replicas = overrides
             .get("min.insync.replicas")
             .and_then(|v| v.trim().parse::<usize>().ok())
@@ -170,7 +308,25 @@ impl TopicSettings {
         let unclean_leader_election = overrides
             .get("unclean.leader.election.enable")
             .map_or(broker.unclean_leader_election_enable, |v| v.eq_ignore_ascii_case("true"));
-        TopicSettings { max_message_bytes, log_append_time, compacted, min_insync_replicas, unclean_leader_election }
+        // Override, else the broker's synonym, else Kafka's default (validated on the way in).
+        let value = |name: &str| find(name).map(|def| effective(def, overrides, broker).value);
+        let long = |name: &str, default: i64| value(name).and_then(|v| v.trim().parse::<i64>().ok()).unwrap_or(default);
+        TopicSettings {
+            delete_retention_ms: long("delete.retention.ms", 86_400_000),
+            min_compaction_lag_ms: long("min.compaction.lag.ms", 0),
+            max_compaction_lag_ms: long("max.compaction.lag.ms", i64::MAX),
+            min_cleanable_dirty_ratio: value("min.cleanable.dirty.ratio")
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.5),
+            max_message_bytes,
+            log_append_time,
+            compacted,
+            min_insync_replicas,
+            unclean_leader_election,
+            delete_retention,
+            retention_ms,
+            retention_bytes,
+        }
     }
 }
 
@@ -187,5 +343,53 @@ mod tests {
         assert!(validate("message.timestamp.type", "LogAppendTime").is_ok());
         assert!(validate("no.such.config", "1").is_err());
         assert!(validate("max.message.bytes", "-5").is_err());
+    }
+
+    fn change(name: &str, op: AlterOp, value: Option<&str>) -> (String, i8, Option<String>) {
+        (name.to_string(), op as i8, value.map(str::to_string))
+    }
+
+    #[test]
+    fn incremental_changes_follow_kafka() {
+        let current: BTreeMap<String, String> =
+            [("retention.ms".to_string(), "1000".to_string())].into_iter().collect();
+        let next = apply_incremental(
+            &current,
+            &[
+                change("retention.ms", AlterOp::Delete, None),
+                change("retention.bytes", AlterOp::Set, Some("2048")),
+                change("cleanup.policy", AlterOp::Append, Some("compact")),
+            ],
+        )
+        .unwrap();
+        assert_eq!(next.get("retention.ms"), None);
+        assert_eq!(next.get("retention.bytes").map(String::as_str), Some("2048"));
+        // Appended to the default, `delete`.
+        assert_eq!(next.get("cleanup.policy").map(String::as_str), Some("delete,compact"));
+        let next = apply_incremental(&next, &[change("cleanup.policy", AlterOp::Subtract, Some("delete"))]).unwrap();
+        assert_eq!(next.get("cleanup.policy").map(String::as_str), Some("compact"));
+        assert!(matches!(
+            apply_incremental(&current, &[change("retention.ms", AlterOp::Append, Some("1"))]),
+            Err(AlterError::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            apply_incremental(&current, &[change("retention.ms", AlterOp::Set, Some("soon"))]),
+            Err(AlterError::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            apply_incremental(&current, &[change("no.such", AlterOp::Set, Some("1"))]),
+            Err(AlterError::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            apply_incremental(
+                &current,
+                &[change("retention.ms", AlterOp::Set, Some("1")), change("retention.ms", AlterOp::Delete, None)]
+            ),
+            Err(AlterError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            apply_incremental(&current, &[("retention.ms".to_string(), 9, None)]),
+            Err(AlterError::InvalidRequest(_))
+        ));
     }
 }

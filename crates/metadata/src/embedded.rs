@@ -7,12 +7,15 @@ use async_trait::async_trait;
 use rivulet_storage::Store;
 use uuid::Uuid;
 
-use crate::{MetadataError, MetadataStore, NewTopic, PartitionRecord, TopicRecord};
+use crate::{
+    broker_config_entity_name, BrokerConfigs, MetadataError, MetadataStore, NewTopic, PartitionRecord, TopicRecord,
+};
 
 const KEY_CLUSTER_ID: &str = "cluster/id";
 const KEY_NEXT_LOG_ID: &str = "counters/next_log_id";
 const KEY_PRODUCER_ID_BLOCK: &str = "counters/producer_id_block_end";
 const TOPIC_PREFIX: &str = "topics/";
+const BROKER_CONFIG_PREFIX: &str = "config/brokers/";
 /// Producer ids are reserved on disk a block at a time (as Kafka's `ProducerIdManager`),
 /// so allocating one rarely costs a write and none is ever reused after a crash.
 const PRODUCER_ID_BLOCK: i64 = 1000;
@@ -156,6 +159,48 @@ impl MetadataStore for EmbeddedMetadataStore {
         Ok(record)
     }
 
+    async fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: std::collections::BTreeMap<String, String>,
+    ) -> Result<TopicRecord, MetadataError> {
+        let _guard = self.guard();
+        let mut record = self.read_topic(name)?.ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
+        record.configs = configs;
+        let json = serde_json::to_vec(&record)
+            .map_err(|e| MetadataError::Corrupt { key: topic_key(name), reason: e.to_string() })?;
+        self.store.meta_apply(&[(topic_key(name), json)], &[])?;
+        Ok(record)
+    }
+
+    async fn broker_configs(&self) -> Result<BrokerConfigs, MetadataError> {
+        let mut out = BrokerConfigs::new();
+        for (key, bytes) in self.store.meta_scan(BROKER_CONFIG_PREFIX)? {
+            let entity = key.trim_start_matches(BROKER_CONFIG_PREFIX);
+            let entity = if entity == "<default>" { "" } else { entity }.to_string();
+            let configs =
+                serde_json::from_slice(&bytes).map_err(|e| MetadataError::Corrupt { key, reason: e.to_string() })?;
+            out.insert(entity, configs);
+        }
+        Ok(out)
+    }
+
+    async fn set_broker_configs(
+        &self,
+        entity: &str,
+        configs: std::collections::BTreeMap<String, String>,
+    ) -> Result<(), MetadataError> {
+        let key = format!("{BROKER_CONFIG_PREFIX}{}", broker_config_entity_name(entity));
+        if configs.is_empty() {
+            self.store.meta_apply(&[], &[key])?;
+        } else {
+            let json = serde_json::to_vec(&configs)
+                .map_err(|e| MetadataError::Corrupt { key: key.clone(), reason: e.to_string() })?;
+            self.store.meta_apply(&[(key, json)], &[])?;
+        }
+        Ok(())
+    }
+
     async fn delete_topic(&self, name: &str) -> Result<TopicRecord, MetadataError> {
         let _guard = self.guard();
         let record = self.read_topic(name)?.ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
@@ -190,6 +235,47 @@ mod tests {
             internal: false,
             assignment: vec![],
         }
+    }
+
+    #[tokio::test]
+    async fn broker_configs_by_entity_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions::new(dir.path());
+        let one = |k: &str, v: &str| -> std::collections::BTreeMap<String, String> {
+            [(k.to_string(), v.to_string())].into_iter().collect()
+        };
+        {
+            let meta = EmbeddedMetadataStore::new(Store::open(&options).unwrap()).unwrap();
+            meta.set_broker_configs("", one("log.retention.ms", "1000")).await.unwrap();
+            meta.set_broker_configs("1", one("message.max.bytes", "2000")).await.unwrap();
+            meta.set_broker_configs("2", one("message.max.bytes", "3000")).await.unwrap();
+            meta.set_broker_configs("2", Default::default()).await.unwrap();
+        }
+        let meta = EmbeddedMetadataStore::new(Store::open(&options).unwrap()).unwrap();
+        let configs = meta.broker_configs().await.unwrap();
+        assert_eq!(configs.len(), 2);
+        assert_eq!(configs[""], one("log.retention.ms", "1000"));
+        assert_eq!(configs["1"], one("message.max.bytes", "2000"));
+    }
+
+    #[tokio::test]
+    async fn topic_configs_are_replaced_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions::new(dir.path());
+        {
+            let meta = EmbeddedMetadataStore::new(Store::open(&options).unwrap()).unwrap();
+            meta.create_topic(new_topic("t", 1)).await.unwrap();
+            let configs = [("retention.ms".to_string(), "1000".to_string())].into_iter().collect();
+            let updated = meta.set_topic_configs("t", configs).await.unwrap();
+            assert_eq!(updated.configs.get("retention.ms").map(String::as_str), Some("1000"));
+            assert!(matches!(
+                meta.set_topic_configs("missing", Default::default()).await,
+                Err(MetadataError::UnknownTopic(_))
+            ));
+        }
+        let meta = EmbeddedMetadataStore::new(Store::open(&options).unwrap()).unwrap();
+        let topics = meta.topics().await.unwrap();
+        assert_eq!(topics[0].configs.get("retention.ms").map(String::as_str), Some("1000"));
     }
 
     #[tokio::test]

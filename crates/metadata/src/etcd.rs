@@ -121,6 +121,8 @@ pub struct ClusterSnapshot {
     /// Topics in name order.
     pub topics: Vec<TopicRecord>,
     pub states: HashMap<(String, i32), VersionedState>,
+    /// Dynamic broker configurations by entity (`""` = the cluster default).
+    pub broker_configs: crate::BrokerConfigs,
 }
 
 /// The state a partition starts with: its first replica leads, every replica is in sync.
@@ -331,6 +333,11 @@ impl EtcdMetadataStore {
                     snapshot
                         .states
                         .insert((topic.to_string(), partition), VersionedState { state, revision: kv.mod_revision() });
+                }
+                ["config", "brokers", entity] => {
+                    let entity = if *entity == "<default>" { "" } else { entity };
+                    let configs = serde_json::from_slice(kv.value()).map_err(|e| corrupt(&key, e))?;
+                    snapshot.broker_configs.insert(entity.to_string(), configs);
                 }
                 ["controller"] => {
                     snapshot.controller = String::from_utf8_lossy(kv.value()).parse().ok();
@@ -719,6 +726,50 @@ impl MetadataStore for EtcdMetadataStore {
             written = Some(record);
         }
         Err(MetadataError::Etcd(format!("{key}: too many concurrent updates")))
+    }
+
+    async fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: std::collections::BTreeMap<String, String>,
+    ) -> Result<TopicRecord, MetadataError> {
+        let key = self.topic_key(name);
+        for _ in 0..CAS_ATTEMPTS {
+            let (mut record, revision) =
+                self.read_topic(name).await?.ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
+            if record.configs == configs {
+                // Already applied (or a retry of this very write).
+                return Ok(record);
+            }
+            record.configs = configs.clone();
+            let json = serde_json::to_vec(&record).map_err(|e| corrupt(&key, e))?;
+            let txn = Txn::new()
+                .when([Compare::mod_revision(key.clone(), CompareOp::Equal, revision)])
+                .and_then([TxnOp::put(key.clone(), json, None)]);
+            if self.txn("alter topic configs", txn).await?.succeeded() {
+                return Ok(record);
+            }
+        }
+        Err(MetadataError::Etcd(format!("{key}: too many concurrent updates")))
+    }
+
+    async fn broker_configs(&self) -> Result<crate::BrokerConfigs, MetadataError> {
+        Ok(self.snapshot().await?.broker_configs)
+    }
+
+    async fn set_broker_configs(
+        &self,
+        entity: &str,
+        configs: std::collections::BTreeMap<String, String>,
+    ) -> Result<(), MetadataError> {
+        let key = self.key(&format!("config/brokers/{}", crate::broker_config_entity_name(entity)));
+        let op = if configs.is_empty() {
+            TxnOp::delete(key.clone(), None)
+        } else {
+            TxnOp::put(key.clone(), serde_json::to_vec(&configs).map_err(|e| corrupt(&key, e))?, None)
+        };
+        self.txn("store broker configs", Txn::new().and_then([op])).await?;
+        Ok(())
     }
 
     async fn delete_topic(&self, name: &str) -> Result<TopicRecord, MetadataError> {

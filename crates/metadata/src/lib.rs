@@ -52,6 +52,18 @@ pub enum MetadataError {
     InvalidReplication(String),
 }
 
+/// Dynamic broker configurations by entity: `""` (the cluster default) or a node id.
+pub type BrokerConfigs = std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>;
+
+/// The storage name of a broker-config entity (`<default>` for the cluster default).
+pub fn broker_config_entity_name(entity: &str) -> &str {
+    if entity.is_empty() {
+        "<default>"
+    } else {
+        entity
+    }
+}
+
 /// Where a broker reads and writes cluster metadata.
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
@@ -69,6 +81,22 @@ pub trait MetadataStore: Send + Sync + 'static {
         total: i32,
         assignment: Vec<Vec<i32>>,
     ) -> Result<TopicRecord, MetadataError>;
+    /// Replaces a topic's configuration overrides with `configs` (IncrementalAlterConfigs
+    /// and AlterConfigs compute the new set) and returns the updated topic.
+    async fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: std::collections::BTreeMap<String, String>,
+    ) -> Result<TopicRecord, MetadataError>;
+    /// Dynamic broker configurations (Kafka's `kafka-configs --entity-type brokers --alter`):
+    /// entity `""` is the cluster-wide default (`<default>`), any other a node id.
+    async fn broker_configs(&self) -> Result<BrokerConfigs, MetadataError>;
+    /// Replaces the dynamic configurations of one entity (an empty map removes them).
+    async fn set_broker_configs(
+        &self,
+        entity: &str,
+        configs: std::collections::BTreeMap<String, String>,
+    ) -> Result<(), MetadataError>;
     /// Deletes a topic and returns what it was.
     async fn delete_topic(&self, name: &str) -> Result<TopicRecord, MetadataError>;
     /// A producer id never handed out before in this cluster.

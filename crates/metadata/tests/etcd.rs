@@ -65,6 +65,21 @@ async fn two_brokers_share_topics_and_never_collide_on_ids() {
     assert_eq!(grown.topic_id, x.topic_id);
     assert_eq!(b.topics().await.unwrap().iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["orders", "x", "y"]);
     assert!(matches!(b.add_partitions("x", 6, vec![]).await, Err(MetadataError::PartitionsNotIncreased { .. })));
+    // A config change by one broker is what the other reads; partitions are untouched.
+    let configs: std::collections::BTreeMap<String, String> =
+        [("retention.bytes".to_string(), "1048576".to_string())].into_iter().collect();
+    let altered = a.set_topic_configs("x", configs.clone()).await.unwrap();
+    assert_eq!(altered.partitions, grown.partitions);
+    let seen = b.topics().await.unwrap().into_iter().find(|t| t.name == "x").unwrap();
+    assert_eq!(seen.configs, configs);
+    assert!(matches!(b.set_topic_configs("nope", configs.clone()).await, Err(MetadataError::UnknownTopic(_))));
+    // Dynamic broker configs: the cluster default and per broker, removed by an empty map.
+    a.set_broker_configs("", configs.clone()).await.unwrap();
+    a.set_broker_configs("3", configs.clone()).await.unwrap();
+    b.set_broker_configs("3", Default::default()).await.unwrap();
+    let seen = b.broker_configs().await.unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[""], configs);
     b.delete_topic("y").await.unwrap();
     assert!(matches!(a.delete_topic("y").await, Err(MetadataError::UnknownTopic(_))));
 

@@ -19,6 +19,7 @@
 use bytes::{Buf, Bytes};
 
 mod builder;
+pub mod rewrite;
 
 pub use builder::{BatchBuilder, BatchRecord, BuildError, Compression, NO_SEQUENCE};
 
@@ -163,6 +164,20 @@ pub fn compute_crc(batch: &[u8]) -> u32 {
 /// Validates one whole batch as a broker must before appending it (Kafka's
 /// `LogValidator.validateBatch` for magic 2, minus what needs decompression).
 pub fn validate(batch: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = validate_stored(batch)?;
+    if header.records_count != header.last_offset_delta.saturating_add(1) {
+        return Err(BatchError::Invalid(format!(
+            "records count {} does not match last offset delta {}",
+            header.records_count, header.last_offset_delta
+        )));
+    }
+    Ok(header)
+}
+
+/// Validates a batch as it may sit in a log: as [`validate`], except that compaction may
+/// have removed records (fewer records than its offset range, down to none), as a follower
+/// copying a compacted log receives them.
+pub fn validate_stored(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     let header = BatchHeader::parse(batch)?;
     if header.magic != 2 {
         return Err(BatchError::Invalid(format!(
@@ -181,9 +196,12 @@ pub fn validate(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     if crc != header.crc {
         return Err(BatchError::Corrupt(format!("CRC {crc:#010x} does not match {:#010x}", header.crc)));
     }
-    if header.last_offset_delta < 0 || header.records_count != header.last_offset_delta.saturating_add(1) {
+    if header.last_offset_delta < 0
+        || header.records_count < 0
+        || header.records_count > header.last_offset_delta.saturating_add(1)
+    {
         return Err(BatchError::Invalid(format!(
-            "records count {} does not match last offset delta {}",
+            "records count {} does not fit last offset delta {}",
             header.records_count, header.last_offset_delta
         )));
     }
@@ -325,13 +343,13 @@ pub fn record_timestamps(batch: &Bytes) -> Result<Vec<(i64, i64)>, BatchError> {
         .collect())
 }
 
-/// Whether every record of the batch has a key — required on compacted topics, where a
-/// record without a key could never be compacted (Kafka's `LogValidator`).
-pub fn all_records_have_keys(batch: &Bytes) -> Result<bool, BatchError> {
+/// The positions in the batch (Kafka's "batch index") of the records without a key, which a
+/// compacted topic refuses: such a record could never be compacted (Kafka's `LogValidator`).
+pub fn keyless_records(batch: &Bytes) -> Result<Vec<i32>, BatchError> {
     let mut buf = batch.clone();
     let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
         .map_err(|e| BatchError::Corrupt(e.to_string()))?;
-    Ok(set.records.iter().all(|r| r.key.is_some()))
+    Ok(set.records.iter().enumerate().filter(|(_, r)| r.key.is_none()).map(|(i, _)| i as i32).collect())
 }
 
 #[cfg(test)]

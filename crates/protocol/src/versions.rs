@@ -37,6 +37,11 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::InitProducerId, 0, 5),
     api(ApiKey::OffsetForLeaderEpoch, 2, 4),
     api(ApiKey::DescribeConfigs, 1, 4),
+    // Log lifecycle: topic configs changed at run time, records deleted on request.
+    api(ApiKey::AlterConfigs, 0, 2),
+    api(ApiKey::IncrementalAlterConfigs, 0, 1),
+    api(ApiKey::DeleteRecords, 0, 2),
+    api(ApiKey::DescribeLogDirs, 1, 4),
     api(ApiKey::DescribeCluster, 0, 2),
     // Cluster mode: preferred / unclean leader election on request.
     api(ApiKey::ElectLeaders, 0, 2),

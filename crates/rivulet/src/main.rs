@@ -74,7 +74,7 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding /metrics on {address}"))?;
         tracing::info!(%address, "serving Prometheus metrics at /metrics");
-        tokio::spawn(rivulet_broker::metrics::serve(metrics_listener));
+        tokio::spawn(rivulet_broker::metrics::serve(metrics_listener, std::sync::Arc::downgrade(&broker)));
     }
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let serving = tokio::spawn(server::run(broker.clone(), listeners, shutdown_rx));

@@ -95,6 +95,10 @@ fn metrics_endpoint_counts_produced_records() {
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     assert!(body.contains("kafka_network_requestmetrics_requests_total{request=\"Metadata\"} 1"), "{body}");
     assert!(body.contains("kafka_server_socketservermetrics_connection_count 1"), "{body}");
+    // Every local partition's size and offsets, read at the scrape.
+    for gauge in ["kafka_log_log_size", "kafka_log_log_logstartoffset", "kafka_log_log_logendoffset"] {
+        assert!(body.contains(&format!("{gauge}{{partition=\"0\",topic=\"__consumer_offsets\"}} 0")), "{body}");
+    }
 }
 
 #[test]

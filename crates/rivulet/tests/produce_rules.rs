@@ -128,6 +128,12 @@ fn corrupt_oversized_and_unknown_are_refused_with_kafka_codes() {
     // Compacted topics refuse records without a key (INVALID_RECORD), as Kafka does.
     create_topic(&mut client, "compacted", 1, &[("cleanup.policy", "compact")]);
     assert_eq!(produce(&mut client, "compacted", batch(-1, -1, 0, 3, 11)).0, INVALID_RECORD);
+    // KIP-467: from v8 on the response names each refused record by its index in the batch.
+    let response = client.send(&requests::produce(None, "compacted", 0, batch(-1, -1, 0, 3, 11)), 9);
+    let refused = &response.responses[0].partition_responses[0];
+    assert_eq!(refused.record_errors.iter().map(|e| e.batch_index).collect::<Vec<_>>(), [0, 1, 2]);
+    let message = refused.error_message.as_deref().unwrap_or_default();
+    assert!(message.contains("rejected due to 3 record errors"), "{message}");
     assert_eq!(produce(&mut client, "compacted", batch(-1, -1, 0, 3, 10)), (0, 0));
     // A per-topic max.message.bytes overrides the broker's.
     create_topic(&mut client, "roomy", 1, &[("max.message.bytes", "10000000")]);

@@ -20,8 +20,10 @@ pub const CF_PRODUCER_STATE: &str = "producer_state";
 /// offset of the transaction and the last stable offset once it ended (Kafka's
 /// `TransactionIndex`). Read committed fetches list the aborted transactions they overlap.
 pub const CF_TXN_INDEX: &str = "txn_index";
-/// Partition state: `log_id` → log start offset, and `log_id ‖ HIGH_WATERMARK_SUFFIX` → the
-/// last high watermark of a replicated log (Kafka's high-watermark checkpoint).
+/// Partition state: `log_id` → log start offset, `log_id ‖ HIGH_WATERMARK_SUFFIX` → the
+/// last high watermark of a replicated log (Kafka's high-watermark checkpoint), and
+/// `log_id ‖ SIZE_SUFFIX` → the log's size in bytes, and `log_id ‖ CLEANER_CHECKPOINT_SUFFIX`
+/// → where its last cleaning ended.
 pub const CF_PARTITION_STATE: &str = "partition_state";
 /// Leader epochs: `log_id ‖ epoch` → offset of the epoch's first batch (Kafka's
 /// `leader-epoch-checkpoint`). Followers use it to find where their history diverges
@@ -29,6 +31,13 @@ pub const CF_PARTITION_STATE: &str = "partition_state";
 pub const CF_LEADER_EPOCHS: &str = "leader_epochs";
 /// Second key component of a log's high-watermark checkpoint in [`CF_PARTITION_STATE`].
 pub const HIGH_WATERMARK_SUFFIX: u64 = 1;
+/// Second key component of a log's size in bytes (the batches from the log start to the
+/// log end) in [`CF_PARTITION_STATE`]: written with every append, so `retention.bytes` and
+/// DescribeLogDirs never scan a log to measure it.
+pub const SIZE_SUFFIX: u64 = 2;
+/// Second key component of a log's cleaner checkpoint in [`CF_PARTITION_STATE`]: the offset
+/// below which the log was cleaned and the bytes it then held there (compacted topics).
+pub const CLEANER_CHECKPOINT_SUFFIX: u64 = 3;
 /// The broker's own metadata (topics, id counters), as opaque values under string keys.
 pub const CF_META: &str = "meta";
 

@@ -7,6 +7,8 @@
 //! * [`store`] — opening the database, the metadata key-value API, deleting whole logs.
 //! * [`log`] — one partition's log: validated append with offset assignment and
 //!   idempotent-producer checks, reads for Fetch, offset lookups for ListOffsets.
+//!   Its log start offset moves forward for retention and DeleteRecords (`log::lifecycle`);
+//!   compacted logs keep the latest record per key (`log::compaction`).
 //! * [`producer_state`] — per-producer sequence tracking and open transactions (Kafka's
 //!   `ProducerStateManager`); transaction markers, the last stable offset and the index of
 //!   aborted transactions live in [`log`].
@@ -25,6 +27,7 @@ pub mod store;
 
 pub use error::{AppendError, StorageError};
 pub use log::{
-    AbortedTxn, AppendOptions, AppendOrigin, AppendOutcome, FetchedData, Isolation, PartitionLog, TimestampLookup,
+    AbortedTxn, AppendOptions, AppendOrigin, AppendOutcome, CleanOptions, Cleaned, FetchedData, Isolation,
+    PartitionLog, RetentionLimits, TimestampLookup, Trimmed,
 };
 pub use store::{FlushPolicy, LogClass, LogId, Store, StoreOptions};

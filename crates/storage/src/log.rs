@@ -12,7 +12,12 @@ use crate::keys;
 use crate::producer_state::{BatchMetadata, ProducerEntry, SequenceCheck};
 use crate::store::{LogClass, LogId, Store};
 
+mod compaction;
+mod lifecycle;
 mod replication;
+
+pub use compaction::{CleanOptions, Cleaned};
+pub use lifecycle::{RetentionLimits, RetentionPoint, Trimmed};
 
 /// Who wrote a batch (Kafka's `AppendOrigin`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -94,6 +99,8 @@ pub struct TimestampLookup {
 
 /// What a written marker changes in memory.
 struct MarkerChange {
+    /// Size of the marker batch, added to the log's size.
+    bytes: i64,
     producer_id: i64,
     entry: ProducerEntry,
     ended_txn_first_offset: Option<i64>,
@@ -140,6 +147,14 @@ struct LogState {
     log_end_offset: i64,
     /// Largest max-timestamp appended so far; the time index records each increase.
     max_timestamp: i64,
+    /// Bytes of the batches in `[log_start_offset, log_end_offset)`, as persisted under
+    /// [`keys::SIZE_SUFFIX`].
+    size_bytes: i64,
+    /// Compacted logs: everything below was cleaned, and held `clean_bytes` then.
+    cleaner_checkpoint: i64,
+    clean_bytes: i64,
+    /// Bumped by every truncation, so a cleaning that began before one does not write.
+    truncations: u64,
     producers: HashMap<i64, ProducerEntry>,
     /// Open transactions: first offset → producer id. The smallest key is the last
     /// stable offset.
@@ -159,6 +174,10 @@ impl LogState {
             log_start_offset,
             log_end_offset: log_start_offset,
             max_timestamp: i64::MIN,
+            size_bytes: 0,
+            cleaner_checkpoint: log_start_offset,
+            clean_bytes: 0,
+            truncations: 0,
             producers: HashMap::new(),
             ongoing: BTreeMap::new(),
             replicated: false,
@@ -195,6 +214,7 @@ impl LogState {
         }
         self.log_end_offset = offset + 1;
         self.max_timestamp = self.max_timestamp.max(timestamp);
+        self.size_bytes += change.bytes;
         self.producers.insert(change.producer_id, change.entry);
     }
 }
@@ -206,6 +226,9 @@ pub struct PartitionLog {
     id: LogId,
     class: LogClass,
     state: Mutex<LogState>,
+    /// Serialises moving the log start offset (retention, DeleteRecords, a follower
+    /// following its leader) without blocking appends during the scan it needs.
+    trim: Mutex<()>,
 }
 
 impl std::fmt::Debug for PartitionLog {
@@ -229,7 +252,7 @@ impl PartitionLog {
             Some(v) => read_i64(&v, "partition state")?,
             None => 0,
         };
-        let log = Self { store, id, class, state: Mutex::new(LogState::new(log_start_offset)) };
+        let log = Self { store, id, class, state: Mutex::new(LogState::new(log_start_offset)), trim: Mutex::new(()) };
         let mut recovered = LogState::new(log_start_offset);
         {
             let mut iter = log.iter(class.column_family())?;
@@ -278,6 +301,29 @@ impl PartitionLog {
                 recovered.epochs.insert(header.partition_leader_epoch.max(0), header.base_offset);
             }
         }
+        recovered.size_bytes =
+            match log.store.inner.db.get_cf(log.store.cf(keys::CF_PARTITION_STATE)?, log.size_key())? {
+                Some(v) => read_i64(&v, "log size")?,
+                // Written before sizes were kept: measured once, then kept up to date.
+                None if recovered.log_end_offset > recovered.log_start_offset => {
+                    let size = log.measure_size()?;
+                    log.store.inner.db.put_cf(
+                        log.store.cf(keys::CF_PARTITION_STATE)?,
+                        log.size_key(),
+                        size.to_be_bytes(),
+                    )?;
+                    size
+                }
+                None => 0,
+            };
+        if let Some(v) = log.store.inner.db.get_cf(log.store.cf(keys::CF_PARTITION_STATE)?, log.checkpoint_key())? {
+            if v.len() != 16 {
+                return Err(corrupt("cleaner checkpoint", "value is not 16 bytes"));
+            }
+            let offset = read_i64(&v[..8], "cleaner checkpoint")?;
+            recovered.cleaner_checkpoint = offset.clamp(recovered.log_start_offset, recovered.log_end_offset);
+            recovered.clean_bytes = read_i64(&v[8..], "cleaner checkpoint")?.clamp(0, recovered.size_bytes);
+        }
         let checkpoint = log.store.inner.db.get_cf(log.store.cf(keys::CF_PARTITION_STATE)?, log.hw_key())?;
         recovered.high_watermark = match checkpoint {
             Some(v) => read_i64(&v, "high watermark")?.min(recovered.log_end_offset),
@@ -293,6 +339,29 @@ impl PartitionLog {
 
     fn hw_key(&self) -> [u8; 16] {
         keys::log_key(self.id.0, keys::HIGH_WATERMARK_SUFFIX)
+    }
+
+    fn size_key(&self) -> [u8; 16] {
+        keys::log_key(self.id.0, keys::SIZE_SUFFIX)
+    }
+
+    /// Stages the log's new size in `write`.
+    fn stage_size(&self, write: &mut WriteBatch, size_bytes: i64) -> Result<(), StorageError> {
+        write.put_cf(self.store.cf(keys::CF_PARTITION_STATE)?, self.size_key(), size_bytes.to_be_bytes());
+        Ok(())
+    }
+
+    /// Sums the sizes of every stored batch (only for logs written before sizes were kept).
+    fn measure_size(&self) -> Result<i64, StorageError> {
+        let mut size = 0i64;
+        let mut iter = self.iter(self.class.column_family())?;
+        iter.seek_to_first();
+        while let Some(value) = iter.value() {
+            size += value.len() as i64;
+            iter.next();
+        }
+        iter.status()?;
+        Ok(size)
     }
 
     /// Records in `write` that `epoch` starts at `offset` when it is newer than every
@@ -455,9 +524,12 @@ impl PartitionLog {
                 entry.encode(),
             );
         }
+        let size_bytes = state.size_bytes + stored.len() as i64;
+        self.stage_size(&mut write, size_bytes)?;
         self.store.write(write)?;
 
         debug_assert!(last_offset >= state.log_end_offset);
+        state.size_bytes = size_bytes;
         if let Some((epoch, start)) = new_epoch {
             state.epochs.insert(epoch, start);
         }
@@ -543,6 +615,7 @@ impl PartitionLog {
             keys::log_key(self.id.0, producer_id as u64),
             new_entry.encode(),
         );
+        self.stage_size(write, state.size_bytes + batch.len() as i64)?;
         if let (ControlType::Abort, Some(first)) = (control, first_offset) {
             // Kafka's `lastStableOffset(completedTxn)`: the next open transaction of another
             // producer, or just past this marker.
@@ -558,7 +631,12 @@ impl PartitionLog {
                 value,
             );
         }
-        Ok(MarkerChange { producer_id, entry: new_entry, ended_txn_first_offset: first_offset })
+        Ok(MarkerChange {
+            bytes: batch.len() as i64,
+            producer_id,
+            entry: new_entry,
+            ended_txn_first_offset: first_offset,
+        })
     }
 
     /// Aborted transactions that overlap `[fetch_offset, upper_bound)` (Kafka's
@@ -680,6 +758,11 @@ impl PartitionLog {
     }
 
     /// The earliest record whose timestamp is at or after `target_ms` (ListOffsets by time).
+    ///
+    /// The first time-index entry at or above the target names the batch that raised the
+    /// running maximum past it, so every earlier batch is older and that batch holds the
+    /// answer. After a trim that batch may be gone: the batches kept after it, up to the
+    /// next entry, are then read instead (none of them raised the maximum).
     pub fn lookup_timestamp(&self, target_ms: i64) -> Result<Option<TimestampLookup>, StorageError> {
         let log_start = self.log_start_offset();
         let mut index = self.iter(keys::CF_TIME_INDEX)?;
@@ -687,15 +770,31 @@ impl PartitionLog {
         while index.valid() {
             let value = index.value().ok_or_else(|| corrupt("time index", "no value"))?;
             let base_offset = read_i64(value, "time index")?;
-            if let Some(batch) = self.batch_at(base_offset)? {
-                let stamps = record_batch::record_timestamps(&batch).map_err(|e| corrupt("log batch", e))?;
+            index.next();
+            let next_entry = match index.value() {
+                Some(next) => read_i64(next, "time index")?,
+                None => i64::MAX,
+            };
+            let mut batches = self.iter(self.class.column_family())?;
+            batches.seek_for_prev(keys::log_key(self.id.0, keys::offset_component(base_offset.max(log_start))));
+            if !batches.valid() {
+                batches.seek(keys::log_key(self.id.0, keys::offset_component(base_offset.max(log_start))));
+            }
+            while let (Some(key), Some(batch)) = (batches.key(), batches.value()) {
+                let base = keys::split_key(key).map_or(i64::MAX, |(_, b)| b as i64);
+                if base >= next_entry.max(base_offset + 1) {
+                    break;
+                }
+                let stamps = record_batch::record_timestamps(&Bytes::copy_from_slice(batch))
+                    .map_err(|e| corrupt("log batch", e))?;
                 if let Some(&(offset, timestamp)) =
                     stamps.iter().find(|&&(offset, ts)| ts >= target_ms && offset >= log_start)
                 {
                     return Ok(Some(TimestampLookup { offset, timestamp }));
                 }
+                batches.next();
             }
-            index.next();
+            batches.status()?;
         }
         index.status()?;
         Ok(None)
@@ -703,6 +802,7 @@ impl PartitionLog {
 
     /// The record with the largest timestamp (ListOffsets `-3`, KIP-734).
     pub fn max_timestamp_record(&self) -> Result<Option<TimestampLookup>, StorageError> {
+        let log_start = self.log_start_offset();
         let mut index = self.iter(keys::CF_TIME_INDEX)?;
         index.seek_to_last();
         if !index.valid() {
@@ -711,12 +811,37 @@ impl PartitionLog {
         }
         let value = index.value().ok_or_else(|| corrupt("time index", "no value"))?;
         let base_offset = read_i64(value, "time index")?;
-        let Some(batch) = self.batch_at(base_offset)? else { return Ok(None) };
-        let stamps = record_batch::record_timestamps(&batch).map_err(|e| corrupt("log batch", e))?;
-        let max = stamps.iter().map(|&(_, ts)| ts).max();
-        Ok(stamps
-            .iter()
-            .find(|&&(_, ts)| Some(ts) == max)
-            .map(|&(offset, timestamp)| TimestampLookup { offset, timestamp }))
+        let batches = match self.batch_at(base_offset)? {
+            Some(batch) if base_offset >= log_start => vec![batch],
+            // The batch holding the maximum was deleted by retention: the largest among
+            // the batches kept.
+            _ => self.batches_from(log_start)?,
+        };
+        let mut best: Option<TimestampLookup> = None;
+        for batch in batches {
+            let stamps = record_batch::record_timestamps(&batch).map_err(|e| corrupt("log batch", e))?;
+            for (offset, timestamp) in stamps {
+                if offset >= log_start && best.is_none_or(|b| timestamp > b.timestamp) {
+                    best = Some(TimestampLookup { offset, timestamp });
+                }
+            }
+        }
+        Ok(best)
+    }
+
+    /// Every stored batch from the one holding `offset` on.
+    fn batches_from(&self, offset: i64) -> Result<Vec<Bytes>, StorageError> {
+        let mut out = Vec::new();
+        let mut iter = self.iter(self.class.column_family())?;
+        iter.seek_for_prev(keys::log_key(self.id.0, keys::offset_component(offset)));
+        if !iter.valid() {
+            iter.seek(keys::log_key(self.id.0, keys::offset_component(offset)));
+        }
+        while let Some(value) = iter.value() {
+            out.push(Bytes::copy_from_slice(value));
+            iter.next();
+        }
+        iter.status()?;
+        Ok(out)
     }
 }

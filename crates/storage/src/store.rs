@@ -149,11 +149,63 @@ impl Store {
         }
         batch.delete_cf(self.cf(keys::CF_PARTITION_STATE)?, id.0.to_be_bytes());
         batch.delete_cf(self.cf(keys::CF_PARTITION_STATE)?, keys::log_key(id.0, keys::HIGH_WATERMARK_SUFFIX));
+        batch.delete_cf(self.cf(keys::CF_PARTITION_STATE)?, keys::log_key(id.0, keys::SIZE_SUFFIX));
+        batch.delete_cf(self.cf(keys::CF_PARTITION_STATE)?, keys::log_key(id.0, keys::CLEANER_CHECKPOINT_SUFFIX));
         self.write(batch)?;
         // Give the space back now rather than at the next compaction.
         let db = &self.inner.db;
         db.delete_file_in_range_cf(self.cf(class.column_family())?, from, to)?;
         Ok(())
+    }
+
+    /// Gives the disk space of a trimmed key range of a log back (see
+    /// [`PartitionLog::trimmed_range`]; only for a range that holds nothing live any more):
+    /// SST files wholly inside the range are dropped at
+    /// once, and with `compact` the files overlapping it are rewritten without the deleted
+    /// batches, instead of waiting for RocksDB to compact them some day.
+    pub fn reclaim(&self, class: LogClass, from: &[u8], to: &[u8], compact: bool) -> Result<(), StorageError> {
+        let cf = self.cf(class.column_family())?;
+        self.inner.db.delete_file_in_range_cf(cf, from, to)?;
+        if compact {
+            self.inner.db.compact_range_cf(cf, Some(from), Some(to));
+        }
+        Ok(())
+    }
+
+    /// Rewrites the SST files of a log's key range now, dropping overwritten and deleted
+    /// versions (after the cleaner rewrote batches in place). Unlike [`Self::reclaim`], safe
+    /// on a range that still holds live data.
+    pub fn compact_range(&self, class: LogClass, from: &[u8], to: &[u8]) -> Result<(), StorageError> {
+        self.inner.db.compact_range_cf(self.cf(class.column_family())?, Some(from), Some(to));
+        Ok(())
+    }
+
+    /// Flushes every column family's memtable, so the write-ahead log files that only held
+    /// deleted data can be removed.
+    pub fn flush_memtables(&self) -> Result<(), StorageError> {
+        for name in keys::ALL_CFS {
+            self.inner.db.flush_cf(self.cf(name)?)?;
+        }
+        Ok(())
+    }
+
+    /// Bytes of the database's files on disk (SST files, write-ahead log, ...), as
+    /// DescribeLogDirs and the size gauges report them.
+    pub fn disk_usage(&self) -> u64 {
+        fn walk(path: &Path) -> u64 {
+            match std::fs::read_dir(path) {
+                Ok(entries) => entries
+                    .filter_map(Result::ok)
+                    .map(|e| match e.metadata() {
+                        Ok(m) if m.is_dir() => walk(&e.path()),
+                        Ok(m) => m.len(),
+                        Err(_) => 0,
+                    })
+                    .sum(),
+                Err(_) => 0,
+            }
+        }
+        walk(self.path())
     }
 
     /// Reads one metadata value.

@@ -158,6 +158,17 @@ async fn fetch_round(
                 None => {
                     served = true;
                     append(replica, partition.records.unwrap_or_default(), partition.high_watermark);
+                    follow_log_start(replica, partition.log_start_offset);
+                }
+                Some(ResponseError::OffsetOutOfRange) if partition.log_start_offset > replica.log.log_end_offset() => {
+                    // Retention or DeleteRecords at the leader removed everything this
+                    // replica still lacks: start again, empty, at the leader's log start
+                    // (Kafka's `truncateFullyAndStartAt`).
+                    tracing::info!(topic = %replica.topic, partition = replica.index, log_end_offset = replica.log.log_end_offset(),
+                        leader_log_start_offset = partition.log_start_offset, "behind the leader's log start; restarting the log there");
+                    if let Err(e) = replica.log.reset_to(partition.log_start_offset) {
+                        tracing::error!(topic = %replica.topic, partition = replica.index, error = %e, "resetting the log failed");
+                    }
                 }
                 Some(ResponseError::OffsetOutOfRange) => {
                     // The leader's log ends before ours: our tail is not the leader's history.
@@ -190,6 +201,24 @@ fn append(replica: &Replica, records: bytes::Bytes, leader_high_watermark: i64) 
     }
     if let Err(e) = replica.log.advance_high_watermark(leader_high_watermark) {
         tracing::error!(topic = %replica.topic, partition = replica.index, error = %e, "checkpointing the high watermark failed");
+    }
+}
+
+/// Moves this replica's log start up to the leader's (Kafka's follower does the same with
+/// `LeaderOffsetIncremented`), never past what this replica knows to be committed.
+fn follow_log_start(replica: &Replica, leader_log_start: i64) {
+    let target = leader_log_start.min(replica.log.high_watermark());
+    if target <= replica.log.log_start_offset() {
+        return;
+    }
+    match replica.log.advance_log_start(target) {
+        Ok(Some(trimmed)) => {
+            tracing::debug!(topic = %replica.topic, partition = replica.index, log_start_offset = trimmed.log_start_offset, "log start moved to the leader's");
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(topic = %replica.topic, partition = replica.index, error = %e, "following the leader's log start failed")
+        }
     }
 }
 

@@ -93,6 +93,10 @@ impl Cluster {
         let snapshot = self.etcd.snapshot().await?;
         *self.brokers.write().unwrap_or_else(|p| p.into_inner()) = snapshot.brokers.clone();
         *self.controller.write().unwrap_or_else(|p| p.into_inner()) = snapshot.controller;
+        // Before the topics, so topics created in this sync resolve the new settings.
+        if let Err(e) = broker.apply_broker_configs(snapshot.broker_configs.clone()) {
+            tracing::error!(error = %e, "dynamic broker configuration refused; keeping the previous one");
+        }
         let transitions = self.apply_topics(broker, &snapshot)?;
         for (replica, transition) in transitions {
             if transition != Transition::Unchanged {

@@ -12,6 +12,7 @@ use rivulet_protocol::ResponseError;
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::config::DYNAMIC_KEYS;
 use crate::request_context::RequestContext;
 use crate::topic_config::{self, ConfigSource, ConfigType, TOPIC_CONFIGS};
 
@@ -40,9 +41,25 @@ fn wanted(keys: &Option<Vec<StrBytes>>, name: &str) -> bool {
 
 fn broker_config_type(name: &str) -> ConfigType {
     match name {
-        "auto.create.topics.enable" | "delete.topic.enable" => ConfigType::Boolean,
+        "auto.create.topics.enable"
+        | "delete.topic.enable"
+        | "log.cleaner.enable"
+        | "unclean.leader.election.enable"
+        | "auto.leader.rebalance.enable" => ConfigType::Boolean,
         "listeners" | "advertised.listeners" | "log.dirs" | "log.message.timestamp.type" => ConfigType::String,
-        "log.flush.interval.messages" | "connections.max.idle.ms" | "offsets.retention.minutes" => ConfigType::Long,
+        "log.flush.interval.messages"
+        | "connections.max.idle.ms"
+        | "offsets.retention.minutes"
+        | "log.retention.ms"
+        | "log.retention.bytes"
+        | "log.retention.check.interval.ms"
+        | "log.cleaner.backoff.ms"
+        | "log.cleaner.dedupe.buffer.size" => ConfigType::Long,
+        "log.cleanup.policy" => ConfigType::List,
+        "log.cleaner.min.cleanable.ratio" => ConfigType::Double,
+        "log.cleaner.delete.retention.ms"
+        | "log.cleaner.min.compaction.lag.ms"
+        | "log.cleaner.max.compaction.lag.ms" => ConfigType::Long,
         _ => ConfigType::Int,
     }
 }
@@ -64,8 +81,8 @@ fn synonyms(
     if let Some(v) = overrides.get(def.name) {
         out.push(synonym(def.name, v, ConfigSource::DynamicTopic));
     }
-    if let Some((name, v)) = def.broker_synonym.and_then(|s| broker.raw.get(s).map(|v| (s, v))) {
-        out.push(synonym(name, v, ConfigSource::StaticBroker));
+    if let Some((name, v, source)) = topic_config::broker_value(def, broker) {
+        out.push(synonym(name, &v, source));
     }
     out.push(synonym(def.broker_synonym.unwrap_or(def.name), def.default, ConfigSource::Default));
     out
@@ -89,14 +106,15 @@ pub fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, request: DescribeConf
                                 resource.resource_name.as_str()
                             ))));
                     };
+                    let config = broker.effective_config();
                     let configs = TOPIC_CONFIGS
                         .iter()
                         .filter(|def| wanted(&resource.configuration_keys, def.name))
                         .map(|def| {
-                            let effective = topic_config::effective(def, &topic.record.configs, &broker.config);
+                            let effective = topic_config::effective(def, &topic.record.configs, &config);
                             let described = entry(def.name, effective.value, effective.source, def.config_type, false);
                             if request.include_synonyms {
-                                described.with_synonyms(synonyms(def, &topic.record.configs, &broker.config))
+                                described.with_synonyms(synonyms(def, &topic.record.configs, &config))
                             } else {
                                 described
                             }
@@ -114,14 +132,43 @@ pub fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, request: DescribeConf
                             )),
                         ));
                     }
-                    let configs = broker
-                        .config
+                    if name.is_empty() {
+                        // The cluster-wide default entity: its dynamic configs only, as Kafka.
+                        let defaults = broker.dynamic_configs().remove("").unwrap_or_default();
+                        let configs = defaults
+                            .into_iter()
+                            .filter(|(key, _)| wanted(&resource.configuration_keys, key))
+                            .map(|(key, value)| {
+                                let config_type = broker_config_type(&key);
+                                entry(&key, value, ConfigSource::DynamicDefaultBroker, config_type, false)
+                            })
+                            .collect();
+                        return result.with_configs(configs);
+                    }
+                    let config = broker.effective_config();
+                    let configs = config
                         .describe()
                         .into_iter()
                         .filter(|(key, _, _)| wanted(&resource.configuration_keys, key))
                         .map(|(key, value, explicit)| {
-                            let source = if explicit { ConfigSource::StaticBroker } else { ConfigSource::Default };
-                            entry(key, value, source, broker_config_type(key), true)
+                            let source = if config.dynamic.contains_key(key) {
+                                topic_config::broker_source(&config, key)
+                            } else if explicit {
+                                ConfigSource::StaticBroker
+                            } else {
+                                ConfigSource::Default
+                            };
+                            let read_only = !DYNAMIC_KEYS.contains(&key);
+                            let synonym = DescribeConfigsSynonym::default()
+                                .with_name(str_bytes(key))
+                                .with_value(Some(str_bytes(value.clone())))
+                                .with_source(source as i8);
+                            let described = entry(key, value, source, broker_config_type(key), read_only);
+                            if request.include_synonyms {
+                                described.with_synonyms(vec![synonym])
+                            } else {
+                                described
+                            }
                         })
                         .collect();
                     result.with_configs(configs)

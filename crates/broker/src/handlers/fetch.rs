@@ -85,7 +85,7 @@ fn read_once(broker: &Arc<Broker>, request: &FetchRequest, version: i16) -> (Fet
             }
             let log = &replica.log;
             if let Some(follower) = follower {
-                if let Some(isr) = replica.record_follower_fetch(follower, p.fetch_offset) {
+                if let Some(isr) = replica.record_follower_fetch(follower, p.fetch_offset, p.log_start_offset) {
                     if let Some(cluster) = &broker.cluster {
                         cluster.propose_isr(broker, replica, isr);
                     }

@@ -15,20 +15,24 @@
 
 mod add_offsets_to_txn;
 mod add_partitions_to_txn;
+mod alter_configs;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
 mod delete_groups;
+mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod describe_log_dirs;
 mod describe_transactions;
 mod elect_leaders;
 mod end_txn;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
+mod incremental_alter_configs;
 mod init_producer_id;
 mod join_group;
 mod leave_group;
@@ -118,6 +122,10 @@ dispatch_table! {
     InitProducerId => init_producer_id.await,
     OffsetForLeaderEpoch => offset_for_leader_epoch,
     DescribeConfigs => describe_configs,
+    AlterConfigs => alter_configs.await,
+    IncrementalAlterConfigs => incremental_alter_configs.await,
+    DeleteRecords => delete_records.await,
+    DescribeLogDirs => describe_log_dirs,
     DescribeCluster => describe_cluster,
     ElectLeaders => elect_leaders.await,
     FindCoordinator => find_coordinator,

@@ -7,7 +7,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rivulet_protocol::kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use rivulet_protocol::kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use rivulet_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use rivulet_protocol::record_batch::{split_batches, BatchError};
 use rivulet_protocol::{ResponseError, ResponseKind};
@@ -52,6 +54,28 @@ fn failed(index: i32, error: ResponseError, message: Option<String>) -> Partitio
         .with_error_code(error.code())
         .with_base_offset(-1)
         .with_error_message(message.map(str_bytes))
+}
+
+/// KIP-467: a batch refused because of some of its records names them, so the client fails
+/// exactly those (Kafka's `LogValidator` and `RecordValidationException`).
+fn keyless_refused(topic: &str, index: i32, keyless: &[i32]) -> PartitionProduceResponse {
+    let message = format!("Compacted topic cannot accept message without key in topic partition {topic}-{index}.");
+    let errors: Vec<BatchIndexAndErrorMessage> = keyless
+        .iter()
+        .map(|&i| {
+            BatchIndexAndErrorMessage::default()
+                .with_batch_index(i)
+                .with_batch_index_error_message(Some(str_bytes(&message)))
+        })
+        .collect();
+    let shown: Vec<String> =
+        keyless.iter().take(3).map(|i| format!("RecordError(batchIndex={i}, message='{message}')")).collect();
+    let summary = format!(
+        "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: [{}]",
+        keyless.len(),
+        shown.join(", ")
+    );
+    failed(index, ResponseError::InvalidRecord, Some(summary)).with_record_errors(errors)
 }
 
 fn append_partition(
@@ -110,9 +134,12 @@ fn append_partition(
         (None, _) => None,
     };
     // A batch that does not decode is left to the append's validation, which names the fault.
-    if topic.settings.compacted && matches!(rivulet_protocol::record_batch::all_records_have_keys(batch), Ok(false)) {
-        let message = "Compacted topic cannot accept message without key.".to_string();
-        return (failed(index, ResponseError::InvalidRecord, Some(message)), -1);
+    if topic.settings.compacted {
+        if let Ok(keyless) = rivulet_protocol::record_batch::keyless_records(batch) {
+            if !keyless.is_empty() {
+                return (keyless_refused(&topic.record.name, index, &keyless), -1);
+            }
+        }
     }
     let options = AppendOptions {
         leader_epoch: view.leader_epoch,
@@ -267,7 +294,8 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Produce
             } else {
                 any_error = true;
             }
-            partitions.push(p);
+            // Per-record errors exist from v8 on (KIP-467).
+            partitions.push(if version < 8 { p.with_record_errors(Vec::new()) } else { p });
         }
         responses.push(
             TopicProduceResponse::default()

@@ -83,7 +83,8 @@ impl PartitionLog {
     /// producer state, open transactions, transaction index and epochs follow exactly as
     /// on the leader, so this replica can take over and still recognise retries.
     pub fn append_replicated(&self, batch: &[u8]) -> Result<i64, AppendError> {
-        let header = record_batch::validate(batch)?;
+        // The leader's log may be compacted: a batch may hold fewer records than offsets.
+        let header = record_batch::validate_stored(batch)?;
         let mut state = self.lock();
         if header.base_offset != state.log_end_offset {
             return Err(AppendError::Batch(BatchError::Invalid(format!(
@@ -133,7 +134,10 @@ impl PartitionLog {
                 entry.encode(),
             );
         }
+        let size_bytes = state.size_bytes + batch.len() as i64;
+        self.stage_size(&mut write, size_bytes)?;
         self.store.write(write)?;
+        state.size_bytes = size_bytes;
         if let Some((epoch, start)) = new_epoch {
             state.epochs.insert(epoch, start);
         }
@@ -171,7 +175,19 @@ impl PartitionLog {
         }
         let (_, log_end_key) = keys::log_range(self.id.0);
         let from = keys::log_key(self.id.0, keys::offset_component(point));
+        let mut removed_bytes = 0i64;
+        {
+            let mut iter = self.iter(self.class.column_family())?;
+            iter.seek(from);
+            while let Some(value) = iter.value() {
+                removed_bytes += value.len() as i64;
+                iter.next();
+            }
+            iter.status()?;
+        }
+        let size_bytes = (state.size_bytes - removed_bytes).max(0);
         let mut write = WriteBatch::default();
+        self.stage_size(&mut write, size_bytes)?;
         write.delete_range_cf(log_cf, from, log_end_key);
         write.delete_range_cf(self.store.cf(keys::CF_TXN_INDEX)?, from, log_end_key);
         let epochs: BTreeMap<i32, i64> =
@@ -210,6 +226,12 @@ impl PartitionLog {
         write.put_cf(self.store.cf(keys::CF_PARTITION_STATE)?, self.hw_key(), high_watermark.to_be_bytes());
         self.store.write(write)?;
         install_truncated(&mut state, point, high_watermark, max_timestamp, producers, ongoing, epochs);
+        state.size_bytes = size_bytes;
+        state.truncations += 1;
+        if state.cleaner_checkpoint > point {
+            state.cleaner_checkpoint = point.max(state.log_start_offset);
+        }
+        state.clean_bytes = state.clean_bytes.min(size_bytes);
         Ok(())
     }
 

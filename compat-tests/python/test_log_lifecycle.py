@@ -1,0 +1,417 @@
+"""Log lifecycle with real clients: retention by size and time, DeleteRecords, and topic
+configs changed while the broker runs (kafka-configs, kafka-delete-records, confluent-kafka's
+AdminClient), on one broker and across a 3-broker etcd cluster."""
+
+import json
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource
+
+from cluster import Cluster, wait_for
+from conftest import KAFKA_LIB, Broker, create_topic, java
+
+MIB = 1024 * 1024
+
+
+def watermarks(bootstrap: str, topic: str, partition: int = 0) -> tuple[int, int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"wm-{uuid.uuid4()}"})
+    try:
+        return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+    finally:
+        consumer.close()
+
+
+def produce(bootstrap: str, topic: str, count: int, size: int, partition: int = 0):
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all"})
+    value = b"x" * size
+    for i in range(count):
+        while True:
+            try:
+                producer.produce(topic, value=value, key=str(i).encode(), partition=partition)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    assert producer.flush(60) == 0
+
+
+def first_consumed_offset(bootstrap: str, topic: str, group: str, reset: str = "earliest"):
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": reset,
+                         "enable.auto.commit": False})
+    try:
+        consumer.subscribe([topic])
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                return msg.offset()
+        return None
+    finally:
+        consumer.close()
+
+
+def disk_usage(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def kafka_configs(bootstrap: str, *args: str) -> subprocess.CompletedProcess:
+    return java("kafka.admin.ConfigCommand", "--bootstrap-server", bootstrap, *args, lib=KAFKA_LIB)
+
+
+def test_retention_bytes_bounds_the_log_and_its_disk_use(tmp_path):
+    broker = Broker(tmp_path, extra=["log.retention.check.interval.ms=300"]).start()
+    try:
+        retained = 2 * MIB
+        create_topic(broker, "bounded", config={"retention.bytes": str(retained), "retention.ms": "-1"})
+        # ~50 times the retained bytes, in rounds so retention runs in between.
+        for _ in range(10):
+            produce(broker.bootstrap, "bounded", 1000, 10_000)
+        high = watermarks(broker.bootstrap, "bounded")[1]
+        assert high == 10_000
+        # Whole batches go, oldest first, while each fits in what exceeds retention.bytes:
+        # at most retention.bytes plus one producer batch (librdkafka's batch.size, 1 MB)
+        # of 10 KB records stay.
+        def trimmed():
+            low = watermarks(broker.bootstrap, "bounded")[0]
+            return low if high - low <= (retained + MIB) // 10_000 else None
+        low = wait_for(trimmed, timeout=30, what="retention to move the log start")
+        # A new group from the beginning starts at the log start, not at offset 0.
+        assert first_consumed_offset(broker.bootstrap, "bounded", "from-start") == low
+
+        db = tmp_path / "data" / "rivulet-db"
+        size = wait_for(lambda: (lambda s: s if s < 12 * retained + 16 * MIB else None)(disk_usage(db)),
+                        timeout=30, what="the database to shrink", show=lambda: disk_usage(db))
+        print(f"retention.bytes={retained} written={10_000 * 10_000} rocksdb_dir={size} bytes")
+        assert "deleted records due to retention size breach" in broker.log_path.read_text()
+
+        # The log start survives a crash.
+        broker.kill()
+        broker.start()
+        assert watermarks(broker.bootstrap, "bounded")[0] >= low
+    finally:
+        broker.kill()
+
+
+def test_retention_ms_changed_at_run_time_with_kafka_configs(tmp_path):
+    broker = Broker(tmp_path, extra=["log.retention.check.interval.ms=300"]).start()
+    try:
+        create_topic(broker, "aging")
+        produce(broker.bootstrap, "aging", 200, 100)
+        assert watermarks(broker.bootstrap, "aging") == (0, 200)
+
+        out = kafka_configs(broker.bootstrap, "--alter", "--entity-type", "topics", "--entity-name", "aging",
+                            "--add-config", "retention.ms=1000,retention.bytes=100000000")
+        assert out.returncode == 0, out.stdout + out.stderr
+        # Everything is older than a second soon: the whole log goes, the offsets stay.
+        wait_for(lambda: watermarks(broker.bootstrap, "aging") == (200, 200), timeout=20,
+                 what="retention.ms to delete the records")
+        assert "deleted records due to retention time breach" in broker.log_path.read_text()
+
+        out = kafka_configs(broker.bootstrap, "--describe", "--entity-type", "topics", "--entity-name", "aging")
+        assert out.returncode == 0, out.stderr
+        assert "retention.ms=1000" in out.stdout and "retention.bytes=100000000" in out.stdout, out.stdout
+
+        # Survives a restart; new records get the new offsets.
+        broker.kill()
+        broker.start()
+        out = kafka_configs(broker.bootstrap, "--describe", "--entity-type", "topics", "--entity-name", "aging")
+        assert "retention.ms=1000" in out.stdout, out.stdout
+        assert watermarks(broker.bootstrap, "aging") == (200, 200)
+
+        out = kafka_configs(broker.bootstrap, "--alter", "--entity-type", "topics", "--entity-name", "aging",
+                            "--delete-config", "retention.ms")
+        assert out.returncode == 0, out.stdout + out.stderr
+        out = kafka_configs(broker.bootstrap, "--describe", "--entity-type", "topics", "--entity-name", "aging")
+        assert "retention.ms=" not in out.stdout and "retention.bytes=100000000" in out.stdout, out.stdout
+
+        # Refused as Kafka refuses them: an unknown name and a bad value.
+        out = kafka_configs(broker.bootstrap, "--alter", "--entity-type", "topics", "--entity-name", "aging",
+                            "--add-config", "retention.ms=soon")
+        assert out.returncode != 0 and "Invalid value soon for configuration retention.ms" in out.stdout + out.stderr
+    finally:
+        broker.kill()
+
+
+def test_incremental_alter_configs_with_confluent_kafka(broker):
+    create_topic(broker, "altered")
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    resource = ConfigResource(ConfigResource.Type.TOPIC, "altered", incremental_configs=[
+        ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.APPEND),
+        ConfigEntry("retention.ms", "86400000", incremental_operation=AlterConfigOpType.SET),
+    ])
+    admin.incremental_alter_configs([resource])[resource].result(timeout=30)
+    described = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, "altered")])
+    configs = list(described.values())[0].result(timeout=30)
+    assert configs["cleanup.policy"].value == "delete,compact"
+    assert configs["retention.ms"].value == "86400000"
+    source = configs["retention.ms"].source
+    assert getattr(source, "value", source) == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    bad = ConfigResource(ConfigResource.Type.TOPIC, "altered", incremental_configs=[
+        ConfigEntry("retention.ms", "1", incremental_operation=AlterConfigOpType.APPEND)])
+    with pytest.raises(KafkaException) as refused:
+        admin.incremental_alter_configs([bad])[bad].result(timeout=30)
+    assert refused.value.args[0].name() == "INVALID_CONFIG"
+    missing = ConfigResource(ConfigResource.Type.TOPIC, "no-such-topic", incremental_configs=[
+        ConfigEntry("retention.ms", "1", incremental_operation=AlterConfigOpType.SET)])
+    with pytest.raises(KafkaException) as unknown:
+        admin.incremental_alter_configs([missing])[missing].result(timeout=30)
+    assert unknown.value.args[0].name() == "UNKNOWN_TOPIC_OR_PART"
+
+
+def test_delete_records_with_the_tool_and_confluent_kafka(broker, tmp_path):
+    create_topic(broker, "purged", partitions=2)
+    create_topic(broker, "compacted-only", config={"cleanup.policy": "compact"})
+    produce(broker.bootstrap, "purged", 100, 100, partition=0)
+
+    # A group that committed offset 10, below what is about to be deleted.
+    committer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "behind", "enable.auto.commit": False})
+    committer.commit(offsets=[TopicPartition("purged", 0, 10)], asynchronous=False)
+    committer.close()
+
+    # kafka-delete-records (the Java AdminClient's deleteRecords).
+    spec = tmp_path / "delete.json"
+    spec.write_text(json.dumps({"version": 1, "partitions": [{"topic": "purged", "partition": 0, "offset": 30}]}))
+    out = java("org.apache.kafka.tools.DeleteRecordsCommand", "--bootstrap-server", broker.bootstrap,
+               "--offset-json-file", str(spec))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "low_watermark: 30" in out.stdout, out.stdout
+    assert watermarks(broker.bootstrap, "purged") == (30, 100)
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    result = admin.delete_records([TopicPartition("purged", 0, 60)])
+    assert list(result.values())[0].result(timeout=30).low_watermark == 60
+    # -1 = up to the high watermark; an empty partition is fine.
+    result = admin.delete_records([TopicPartition("purged", 1, -1)])
+    assert list(result.values())[0].result(timeout=30).low_watermark == 0
+    # Beyond the high watermark, and a compact-only topic, are refused as Kafka refuses them.
+    for tp, error in [(TopicPartition("purged", 0, 101), "OFFSET_OUT_OF_RANGE"),
+                      (TopicPartition("compacted-only", 0, 0), "POLICY_VIOLATION")]:
+        with pytest.raises(KafkaException) as refused:
+            list(admin.delete_records([tp]).values())[0].result(timeout=30)
+        assert refused.value.args[0].name() == error
+
+    # kafka-log-dirs shows the partitions and their sizes, which shrank.
+    out = java("org.apache.kafka.tools.LogDirsCommand", "--bootstrap-server", broker.bootstrap, "--describe",
+               "--topic-list", "purged")
+    assert out.returncode == 0, out.stdout + out.stderr
+    report = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("{")))
+    partitions = {p["partition"]: p for d in report["brokers"][0]["logDirs"] for p in d["partitions"]}
+    assert set(partitions) == {"purged-0", "purged-1"}, partitions
+    assert partitions["purged-0"]["size"] > 0, partitions
+    assert partitions["purged-1"]["size"] == 0
+
+    # The group's committed offset is now below the log start: it resets per auto.offset.reset.
+    assert first_consumed_offset(broker.bootstrap, "purged", "behind", reset="earliest") == 60
+    assert first_consumed_offset(broker.bootstrap, "purged", "fresh", reset="earliest") == 60
+
+
+def test_cluster_followers_follow_the_log_start_and_configs_reach_every_broker(tmp_path):
+    with Cluster(tmp_path, extra=("log.retention.check.interval.ms=300",)) as cluster:
+        cluster.create_topic("replicated", partitions=1)
+        cluster.wait_for_full_isr("replicated", 1)
+        produce(cluster.bootstrap, "replicated", 300, 100)
+        leader = cluster.leader_of("replicated", 0)
+        admin = cluster.admin()
+        result = admin.delete_records([TopicPartition("replicated", 0, 120)])
+        # Answered once every in-sync follower has followed.
+        assert list(result.values())[0].result(timeout=30).low_watermark == 120
+
+        # A config change made through one broker is what every broker describes.
+        other = next(n for n in (1, 2, 3) if n != leader)
+        resource = ConfigResource(ConfigResource.Type.TOPIC, "replicated", incremental_configs=[
+            ConfigEntry("retention.bytes", "123456789", incremental_operation=AlterConfigOpType.SET)])
+        through_other = cluster.admin(cluster.broker(other).bootstrap)
+        through_other.incremental_alter_configs([resource])[resource].result(timeout=30)
+        for node in (1, 2, 3):
+            def seen(node=node):
+                # Kept referenced while its future is awaited.
+                direct = cluster.admin(cluster.broker(node).bootstrap)
+                described = direct.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, "replicated")])
+                return list(described.values())[0].result(timeout=10)["retention.bytes"].value == "123456789"
+            wait_for(seen, timeout=15, what=f"broker {node} to see the new config")
+
+        # A cluster-wide default set through one broker reaches every broker.
+        out = kafka_configs(cluster.broker(other).bootstrap, "--alter", "--entity-type", "brokers", "--entity-default",
+                            "--add-config", "log.retention.bytes=987654321")
+        assert out.returncode == 0, out.stdout + out.stderr
+        for node in (1, 2, 3):
+            def default_seen(node=node):
+                direct = cluster.admin(cluster.broker(node).bootstrap)
+                described = direct.describe_configs([ConfigResource(ConfigResource.Type.BROKER, str(node))])
+                return list(described.values())[0].result(timeout=10)["log.retention.bytes"].value == "987654321"
+            wait_for(default_seen, timeout=15, what=f"broker {node} to apply the default")
+
+        # The new leader after a kill has the moved log start: followers applied it.
+        cluster.kill(leader)
+        new_leader = cluster.leader_of("replicated", 0, bootstrap=cluster.live_bootstrap)
+        assert new_leader != leader
+        assert wait_for(lambda: watermarks(cluster.live_bootstrap, "replicated")[0] == 120, timeout=30,
+                        what="the new leader's log start")
+
+
+def test_compaction_keeps_the_last_value_of_each_key_at_its_offset(tmp_path):
+    broker = Broker(tmp_path, extra=["log.cleaner.backoff.ms=300"]).start()
+    try:
+        create_topic(broker, "compacted", config={
+            "cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.0001", "delete.retention.ms": "2000"})
+        producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20, "acks": "all",
+                             "enable.idempotence": True})
+        last = {}
+
+        def delivered(err, msg):
+            assert err is None, err
+            last[msg.key().decode()] = (msg.offset(), msg.value())
+
+        keys = [f"key-{i:04d}" for i in range(2000)]
+        for round_ in range(20):
+            for key in keys:
+                while True:
+                    try:
+                        producer.produce("compacted", key=key, value=f"{key}-v{round_}".encode(), on_delivery=delivered)
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+            producer.poll(0)
+        for key in keys[:500]:
+            producer.produce("compacted", key=key, value=None, on_delivery=delivered)
+        assert producer.flush(60) == 0
+        # An aborted transaction rewriting some keys: never visible to read_committed.
+        txn = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": "compaction-abort"})
+        txn.init_transactions(30)
+        txn.begin_transaction()
+        for key in keys[1000:1100]:
+            txn.produce("compacted", key=key, value=b"aborted")
+        txn.flush(30)
+        txn.abort_transaction(30)
+        # The newest batch is never cleaned: one more record after everything above.
+        producer.produce("compacted", key="sentinel", value=b"1", on_delivery=delivered)
+        assert producer.flush(30) == 0
+
+        def consume_all():
+            consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": f"c-{uuid.uuid4()}",
+                                 "isolation.level": "read_committed", "enable.auto.commit": False})
+            consumer.assign([TopicPartition("compacted", 0, OFFSET_BEGINNING)])
+            seen = []
+            idle_since = time.time()
+            while time.time() - idle_since < 3:
+                msg = consumer.poll(0.5)
+                if msg is not None and not msg.error():
+                    seen.append((msg.key().decode(), msg.offset(), msg.value()))
+                    idle_since = time.time()
+            consumer.close()
+            return seen
+
+        def cleaned_once():
+            seen = consume_all()
+            return seen if len(seen) <= len(keys) + 1 else None
+
+        seen = wait_for(cleaned_once, timeout=60, what="the cleaner to compact the topic")
+        by_key = {}
+        for key, offset, value in seen:
+            assert key not in by_key, f"{key} seen twice"
+            by_key[key] = (offset, value)
+            assert value != b"aborted"
+        live = {k: v for k, v in last.items() if v[1] is not None}
+        for key, (offset, value) in live.items():
+            assert by_key.get(key) == (offset, value), (key, by_key.get(key), (offset, value))
+        # Tombstones stay for delete.retention.ms after the cleaner first saw them, then go
+        # (at the next cleaning, which new writes make due).
+        time.sleep(2.5)
+        producer.produce("compacted", key="sentinel", value=b"2")
+        producer.produce("compacted", key="sentinel", value=b"3")
+        assert producer.flush(30) == 0
+
+        def tombstones_gone():
+            seen = consume_all()
+            return seen if not any(value is None for _, _, value in seen) else None
+
+        seen = wait_for(tombstones_gone, timeout=60, what="tombstones to be removed")
+        keys_seen = {key for key, _, _ in seen}
+        assert keys_seen == set(keys[500:]) | {"sentinel"}, len(keys_seen)
+        assert "cleaned log" in broker.log_path.read_text()
+    finally:
+        broker.kill()
+
+
+def test_consumer_offsets_stays_small_after_many_commits(tmp_path):
+    broker = Broker(tmp_path, extra=["log.cleaner.backoff.ms=300", "offsets.topic.num.partitions=1"]).start()
+    try:
+        create_topic(broker, "committed", partitions=10)
+        consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "busy", "enable.auto.commit": False})
+        commits = 20_000
+        for i in range(commits):
+            consumer.commit(offsets=[TopicPartition("committed", i % 10, i)], asynchronous=(i % 100 != 99))
+        consumer.close()
+
+        def offsets_partition_size():
+            out = java("org.apache.kafka.tools.LogDirsCommand", "--bootstrap-server", broker.bootstrap, "--describe",
+                       "--topic-list", "__consumer_offsets")
+            report = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("{")))
+            return {p["partition"]: p["size"] for d in report["brokers"][0]["logDirs"] for p in d["partitions"]}[
+                "__consumer_offsets-0"]
+
+        # 20,000 commit batches of ~100 bytes each become one record per key.
+        size = wait_for(lambda: (lambda s: s if s < 64 * 1024 else None)(offsets_partition_size()), timeout=60,
+                        what="__consumer_offsets to be compacted", show=offsets_partition_size)
+        print(f"__consumer_offsets-0 after {commits} commits: {size} bytes")
+
+        broker.kill()
+        started = time.time()
+        broker.start()
+        print(f"restart with the compacted __consumer_offsets took {time.time() - started:.2f} s")
+        check = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "busy"})
+        committed = check.committed([TopicPartition("committed", p) for p in range(10)], timeout=30)
+        check.close()
+        assert {tp.partition: tp.offset for tp in committed} == {p: commits - 10 + p for p in range(10)}
+    finally:
+        broker.kill()
+
+
+def test_dynamic_broker_configs_with_kafka_configs(tmp_path):
+    broker = Broker(tmp_path, extra=["log.retention.check.interval.ms=300"]).start()
+    try:
+        create_topic(broker, "follows-default")
+        produce(broker.bootstrap, "follows-default", 50, 100)
+        # The cluster-wide default (`--entity-default`) reaches a topic without an override.
+        out = kafka_configs(broker.bootstrap, "--alter", "--entity-type", "brokers", "--entity-default",
+                            "--add-config", "log.retention.ms=1000")
+        assert out.returncode == 0, out.stdout + out.stderr
+        wait_for(lambda: watermarks(broker.bootstrap, "follows-default") == (50, 50), timeout=20,
+                 what="the default retention to apply")
+        out = kafka_configs(broker.bootstrap, "--describe", "--entity-type", "topics", "--entity-name",
+                            "follows-default", "--all")
+        assert "DYNAMIC_DEFAULT_BROKER_CONFIG:log.retention.ms=1000" in out.stdout, out.stdout
+        out = kafka_configs(broker.bootstrap, "--describe", "--entity-type", "brokers", "--entity-default")
+        assert "log.retention.ms=1000" in out.stdout, out.stdout
+
+        # Per broker: message.max.bytes takes effect at once.
+        out = kafka_configs(broker.bootstrap, "--alter", "--entity-type", "brokers", "--entity-name", "1",
+                            "--add-config", "message.max.bytes=2000")
+        assert out.returncode == 0, out.stdout + out.stderr
+        producer = Producer({"bootstrap.servers": broker.bootstrap, "message.max.bytes": 100_000})
+        errors = []
+        producer.produce("follows-default", value=b"x" * 5000, on_delivery=lambda err, msg: errors.append(err))
+        producer.flush(30)
+        assert errors and errors[0] is not None and errors[0].name() == "MSG_SIZE_TOO_LARGE", errors
+        out = kafka_configs(broker.bootstrap, "--describe", "--entity-type", "brokers", "--entity-name", "1", "--all")
+        assert "DYNAMIC_BROKER_CONFIG:message.max.bytes=2000" in out.stdout, out.stdout
+
+        # A setting that cannot change at run time is refused.
+        out = kafka_configs(broker.bootstrap, "--alter", "--entity-type", "brokers", "--entity-default",
+                            "--add-config", "log.dirs=/elsewhere")
+        assert out.returncode != 0 and "Cannot update these configs dynamically" in out.stdout + out.stderr
+
+        # Both survive a restart.
+        broker.kill()
+        broker.start()
+        out = kafka_configs(broker.bootstrap, "--describe", "--entity-type", "brokers", "--entity-name", "1", "--all")
+        assert "message.max.bytes=2000" in out.stdout, out.stdout
+        out = kafka_configs(broker.bootstrap, "--describe", "--entity-type", "brokers", "--entity-default")
+        assert "log.retention.ms=1000" in out.stdout, out.stdout
+    finally:
+        broker.kill()

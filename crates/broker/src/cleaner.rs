@@ -1,0 +1,106 @@
+//! The log cleaner (Kafka's `LogCleaner`): every `log.cleaner.backoff.ms`, each local
+//! replica of a topic whose `cleanup.policy` includes `compact` — the internal topics
+//! included, so their replay stays bounded — is cleaned when due (see
+//! `rivulet_storage::log::compaction` for the rules).
+//!
+//! Every replica cleans its own copy, as in Kafka: cleaning never changes offsets and
+//! stays below the high watermark, so replicas keep agreeing on every offset that still
+//! holds a record. One log is cleaned at a time, on a blocking thread, its I/O bounded by
+//! `log.cleaner.io.max.bytes.per.second`.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rivulet_storage::log::{CleanOptions, Cleaned};
+
+use crate::broker::{class_of, Broker};
+use crate::topics::Topic;
+
+/// A cleaning that removed at least this much also compacts the log's key range in
+/// RocksDB, so the overwritten batches' space comes back now.
+const COMPACT_AFTER_BYTES: i64 = 4 * 1024 * 1024;
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Runs the cleaner every `log.cleaner.backoff.ms` until the broker is dropped, unless
+/// `log.cleaner.enable=false`.
+pub fn start(broker: &Arc<Broker>) {
+    if !broker.config.log_cleaner_enable {
+        tracing::info!("log cleaner disabled (log.cleaner.enable=false): compacted topics are not cleaned");
+        return;
+    }
+    let weak = Arc::downgrade(broker);
+    let period = Duration::from_millis(broker.config.log_cleaner_backoff_ms);
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            let Some(broker) = weak.upgrade() else { break };
+            if let Err(e) = tokio::task::spawn_blocking(move || run_pass(&broker, now_ms())).await {
+                tracing::error!(error = %e, "log cleaner pass failed");
+            }
+        }
+    });
+}
+
+fn options(broker: &Broker, topic: &Topic, now_ms: i64) -> CleanOptions {
+    let settings = &topic.settings;
+    CleanOptions {
+        now_ms,
+        delete_retention_ms: settings.delete_retention_ms,
+        min_compaction_lag_ms: settings.min_compaction_lag_ms,
+        max_compaction_lag_ms: settings.max_compaction_lag_ms,
+        min_cleanable_ratio: settings.min_cleanable_dirty_ratio,
+        dedupe_buffer_bytes: broker.config.log_cleaner_dedupe_buffer_size,
+        io_max_bytes_per_second: broker.config.log_cleaner_io_max_bytes_per_second,
+    }
+}
+
+/// Cleans every local replica of a compacted topic that is due. Returns how many logs
+/// were cleaned.
+pub fn run_pass(broker: &Broker, now_ms: i64) -> usize {
+    let mut cleaned_logs = 0;
+    for topic in broker.topics.all() {
+        if !topic.settings.compacted {
+            continue;
+        }
+        let options = options(broker, &topic, now_ms);
+        for replica in topic.replicas.iter().filter(|r| r.is_local()) {
+            match replica.log.clean(&options) {
+                Ok(Some(cleaned)) => {
+                    cleaned_logs += 1;
+                    log_cleaned(&replica.topic, replica.index, &cleaned);
+                    if cleaned.bytes_before - cleaned.bytes_after >= COMPACT_AFTER_BYTES {
+                        let (from, to) = rivulet_storage::keys::log_range(replica.log.id().0);
+                        if let Err(e) = broker.store.compact_range(class_of(topic.record.internal), &from, &to) {
+                            tracing::warn!(topic = %replica.topic, partition = replica.index, error = %e, "reclaiming cleaned space failed");
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(topic = %replica.topic, partition = replica.index, error = %e, "cleaning the log failed")
+                }
+            }
+        }
+    }
+    cleaned_logs
+}
+
+fn log_cleaned(topic: &str, partition: i32, cleaned: &Cleaned) {
+    tracing::info!(
+        topic,
+        partition,
+        cleaned_up_to = cleaned.cleaned_up_to,
+        records_removed = cleaned.records_removed,
+        batches_rewritten = cleaned.batches_rewritten,
+        batches_removed = cleaned.batches_removed,
+        bytes_before = cleaned.bytes_before,
+        bytes_after = cleaned.bytes_after,
+        "cleaned log"
+    );
+}
