@@ -12,7 +12,7 @@ DATA_DIR ?= $(CURDIR)/data
 # Everything is built with the release profile only: RocksDB (C++) compiles once.
 CARGO_FLAGS := --release --locked
 
-.PHONY: all build run test test-rust test-compat lint fmt deps-build deps-etcd deps-test compat bench bench-cluster clean
+.PHONY: all build run test test-rust test-compat lint fmt deps-build deps-etcd deps-test compat bench bench-cluster bench-cleaner clean
 
 all: build
 
@@ -78,6 +78,11 @@ bench: build deps-test
 ## at replication factor 1 and 3; writes bench/results/cluster.json.
 bench-cluster: build deps-test deps-etcd
 	bash bench/cluster.sh
+
+## bench-cleaner: produce to a compacted topic with the cleaner busy, beside a delete-policy
+## topic, and the cleaner's reclaim rate; writes bench/results/cleaner.json.
+bench-cleaner: build deps-test
+	RIVULET_BIN=$(BIN) $(VENV)/bin/python bench/cleaner.py
 
 ## bench-produce: Rivulet alone with ProducerPerformance (1,000,000 x 1 KiB, acks=1).
 bench-produce: build deps-test

@@ -70,10 +70,11 @@ pub fn run_pass(broker: &Broker, now_ms: i64) -> usize {
         }
         let options = options(broker, &topic, now_ms);
         for replica in topic.replicas.iter().filter(|r| r.is_local()) {
+            let started = std::time::Instant::now();
             match replica.log.clean(&options) {
                 Ok(Some(cleaned)) => {
                     cleaned_logs += 1;
-                    log_cleaned(&replica.topic, replica.index, &cleaned);
+                    log_cleaned(&replica.topic, replica.index, &cleaned, started.elapsed());
                     if cleaned.bytes_before - cleaned.bytes_after >= COMPACT_AFTER_BYTES {
                         let (from, to) = rivulet_storage::keys::log_range(replica.log.id().0);
                         if let Err(e) = broker.store.compact_range(class_of(topic.record.internal), &from, &to) {
@@ -91,7 +92,7 @@ pub fn run_pass(broker: &Broker, now_ms: i64) -> usize {
     cleaned_logs
 }
 
-fn log_cleaned(topic: &str, partition: i32, cleaned: &Cleaned) {
+fn log_cleaned(topic: &str, partition: i32, cleaned: &Cleaned, elapsed: Duration) {
     tracing::info!(
         topic,
         partition,
@@ -101,6 +102,7 @@ fn log_cleaned(topic: &str, partition: i32, cleaned: &Cleaned) {
         batches_removed = cleaned.batches_removed,
         bytes_before = cleaned.bytes_before,
         bytes_after = cleaned.bytes_after,
+        elapsed_ms = elapsed.as_millis() as u64,
         "cleaned log"
     );
 }
