@@ -3,7 +3,10 @@ configs changed while the broker runs (kafka-configs, kafka-delete-records, conf
 AdminClient), on one broker and across a 3-broker etcd cluster."""
 
 import json
+import signal
+import struct
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -13,7 +16,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource
 
 from cluster import Cluster, wait_for
-from conftest import KAFKA_LIB, Broker, create_topic, java
+from conftest import JAVA_LIB, KAFKA_LIB, Broker, compile_java, create_topic, java
 
 MIB = 1024 * 1024
 
@@ -413,5 +416,88 @@ def test_dynamic_broker_configs_with_kafka_configs(tmp_path):
         assert "message.max.bytes=2000" in out.stdout, out.stdout
         out = kafka_configs(broker.bootstrap, "--describe", "--entity-type", "brokers", "--entity-default")
         assert "log.retention.ms=1000" in out.stdout, out.stdout
+    finally:
+        broker.kill()
+
+
+def read_all(bootstrap: str, topic: str, idle: float = 2.0):
+    """Every (key, value) of partition 0 from the start, read_committed, until `idle` s pass."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"all-{uuid.uuid4()}",
+                         "isolation.level": "read_committed", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    seen = []
+    last = time.time()
+    try:
+        while time.time() - last < idle:
+            msg = consumer.poll(0.2)
+            if msg is not None and not msg.error():
+                seen.append((msg.key(), msg.value()))
+                last = time.time()
+    finally:
+        consumer.close()
+    return seen
+
+
+def test_kafka_streams_word_count_survives_a_kill_with_its_changelog_compacted_and_repartition_purged(tmp_path):
+    words, per_word = 50, 120
+    total = words * per_word
+    broker = Broker(tmp_path, extra=["log.cleaner.backoff.ms=300", "log.cleaner.min.cleanable.ratio=0.01",
+                                     "group.initial.rebalance.delay.ms=0"]).start()
+    try:
+        create_topic(broker, "wc-in")
+        create_topic(broker, "wc-out")
+        producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20})
+        for i in range(total):
+            producer.produce("wc-in", value=f"w{i % words}".encode())
+        assert producer.flush(60) == 0
+
+        classes = compile_java(tmp_path, "StreamsWordCount.java")
+        cmd = ["java", "-Xmx512m", "-cp", f"{classes}:{JAVA_LIB}/*", "StreamsWordCount", broker.bootstrap,
+               "wc-in", "wc-out", "wc", str(tmp_path / "streams-state")]
+        first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(tmp_path / "wc-0.err", "w"), text=True)
+        watchdog = threading.Timer(120, first.kill)
+        watchdog.start()
+        try:
+            for line in first.stdout:
+                if line.startswith("processed") and int(line.split()[1]) >= 2_000:
+                    break
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=30)
+        finally:
+            watchdog.cancel()
+        assert first.returncode == -signal.SIGKILL, (tmp_path / "wc-0.err").read_text()[-3000:]
+
+        second = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "wc-1.err", "w"))
+        try:
+            def counts():
+                latest = {}
+                for key, value in read_all(broker.bootstrap, "wc-out"):
+                    latest[key.decode()] = struct.unpack(">q", value)[0]
+                return latest if len(latest) == words and all(c >= per_word for c in latest.values()) else None
+
+            latest = wait_for(counts, timeout=120, what="every word counted",
+                              show=lambda: (tmp_path / "wc-1.err").read_text()[-2000:])
+            # Exactly once across the kill: no count went past the number of occurrences.
+            assert latest == {f"w{i}": per_word for i in range(words)}, latest
+
+            admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+            topics = admin.list_topics(timeout=10).topics
+            repartition = next(t for t in topics if t.startswith("wc-") and t.endswith("-repartition"))
+            changelog = next(t for t in topics if t.startswith("wc-") and t.endswith("-changelog"))
+            # Streams purges what it consumed from its repartition topic with DeleteRecords.
+            wait_for(lambda: watermarks(broker.bootstrap, repartition)[0] > 0, timeout=60,
+                     what="the repartition topic to be purged")
+            # The changelog is compacted: far fewer records than updates, the latest per word kept.
+            def compacted():
+                records = read_all(broker.bootstrap, changelog)
+                return records if len(records) < total // 4 else None
+
+            records = wait_for(compacted, timeout=60, what="the changelog to be compacted")
+            latest_in_changelog = {k.decode(): struct.unpack(">q", v[-8:])[0] for k, v in records}
+            assert latest_in_changelog == {f"w{i}": per_word for i in range(words)}, latest_in_changelog
+            print(f"changelog: {len(records)} records left for {words} words after {total} updates")
+        finally:
+            second.kill()
+            second.wait()
     finally:
         broker.kill()
