@@ -79,8 +79,9 @@ bench: build deps-test
 bench-cluster: build deps-test deps-etcd
 	bash bench/cluster.sh
 
-## bench-cleaner: produce to a compacted topic with the cleaner busy, beside a delete-policy
-## topic, and the cleaner's reclaim rate; writes bench/results/cleaner.json.
+## bench-cleaner: Rivulet and Apache Kafka 4.3.1 side by side: produce to a compacted topic
+## with the cleaner busy, beside a delete-policy topic, and the compacted topic's size;
+## writes bench/results/cleaner.json.
 bench-cleaner: build deps-test
 	RIVULET_BIN=$(BIN) $(VENV)/bin/python bench/cleaner.py
 

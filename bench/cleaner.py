@@ -1,22 +1,31 @@
-"""The log cleaner under load (`make bench-cleaner`): produce throughput to a compacted topic
-while the cleaner is busy on it, beside the same load to a delete-policy topic, and how fast
-the cleaner gives space back. Loopback only, bounded (3 alternating runs of RECORDS records).
+"""The log cleaner under load (`make bench-cleaner`), Rivulet and Apache Kafka 4.3.1 (KRaft,
+one combined node) one after the other on this machine with the same client and workload:
+produce throughput to a compacted topic while the cleaner works on it, beside the same load
+to a delete-policy topic, and how much of the superseded bytes the cleaner has already
+given back when the produce ends.
+Loopback only, bounded (per broker: 3 alternating runs of RECORDS records per topic kind).
 
     python3 bench/cleaner.py            # RECORDS=300000
     RECORDS=50000 python3 bench/cleaner.py
 
+Both brokers clean every 500 ms at `min.cleanable.dirty.ratio=0.1`. Kafka never cleans its
+active segment, so its compacted topics get `segment.bytes=1048576` (with the 1 GiB default
+nothing would be cleaned in a run of this size); Rivulet needs no segments. Sizes come from
+`kafka-log-dirs` for both: right after the produce, and once cleaning has settled.
+
 Prints a Markdown table and writes bench/results/cleaner.json.
 """
 
+import base64
 import json
 import os
-import re
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 from confluent_kafka import Producer
@@ -25,6 +34,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 HERE = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("RIVULET_CACHE", Path.home() / ".cache" / "rivulet"))
 BIN = Path(os.environ.get("RIVULET_BIN", Path(os.environ.get("CARGO_TARGET_DIR", CACHE / "target")) / "release" / "rivulet"))
+TOOLS = CACHE / "java-lib"
+KAFKA_LIB = CACHE / "kafka-lib"
 RECORDS = int(os.environ.get("RECORDS", "300000"))
 KEYS = 5000
 VALUE = b"v" * 100
@@ -35,6 +46,51 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen, what: str):
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        assert proc.poll() is None, f"{what} exited"
+        try:
+            admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"})
+            admin.list_topics(timeout=2)
+            return
+        except Exception:  # noqa: BLE001 - not up yet
+            time.sleep(0.2)
+    raise RuntimeError(f"{what} did not start")
+
+
+def start_rivulet(work: Path, port: int) -> subprocess.Popen:
+    log = open(work / "rivulet.log", "wb")
+    return subprocess.Popen([str(BIN), "--override", f"listeners=PLAINTEXT://127.0.0.1:{port}",
+                             "--override", f"log.dirs={work / 'rivulet-data'}",
+                             "--override", "log.cleaner.backoff.ms=500"], stdout=subprocess.DEVNULL, stderr=log)
+
+
+def start_kafka(work: Path, port: int) -> subprocess.Popen:
+    controller = free_port()
+    props = work / "kafka.properties"
+    props.write_text(f"""process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:{controller}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs={work / 'kafka-data'}
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+log.cleaner.backoff.ms=500
+""")
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    subprocess.run(["java", "-cp", f"{KAFKA_LIB}/*", "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                    "-c", str(props), "--standalone"], check=True, capture_output=True)
+    log = open(work / "kafka.log", "wb")
+    # The JVM settings of Kafka's own start script (kafka-server-start.sh).
+    return subprocess.Popen(["java", "-Xmx1G", "-Xms1G", "-cp", f"{KAFKA_LIB}/*", "kafka.Kafka", str(props)],
+                            stdout=log, stderr=log)
 
 
 def produce(bootstrap: str, topic: str) -> float:
@@ -51,55 +107,95 @@ def produce(bootstrap: str, topic: str) -> float:
     return RECORDS / (time.time() - started)
 
 
-def main():
-    work = Path(tempfile.mkdtemp())
+def topic_size(bootstrap: str, topic: str) -> int:
+    out = subprocess.run(["java", "-cp", f"{TOOLS}/*", "org.apache.kafka.tools.LogDirsCommand", "--bootstrap-server",
+                          bootstrap, "--describe", "--topic-list", topic], capture_output=True, text=True, timeout=60)
+    report = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("{")))
+    return sum(p["size"] for d in report["brokers"][0]["logDirs"] for p in d["partitions"])
+
+
+def settle(bootstrap: str, topic: str) -> tuple[int, int, float]:
+    """(size right after the produce, settled size, seconds until it settled)."""
+    started = time.time()
+    first = last = topic_size(bootstrap, topic)
+    settled_at, stable = started, 0
+    while stable < 4 and time.time() - started < 60:
+        time.sleep(0.5)
+        size = topic_size(bootstrap, topic)
+        if size < last:
+            settled_at, stable = time.time(), 0
+        else:
+            stable += 1
+        last = size
+    return first, last, settled_at - started
+
+
+def run(name: str, start, work: Path) -> dict:
     port = free_port()
-    log = open(work / "broker.log", "wb")
-    broker = subprocess.Popen([str(BIN), "--override", f"listeners=PLAINTEXT://127.0.0.1:{port}",
-                               "--override", f"log.dirs={work / 'data'}", "--override", "log.cleaner.backoff.ms=500"],
-                              stdout=subprocess.DEVNULL, stderr=log)
+    proc = start(work, port)
     try:
+        wait_port(port, proc, name)
         bootstrap = f"127.0.0.1:{port}"
-        deadline = time.time() + 30
-        while b"rivulet started" not in (work / "broker.log").read_bytes():
-            assert time.time() < deadline and broker.poll() is None, "broker did not start"
-            time.sleep(0.05)
         admin = AdminClient({"bootstrap.servers": bootstrap})
-        results = {"plain": [], "compacted": []}
-        for run in range(RUNS):
+        produce_rates = {"plain": [], "compacted": []}
+        reclaim = []
+        for i in range(RUNS):
             for kind in ("plain", "compacted"):
-                topic = f"{kind}-{run}"
-                config = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"} if kind == "compacted" else {}
+                topic = f"{kind}-{i}"
+                config = {}
+                if kind == "compacted":
+                    config = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"}
+                    if name == "kafka":
+                        config["segment.bytes"] = "1048576"
                 admin.create_topics([NewTopic(topic, 1, 1, config=config)])[topic].result(30)
-                results[kind].append(produce(bootstrap, topic))
-        time.sleep(3)  # let the last cleanings finish
-        cleanings = [json_fields(line) for line in (work / "broker.log").read_text().splitlines() if "cleaned log" in line]
-        removed = sum(c["bytes_before"] - c["bytes_after"] for c in cleanings)
-        elapsed = sum(c["elapsed_ms"] for c in cleanings) / 1000
-        summary = {
-            "records_per_run": RECORDS, "value_bytes": len(VALUE), "keys": KEYS,
-            "produce_plain_rec_s": results["plain"], "produce_compacted_rec_s": results["compacted"],
-            "cleanings": len(cleanings), "bytes_removed": removed, "cleaning_seconds": elapsed,
-        }
-        (HERE / "results").mkdir(exist_ok=True)
-        (HERE / "results" / "cleaner.json").write_text(json.dumps(summary, indent=2))
-        med = {k: statistics.median(v) for k, v in results.items()}
-        print("| figure | median (min–max) |")
-        print("|---|---|")
-        for kind in ("plain", "compacted"):
-            v = results[kind]
-            print(f"| produce to a {kind} topic, rec/s | {med[kind]:,.0f} ({min(v):,.0f}–{max(v):,.0f}) |")
-        print(f"| compacted / plain | {med['compacted'] / med['plain']:.2f} |")
-        rate = removed / elapsed / 2**20 if elapsed else 0
-        print(f"| cleaner: {len(cleanings)} cleanings removed {removed / 2**20:,.1f} MiB in {elapsed:,.1f} s | {rate:,.0f} MiB/s |")
+                produce_rates[kind].append(produce(bootstrap, topic))
+                if kind == "compacted":
+                    before, after, seconds = settle(bootstrap, topic)
+                    reclaim.append({"before": before, "after": after, "seconds": seconds})
+        return {"produce_rec_s": produce_rates, "reclaim": reclaim}
     finally:
-        broker.kill()
-        broker.wait()
+        proc.kill()
+        proc.wait()
 
 
-def json_fields(line: str) -> dict:
-    return {k: int(v) for k, v in re.findall(r"(bytes_before|bytes_after|elapsed_ms)=(\d+)", line)}
+def main():
+    subprocess.run(["bash", str(HERE.parent / "compat-tests" / "install-deps.sh")], check=True,
+                   stdout=subprocess.DEVNULL)
+    work = Path(tempfile.mkdtemp())
+    results = {"records_per_run": RECORDS, "value_bytes": len(VALUE), "keys": KEYS,
+               "kafka": run("kafka", start_kafka, work), "rivulet": run("rivulet", start_rivulet, work)}
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "cleaner.json").write_text(json.dumps(results, indent=2))
+    report(results)
 
+
+def report(results: dict):
+    def fmt(values, digits=0):
+        return f"{statistics.median(values):,.{digits}f} ({min(values):,.{digits}f}–{max(values):,.{digits}f})"
+
+    print("| figure | Kafka, median (min–max) | Rivulet, median (min–max) | Rivulet / Kafka |")
+    print("|---|---|---|---|")
+    med = {}
+    for kind in ("plain", "compacted"):
+        k, r = results["kafka"]["produce_rec_s"][kind], results["rivulet"]["produce_rec_s"][kind]
+        med[kind] = (statistics.median(k), statistics.median(r))
+        print(f"| produce to a {kind} topic, rec/s | {fmt(k)} | {fmt(r)} | {med[kind][1] / med[kind][0]:.2f} |")
+    print(f"| compacted / plain | {med['compacted'][0] / med['plain'][0]:.2f} | "
+          f"{med['compacted'][1] / med['plain'][1]:.2f} | |")
+    written = results["records_per_run"] * (results["value_bytes"] + 10) / 2**20
+    sizes = {b: [r["before"] / 2**20 for r in results[b]["reclaim"]] for b in ("kafka", "rivulet")}
+    print(f"| compacted topic's size right after its produce (~{written:.0f} MiB of keys and values written), MiB | "
+          f"{fmt(sizes['kafka'], 1)} | {fmt(sizes['rivulet'], 1)} | "
+          f"{statistics.median(sizes['rivulet']) / statistics.median(sizes['kafka']):.2f} |")
+    for broker in ("kafka", "rivulet"):
+        left = [(r["before"] - r["after"]) / 2**20 for r in results[broker]["reclaim"]]
+        if max(left) > 0.1:
+            seconds = [r["seconds"] for r in results[broker]["reclaim"]]
+            print(f"| {broker}: still reclaimed after the produce, MiB in s | {fmt(left, 1)} in {fmt(seconds, 1)} | | |")
 
 if __name__ == "__main__":
-    sys.exit(main())
+    if len(sys.argv) == 2:
+        # Re-print the table of a saved run: python3 bench/cleaner.py bench/results/cleaner.json
+        report(json.loads(Path(sys.argv[1]).read_text()))
+    else:
+        sys.exit(main())
