@@ -9,7 +9,7 @@
 //! `log.cleaner.io.max.bytes.per.second`.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rivulet_storage::log::{CleanOptions, Cleaned};
 
@@ -20,10 +20,6 @@ use crate::topics::Topic;
 /// RocksDB, so the overwritten batches' space comes back now.
 const COMPACT_AFTER_BYTES: i64 = 4 * 1024 * 1024;
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Runs the cleaner every `log.cleaner.backoff.ms` until the broker is dropped, unless
 /// `log.cleaner.enable=false`.
 pub fn start(broker: &Arc<Broker>) {
@@ -31,19 +27,9 @@ pub fn start(broker: &Arc<Broker>) {
         tracing::info!("log cleaner disabled (log.cleaner.enable=false): compacted topics are not cleaned");
         return;
     }
-    let weak = Arc::downgrade(broker);
     let period = Duration::from_millis(broker.config.log_cleaner_backoff_ms);
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(period);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        interval.tick().await;
-        loop {
-            interval.tick().await;
-            let Some(broker) = weak.upgrade() else { break };
-            if let Err(e) = tokio::task::spawn_blocking(move || run_pass(&broker, now_ms())).await {
-                tracing::error!(error = %e, "log cleaner pass failed");
-            }
-        }
+    crate::retention::spawn_blocking_pass(broker, period, "log cleaner", |broker, now_ms| {
+        run_pass(broker, now_ms);
     });
 }
 

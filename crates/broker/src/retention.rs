@@ -28,26 +28,29 @@ pub struct PassSummary {
     pub bytes_removed: i64,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Runs retention every `log.retention.check.interval.ms` until the broker is dropped.
 pub fn start(broker: &Arc<Broker>) {
-    let weak = Arc::downgrade(broker);
     let period = Duration::from_millis(broker.config.log_retention_check_interval_ms);
+    spawn_blocking_pass(broker, period, "retention", |broker, now_ms| {
+        run_pass(broker, now_ms);
+    });
+}
+
+/// Runs `pass(broker, now_ms)` every `period` (the first after one period, so the broker
+/// finishes starting) on a blocking thread — passes scan and delete on disk — until the
+/// broker is dropped. Shared by retention and the log cleaner.
+pub(crate) fn spawn_blocking_pass(broker: &Arc<Broker>, period: Duration, what: &'static str, pass: fn(&Broker, i64)) {
+    let weak = Arc::downgrade(broker);
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The first tick fires at once; let the broker finish starting first.
         interval.tick().await;
         loop {
             interval.tick().await;
             let Some(broker) = weak.upgrade() else { break };
-            // Scans and deletes touch the disk: off the async workers.
-            let pass = tokio::task::spawn_blocking(move || run_pass(&broker, now_ms())).await;
-            if let Err(e) = pass {
-                tracing::error!(error = %e, "retention pass failed");
+            let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+            if let Err(e) = tokio::task::spawn_blocking(move || pass(&broker, now_ms)).await {
+                tracing::error!(error = %e, what, "background pass failed");
             }
         }
     });

@@ -187,22 +187,27 @@ pub fn apply_incremental(
                         "Config value {verb} is not allowed for config key: {name}"
                     )));
                 }
-                let old = next.get(name).map_or(def.default, String::as_str);
-                let mut items: Vec<String> =
-                    old.split(',').map(str::trim).filter(|v| !v.is_empty()).map(str::to_string).collect();
-                for item in value.as_deref().unwrap_or("").split(',').map(str::trim).filter(|v| !v.is_empty()) {
-                    if op == AlterOp::Append && !items.iter().any(|v| v == item) {
-                        items.push(item.to_string());
-                    } else if op == AlterOp::Subtract {
-                        items.retain(|v| v != item);
-                    }
-                }
-                next.insert(name.clone(), items.join(","));
+                let edited = edit_list(next.get(name).map_or(def.default, String::as_str), op, value.as_deref());
+                next.insert(name.clone(), edited);
             }
         }
     }
     validate_all(&next)?;
     Ok(next)
+}
+
+/// APPEND adds the items of `value` missing from the comma-separated list `old`, SUBTRACT
+/// removes them (Kafka's list semantics for IncrementalAlterConfigs).
+pub fn edit_list(old: &str, op: AlterOp, value: Option<&str>) -> String {
+    let mut items: Vec<String> = old.split(',').map(str::trim).filter(|v| !v.is_empty()).map(str::to_string).collect();
+    for item in value.unwrap_or("").split(',').map(str::trim).filter(|v| !v.is_empty()) {
+        if op == AlterOp::Append && !items.iter().any(|v| v == item) {
+            items.push(item.to_string());
+        } else if op == AlterOp::Subtract {
+            items.retain(|v| v != item);
+        }
+    }
+    items.join(",")
 }
 
 /// Checks every override of a topic (AlterConfigs replaces them all at once).

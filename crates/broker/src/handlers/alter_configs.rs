@@ -121,17 +121,9 @@ pub(super) fn apply_broker_incremental(
                 next.remove(name);
             }
             Some(op) if name == "log.cleanup.policy" => {
-                let old = next.get(name).map_or("delete", String::as_str);
-                let mut items: Vec<String> =
-                    old.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect();
-                for item in value.as_deref().unwrap_or("").split(',').map(str::trim).filter(|v| !v.is_empty()) {
-                    if op == topic_config::AlterOp::Append && !items.iter().any(|v| v == item) {
-                        items.push(item.to_string());
-                    } else if op == topic_config::AlterOp::Subtract {
-                        items.retain(|v| v != item);
-                    }
-                }
-                next.insert(name.clone(), items.join(","));
+                let edited =
+                    topic_config::edit_list(next.get(name).map_or("delete", String::as_str), op, value.as_deref());
+                next.insert(name.clone(), edited);
             }
             Some(_) => {
                 return Err(AlterError::InvalidConfig(format!(
