@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use rivulet_storage::log::{CleanOptions, Cleaned};
 
-use crate::broker::{class_of, Broker};
-use crate::topics::Topic;
+use crate::broker::Broker;
+use crate::replication::class_of;
+use crate::replication::topics::Topic;
 
 /// A cleaning that removed at least this much also compacts the log's key range in
 /// RocksDB, so the overwritten batches' space comes back now.
@@ -50,7 +51,7 @@ fn options(broker: &Broker, topic: &Topic, now_ms: i64) -> CleanOptions {
 /// were cleaned.
 pub fn run_pass(broker: &Broker, now_ms: i64) -> usize {
     let mut cleaned_logs = 0;
-    for topic in broker.topics.all() {
+    for topic in broker.replicas.topics.all() {
         if !topic.settings.compacted {
             continue;
         }

@@ -5,11 +5,12 @@
 //! ([`connection`]) and one handler module per Kafka API (`handlers`). The group and
 //! transaction coordinators come from `rivulet-coordinator` (re-exported as [`group`],
 //! [`txn`], [`internal_topic`], [`coordinator_partitions`]); the broker hands them the
-//! internal-topic partitions it leads and writes their transaction markers. Each
-//! partition's replication state — leader, epoch, ISR, follower progress, high
-//! watermark — is a [`replica::Replica`]; with etcd metadata the
-//! [`cluster`] module keeps those in step with the cluster, runs the follower fetchers
-//! and campaigns for the controller role.
+//! internal-topic partitions it leads and writes their transaction markers. The
+//! partitions held here and their replication state — leader, epoch, ISR, follower
+//! progress, high watermark — live in [`replication`]; this broker's part in a cluster is
+//! one seam, [`membership::Membership`], either [`membership::SingleNode`] or the etcd
+//! [`membership::etcd::Cluster`] (sync, controller, follower fetchers). Dependencies point
+//! one way: [`broker`] → [`membership`] → [`replication`].
 //!
 //! A request flows: socket → [`connection`] reads a length-prefixed frame (size checked
 //! before allocation) → `rivulet-protocol` decodes it → `handlers::handle` routes it, with
@@ -23,17 +24,16 @@
 
 pub mod broker;
 pub mod cleaner;
-pub mod cluster;
 pub mod config;
 pub mod connection;
 mod handlers;
+pub mod membership;
 pub mod metrics;
-pub mod replica;
+pub mod replication;
 pub mod request_context;
 pub mod retention;
 pub mod server;
 pub mod topic_config;
-pub mod topics;
 
 // The coordinators live in their own crate; re-exported under the paths handlers use.
 pub use rivulet_coordinator::{coordinator_partitions, group, internal_topic, txn};

@@ -95,7 +95,7 @@ pub fn refresh_log_gauges(broker: &crate::broker::Broker) {
     METRICS.log_size.reset();
     METRICS.log_start_offset.reset();
     METRICS.log_end_offset.reset();
-    for topic in broker.topics.all() {
+    for topic in broker.replicas.topics.all() {
         for replica in topic.replicas.iter().filter(|r| r.is_local()) {
             let partition = replica.index.to_string();
             let labels = [topic.record.name.as_str(), partition.as_str()];

@@ -14,8 +14,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rivulet_storage::log::{RetentionLimits, Trimmed};
 use rivulet_storage::LogClass;
 
-use crate::broker::{class_of, Broker};
-use crate::replica::Replica;
+use crate::broker::Broker;
+use crate::replication::class_of;
+use crate::replication::replica::Replica;
 
 /// A trim that freed at least this much also rewrites the SST files overlapping it, so the
 /// space comes back now; smaller ones wait for RocksDB's own compactions.
@@ -59,7 +60,7 @@ pub(crate) fn spawn_blocking_pass(broker: &Arc<Broker>, period: Duration, what: 
 /// One retention pass over every partition this broker leads.
 pub fn run_pass(broker: &Broker, now_ms: i64) -> PassSummary {
     let mut summary = PassSummary::default();
-    for topic in broker.topics.all() {
+    for topic in broker.replicas.topics.all() {
         if !topic.settings.delete_retention || topic.record.internal {
             continue;
         }

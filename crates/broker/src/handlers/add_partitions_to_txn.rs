@@ -26,7 +26,7 @@ fn add(
     topics: &[AddPartitionsToTxnTopic],
     version: i16,
 ) -> Vec<AddPartitionsToTxnTopicResult> {
-    let unknown = |name: &str, p: i32| broker.topics.get(name).and_then(|t| t.partition(p).cloned()).is_none();
+    let unknown = |name: &str, p: i32| broker.replicas.topics.get(name).and_then(|t| t.partition(p).cloned()).is_none();
     let any_unknown = topics.iter().any(|t| t.partitions.iter().any(|&p| unknown(t.name.0.as_str(), p)));
     let outcome = if any_unknown {
         Err(ResponseError::OperationNotAttempted)

@@ -38,7 +38,7 @@ pub(super) async fn alter_topic(
     validate_only: bool,
     next: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, AlterError>,
 ) -> Outcome {
-    let Some(topic) = broker.topics.get(name) else {
+    let Some(topic) = broker.replicas.topics.get(name) else {
         return Some((ResponseError::UnknownTopicOrPartition, format!("Topic {name} does not exist")));
     };
     let configs = match next(&topic.record.configs) {
@@ -76,7 +76,7 @@ pub(super) async fn alter_broker(
             format!("Unexpected broker id, expected {} or empty string, but received {name}", broker.config.node_id),
         ));
     }
-    let mut all = broker.dynamic_configs();
+    let mut all = broker.replicas.dynamic_configs();
     let current = all.get(name).cloned().unwrap_or_default();
     let configs = match next(&current) {
         Ok(configs) => configs,

@@ -37,7 +37,7 @@ pub async fn handle(
             results.push(refuse(ResponseError::InvalidRequest, format!("Duplicate topic in request: {name}")));
             continue;
         }
-        let Some(existing) = broker.topics.get(&name) else {
+        let Some(existing) = broker.replicas.topics.get(&name) else {
             results.push(refuse(ResponseError::UnknownTopicOrPartition, format!("The topic '{name}' does not exist.")));
             continue;
         };

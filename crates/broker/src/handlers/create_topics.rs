@@ -29,7 +29,7 @@ fn refuse(error: ResponseError, message: impl Into<String>) -> Refusal {
 fn validate(broker: &Broker, topic: &CreatableTopic, live: &[i32]) -> Result<NewTopic, Refusal> {
     let name = topic.name.0.to_string();
     validate_topic_name(&name).map_err(|m| refuse(ResponseError::InvalidTopicException, m))?;
-    if broker.topics.get(&name).is_some() {
+    if broker.replicas.topics.get(&name).is_some() {
         return Err(refuse(ResponseError::TopicAlreadyExists, format!("Topic '{name}' already exists.")));
     }
     let (partitions, replication_factor) = if topic.assignments.is_empty() {
@@ -100,7 +100,7 @@ fn validate(broker: &Broker, topic: &CreatableTopic, live: &[i32]) -> Result<New
     let mut assignments: Vec<_> = topic.assignments.iter().collect();
     assignments.sort_by_key(|a| a.partition_index);
     // A single node keeps no replica lists: it holds every partition itself.
-    let assignment = if broker.cluster.is_some() {
+    let assignment = if broker.membership.assigns_replicas() {
         assignments.iter().map(|a| a.broker_ids.iter().map(|b| b.0).collect()).collect()
     } else {
         vec![]
@@ -147,7 +147,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: CreateT
     let duplicates: HashSet<String> =
         request.topics.iter().map(|t| t.name.0.to_string()).filter(|n| !seen.insert(n.clone())).collect();
     let mut results = Vec::with_capacity(request.topics.len());
-    let live: Vec<i32> = broker.live_brokers().await.iter().map(|b| b.node_id).collect();
+    let live: Vec<i32> = broker.membership.live_brokers().await.iter().map(|b| b.node_id).collect();
     for topic in &request.topics {
         let result = CreatableTopicResult::default().with_name(topic.name.clone());
         let name = topic.name.0.to_string();

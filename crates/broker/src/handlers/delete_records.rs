@@ -18,8 +18,9 @@ use rivulet_protocol::kafka_protocol::messages::{DeleteRecordsRequest, DeleteRec
 use rivulet_protocol::ResponseError;
 use rivulet_storage::StorageError;
 
-use crate::broker::{class_of, Broker};
-use crate::replica::Replica;
+use crate::broker::Broker;
+use crate::replication::class_of;
+use crate::replication::replica::Replica;
 use crate::request_context::RequestContext;
 
 /// `DeleteRecordsRequest.HIGH_WATERMARK`: delete everything committed.
@@ -62,7 +63,7 @@ pub async fn handle(
     let mut pending = Vec::new();
     let mut topics: Vec<DeleteRecordsTopicResult> = Vec::with_capacity(request.topics.len());
     for (t, wanted) in request.topics.into_iter().enumerate() {
-        let topic = broker.topics.get(wanted.name.0.as_str());
+        let topic = broker.replicas.topics.get(wanted.name.0.as_str());
         let mut partitions = Vec::with_capacity(wanted.partitions.len());
         for (p, requested) in wanted.partitions.iter().enumerate() {
             let result = DeleteRecordsPartitionResult::default()
@@ -89,7 +90,7 @@ pub async fn handle(
     }
 
     // Followers pick the new log start up from their next fetch response.
-    broker.notify_append();
+    broker.replicas.notify_append();
     let deadline = tokio::time::Instant::now() + Duration::from_millis(request.timeout_ms.max(0) as u64);
     loop {
         pending.retain(|done| {

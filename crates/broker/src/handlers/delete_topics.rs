@@ -23,8 +23,8 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: DeleteT
     let mut responses = Vec::with_capacity(wanted.len());
     for (name, topic_id) in wanted {
         let topic = match &name {
-            Some(n) => broker.topics.get(n.0.as_str()),
-            None => broker.topics.get_by_id(&topic_id),
+            Some(n) => broker.replicas.topics.get(n.0.as_str()),
+            None => broker.replicas.topics.get_by_id(&topic_id),
         };
         let result = DeletableTopicResult::default().with_name(name.clone()).with_topic_id(topic_id);
         let Some(topic) = topic else {

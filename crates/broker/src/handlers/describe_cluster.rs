@@ -26,6 +26,7 @@ pub fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, request: DescribeClus
             .with_error_message(Some(str_bytes("The target broker only supports broker endpoints")));
     }
     response.brokers = broker
+        .membership
         .brokers()
         .into_iter()
         .map(|b| {

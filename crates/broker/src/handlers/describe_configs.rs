@@ -98,7 +98,7 @@ pub fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, request: DescribeConf
                 .with_resource_name(resource.resource_name.clone());
             match resource.resource_type {
                 RESOURCE_TOPIC => {
-                    let Some(topic) = broker.topics.get(resource.resource_name.as_str()) else {
+                    let Some(topic) = broker.replicas.topics.get(resource.resource_name.as_str()) else {
                         return result
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code())
                             .with_error_message(Some(str_bytes(format!(
@@ -106,7 +106,7 @@ pub fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, request: DescribeConf
                                 resource.resource_name.as_str()
                             ))));
                     };
-                    let config = broker.effective_config();
+                    let config = broker.replicas.effective_config();
                     let configs = TOPIC_CONFIGS
                         .iter()
                         .filter(|def| wanted(&resource.configuration_keys, def.name))
@@ -134,7 +134,7 @@ pub fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, request: DescribeConf
                     }
                     if name.is_empty() {
                         // The cluster-wide default entity: its dynamic configs only, as Kafka.
-                        let defaults = broker.dynamic_configs().remove("").unwrap_or_default();
+                        let defaults = broker.replicas.dynamic_configs().remove("").unwrap_or_default();
                         let configs = defaults
                             .into_iter()
                             .filter(|(key, _)| wanted(&resource.configuration_keys, key))
@@ -145,7 +145,7 @@ pub fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, request: DescribeConf
                             .collect();
                         return result.with_configs(configs);
                     }
-                    let config = broker.effective_config();
+                    let config = broker.replicas.effective_config();
                     let configs = config
                         .describe()
                         .into_iter()

@@ -24,7 +24,7 @@ pub fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, request: DescribeLogD
         topics.iter().flat_map(|t| t.partitions.iter().map(move |&p| (t.topic.0.to_string(), p))).collect()
     });
     let mut topics = Vec::new();
-    for topic in broker.topics.all() {
+    for topic in broker.replicas.topics.all() {
         let partitions: Vec<DescribeLogDirsPartition> = topic
             .replicas
             .iter()

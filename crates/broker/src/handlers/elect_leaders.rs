@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::{deadline_in, str_bytes, until_deadline};
 use crate::broker::Broker;
-use crate::cluster::controller::ElectionType;
+use crate::membership::etcd::controller::ElectionType;
 use crate::request_context::RequestContext;
 
 /// `election_type` values (v1+; v0 always means preferred).
@@ -41,39 +41,23 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: ElectLe
     let wanted: Option<Vec<(String, i32)>> = request.topic_partitions.map(|topics| {
         topics.iter().flat_map(|t| t.partitions.iter().map(move |&p| (t.topic.0.to_string(), p))).collect()
     });
-    let results =
-        match &broker.cluster {
-            Some(cluster) => {
-                let cluster = cluster.clone();
-                let asked = wanted.clone();
-                let outcome = until_deadline(deadline, "ElectLeaders", "", async move {
-                    cluster.elect_leaders(asked, election).await
-                })
-                .await;
-                let outcome = outcome.and_then(|elected| {
-                    elected.map_err(|e| {
-                        tracing::warn!(error = %e, "leader election failed");
-                        ResponseError::CoordinatorNotAvailable
-                    })
-                });
-                match outcome {
-                    Ok(results) => results,
-                    Err(error) if version >= 1 => return ElectLeadersResponse::default().with_error_code(error.code()),
-                    // v0 has no top-level error: each asked partition carries it.
-                    Err(error) => wanted.unwrap_or_default().into_iter().map(|(t, p)| (t, p, Some(error))).collect(),
-                }
-            }
-            None => wanted
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(topic, partition)| {
-                    let known = broker.topics.get(&topic).is_some_and(|t| t.replica(partition).is_some());
-                    let error =
-                        if known { ResponseError::ElectionNotNeeded } else { ResponseError::UnknownTopicOrPartition };
-                    (topic, partition, Some(error))
-                })
-                .collect(),
-        };
+    let membership = broker.membership.clone();
+    let asked = wanted.clone();
+    let outcome =
+        until_deadline(deadline, "ElectLeaders", "", async move { membership.elect_leaders(asked, election).await })
+            .await;
+    let outcome = outcome.and_then(|elected| {
+        elected.map_err(|e| {
+            tracing::warn!(error = %e, "leader election failed");
+            ResponseError::CoordinatorNotAvailable
+        })
+    });
+    let results = match outcome {
+        Ok(results) => results,
+        Err(error) if version >= 1 => return ElectLeadersResponse::default().with_error_code(error.code()),
+        // v0 has no top-level error: each asked partition carries it.
+        Err(error) => wanted.unwrap_or_default().into_iter().map(|(t, p)| (t, p, Some(error))).collect(),
+    };
     let mut by_topic: BTreeMap<String, Vec<PartitionResult>> = BTreeMap::new();
     for (topic, partition, error) in results {
         let result = PartitionResult::default()

@@ -27,7 +27,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: EndTxnR
         Err(e) => Err(e),
     };
     // Markers were appended: wake read_committed fetches waiting for the stable offset.
-    broker.notify_append();
+    broker.replicas.notify_append();
     let response = EndTxnResponse::default().with_error_code(code(outcome.err().map(|e| fenced_error(e, version, 2))));
     if version >= 5 {
         let (id, epoch) = outcome.map_or((-1, -1), |p| (p.producer_id, p.producer_epoch));

@@ -60,9 +60,9 @@ fn read_once(broker: &Arc<Broker>, request: &FetchRequest, version: i16) -> (Fet
     let mut responses = Vec::with_capacity(request.topics.len());
     for wanted in &request.topics {
         let topic = if version >= 13 {
-            broker.topics.get_by_id(&wanted.topic_id)
+            broker.replicas.topics.get_by_id(&wanted.topic_id)
         } else {
-            broker.topics.get(wanted.topic.0.as_str())
+            broker.replicas.topics.get(wanted.topic.0.as_str())
         };
         let unknown =
             if version >= 13 { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };
@@ -86,9 +86,7 @@ fn read_once(broker: &Arc<Broker>, request: &FetchRequest, version: i16) -> (Fet
             let log = &replica.log;
             if let Some(follower) = follower {
                 if let Some(isr) = replica.record_follower_fetch(follower, p.fetch_offset, p.log_start_offset) {
-                    if let Some(cluster) = &broker.cluster {
-                        cluster.propose_isr(broker, replica, isr);
-                    }
+                    broker.membership.propose_isr(replica, isr);
                 }
                 high_watermark_moved |= replica.maybe_advance_high_watermark();
             }
@@ -148,7 +146,7 @@ fn read_once(broker: &Arc<Broker>, request: &FetchRequest, version: i16) -> (Fet
     METRICS.bytes_out.inc_by(total as u64);
     if high_watermark_moved {
         // acks=all produces and consumers waiting for committed records.
-        broker.notify_append();
+        broker.replicas.notify_append();
     }
     (FetchResponse::default().with_responses(responses), total, any_error)
 }
@@ -163,7 +161,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: FetchRe
     let deadline = Instant::now() + wait;
     let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
     // Subscribe before reading so an append between the read and the wait is not missed.
-    let mut appended = broker.subscribe_appends();
+    let mut appended = broker.replicas.subscribe_appends();
     loop {
         let (response, bytes, any_error) = read_once(broker, &request, version);
         if bytes >= min_bytes || any_error || Instant::now() >= deadline || request.topics.is_empty() {

@@ -34,9 +34,13 @@ fn check(broker: &Broker, key_type: i8, key: &str) -> Result<BrokerRegistration,
         other => return Err((ResponseError::InvalidRequest, format!("Unknown coordinator type {other}"))),
     };
     let unavailable = || (ResponseError::CoordinatorNotAvailable, "The coordinator is not available.".to_string());
-    let leader =
-        broker.topics.get(topic).and_then(|t| t.replica(partition).map(|r| r.view().leader)).ok_or_else(unavailable)?;
-    broker.brokers().into_iter().find(|b| b.node_id == leader).ok_or_else(unavailable)
+    let leader = broker
+        .replicas
+        .topics
+        .get(topic)
+        .and_then(|t| t.replica(partition).map(|r| r.view().leader))
+        .ok_or_else(unavailable)?;
+    broker.membership.brokers().into_iter().find(|b| b.node_id == leader).ok_or_else(unavailable)
 }
 
 pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: FindCoordinatorRequest) -> FindCoordinatorResponse {

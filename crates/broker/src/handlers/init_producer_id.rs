@@ -58,7 +58,7 @@ pub async fn handle(
     };
     match outcome {
         Ok(p) => {
-            broker.notify_append();
+            broker.replicas.notify_append();
             InitProducerIdResponse::default()
                 .with_producer_id(ProducerId(p.producer_id))
                 .with_producer_epoch(p.producer_epoch)

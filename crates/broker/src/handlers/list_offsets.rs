@@ -47,7 +47,7 @@ pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: ListOffsetsRe
         .topics
         .into_iter()
         .map(|wanted| {
-            let topic = broker.topics.get(wanted.name.0.as_str());
+            let topic = broker.replicas.topics.get(wanted.name.0.as_str());
             let partitions = wanted
                 .partitions
                 .iter()

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use super::{code, str_bytes, until_deadline};
 use crate::broker::{validate_topic_name, Broker};
+use crate::replication::topics::Topic;
 use crate::request_context::RequestContext;
-use crate::topics::Topic;
 
 fn topic_response(topic: &Topic, live: &HashSet<i32>) -> MetadataResponseTopic {
     let ids = |ids: &[i32]| ids.iter().map(|&id| BrokerId(id)).collect::<Vec<_>>();
@@ -59,7 +59,7 @@ const AUTO_CREATE_WAIT: Duration = Duration::from_secs(5);
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: MetadataRequest) -> MetadataResponse {
     let version = ctx.api_version;
-    let brokers = broker.brokers();
+    let brokers = broker.membership.brokers();
     let live: HashSet<i32> = brokers.iter().map(|b| b.node_id).collect();
     let mut response = MetadataResponse::default()
         .with_brokers(
@@ -81,16 +81,16 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Metadat
     let allow_auto_create = version < 4 || request.allow_auto_topic_creation;
     response.topics = match request.topics {
         // v0 sends an empty list for "all topics"; v1+ sends null.
-        None => broker.topics.all().iter().map(|t| topic_response(t, &live)).collect(),
+        None => broker.replicas.topics.all().iter().map(|t| topic_response(t, &live)).collect(),
         Some(wanted) if wanted.is_empty() && version == 0 => {
-            broker.topics.all().iter().map(|t| topic_response(t, &live)).collect()
+            broker.replicas.topics.all().iter().map(|t| topic_response(t, &live)).collect()
         }
         Some(wanted) => {
             let mut topics = Vec::with_capacity(wanted.len());
             for item in wanted {
                 let Some(name) = item.name.map(|n| n.0.to_string()) else {
                     // v10+: lookup by topic id.
-                    topics.push(match broker.topics.get_by_id(&item.topic_id) {
+                    topics.push(match broker.replicas.topics.get_by_id(&item.topic_id) {
                         Some(topic) => topic_response(&topic, &live),
                         None => error_topic(None, item.topic_id, ResponseError::UnknownTopicId),
                     });
@@ -100,7 +100,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Metadat
                     topics.push(error_topic(Some(name), Uuid::nil(), ResponseError::InvalidTopicException));
                     continue;
                 }
-                if let Some(topic) = broker.topics.get(&name) {
+                if let Some(topic) = broker.replicas.topics.get(&name) {
                     topics.push(topic_response(&topic, &live));
                     continue;
                 }

@@ -29,7 +29,9 @@ pub(super) fn known_offsets<'a>(
 ) -> Vec<(String, i32, OffsetValue)> {
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     requested
-        .filter(|(topic, partition, ..)| broker.topics.get(topic).is_some_and(|t| t.partition(*partition).is_some()))
+        .filter(|(topic, partition, ..)| {
+            broker.replicas.topics.get(topic).is_some_and(|t| t.partition(*partition).is_some())
+        })
         .map(|(topic, partition, offset, leader_epoch, metadata)| {
             let value = OffsetValue {
                 offset,
@@ -53,7 +55,7 @@ pub(super) fn partition_errors<'a>(
     let mut results = outcome.unwrap_or_default().into_iter();
     requested
         .map(|(topic, partition)| {
-            if broker.topics.get(topic).and_then(|t| t.partition(partition).cloned()).is_none() {
+            if broker.replicas.topics.get(topic).and_then(|t| t.partition(partition).cloned()).is_none() {
                 Some(ResponseError::UnknownTopicOrPartition)
             } else if group_error.is_some() {
                 group_error
@@ -91,7 +93,7 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, request: Offset
     let outcome = match outcome {
         Ok(results) if results.iter().any(Option::is_none) => {
             let partition = broker.groups.partition_of(request.group_id.0.as_str());
-            match broker.await_replicated(OFFSETS_TOPIC, partition, COMMIT_REPLICATION_TIMEOUT).await {
+            match broker.replicas.await_replicated(OFFSETS_TOPIC, partition, COMMIT_REPLICATION_TIMEOUT).await {
                 None => Ok(results),
                 Some(error) => Err(error),
             }

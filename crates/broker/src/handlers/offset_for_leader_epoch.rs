@@ -22,7 +22,7 @@ pub fn handle(
         .topics
         .into_iter()
         .map(|wanted| {
-            let topic = broker.topics.get(wanted.topic.0.as_str());
+            let topic = broker.replicas.topics.get(wanted.topic.0.as_str());
             let partitions = wanted
                 .partitions
                 .iter()

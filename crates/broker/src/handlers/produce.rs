@@ -18,9 +18,9 @@ use rivulet_storage::{AppendError, AppendOptions, AppendOrigin};
 use super::{str_bytes, Reply};
 use crate::broker::Broker;
 use crate::metrics::METRICS;
-use crate::replica::Replica;
+use crate::replication::replica::Replica;
+use crate::replication::topics::Topic;
 use crate::request_context::RequestContext;
-use crate::topics::Topic;
 
 /// An acks=all append waiting for the ISR to reach `end_offset`.
 struct Pending {
@@ -91,7 +91,7 @@ fn append_partition(
     };
     // A leader whose registration may have lapsed could already be replaced: refuse, as a
     // fenced Kafka leader does, rather than acknowledge what a new leader never sees.
-    if !replica.is_leader() || broker.cluster.as_ref().is_some_and(|c| !c.registered()) {
+    if !replica.is_leader() || !broker.membership.may_acknowledge() {
         return (failed(index, ResponseError::NotLeaderOrFollower, None), -1);
     }
     let view = replica.view();
@@ -204,7 +204,7 @@ async fn await_replication(
     timeout: Duration,
 ) {
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut waiting = broker.subscribe_appends();
+    let mut waiting = broker.replicas.subscribe_appends();
     let mut remaining = pending;
     loop {
         remaining.retain(|p| {
@@ -212,7 +212,7 @@ async fn await_replication(
             let view = p.replica.view();
             // Leadership may have moved since the append, or this broker's registration
             // lapsed (a new leader may exist): do not acknowledge then.
-            let fenced = broker.cluster.as_ref().is_some_and(|c| !c.registered());
+            let fenced = !broker.membership.may_acknowledge();
             let outcome = if view.leader != broker.config.node_id || fenced {
                 Some(Some(ResponseError::NotLeaderOrFollower))
             } else if p.replica.log.high_watermark() >= p.end_offset {
@@ -255,9 +255,9 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Produce
     for topic_data in request.topic_data {
         // v13+ (KIP-516) names topics by id.
         let topic = if version >= 13 {
-            broker.topics.get_by_id(&topic_data.topic_id)
+            broker.replicas.topics.get_by_id(&topic_data.topic_id)
         } else {
-            broker.topics.get(topic_data.name.0.as_str())
+            broker.replicas.topics.get(topic_data.name.0.as_str())
         };
         let unknown =
             if version >= 13 { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };
@@ -305,7 +305,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Produce
         );
     }
     if any_appended {
-        broker.notify_append();
+        broker.replicas.notify_append();
     }
     if acks == 0 {
         if any_error {

@@ -31,7 +31,7 @@ fn write(
     commit: bool,
     coordinator_epoch: i32,
 ) -> Option<ResponseError> {
-    let Some(replica) = broker.topics.get(topic).and_then(|t| t.replica(partition).cloned()) else {
+    let Some(replica) = broker.replicas.topics.get(topic).and_then(|t| t.replica(partition).cloned()) else {
         return Some(ResponseError::UnknownTopicOrPartition);
     };
     if !replica.is_leader() {
@@ -95,7 +95,7 @@ pub async fn handle(
     // Acknowledged once replicated: a failover must not lose a decided outcome.
     let mut unreplicated: HashSet<(String, i32)> = HashSet::new();
     for (topic, partition) in &written {
-        if broker.await_replicated(topic, *partition, REPLICATION_TIMEOUT).await.is_some() {
+        if broker.replicas.await_replicated(topic, *partition, REPLICATION_TIMEOUT).await.is_some() {
             unreplicated.insert((topic.clone(), *partition));
         }
     }

@@ -360,6 +360,12 @@ impl GroupCoordinator {
         self.partitions.mark_loading(partition);
     }
 
+    /// `None` when `partition` is served here, else COORDINATOR_LOAD_IN_PROGRESS while it
+    /// loads or NOT_COORDINATOR.
+    pub fn partition_status(&self, partition: i32) -> Option<ResponseError> {
+        self.partitions.status(partition)
+    }
+
     /// Whether this coordinator serves `group`: `None` when it does, else the error Kafka
     /// gives (NOT_COORDINATOR, or COORDINATOR_LOAD_IN_PROGRESS while its partition loads).
     pub fn status(&self, group: &str) -> Option<ResponseError> {

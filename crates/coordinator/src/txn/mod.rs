@@ -106,6 +106,12 @@ impl TransactionCoordinator {
         self.partitions.mark_loading(partition);
     }
 
+    /// `None` when `partition` is served here, else COORDINATOR_LOAD_IN_PROGRESS while it
+    /// loads or NOT_COORDINATOR.
+    pub fn partition_status(&self, partition: i32) -> Option<ResponseError> {
+        self.partitions.status(partition)
+    }
+
     /// Whether this coordinator serves `transactional_id`: `None` when it does, else
     /// NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS.
     pub fn status(&self, transactional_id: &str) -> Option<ResponseError> {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use rivulet_metadata::{ClusterSnapshot, ControllerLease, MetadataError, PartitionState};
 
-use crate::broker::Broker;
+use super::Cluster;
 use crate::group::persist::OFFSETS_TOPIC;
 use crate::txn::TRANSACTION_STATE_TOPIC;
 
@@ -129,16 +129,16 @@ pub fn elect(
 }
 
 /// Campaigns for the controller role forever; while holding it, runs its duties.
-pub async fn run(broker: Weak<Broker>) {
+pub async fn run(cluster: Weak<Cluster>) {
     loop {
-        let Some(strong) = broker.upgrade() else { return };
-        let Some(cluster) = strong.cluster.clone() else { return };
+        let Some(strong) = cluster.upgrade() else { return };
         let node_id = strong.config.node_id;
         let ttl = Duration::from_millis(strong.config.broker_session_timeout_ms);
+        let etcd = strong.etcd.clone();
         drop(strong);
-        match cluster.etcd.try_become_controller(node_id, ttl).await {
+        match etcd.try_become_controller(node_id, ttl).await {
             Ok(Some((_, lease))) => {
-                duties(&broker, &lease).await;
+                duties(&cluster, &lease).await;
                 tracing::warn!(node_id, controller_epoch = lease.epoch, "no longer the controller");
             }
             Ok(None) => {}
@@ -148,11 +148,11 @@ pub async fn run(broker: Weak<Broker>) {
     }
 }
 
-async fn duties(broker: &Weak<Broker>, lease: &ControllerLease) {
+async fn duties(cluster: &Weak<Cluster>, lease: &ControllerLease) {
     let mut last_rebalance = Instant::now();
     while lease.is_alive() {
-        let Some(strong) = broker.upgrade() else { return };
-        let Some(cluster) = strong.cluster.clone() else { return };
+        let Some(strong) = cluster.upgrade() else { return };
+        let etcd = strong.etcd.clone();
         let rebalance_every = Duration::from_secs(strong.config.leader_imbalance_check_interval_seconds);
         let preferred = strong.config.auto_leader_rebalance_enable && last_rebalance.elapsed() >= rebalance_every;
         if preferred {
@@ -170,7 +170,7 @@ async fn duties(broker: &Weak<Broker>, lease: &ControllerLease) {
         };
         drop(strong);
         tokio::select! {
-            _ = cluster.etcd.wait_for_change(revision) => {}
+            _ = etcd.wait_for_change(revision) => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
@@ -178,19 +178,18 @@ async fn duties(broker: &Weak<Broker>, lease: &ControllerLease) {
 
 /// One look at the cluster. Returns the revision seen, or `None` when another broker is
 /// the controller now.
-async fn pass(broker: &Broker, lease: &ControllerLease, preferred: bool) -> Result<Option<i64>, MetadataError> {
-    let Some(cluster) = broker.cluster.as_ref() else { return Ok(None) };
+async fn pass(cluster: &Cluster, lease: &ControllerLease, preferred: bool) -> Result<Option<i64>, MetadataError> {
     let snapshot = cluster.etcd.snapshot().await?;
-    if snapshot.controller != Some(broker.config.node_id) {
+    if snapshot.controller != Some(cluster.config.node_id) {
         return Ok(None);
     }
     let live: HashSet<i32> = snapshot.brokers.iter().map(|b| b.node_id).collect();
-    create_internal_topics(broker, &snapshot).await;
+    create_internal_topics(cluster, &snapshot).await;
     for topic in &snapshot.topics {
         let unclean = topic
             .configs
             .get("unclean.leader.election.enable")
-            .map_or(broker.config.unclean_leader_election_enable, |v| v.eq_ignore_ascii_case("true"));
+            .map_or(cluster.config.unclean_leader_election_enable, |v| v.eq_ignore_ascii_case("true"));
         for partition in topic.partitions.iter().filter(|p| !p.replicas.is_empty()) {
             let Some(versioned) = snapshot.states.get(&(topic.name.clone(), partition.index)) else { continue };
             let Some(next) = decide(&versioned.state, &partition.replicas, &live, unclean, preferred, lease.epoch)
@@ -219,20 +218,20 @@ async fn pass(broker: &Broker, lease: &ControllerLease, preferred: bool) -> Resu
 
 /// Creates `__consumer_offsets` and `__transaction_state` once enough brokers are alive
 /// for their replication factors (Kafka creates them on first use and refuses until then).
-async fn create_internal_topics(broker: &Broker, snapshot: &ClusterSnapshot) {
+async fn create_internal_topics(cluster: &Cluster, snapshot: &ClusterSnapshot) {
     let wanted = [
-        (OFFSETS_TOPIC, broker.config.offsets_topic_num_partitions, broker.config.offsets_topic_replication_factor),
+        (OFFSETS_TOPIC, cluster.config.offsets_topic_num_partitions, cluster.config.offsets_topic_replication_factor),
         (
             TRANSACTION_STATE_TOPIC,
-            broker.config.transaction_state_log_num_partitions,
-            broker.config.transaction_state_log_replication_factor,
+            cluster.config.transaction_state_log_num_partitions,
+            cluster.config.transaction_state_log_replication_factor,
         ),
     ];
     for (name, partitions, factor) in wanted {
         if snapshot.topics.iter().any(|t| t.name == name) || snapshot.brokers.len() < factor as usize {
             continue;
         }
-        match broker.create_internal_topic(name, partitions, factor).await {
+        match cluster.create_internal_topic(&snapshot.brokers, name, partitions, factor).await {
             Ok(()) => tracing::info!(topic = name, partitions, replication_factor = factor, "internal topic created"),
             Err(e) => tracing::warn!(topic = name, error = %e, "creating internal topic failed"),
         }

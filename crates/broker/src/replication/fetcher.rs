@@ -16,13 +16,23 @@ use rivulet_protocol::kafka_protocol::messages::offset_for_leader_epoch_request:
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
 use rivulet_protocol::kafka_protocol::messages::{BrokerId, FetchRequest, OffsetForLeaderEpochRequest, TopicName};
+use rivulet_protocol::kafka_protocol::protocol::StrBytes;
 use rivulet_protocol::record_batch::split_batches;
 use rivulet_protocol::ResponseError;
 
 use super::peer::{PeerConnection, PeerError};
-use crate::broker::Broker;
-use crate::handlers::str_bytes;
-use crate::replica::Replica;
+use super::replica::Replica;
+use super::ReplicaManager;
+
+use rivulet_metadata::BrokerRegistration;
+
+/// Where the other brokers are, as the membership last saw them.
+pub trait Peers: Send + Sync {
+    /// The live broker `node_id`, if it is one.
+    fn peer(&self, node_id: i32) -> Option<BrokerRegistration>;
+    /// Asks for the cluster's metadata to be read again (e.g. the leader moved).
+    fn request_sync(&self);
+}
 
 /// Fetch version followers send: the last one naming topics (v13+ use topic ids) and
 /// carrying `replica_id` in the body.
@@ -32,23 +42,22 @@ const PARTITION_MAX_BYTES: i32 = 1024 * 1024;
 const RESPONSE_MAX_BYTES: i32 = 16 * 1024 * 1024;
 
 /// Runs until this broker follows nothing on `leader` any more.
-pub async fn run(broker: Weak<Broker>, leader: i32) {
+pub async fn run(replicas: Weak<ReplicaManager>, peers: Weak<dyn Peers>, leader: i32) {
     let mut connection: Option<PeerConnection> = None;
     loop {
-        let Some(strong) = broker.upgrade() else { return };
-        let Some(cluster) = strong.cluster.clone() else { return };
-        let partitions = followed_from(&strong, leader);
+        let (Some(strong), Some(cluster)) = (replicas.upgrade(), peers.upgrade()) else { return };
+        let partitions = strong.followed_from(leader);
         if partitions.is_empty() {
             tracing::debug!(leader, "fetcher stops: nothing left to follow");
             return;
         }
         if connection.is_none() {
-            let Some(peer) = cluster.broker(leader) else {
+            let Some(peer) = cluster.peer(leader) else {
                 drop(strong);
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 continue;
             };
-            let client_id = format!("rivulet-replica-{}", strong.config.node_id);
+            let client_id = format!("rivulet-replica-{}", strong.node_id());
             match PeerConnection::connect(&peer.host, peer.port, client_id).await {
                 Ok(c) => connection = Some(c),
                 Err(e) => {
@@ -78,24 +87,9 @@ pub async fn run(broker: Weak<Broker>, leader: i32) {
     }
 }
 
-/// Partitions this broker holds a replica of and `leader` leads.
-fn followed_from(broker: &Broker, leader: i32) -> Vec<Arc<Replica>> {
-    broker
-        .topics
-        .all()
-        .iter()
-        .flat_map(|t| t.replicas.iter())
-        .filter(|r| {
-            let view = r.view();
-            view.leader == leader && view.replicas.contains(&broker.config.node_id)
-        })
-        .cloned()
-        .collect()
-}
-
 /// Truncates, then fetches once. Returns whether any partition was served.
 async fn fetch_round(
-    broker: &Broker,
+    replicas: &ReplicaManager,
     conn: &mut PeerConnection,
     leader: i32,
     partitions: &[Arc<Replica>],
@@ -103,7 +97,7 @@ async fn fetch_round(
     let diverged: Vec<&Arc<Replica>> =
         partitions.iter().filter(|r| r.needs_truncation.load(Ordering::SeqCst)).collect();
     if !diverged.is_empty() {
-        truncate(broker, conn, &diverged).await?;
+        truncate(replicas, conn, &diverged).await?;
     }
     let ready: Vec<&Arc<Replica>> = partitions.iter().filter(|r| !r.needs_truncation.load(Ordering::SeqCst)).collect();
     if ready.is_empty() {
@@ -125,9 +119,9 @@ async fn fetch_round(
         );
         sent.insert((replica.topic.clone(), replica.index), (replica.clone(), epoch));
     }
-    let wait = broker.config.replica_fetch_wait_max_ms;
+    let wait = replicas.config().replica_fetch_wait_max_ms;
     let request = FetchRequest::default()
-        .with_replica_id(BrokerId(broker.config.node_id))
+        .with_replica_id(BrokerId(replicas.node_id()))
         .with_max_wait_ms(i32::try_from(wait).unwrap_or(500))
         .with_min_bytes(1)
         .with_max_bytes(RESPONSE_MAX_BYTES)
@@ -136,7 +130,7 @@ async fn fetch_round(
             topics
                 .into_iter()
                 .map(|(name, partitions)| {
-                    FetchTopic::default().with_topic(TopicName(str_bytes(name))).with_partitions(partitions)
+                    FetchTopic::default().with_topic(TopicName(StrBytes::from_string(name))).with_partitions(partitions)
                 })
                 .collect(),
         );
@@ -223,7 +217,11 @@ fn follow_log_start(replica: &Replica, leader_log_start: i64) {
 }
 
 /// KIP-279: asks the leader where our latest epoch ends and truncates beyond it.
-async fn truncate(broker: &Broker, conn: &mut PeerConnection, replicas: &[&Arc<Replica>]) -> Result<(), PeerError> {
+async fn truncate(
+    manager: &ReplicaManager,
+    conn: &mut PeerConnection,
+    replicas: &[&Arc<Replica>],
+) -> Result<(), PeerError> {
     let mut topics: BTreeMap<String, Vec<OffsetForLeaderPartition>> = BTreeMap::new();
     for replica in replicas {
         let Some(latest) = replica.log.latest_epoch() else {
@@ -241,11 +239,13 @@ async fn truncate(broker: &Broker, conn: &mut PeerConnection, replicas: &[&Arc<R
     if topics.is_empty() {
         return Ok(());
     }
-    let request = OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(broker.config.node_id)).with_topics(
+    let request = OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(manager.node_id())).with_topics(
         topics
             .into_iter()
             .map(|(name, partitions)| {
-                OffsetForLeaderTopic::default().with_topic(TopicName(str_bytes(name))).with_partitions(partitions)
+                OffsetForLeaderTopic::default()
+                    .with_topic(TopicName(StrBytes::from_string(name)))
+                    .with_partitions(partitions)
             })
             .collect(),
     );

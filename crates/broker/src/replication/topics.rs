@@ -10,7 +10,7 @@ use rivulet_metadata::TopicRecord;
 use rivulet_storage::PartitionLog;
 use uuid::Uuid;
 
-use crate::replica::Replica;
+use super::replica::Replica;
 use crate::topic_config::TopicSettings;
 
 /// A topic with its partitions' logs open.
