@@ -19,7 +19,7 @@ use crate::group::{GroupCoordinator, GroupSettings};
 use crate::replica::{Replica, ReplicaView, Transition};
 use crate::topic_config::TopicSettings;
 use crate::topics::{Topic, TopicRegistry};
-use crate::txn::{MarkerSink, TransactionCoordinator, TxnSettings, TRANSACTION_STATE_TOPIC};
+use crate::txn::{MarkerError, MarkerSink, TransactionCoordinator, TxnSettings, TRANSACTION_STATE_TOPIC};
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -674,7 +674,7 @@ impl MarkerSink for Broker {
         producer_id: i64,
         producer_epoch: i16,
         control: rivulet_protocol::record_batch::ControlType,
-    ) -> Result<(), String> {
+    ) -> Result<(), MarkerError> {
         let Some(found) = self.topics.get(topic) else {
             tracing::warn!(topic, partition, producer_id, "no marker written: the topic no longer exists");
             return Ok(());
@@ -684,16 +684,12 @@ impl MarkerSink for Broker {
             // Another broker leads it: WriteTxnMarkers. On failure the transaction stays
             // prepared and its markers are retried.
             let Some(cluster) = &self.cluster else {
-                return Err(format!("{topic}-{partition} has no leader here"));
+                return Err(MarkerError::NoLeader { topic: topic.to_string(), partition });
             };
             let commit = control == rivulet_protocol::record_batch::ControlType::Commit;
-            return cluster.write_remote_marker(
-                replica.view().leader,
-                topic,
-                partition,
-                producer_id,
-                producer_epoch,
-                commit,
+            let leader = replica.view().leader;
+            return cluster.write_remote_marker(leader, topic, partition, producer_id, producer_epoch, commit).map_err(
+                |reason| MarkerError::Remote { leader, topic: topic.to_string(), partition, source: reason.into() },
             );
         }
         let now_ms =
@@ -701,7 +697,7 @@ impl MarkerSink for Broker {
         replica
             .log
             .append_marker(producer_id, producer_epoch, control, 0, replica.leader_epoch(), now_ms)
-            .map_err(|e| e.to_string())?;
+            .map_err(|source| MarkerError::Append { topic: topic.to_string(), partition, source })?;
         replica.maybe_advance_high_watermark();
         if topic == OFFSETS_TOPIC {
             self.groups.complete_txn(producer_id, control == rivulet_protocol::record_batch::ControlType::Commit);

@@ -21,7 +21,9 @@ impl GroupCoordinator {
                             None => apply_record(&mut groups, record, now),
                         },
                         Ok(None) => {}
-                        Err(e) => failure = Some(e.to_string()),
+                        Err(e) => {
+                            failure.get_or_insert(e);
+                        }
                     }
                 }
             }
@@ -33,11 +35,10 @@ impl GroupCoordinator {
                     }
                 }
             }
-        })
-        .map_err(PersistError)?;
+        })?;
         if let Some(e) = failure {
             self.partitions.finish_loading(partition, None);
-            return Err(PersistError(e));
+            return Err(PersistError::Record(e));
         }
         groups.retain(|_, g| {
             !(g.members.is_empty() && g.offsets.is_empty() && g.state == GroupState::Empty && g.generation == 0)
@@ -93,27 +94,22 @@ impl GroupCoordinator {
     }
 
     pub(super) fn write(&self, group: &str, entries: &[Record]) -> Result<(), PersistError> {
-        self.write_as(group, entries, None).map_err(|e| PersistError(e.to_string()))
+        self.write_as(group, entries, None)
     }
 
+    /// Appends `entries` to `group`'s partition, as `txn`'s transactional batch if given.
     pub(super) fn write_as(
         &self,
         group: &str,
         entries: &[Record],
         txn: Option<TxnProducer>,
-    ) -> Result<(), rivulet_storage::AppendError> {
+    ) -> Result<(), PersistError> {
         if entries.is_empty() {
             return Ok(());
         }
-        let log = self.log_for(group).ok_or_else(|| {
-            rivulet_storage::AppendError::Storage(rivulet_storage::StorageError::Corrupt {
-                what: "__consumer_offsets",
-                reason: "no partitions".into(),
-            })
-        })?;
-        let batch = persist::encode_batch(entries, now_ms(), txn).map_err(|e| {
-            rivulet_storage::AppendError::Batch(rivulet_protocol::record_batch::BatchError::Invalid(e.to_string()))
-        })?;
+        let log = self.log_for(group).ok_or(PersistError::NotServed { partition: self.partition_of(group) })?;
+        let encoded = entries.iter().map(persist::encode_record).collect::<Result<Vec<_>, _>>()?;
+        let batch = internal_topic::encode_batch(&encoded, now_ms(), txn)?;
         let options = AppendOptions {
             // The partition's current leader epoch.
             leader_epoch: -1,

@@ -37,12 +37,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use rivulet_protocol::ResponseError;
-use rivulet_storage::{AppendOptions, AppendOrigin, PartitionLog};
+use rivulet_storage::{AppendError, AppendOptions, AppendOrigin, PartitionLog};
 use tokio::sync::oneshot;
 
 use crate::coordinator_partitions::CoordinatorPartitions;
-use crate::internal_topic::{self, Replayed, TxnProducer};
-use persist::{GroupValue, MemberValue, OffsetValue, Record, RecordKey, RecordValue};
+use crate::internal_topic::{self, InternalTopicError, Replayed, TxnProducer};
+use persist::{GroupValue, MemberValue, OffsetValue, Record, RecordError, RecordKey, RecordValue};
 
 /// An offset committed inside a transaction, applied when its COMMIT marker is written.
 #[derive(Debug, Clone)]
@@ -339,10 +339,38 @@ pub struct GroupCoordinator {
     pending_txn_offsets: Mutex<HashMap<i64, Vec<PendingOffset>>>,
 }
 
-/// Why state could not be persisted; the request then fails with a retriable error.
+/// Why group state could not be loaded from or written to `__consumer_offsets`.
 #[derive(Debug, thiserror::Error)]
-#[error("writing to __consumer_offsets failed: {0}")]
-pub struct PersistError(String);
+pub enum PersistError {
+    /// The group's partition is not served here (it moved to another broker meanwhile).
+    #[error("__consumer_offsets partition {partition} is not served here")]
+    NotServed { partition: i32 },
+    /// A record could not be encoded, or a stored one could not be read.
+    #[error("invalid __consumer_offsets record: {0}")]
+    Record(#[from] RecordError),
+    /// Encoding a batch, or reading the partition while loading it, failed.
+    #[error("__consumer_offsets: {0}")]
+    Log(#[from] InternalTopicError),
+    /// The partition log refused the append.
+    #[error("appending to __consumer_offsets failed: {0}")]
+    Append(#[from] AppendError),
+}
+
+impl PersistError {
+    /// The error a request whose write failed answers with: the one place the group
+    /// coordinator maps its write failures to Kafka's codes. A fenced transactional
+    /// producer (TxnOffsetCommit) gets PRODUCER_FENCED; anything else is
+    /// COORDINATOR_NOT_AVAILABLE, which makes the client find the coordinator and retry.
+    pub fn kafka_error(&self) -> ResponseError {
+        match self {
+            PersistError::Append(AppendError::InvalidProducerEpoch { .. }) => ResponseError::ProducerFenced,
+            PersistError::NotServed { .. }
+            | PersistError::Record(_)
+            | PersistError::Log(_)
+            | PersistError::Append(_) => ResponseError::CoordinatorNotAvailable,
+        }
+    }
+}
 
 impl GroupCoordinator {
     /// A coordinator that serves no partition yet; see [`Self::load_partition`].

@@ -47,15 +47,11 @@ impl GroupCoordinator {
                 value: value.clone(),
             });
         }
-        match self.write_as(group_id, &entries, Some(producer)) {
-            Ok(()) => {}
-            Err(rivulet_storage::AppendError::InvalidProducerEpoch { .. }) => {
-                return Err(ResponseError::ProducerFenced)
-            }
-            Err(e) => {
+        if let Err(e) = self.write_as(group_id, &entries, Some(producer)) {
+            if !matches!(e, PersistError::Append(AppendError::InvalidProducerEpoch { .. })) {
                 tracing::error!(group = %group_id, error = %e, "writing transactional offsets failed");
-                return Err(ResponseError::CoordinatorNotAvailable);
             }
+            return Err(e.kafka_error());
         }
         groups.entry(group_id.to_string()).or_insert_with(|| Group::new(group_id));
         drop(groups);
@@ -145,8 +141,9 @@ impl GroupCoordinator {
             let key = RecordKey::Offset { group: group_id.to_string(), topic: topic.clone(), partition: *partition };
             entries.push((key, Some(RecordValue::Offset(value.clone()))));
         }
-        if self.write(group_id, &entries).is_err() {
-            return Err(ResponseError::CoordinatorNotAvailable);
+        if let Err(e) = self.write(group_id, &entries) {
+            tracing::warn!(group = %group_id, error = %e, "writing offsets failed");
+            return Err(e.kafka_error());
         }
         for ((topic, partition, value), result) in offsets.iter().zip(&results) {
             if result.is_none() {
@@ -211,8 +208,9 @@ impl GroupCoordinator {
                 None,
             ));
         }
-        if self.write(group_id, &entries).is_err() {
-            return Err(ResponseError::CoordinatorNotAvailable);
+        if let Err(e) = self.write(group_id, &entries) {
+            tracing::warn!(group = %group_id, error = %e, "writing offsets failed");
+            return Err(e.kafka_error());
         }
         for ((topic, partition), result) in partitions.iter().zip(&results) {
             if result.is_none() {

@@ -24,12 +24,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rivulet_protocol::record_batch::ControlType;
 use rivulet_protocol::ResponseError;
-use rivulet_storage::{AppendOptions, AppendOrigin, PartitionLog};
+use rivulet_storage::{AppendError, AppendOptions, AppendOrigin, PartitionLog};
 
 use crate::clock::{Clock, SystemClock};
 use crate::coordinator_partitions::CoordinatorPartitions;
-use crate::internal_topic::{self, Replayed};
-use persist::{TxnState, TxnValue};
+use crate::internal_topic::{self, InternalTopicError, Replayed};
+use persist::{TxnRecordError, TxnState, TxnValue};
 
 /// The internal topic holding transaction state.
 pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
@@ -45,7 +45,42 @@ pub trait MarkerSink {
         producer_id: i64,
         producer_epoch: i16,
         control: ControlType,
-    ) -> Result<(), String>;
+    ) -> Result<(), MarkerError>;
+}
+
+/// Why a transaction marker could not be written. The transaction then stays in its
+/// Prepare state and its markers are written again later.
+#[derive(Debug, thiserror::Error)]
+pub enum MarkerError {
+    /// No broker can take the marker: this one does not lead the partition and knows no
+    /// other that does.
+    #[error("{topic}-{partition} has no leader here")]
+    NoLeader { topic: String, partition: i32 },
+    /// The partition log refused the marker.
+    #[error("appending the marker to {topic}-{partition} failed: {source}")]
+    Append {
+        topic: String,
+        partition: i32,
+        #[source]
+        source: AppendError,
+    },
+    /// The partition's leader, another broker, did not write the marker (WriteTxnMarkers).
+    #[error("broker {leader} did not write the marker for {topic}-{partition}: {source}")]
+    Remote {
+        leader: i32,
+        topic: String,
+        partition: i32,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl MarkerError {
+    /// What the request that needed the marker answers: the outcome is decided and will be
+    /// completed, so the client retries (COORDINATOR_NOT_AVAILABLE).
+    pub fn kafka_error(&self) -> ResponseError {
+        ResponseError::CoordinatorNotAvailable
+    }
 }
 
 /// Coordinator settings under their `server.properties` names.
@@ -69,10 +104,51 @@ pub struct ProducerIdAndEpoch {
     pub producer_epoch: i16,
 }
 
-/// Why the coordinator's state could not be loaded.
+/// Why a partition of `__transaction_state` could not be loaded.
 #[derive(Debug, thiserror::Error)]
-#[error("loading __transaction_state failed: {0}")]
-pub struct LoadError(String);
+pub enum LoadError {
+    /// The partition log could not be read.
+    #[error("reading __transaction_state partition {partition} failed: {source}")]
+    Read {
+        partition: i32,
+        #[source]
+        source: InternalTopicError,
+    },
+    /// A stored record could not be decoded.
+    #[error("__transaction_state partition {partition}, key {key:?}: {source}")]
+    Record {
+        partition: i32,
+        key: String,
+        #[source]
+        source: TxnRecordError,
+    },
+}
+
+/// Why a transaction's state could not be written to `__transaction_state`.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The id's partition is not served here (it moved to another broker meanwhile).
+    #[error("__transaction_state partition {partition} is not served here")]
+    NotServed { partition: i32 },
+    /// The record batch could not be encoded.
+    #[error("__transaction_state: {0}")]
+    Encode(#[from] InternalTopicError),
+    /// The partition log refused the append.
+    #[error("appending to __transaction_state failed: {0}")]
+    Append(#[from] AppendError),
+}
+
+impl WriteError {
+    /// The error a request whose state write failed answers with: the one place the
+    /// transaction coordinator maps its write failures to Kafka's codes.
+    pub fn kafka_error(&self) -> ResponseError {
+        match self {
+            WriteError::NotServed { .. } => ResponseError::NotCoordinator,
+            WriteError::Encode(_) => ResponseError::UnknownServerError,
+            WriteError::Append(_) => ResponseError::CoordinatorNotAvailable,
+        }
+    }
+}
 
 /// The transaction coordinator of this broker.
 pub struct TransactionCoordinator {
@@ -127,14 +203,17 @@ impl TransactionCoordinator {
                     Ok((id, None)) => {
                         loaded.remove(&id);
                     }
-                    Err(e) => failure = Some(format!("key {}: {e}", String::from_utf8_lossy(&key))),
+                    Err(source) => {
+                        let key = String::from_utf8_lossy(&key).into_owned();
+                        failure.get_or_insert(LoadError::Record { partition, key, source });
+                    }
                 }
             }
         })
-        .map_err(LoadError)?;
+        .map_err(|source| LoadError::Read { partition, source })?;
         if let Some(e) = failure {
             self.partitions.finish_loading(partition, None);
-            return Err(LoadError(e));
+            return Err(e);
         }
         let count = loaded.len();
         {
@@ -175,10 +254,17 @@ impl TransactionCoordinator {
     }
 
     fn persist(&self, transactional_id: &str, value: &TxnValue) -> Result<(), ResponseError> {
-        let log = self.partitions.log(self.partition_of(transactional_id)).ok_or(ResponseError::NotCoordinator)?;
+        self.write(transactional_id, value).map_err(|e| {
+            tracing::error!(transactional_id, error = %e, "writing __transaction_state failed");
+            e.kafka_error()
+        })
+    }
+
+    fn write(&self, transactional_id: &str, value: &TxnValue) -> Result<(), WriteError> {
+        let partition = self.partition_of(transactional_id);
+        let log = self.partitions.log(partition).ok_or(WriteError::NotServed { partition })?;
         let record = persist::encode_record(transactional_id, Some(value));
-        let batch = internal_topic::encode_batch(&[record], self.clock.now_ms(), None)
-            .map_err(|_| ResponseError::UnknownServerError)?;
+        let batch = internal_topic::encode_batch(&[record], self.clock.now_ms(), None)?;
         let options = AppendOptions {
             // The partition's current leader epoch.
             leader_epoch: -1,
@@ -186,10 +272,8 @@ impl TransactionCoordinator {
             log_append_time_ms: None,
             origin: AppendOrigin::Coordinator,
         };
-        log.append(&batch, &options).map(|_| ()).map_err(|e| {
-            tracing::error!(transactional_id, error = %e, "writing __transaction_state failed");
-            ResponseError::CoordinatorNotAvailable
-        })
+        log.append(&batch, &options)?;
+        Ok(())
     }
 
     /// Finishes every transaction whose outcome was decided before a restart.
@@ -223,7 +307,7 @@ impl TransactionCoordinator {
         for (topic, partition) in &value.partitions {
             if let Err(e) = sink.write_marker(topic, *partition, value.producer_id, value.producer_epoch, control) {
                 tracing::error!(transactional_id = id, topic, partition, error = %e, "writing a transaction marker failed");
-                return Err(ResponseError::CoordinatorNotAvailable);
+                return Err(e.kafka_error());
             }
         }
         let mut next = value.clone();
@@ -526,12 +610,18 @@ mod tests {
             pid: i64,
             epoch: i16,
             control: ControlType,
-        ) -> Result<(), String> {
+        ) -> Result<(), MarkerError> {
+            let no_leader = || MarkerError::NoLeader { topic: topic.to_string(), partition };
             if self.fail.get() {
-                return Err("simulated crash".into());
+                // A crash: no broker takes the marker.
+                return Err(no_leader());
             }
-            let log = self.logs.get(&(topic.to_string(), partition)).ok_or("no such partition")?;
-            log.append_marker(pid, epoch, control, 0, 0, 1).map(|_| ()).map_err(|e| e.to_string())
+            let log = self.logs.get(&(topic.to_string(), partition)).ok_or_else(no_leader)?;
+            log.append_marker(pid, epoch, control, 0, 0, 1).map(|_| ()).map_err(|source| MarkerError::Append {
+                topic: topic.to_string(),
+                partition,
+                source,
+            })
         }
     }
 
