@@ -7,7 +7,10 @@
 //! * [`txn`] — the transaction coordinator (KIP-98/360/447), on `__transaction_state`.
 //! * [`internal_topic`] — writing record batches to and replaying them from those topics'
 //!   partition logs, and Kafka's key → partition hash.
-//! * [`clock`] — wall-clock time behind a trait, so tests move it instead of sleeping.
+//! * [`clock`] — wall-clock time behind a trait. Both coordinators read every time through
+//!   it (session, rebalance, retention and transaction timeouts, record timestamps), kept
+//!   as milliseconds like Kafka's `time.milliseconds()`, so tests move a `ManualClock`
+//!   instead of sleeping.
 //! * [`coordinator_partitions`] — which partitions of its topic a coordinator serves (those
 //!   this broker leads), and the errors for keys hashing elsewhere.
 //!

@@ -60,7 +60,7 @@ impl GroupCoordinator {
             tracing::warn!(group = %group_id, error = %e, "deleting the group failed");
             return Some(e.kafka_error());
         }
-        group.set_state(GroupState::Dead);
+        group.set_state(GroupState::Dead, self.now_ms());
         groups.remove(group_id);
         None
     }

@@ -10,7 +10,7 @@ impl GroupCoordinator {
     pub fn load_partition(&self, partition: i32, log: Arc<PartitionLog>) -> Result<(), PersistError> {
         let mut groups: HashMap<String, Group> = HashMap::new();
         let mut pending: HashMap<i64, Vec<Record>> = HashMap::new();
-        let now = Instant::now();
+        let now = self.now_ms();
         let mut failure = None;
         internal_topic::replay(&log, |batch| match batch {
             Replayed::Records { txn, records } => {
@@ -109,7 +109,7 @@ impl GroupCoordinator {
         }
         let log = self.log_for(group).ok_or(PersistError::NotServed { partition: self.partition_of(group) })?;
         let encoded = entries.iter().map(persist::encode_record).collect::<Result<Vec<_>, _>>()?;
-        let batch = internal_topic::encode_batch(&encoded, now_ms(), txn)?;
+        let batch = internal_topic::encode_batch(&encoded, self.now_ms(), txn)?;
         let options = AppendOptions {
             // The partition's current leader epoch.
             leader_epoch: -1,
@@ -130,10 +130,10 @@ impl GroupCoordinator {
 }
 
 /// Replays one `__consumer_offsets` record into the in-memory groups.
-fn apply_record(groups: &mut HashMap<String, Group>, (key, value): Record, now: Instant) {
+fn apply_record(groups: &mut HashMap<String, Group>, (key, value): Record, now_ms: i64) {
     match key {
         RecordKey::Offset { group, topic, partition } => {
-            let entry = groups.entry(group.clone()).or_insert_with(|| Group::new(&group));
+            let entry = groups.entry(group.clone()).or_insert_with(|| Group::new(&group, now_ms));
             match value {
                 Some(RecordValue::Offset(offset)) => {
                     entry.offsets.insert((topic, partition), offset);
@@ -149,7 +149,7 @@ fn apply_record(groups: &mut HashMap<String, Group>, (key, value): Record, now: 
                 groups.remove(&group);
                 return;
             };
-            let entry = groups.entry(group.clone()).or_insert_with(|| Group::new(&group));
+            let entry = groups.entry(group.clone()).or_insert_with(|| Group::new(&group, now_ms));
             entry.generation = value.generation_id;
             entry.protocol_type = value.protocol_type;
             entry.protocol_name = value.protocol_name.clone();
@@ -170,12 +170,12 @@ fn apply_record(groups: &mut HashMap<String, Group>, (key, value): Record, now: 
                         instance_id: m.group_instance_id,
                         client_id: m.client_id,
                         client_host: m.client_host,
-                        session_timeout: Duration::from_millis(m.session_timeout_ms.max(0) as u64),
-                        rebalance_timeout: Duration::from_millis(m.rebalance_timeout_ms.max(0) as u64),
+                        session_timeout_ms: i64::from(m.session_timeout_ms.max(0)),
+                        rebalance_timeout_ms: i64::from(m.rebalance_timeout_ms.max(0)),
                         protocols,
                         assignment: Bytes::from(m.assignment),
                         // Members get a full session after the restart to reach us again.
-                        last_seen: now,
+                        last_seen_ms: now_ms,
                         joined_this_round: false,
                         join_waiter: None,
                         sync_waiter: None,
