@@ -5,7 +5,11 @@
 //! * [`group`] — the group coordinator (classic JoinGroup / SyncGroup / Heartbeat /
 //!   LeaveGroup, committed offsets, transactional offsets), on `__consumer_offsets`.
 //! * [`txn`] — the transaction coordinator (KIP-98/360/447), on `__transaction_state`.
-//! * [`internal_topic`] — writing record batches to and replaying them from those topics'
+//! * [`runtime`] — the runtime both coordinators run on (after Kafka 4's
+//!   `CoordinatorRuntime`): one per internal topic, a [`runtime::Shard`] per served
+//!   partition owning its log; the one write path (encode a batch, append it) and the one
+//!   load path (replay the log into the coordinator's [`runtime::Replay`] state).
+//! * [`internal_topic`] — encoding record batches for and decoding them from those topics'
 //!   partition logs, and Kafka's key → partition hash.
 //! * [`clock`] — wall-clock time behind a trait. Both coordinators read every time through
 //!   it (session, rebalance, retention and transaction timeouts, record timestamps), kept
@@ -18,6 +22,10 @@
 //! change a restart must see is appended to the partition log first, and loading a
 //! partition replays it, so start-up, failover and compaction go through one path.
 //!
+//! Errors are `thiserror` enums with their causes as sources; each error a request can
+//! meet has one `kafka_error()` that maps it to Kafka's code (`group::PersistError`,
+//! `txn::WriteError`, `txn::MarkerError`).
+//!
 //! This crate never touches sockets, etcd or RocksDB directly (it appends to and reads
 //! from `rivulet_storage::PartitionLog`s it is handed), never decides which partitions
 //! this broker leads (the broker tells it by loading and unloading partitions), and never
@@ -27,4 +35,5 @@ pub mod clock;
 pub mod coordinator_partitions;
 pub mod group;
 pub mod internal_topic;
+pub mod runtime;
 pub mod txn;

@@ -8,36 +8,11 @@ impl GroupCoordinator {
     /// Replays one partition of `__consumer_offsets` into memory and starts serving its
     /// groups (this broker became its leader, or a single node starts).
     pub fn load_partition(&self, partition: i32, log: Arc<PartitionLog>) -> Result<(), PersistError> {
-        let mut groups: HashMap<String, Group> = HashMap::new();
-        let mut pending: HashMap<i64, Vec<Record>> = HashMap::new();
-        let now = self.now_ms();
-        let mut failure = None;
-        internal_topic::replay(&log, |batch| match batch {
-            Replayed::Records { txn, records } => {
-                for (key, value) in records {
-                    match persist::decode_record(&key, value.as_deref()) {
-                        Ok(Some(record)) => match txn {
-                            Some(txn) => pending.entry(txn.producer_id).or_default().push(record),
-                            None => apply_record(&mut groups, record, now),
-                        },
-                        Ok(None) => {}
-                        Err(e) => {
-                            failure.get_or_insert(e);
-                        }
-                    }
-                }
-            }
-            Replayed::Marker { producer_id, control } => {
-                let records = pending.remove(&producer_id).unwrap_or_default();
-                if control == rivulet_protocol::record_batch::ControlType::Commit {
-                    for record in records {
-                        apply_record(&mut groups, record, now);
-                    }
-                }
-            }
-        })?;
+        let mut replay = GroupReplay { now_ms: self.now_ms(), ..GroupReplay::default() };
+        self.runtime.load(partition, &log, &mut replay)?;
+        let GroupReplay { mut groups, pending, failure, .. } = replay;
         if let Some(e) = failure {
-            self.partitions.finish_loading(partition, None);
+            self.runtime.finish_loading(partition, None);
             return Err(PersistError::Record(e));
         }
         groups.retain(|_, g| {
@@ -58,7 +33,7 @@ impl GroupCoordinator {
                 }
             }
             all.extend(groups);
-            self.partitions.finish_loading(partition, Some(log));
+            self.runtime.finish_loading(partition, Some(log));
         }
         tracing::debug!(partition, groups = loaded, "group coordinator loaded a __consumer_offsets partition");
         Ok(())
@@ -66,7 +41,7 @@ impl GroupCoordinator {
 
     /// Stops serving the groups of `partition` (another broker leads it now).
     pub fn unload_partition(&self, partition: i32) {
-        if !self.partitions.remove(partition) {
+        if !self.runtime.remove(partition) {
             return;
         }
         let mut groups = self.lock();
@@ -88,11 +63,6 @@ impl GroupCoordinator {
         Ok(coordinator)
     }
 
-    pub(super) fn log_for(&self, group: &str) -> Option<Arc<PartitionLog>> {
-        let partition = self.partition_of(group);
-        self.partitions.log(partition)
-    }
-
     pub(super) fn write(&self, group: &str, entries: &[Record]) -> Result<(), PersistError> {
         self.write_as(group, entries, None)
     }
@@ -107,17 +77,8 @@ impl GroupCoordinator {
         if entries.is_empty() {
             return Ok(());
         }
-        let log = self.log_for(group).ok_or(PersistError::NotServed { partition: self.partition_of(group) })?;
         let encoded = entries.iter().map(persist::encode_record).collect::<Result<Vec<_>, _>>()?;
-        let batch = internal_topic::encode_batch(&encoded, self.now_ms(), txn)?;
-        let options = AppendOptions {
-            // The partition's current leader epoch.
-            leader_epoch: -1,
-            max_batch_bytes: usize::MAX,
-            log_append_time_ms: None,
-            origin: AppendOrigin::Coordinator,
-        };
-        log.append(&batch, &options)?;
+        self.runtime.write(self.partition_of(group), &encoded, self.now_ms(), txn)?;
         Ok(())
     }
 
@@ -125,6 +86,43 @@ impl GroupCoordinator {
         let value = Some(RecordValue::Group(group.to_value()));
         if let Err(e) = self.write(&group.id, &[(RecordKey::Group { group: group.id.clone() }, value)]) {
             tracing::error!(group = %group.id, error = %e, "persisting group metadata failed");
+        }
+    }
+}
+
+/// `__consumer_offsets` as replayed while loading a partition.
+#[derive(Default)]
+struct GroupReplay {
+    /// When the load happens: replayed members get a full session from then.
+    now_ms: i64,
+    groups: HashMap<String, Group>,
+    /// Records of transactions (TxnOffsetCommit) with no marker yet, by producer id.
+    pending: HashMap<i64, Vec<Record>>,
+    failure: Option<RecordError>,
+}
+
+impl Replay for GroupReplay {
+    fn records(&mut self, txn: Option<TxnProducer>, records: Vec<(Bytes, Option<Bytes>)>) {
+        for (key, value) in records {
+            match persist::decode_record(&key, value.as_deref()) {
+                Ok(Some(record)) => match txn {
+                    Some(txn) => self.pending.entry(txn.producer_id).or_default().push(record),
+                    None => apply_record(&mut self.groups, record, self.now_ms),
+                },
+                Ok(None) => {}
+                Err(e) => {
+                    self.failure.get_or_insert(e);
+                }
+            }
+        }
+    }
+
+    fn marker(&mut self, producer_id: i64, control: ControlType) {
+        let records = self.pending.remove(&producer_id).unwrap_or_default();
+        if control == ControlType::Commit {
+            for record in records {
+                apply_record(&mut self.groups, record, self.now_ms);
+            }
         }
     }
 }

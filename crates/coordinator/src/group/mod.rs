@@ -39,13 +39,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
+use rivulet_protocol::record_batch::ControlType;
 use rivulet_protocol::ResponseError;
-use rivulet_storage::{AppendError, AppendOptions, AppendOrigin, PartitionLog};
+use rivulet_storage::{AppendError, PartitionLog};
 use tokio::sync::oneshot;
 
 use crate::clock::{Clock, SystemClock};
-use crate::coordinator_partitions::CoordinatorPartitions;
-use crate::internal_topic::{self, InternalTopicError, Replayed, TxnProducer};
+use crate::internal_topic::{InternalTopicError, TxnProducer};
+use crate::runtime::{CoordinatorRuntime, Replay, RuntimeError};
 use persist::{GroupValue, MemberValue, OffsetValue, Record, RecordError, RecordKey, RecordValue};
 
 /// An offset committed inside a transaction, applied when its COMMIT marker is written.
@@ -332,8 +333,9 @@ fn new_member_id(client_id: &str) -> String {
 /// The group coordinator of this broker.
 pub struct GroupCoordinator {
     settings: GroupSettings,
-    /// The `__consumer_offsets` partitions served here (on a single node, all).
-    partitions: CoordinatorPartitions,
+    /// The `__consumer_offsets` partitions served here (on a single node, all), and the
+    /// path records take to and from them.
+    runtime: CoordinatorRuntime,
     groups: Mutex<HashMap<String, Group>>,
     /// TxnOffsetCommit offsets by producer id, until their transaction ends (Kafka's
     /// `pendingTransactionalOffsetCommits`). Locked after `groups` when both are needed.
@@ -345,18 +347,16 @@ pub struct GroupCoordinator {
 /// Why group state could not be loaded from or written to `__consumer_offsets`.
 #[derive(Debug, thiserror::Error)]
 pub enum PersistError {
-    /// The group's partition is not served here (it moved to another broker meanwhile).
-    #[error("__consumer_offsets partition {partition} is not served here")]
-    NotServed { partition: i32 },
     /// A record could not be encoded, or a stored one could not be read.
     #[error("invalid __consumer_offsets record: {0}")]
     Record(#[from] RecordError),
-    /// Encoding a batch, or reading the partition while loading it, failed.
-    #[error("__consumer_offsets: {0}")]
-    Log(#[from] InternalTopicError),
-    /// The partition log refused the append.
-    #[error("appending to __consumer_offsets failed: {0}")]
-    Append(#[from] AppendError),
+    /// Reading the partition while loading it failed.
+    #[error("loading __consumer_offsets failed: {0}")]
+    Load(#[from] InternalTopicError),
+    /// The records could not be written: the partition is not served here (any more), or
+    /// its log refused them.
+    #[error(transparent)]
+    Write(#[from] RuntimeError),
 }
 
 impl PersistError {
@@ -366,11 +366,12 @@ impl PersistError {
     /// COORDINATOR_NOT_AVAILABLE, which makes the client find the coordinator and retry.
     pub fn kafka_error(&self) -> ResponseError {
         match self {
-            PersistError::Append(AppendError::InvalidProducerEpoch { .. }) => ResponseError::ProducerFenced,
-            PersistError::NotServed { .. }
-            | PersistError::Record(_)
-            | PersistError::Log(_)
-            | PersistError::Append(_) => ResponseError::CoordinatorNotAvailable,
+            PersistError::Write(RuntimeError::Append { source: AppendError::InvalidProducerEpoch { .. }, .. }) => {
+                ResponseError::ProducerFenced
+            }
+            PersistError::Record(_) | PersistError::Load(_) | PersistError::Write(_) => {
+                ResponseError::CoordinatorNotAvailable
+            }
         }
     }
 }
@@ -380,7 +381,7 @@ impl GroupCoordinator {
     pub fn new(settings: GroupSettings, num_partitions: i32) -> Self {
         GroupCoordinator {
             settings,
-            partitions: CoordinatorPartitions::new(num_partitions),
+            runtime: CoordinatorRuntime::new(persist::OFFSETS_TOPIC, num_partitions),
             groups: Mutex::new(HashMap::new()),
             pending_txn_offsets: Mutex::new(HashMap::new()),
             clock: Arc::new(SystemClock),
@@ -399,13 +400,13 @@ impl GroupCoordinator {
 
     /// Says that partition `partition` is about to be loaded.
     pub fn mark_loading(&self, partition: i32) {
-        self.partitions.mark_loading(partition);
+        self.runtime.mark_loading(partition);
     }
 
     /// Whether this coordinator serves `group`: `None` when it does, else the error Kafka
     /// gives (NOT_COORDINATOR, or COORDINATOR_LOAD_IN_PROGRESS while its partition loads).
     pub fn status(&self, group: &str) -> Option<ResponseError> {
-        self.partitions.status(self.partition_of(group))
+        self.runtime.status(self.partition_of(group))
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Group>> {
@@ -414,6 +415,6 @@ impl GroupCoordinator {
 
     /// The `__consumer_offsets` partition that holds `group`.
     pub fn partition_of(&self, group: &str) -> i32 {
-        persist::partition_for(group, self.partitions.count())
+        persist::partition_for(group, self.runtime.count())
     }
 }

@@ -48,7 +48,7 @@ impl GroupCoordinator {
             });
         }
         if let Err(e) = self.write_as(group_id, &entries, Some(producer)) {
-            if !matches!(e, PersistError::Append(AppendError::InvalidProducerEpoch { .. })) {
+            if e.kafka_error() != ResponseError::ProducerFenced {
                 tracing::error!(group = %group_id, error = %e, "writing transactional offsets failed");
             }
             return Err(e.kafka_error());

@@ -171,10 +171,12 @@ fn a_session_ends_one_millisecond_after_its_timeout() {
 
 #[test]
 fn write_failures_map_to_kafkas_codes() {
-    let fenced = PersistError::Append(AppendError::InvalidProducerEpoch { producer_id: 1, epoch: 0, current: 1 });
+    let append =
+        |source| PersistError::Write(RuntimeError::Append { topic: "__consumer_offsets", partition: 4, source });
+    let fenced = append(AppendError::InvalidProducerEpoch { producer_id: 1, epoch: 0, current: 1 });
     assert_eq!(fenced.kafka_error(), ResponseError::ProducerFenced);
-    let moved = PersistError::NotServed { partition: 4 };
+    let moved = PersistError::Write(RuntimeError::NotServed { topic: "__consumer_offsets", partition: 4 });
     assert_eq!(moved.kafka_error(), ResponseError::CoordinatorNotAvailable);
-    let too_large = PersistError::Append(AppendError::TooLarge { size: 2, max: 1 });
+    let too_large = append(AppendError::TooLarge { size: 2, max: 1 });
     assert_eq!(too_large.kafka_error(), ResponseError::CoordinatorNotAvailable);
 }

@@ -22,13 +22,14 @@ pub mod persist;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
 use rivulet_protocol::record_batch::ControlType;
 use rivulet_protocol::ResponseError;
-use rivulet_storage::{AppendError, AppendOptions, AppendOrigin, PartitionLog};
+use rivulet_storage::{AppendError, PartitionLog};
 
 use crate::clock::{Clock, SystemClock};
-use crate::coordinator_partitions::CoordinatorPartitions;
-use crate::internal_topic::{self, InternalTopicError, Replayed};
+use crate::internal_topic::{self, InternalTopicError, TxnProducer};
+use crate::runtime::{CoordinatorRuntime, Replay, RuntimeError};
 use persist::{TxnRecordError, TxnState, TxnValue};
 
 /// The internal topic holding transaction state.
@@ -126,35 +127,56 @@ pub enum LoadError {
 
 /// Why a transaction's state could not be written to `__transaction_state`.
 #[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    /// The id's partition is not served here (it moved to another broker meanwhile).
-    #[error("__transaction_state partition {partition} is not served here")]
-    NotServed { partition: i32 },
-    /// The record batch could not be encoded.
-    #[error("__transaction_state: {0}")]
-    Encode(#[from] InternalTopicError),
-    /// The partition log refused the append.
-    #[error("appending to __transaction_state failed: {0}")]
-    Append(#[from] AppendError),
-}
+#[error(transparent)]
+pub struct WriteError(#[from] RuntimeError);
 
 impl WriteError {
     /// The error a request whose state write failed answers with: the one place the
     /// transaction coordinator maps its write failures to Kafka's codes.
     pub fn kafka_error(&self) -> ResponseError {
-        match self {
-            WriteError::NotServed { .. } => ResponseError::NotCoordinator,
-            WriteError::Encode(_) => ResponseError::UnknownServerError,
-            WriteError::Append(_) => ResponseError::CoordinatorNotAvailable,
+        match self.0 {
+            RuntimeError::NotServed { .. } => ResponseError::NotCoordinator,
+            RuntimeError::Encode { .. } => ResponseError::UnknownServerError,
+            RuntimeError::Append { .. } => ResponseError::CoordinatorNotAvailable,
         }
     }
+}
+
+/// `__transaction_state` as replayed while loading a partition: the last value per id.
+struct TxnReplay {
+    partition: i32,
+    loaded: HashMap<String, TxnValue>,
+    failure: Option<LoadError>,
+}
+
+impl Replay for TxnReplay {
+    fn records(&mut self, _txn: Option<TxnProducer>, records: Vec<(Bytes, Option<Bytes>)>) {
+        for (key, value) in records {
+            match persist::decode_record(&key, value.as_deref()) {
+                Ok((id, Some(value))) => {
+                    self.loaded.insert(id, value);
+                }
+                Ok((id, None)) => {
+                    self.loaded.remove(&id);
+                }
+                Err(source) => {
+                    let key = String::from_utf8_lossy(&key).into_owned();
+                    self.failure.get_or_insert(LoadError::Record { partition: self.partition, key, source });
+                }
+            }
+        }
+    }
+
+    // The coordinator writes no transactional batches to its own topic.
+    fn marker(&mut self, _producer_id: i64, _control: ControlType) {}
 }
 
 /// The transaction coordinator of this broker.
 pub struct TransactionCoordinator {
     settings: TxnSettings,
-    /// The `__transaction_state` partitions served here (on a single node, all).
-    partitions: CoordinatorPartitions,
+    /// The `__transaction_state` partitions served here (on a single node, all), and the
+    /// path records take to and from them.
+    runtime: CoordinatorRuntime,
     txns: Mutex<HashMap<String, TxnValue>>,
     /// Start, update and timeout times of transactions.
     clock: Arc<dyn Clock>,
@@ -165,7 +187,7 @@ impl TransactionCoordinator {
     pub fn new(settings: TxnSettings, num_partitions: i32) -> Self {
         Self {
             settings,
-            partitions: CoordinatorPartitions::new(num_partitions),
+            runtime: CoordinatorRuntime::new(TRANSACTION_STATE_TOPIC, num_partitions),
             txns: Mutex::new(HashMap::new()),
             clock: Arc::new(SystemClock),
         }
@@ -179,47 +201,30 @@ impl TransactionCoordinator {
 
     /// Says that partition `partition` is about to be loaded.
     pub fn mark_loading(&self, partition: i32) {
-        self.partitions.mark_loading(partition);
+        self.runtime.mark_loading(partition);
     }
 
     /// Whether this coordinator serves `transactional_id`: `None` when it does, else
     /// NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS.
     pub fn status(&self, transactional_id: &str) -> Option<ResponseError> {
-        self.partitions.status(self.partition_of(transactional_id))
+        self.runtime.status(self.partition_of(transactional_id))
     }
 
     /// Replays one partition of `__transaction_state` and starts serving its ids. Call
     /// [`Self::recover`] afterwards, once markers can be written.
     pub fn load_partition(&self, partition: i32, log: Arc<PartitionLog>) -> Result<(), LoadError> {
-        let mut loaded = HashMap::new();
-        let mut failure = None;
-        internal_topic::replay(&log, |batch| {
-            let Replayed::Records { records, .. } = batch else { return };
-            for (key, value) in records {
-                match persist::decode_record(&key, value.as_deref()) {
-                    Ok((id, Some(value))) => {
-                        loaded.insert(id, value);
-                    }
-                    Ok((id, None)) => {
-                        loaded.remove(&id);
-                    }
-                    Err(source) => {
-                        let key = String::from_utf8_lossy(&key).into_owned();
-                        failure.get_or_insert(LoadError::Record { partition, key, source });
-                    }
-                }
-            }
-        })
-        .map_err(|source| LoadError::Read { partition, source })?;
+        let mut replay = TxnReplay { partition, loaded: HashMap::new(), failure: None };
+        self.runtime.load(partition, &log, &mut replay).map_err(|source| LoadError::Read { partition, source })?;
+        let TxnReplay { loaded, failure, .. } = replay;
         if let Some(e) = failure {
-            self.partitions.finish_loading(partition, None);
+            self.runtime.finish_loading(partition, None);
             return Err(e);
         }
         let count = loaded.len();
         {
             let mut txns = self.lock();
             txns.extend(loaded);
-            self.partitions.finish_loading(partition, Some(log));
+            self.runtime.finish_loading(partition, Some(log));
         }
         tracing::debug!(partition, transactional_ids = count, "transaction coordinator loaded a partition");
         Ok(())
@@ -227,7 +232,7 @@ impl TransactionCoordinator {
 
     /// Stops serving the ids of `partition` (another broker leads it now).
     pub fn unload_partition(&self, partition: i32) {
-        if !self.partitions.remove(partition) {
+        if !self.runtime.remove(partition) {
             return;
         }
         self.lock().retain(|id, _| self.partition_of(id) != partition);
@@ -250,7 +255,7 @@ impl TransactionCoordinator {
 
     /// The `__transaction_state` partition of `transactional_id`.
     pub fn partition_of(&self, transactional_id: &str) -> i32 {
-        internal_topic::partition_for(transactional_id, self.partitions.count())
+        internal_topic::partition_for(transactional_id, self.runtime.count())
     }
 
     fn persist(&self, transactional_id: &str, value: &TxnValue) -> Result<(), ResponseError> {
@@ -261,18 +266,8 @@ impl TransactionCoordinator {
     }
 
     fn write(&self, transactional_id: &str, value: &TxnValue) -> Result<(), WriteError> {
-        let partition = self.partition_of(transactional_id);
-        let log = self.partitions.log(partition).ok_or(WriteError::NotServed { partition })?;
         let record = persist::encode_record(transactional_id, Some(value));
-        let batch = internal_topic::encode_batch(&[record], self.clock.now_ms(), None)?;
-        let options = AppendOptions {
-            // The partition's current leader epoch.
-            leader_epoch: -1,
-            max_batch_bytes: usize::MAX,
-            log_append_time_ms: None,
-            origin: AppendOrigin::Coordinator,
-        };
-        log.append(&batch, &options)?;
+        self.runtime.write(self.partition_of(transactional_id), &[record], self.clock.now_ms(), None)?;
         Ok(())
     }
 
@@ -593,7 +588,7 @@ impl TransactionCoordinator {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use rivulet_storage::{Isolation, LogClass, LogId, Store, StoreOptions};
+    use rivulet_storage::{AppendOptions, AppendOrigin, Isolation, LogClass, LogId, Store, StoreOptions};
 
     /// Writes markers into real partition logs, as the broker does; `fail` simulates a
     /// crash between deciding an outcome and writing its markers.
