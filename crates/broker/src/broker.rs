@@ -18,7 +18,7 @@ use crate::membership::{registration_of, JoinError, Membership, Node, SingleNode
 use crate::replication::replica::{Replica, Transition};
 use crate::replication::topics::Topic;
 use crate::replication::ReplicaManager;
-use crate::txn::{MarkerSink, TransactionCoordinator, TxnSettings, TRANSACTION_STATE_TOPIC};
+use crate::txn::{MarkerError, MarkerSink, TransactionCoordinator, TxnSettings, TRANSACTION_STATE_TOPIC};
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -387,7 +387,7 @@ impl MarkerSink for Broker {
         producer_id: i64,
         producer_epoch: i16,
         control: ControlType,
-    ) -> Result<(), String> {
+    ) -> Result<(), MarkerError> {
         let Some(found) = self.replicas.topics.get(topic) else {
             tracing::warn!(topic, partition, producer_id, "no marker written: the topic no longer exists");
             return Ok(());
@@ -396,17 +396,21 @@ impl MarkerSink for Broker {
         if !replica.is_leader() {
             // Another broker leads it: WriteTxnMarkers. On failure the transaction stays
             // prepared and its markers are retried.
-            return self
-                .membership
-                .write_remote_marker(replica.view().leader, topic, partition, producer_id, producer_epoch, control)
-                .map_err(|e| e.to_string());
+            return self.membership.write_remote_marker(
+                replica.view().leader,
+                topic,
+                partition,
+                producer_id,
+                producer_epoch,
+                control,
+            );
         }
         let now_ms =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         replica
             .log
             .append_marker(producer_id, producer_epoch, control, 0, replica.leader_epoch(), now_ms)
-            .map_err(|e| e.to_string())?;
+            .map_err(|source| MarkerError::Append { topic: topic.to_string(), partition, source })?;
         replica.maybe_advance_high_watermark();
         if topic == OFFSETS_TOPIC {
             self.groups.complete_txn(producer_id, control == ControlType::Commit);

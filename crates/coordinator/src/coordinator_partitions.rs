@@ -7,12 +7,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
 use rivulet_protocol::ResponseError;
-use rivulet_storage::PartitionLog;
+
+use crate::runtime::Shard;
 
 /// The loaded (served) and loading partitions of one internal topic.
 pub struct CoordinatorPartitions {
     count: i32,
-    loaded: RwLock<HashMap<i32, Arc<PartitionLog>>>,
+    loaded: RwLock<HashMap<i32, Arc<Shard>>>,
     loading: Mutex<HashSet<i32>>,
 }
 
@@ -43,15 +44,15 @@ impl CoordinatorPartitions {
         Some(ResponseError::NotCoordinator)
     }
 
-    /// The log of a served partition.
-    pub fn log(&self, partition: i32) -> Option<Arc<PartitionLog>> {
+    /// A served partition.
+    pub fn shard(&self, partition: i32) -> Option<Arc<Shard>> {
         self.loaded.read().unwrap_or_else(|p| p.into_inner()).get(&partition).cloned()
     }
 
-    /// Loading ended: served from now on with `log`, or (`None`) not at all.
-    pub fn finish_loading(&self, partition: i32, log: Option<Arc<PartitionLog>>) {
-        if let Some(log) = log {
-            self.loaded.write().unwrap_or_else(|p| p.into_inner()).insert(partition, log);
+    /// Loading ended: served from now on by `shard`, or (`None`) not at all.
+    pub fn finish_loading(&self, partition: i32, shard: Option<Arc<Shard>>) {
+        if let Some(shard) = shard {
+            self.loaded.write().unwrap_or_else(|p| p.into_inner()).insert(partition, shard);
         }
         self.loading.lock().unwrap_or_else(|p| p.into_inner()).remove(&partition);
     }

@@ -5,8 +5,37 @@
 
 use bytes::Bytes;
 use rivulet_protocol::kafka_protocol::records::RecordBatchDecoder;
-use rivulet_protocol::record_batch::{self, BatchBuilder, BatchHeader, ControlType};
-use rivulet_storage::PartitionLog;
+use rivulet_protocol::record_batch::{self, BatchBuilder, BatchError, BatchHeader, BuildError, ControlType};
+use rivulet_storage::{PartitionLog, StorageError};
+
+/// Why records could not be written to or replayed from an internal topic's log.
+#[derive(Debug, thiserror::Error)]
+pub enum InternalTopicError {
+    /// The records could not be encoded as a batch.
+    #[error("encoding a record batch failed: {0}")]
+    Encode(#[source] BuildError),
+    /// The log could not be read.
+    #[error("reading the log at offset {offset} failed: {source}")]
+    Read {
+        offset: i64,
+        #[source]
+        source: StorageError,
+    },
+    /// A stored batch is not a valid record batch.
+    #[error("the batch at offset {offset} is invalid: {source}")]
+    Batch {
+        offset: i64,
+        #[source]
+        source: BatchError,
+    },
+    /// A stored batch's records could not be decoded.
+    #[error("decoding the records of the batch at offset {offset} failed: {source}")]
+    Decode {
+        offset: i64,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
 
 /// The producer a transactional batch belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +51,7 @@ pub fn encode_batch(
     entries: &[(Vec<u8>, Option<Vec<u8>>)],
     now_ms: i64,
     txn: Option<TxnProducer>,
-) -> Result<Bytes, String> {
+) -> Result<Bytes, InternalTopicError> {
     let mut builder = BatchBuilder::new();
     if let Some(t) = txn {
         builder = builder.producer(t.producer_id, t.producer_epoch, record_batch::NO_SEQUENCE).transactional(true);
@@ -30,7 +59,7 @@ pub fn encode_batch(
     let builder = entries.iter().fold(builder, |b, (key, value)| {
         b.record(now_ms, Some(Bytes::from(key.clone())), value.clone().map(Bytes::from))
     });
-    builder.build().map_err(|e| e.to_string())
+    builder.build().map_err(InternalTopicError::Encode)
 }
 
 /// One stored batch as seen while replaying.
@@ -44,31 +73,37 @@ pub enum Replayed {
 /// Reads `log` from its start to its end and hands every batch to `visit`. As Kafka's
 /// coordinators do when they load a partition, this reads up to the log end rather than
 /// the high watermark: the loading broker leads the partition, so its log is the history.
-pub fn replay(log: &PartitionLog, mut visit: impl FnMut(Replayed)) -> Result<(), String> {
+pub fn replay(log: &PartitionLog, mut visit: impl FnMut(Replayed)) -> Result<(), InternalTopicError> {
     let mut offset = log.log_start_offset();
     let end = log.log_end_offset();
     while offset < end {
         let data = log
             .read_with(offset, 8 * 1024 * 1024, true, rivulet_storage::Isolation::Replica)
-            .map_err(|e| e.to_string())?;
+            .map_err(|source| InternalTopicError::Read { offset, source })?;
         if data.records.is_empty() {
             break;
         }
         let mut at = 0;
         while at < data.records.len() {
-            let header = BatchHeader::parse(&data.records[at..]).map_err(|e| e.to_string())?;
+            let header = BatchHeader::parse(&data.records[at..])
+                .map_err(|source| InternalTopicError::Batch { offset, source })?;
             let batch = data.records.slice(at..at + header.total_bytes().min(data.records.len() - at));
+            let batch_offset = header.base_offset;
             offset = header.last_offset() + 1;
             at += header.total_bytes();
             if header.is_control() {
-                if let Some(control) = record_batch::control_type(&batch).map_err(|e| e.to_string())? {
+                let control = record_batch::control_type(&batch)
+                    .map_err(|source| InternalTopicError::Batch { offset: batch_offset, source })?;
+                if let Some(control) = control {
                     visit(Replayed::Marker { producer_id: header.producer_id, control });
                 }
                 continue;
             }
             let mut buf = batch;
             let mut records = Vec::new();
-            for set in RecordBatchDecoder::decode_all(&mut buf).map_err(|e| e.to_string())? {
+            let sets = RecordBatchDecoder::decode_all(&mut buf)
+                .map_err(|e| InternalTopicError::Decode { offset: batch_offset, source: e.into() })?;
+            for set in sets {
                 for record in set.records {
                     if let Some(key) = record.key {
                         records.push((key, record.value));

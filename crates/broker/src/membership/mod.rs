@@ -27,7 +27,7 @@ use crate::group::persist::OFFSETS_TOPIC;
 use crate::replication::replica::{Replica, ReplicaView, Transition};
 use crate::replication::topics::Topic;
 use crate::replication::ReplicaManager;
-use crate::txn::TRANSACTION_STATE_TOPIC;
+use crate::txn::{MarkerError, TRANSACTION_STATE_TOPIC};
 use etcd::controller::ElectionType;
 
 /// Why joining failed at start.
@@ -45,15 +45,6 @@ pub enum JoinError {
 pub trait Node: Send + Sync {
     /// A partition's replica took a new role: the coordinators load or drop its state.
     fn role_changed(self: Arc<Self>, replica: &Arc<Replica>, transition: Transition);
-}
-
-/// Why a transaction marker could not be written through another broker.
-#[derive(Debug, thiserror::Error)]
-pub enum RemoteMarkerError {
-    #[error("{topic}-{partition} has no leader here")]
-    NoLeader { topic: String, partition: i32 },
-    #[error("{0}")]
-    Failed(String),
 }
 
 /// This broker's part in a cluster (or its standing alone).
@@ -130,7 +121,7 @@ pub trait Membership: Send + Sync {
         producer_id: i64,
         producer_epoch: i16,
         control: ControlType,
-    ) -> Result<(), RemoteMarkerError>;
+    ) -> Result<(), MarkerError>;
 }
 
 /// The record of an internal compacted topic (`__consumer_offsets`,
@@ -280,7 +271,7 @@ impl Membership for SingleNode {
         _producer_id: i64,
         _producer_epoch: i16,
         _control: ControlType,
-    ) -> Result<(), RemoteMarkerError> {
-        Err(RemoteMarkerError::NoLeader { topic: topic.to_string(), partition })
+    ) -> Result<(), MarkerError> {
+        Err(MarkerError::NoLeader { topic: topic.to_string(), partition })
     }
 }

@@ -56,10 +56,11 @@ impl GroupCoordinator {
             })
             .collect();
         entries.push((RecordKey::Group { group: group_id.to_string() }, None));
-        if self.write(group_id, &entries).is_err() {
-            return Some(ResponseError::CoordinatorNotAvailable);
+        if let Err(e) = self.write(group_id, &entries) {
+            tracing::warn!(group = %group_id, error = %e, "deleting the group failed");
+            return Some(e.kafka_error());
         }
-        group.set_state(GroupState::Dead);
+        group.set_state(GroupState::Dead, self.now_ms());
         groups.remove(group_id);
         None
     }

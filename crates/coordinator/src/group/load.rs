@@ -8,36 +8,12 @@ impl GroupCoordinator {
     /// Replays one partition of `__consumer_offsets` into memory and starts serving its
     /// groups (this broker became its leader, or a single node starts).
     pub fn load_partition(&self, partition: i32, log: Arc<PartitionLog>) -> Result<(), PersistError> {
-        let mut groups: HashMap<String, Group> = HashMap::new();
-        let mut pending: HashMap<i64, Vec<Record>> = HashMap::new();
-        let now = Instant::now();
-        let mut failure = None;
-        internal_topic::replay(&log, |batch| match batch {
-            Replayed::Records { txn, records } => {
-                for (key, value) in records {
-                    match persist::decode_record(&key, value.as_deref()) {
-                        Ok(Some(record)) => match txn {
-                            Some(txn) => pending.entry(txn.producer_id).or_default().push(record),
-                            None => apply_record(&mut groups, record, now),
-                        },
-                        Ok(None) => {}
-                        Err(e) => failure = Some(e.to_string()),
-                    }
-                }
-            }
-            Replayed::Marker { producer_id, control } => {
-                let records = pending.remove(&producer_id).unwrap_or_default();
-                if control == rivulet_protocol::record_batch::ControlType::Commit {
-                    for record in records {
-                        apply_record(&mut groups, record, now);
-                    }
-                }
-            }
-        })
-        .map_err(PersistError)?;
+        let mut replay = GroupReplay { now_ms: self.now_ms(), ..GroupReplay::default() };
+        self.runtime.load(partition, &log, &mut replay)?;
+        let GroupReplay { mut groups, pending, failure, .. } = replay;
         if let Some(e) = failure {
-            self.partitions.finish_loading(partition, None);
-            return Err(PersistError(e));
+            self.runtime.finish_loading(partition, None);
+            return Err(PersistError::Record(e));
         }
         groups.retain(|_, g| {
             !(g.members.is_empty() && g.offsets.is_empty() && g.state == GroupState::Empty && g.generation == 0)
@@ -57,7 +33,7 @@ impl GroupCoordinator {
                 }
             }
             all.extend(groups);
-            self.partitions.finish_loading(partition, Some(log));
+            self.runtime.finish_loading(partition, Some(log));
         }
         tracing::debug!(partition, groups = loaded, "group coordinator loaded a __consumer_offsets partition");
         Ok(())
@@ -65,7 +41,7 @@ impl GroupCoordinator {
 
     /// Stops serving the groups of `partition` (another broker leads it now).
     pub fn unload_partition(&self, partition: i32) {
-        if !self.partitions.remove(partition) {
+        if !self.runtime.remove(partition) {
             return;
         }
         let mut groups = self.lock();
@@ -87,41 +63,22 @@ impl GroupCoordinator {
         Ok(coordinator)
     }
 
-    pub(super) fn log_for(&self, group: &str) -> Option<Arc<PartitionLog>> {
-        let partition = self.partition_of(group);
-        self.partitions.log(partition)
-    }
-
     pub(super) fn write(&self, group: &str, entries: &[Record]) -> Result<(), PersistError> {
-        self.write_as(group, entries, None).map_err(|e| PersistError(e.to_string()))
+        self.write_as(group, entries, None)
     }
 
+    /// Appends `entries` to `group`'s partition, as `txn`'s transactional batch if given.
     pub(super) fn write_as(
         &self,
         group: &str,
         entries: &[Record],
         txn: Option<TxnProducer>,
-    ) -> Result<(), rivulet_storage::AppendError> {
+    ) -> Result<(), PersistError> {
         if entries.is_empty() {
             return Ok(());
         }
-        let log = self.log_for(group).ok_or_else(|| {
-            rivulet_storage::AppendError::Storage(rivulet_storage::StorageError::Corrupt {
-                what: "__consumer_offsets",
-                reason: "no partitions".into(),
-            })
-        })?;
-        let batch = persist::encode_batch(entries, now_ms(), txn).map_err(|e| {
-            rivulet_storage::AppendError::Batch(rivulet_protocol::record_batch::BatchError::Invalid(e.to_string()))
-        })?;
-        let options = AppendOptions {
-            // The partition's current leader epoch.
-            leader_epoch: -1,
-            max_batch_bytes: usize::MAX,
-            log_append_time_ms: None,
-            origin: AppendOrigin::Coordinator,
-        };
-        log.append(&batch, &options)?;
+        let encoded = entries.iter().map(persist::encode_record).collect::<Result<Vec<_>, _>>()?;
+        self.runtime.write(self.partition_of(group), &encoded, self.now_ms(), txn)?;
         Ok(())
     }
 
@@ -133,11 +90,48 @@ impl GroupCoordinator {
     }
 }
 
+/// `__consumer_offsets` as replayed while loading a partition.
+#[derive(Default)]
+struct GroupReplay {
+    /// When the load happens: replayed members get a full session from then.
+    now_ms: i64,
+    groups: HashMap<String, Group>,
+    /// Records of transactions (TxnOffsetCommit) with no marker yet, by producer id.
+    pending: HashMap<i64, Vec<Record>>,
+    failure: Option<RecordError>,
+}
+
+impl Replay for GroupReplay {
+    fn records(&mut self, txn: Option<TxnProducer>, records: Vec<(Bytes, Option<Bytes>)>) {
+        for (key, value) in records {
+            match persist::decode_record(&key, value.as_deref()) {
+                Ok(Some(record)) => match txn {
+                    Some(txn) => self.pending.entry(txn.producer_id).or_default().push(record),
+                    None => apply_record(&mut self.groups, record, self.now_ms),
+                },
+                Ok(None) => {}
+                Err(e) => {
+                    self.failure.get_or_insert(e);
+                }
+            }
+        }
+    }
+
+    fn marker(&mut self, producer_id: i64, control: ControlType) {
+        let records = self.pending.remove(&producer_id).unwrap_or_default();
+        if control == ControlType::Commit {
+            for record in records {
+                apply_record(&mut self.groups, record, self.now_ms);
+            }
+        }
+    }
+}
+
 /// Replays one `__consumer_offsets` record into the in-memory groups.
-fn apply_record(groups: &mut HashMap<String, Group>, (key, value): Record, now: Instant) {
+fn apply_record(groups: &mut HashMap<String, Group>, (key, value): Record, now_ms: i64) {
     match key {
         RecordKey::Offset { group, topic, partition } => {
-            let entry = groups.entry(group.clone()).or_insert_with(|| Group::new(&group));
+            let entry = groups.entry(group.clone()).or_insert_with(|| Group::new(&group, now_ms));
             match value {
                 Some(RecordValue::Offset(offset)) => {
                     entry.offsets.insert((topic, partition), offset);
@@ -153,7 +147,7 @@ fn apply_record(groups: &mut HashMap<String, Group>, (key, value): Record, now: 
                 groups.remove(&group);
                 return;
             };
-            let entry = groups.entry(group.clone()).or_insert_with(|| Group::new(&group));
+            let entry = groups.entry(group.clone()).or_insert_with(|| Group::new(&group, now_ms));
             entry.generation = value.generation_id;
             entry.protocol_type = value.protocol_type;
             entry.protocol_name = value.protocol_name.clone();
@@ -174,12 +168,12 @@ fn apply_record(groups: &mut HashMap<String, Group>, (key, value): Record, now: 
                         instance_id: m.group_instance_id,
                         client_id: m.client_id,
                         client_host: m.client_host,
-                        session_timeout: Duration::from_millis(m.session_timeout_ms.max(0) as u64),
-                        rebalance_timeout: Duration::from_millis(m.rebalance_timeout_ms.max(0) as u64),
+                        session_timeout_ms: i64::from(m.session_timeout_ms.max(0)),
+                        rebalance_timeout_ms: i64::from(m.rebalance_timeout_ms.max(0)),
                         protocols,
                         assignment: Bytes::from(m.assignment),
                         // Members get a full session after the restart to reach us again.
-                        last_seen: now,
+                        last_seen_ms: now_ms,
                         joined_this_round: false,
                         join_waiter: None,
                         sync_waiter: None,

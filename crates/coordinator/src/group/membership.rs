@@ -21,12 +21,12 @@ impl GroupCoordinator {
         if request.protocol_type.is_empty() || request.protocols.is_empty() {
             return Pending::Ready(JoinResult::error(ResponseError::InconsistentGroupProtocol, &member_id));
         }
-        let now = Instant::now();
+        let now = self.now_ms();
         let mut groups = self.lock();
         if !member_id.is_empty() && !groups.contains_key(&request.group_id) {
             return Pending::Ready(JoinResult::error(ResponseError::UnknownMemberId, &member_id));
         }
-        let group = groups.entry(request.group_id.clone()).or_insert_with(|| Group::new(&request.group_id));
+        let group = groups.entry(request.group_id.clone()).or_insert_with(|| Group::new(&request.group_id, now));
         if group.state == GroupState::Dead {
             return Pending::Ready(JoinResult::error(ResponseError::CoordinatorNotAvailable, &member_id));
         }
@@ -61,7 +61,7 @@ impl GroupCoordinator {
         let Some(member) = group.members.get_mut(&member_id) else {
             return Pending::Ready(JoinResult::error(ResponseError::UnknownMemberId, &member_id));
         };
-        member.last_seen = now;
+        member.last_seen_ms = now;
         let unchanged = member.protocols == request.protocols;
         let is_leader = group.leader.as_deref() == Some(member_id.as_str());
         match group.state {
@@ -71,8 +71,8 @@ impl GroupCoordinator {
                 let member = group.members.get_mut(&member_id);
                 if let Some(member) = member {
                     member.protocols = request.protocols;
-                    member.session_timeout = Duration::from_millis(request.session_timeout_ms as u64);
-                    member.rebalance_timeout = Duration::from_millis(request.rebalance_timeout_ms.max(0) as u64);
+                    member.session_timeout_ms = i64::from(request.session_timeout_ms);
+                    member.rebalance_timeout_ms = i64::from(request.rebalance_timeout_ms.max(0));
                 }
                 self.wait_for_join(group, &member_id, now)
             }
@@ -84,7 +84,7 @@ impl GroupCoordinator {
         group: &mut Group,
         old_id: String,
         request: JoinRequest,
-        now: Instant,
+        now: i64,
     ) -> Pending<JoinResult> {
         let new_id = new_member_id(&request.client_id);
         let Some(mut member) = group.members.remove(&old_id) else {
@@ -100,7 +100,7 @@ impl GroupCoordinator {
         }
         let unchanged = member.protocols == request.protocols;
         member.id = new_id.clone();
-        member.last_seen = now;
+        member.last_seen_ms = now;
         member.client_id = request.client_id.clone();
         member.client_host = request.client_host.clone();
         member.protocols = request.protocols.clone();
@@ -130,7 +130,7 @@ impl GroupCoordinator {
         group: &mut Group,
         member_id: String,
         request: JoinRequest,
-        now: Instant,
+        now: i64,
     ) -> Pending<JoinResult> {
         if group.members.is_empty() {
             group.protocol_type = Some(request.protocol_type.clone());
@@ -145,11 +145,11 @@ impl GroupCoordinator {
                 instance_id: request.group_instance_id,
                 client_id: request.client_id,
                 client_host: request.client_host,
-                session_timeout: Duration::from_millis(request.session_timeout_ms as u64),
-                rebalance_timeout: Duration::from_millis(request.rebalance_timeout_ms.max(0) as u64),
+                session_timeout_ms: i64::from(request.session_timeout_ms),
+                rebalance_timeout_ms: i64::from(request.rebalance_timeout_ms.max(0)),
                 protocols: request.protocols,
                 assignment: Bytes::new(),
-                last_seen: now,
+                last_seen_ms: now,
                 joined_this_round: false,
                 join_waiter: None,
                 sync_waiter: None,
@@ -160,7 +160,7 @@ impl GroupCoordinator {
 
     /// Registers the member as joined for this round (starting a rebalance if none is in
     /// progress) and returns the receiver its JoinGroup response will arrive on.
-    pub(super) fn wait_for_join(&self, group: &mut Group, member_id: &str, now: Instant) -> Pending<JoinResult> {
+    pub(super) fn wait_for_join(&self, group: &mut Group, member_id: &str, now: i64) -> Pending<JoinResult> {
         if group.state != GroupState::PreparingRebalance {
             self.prepare_rebalance(group, now);
         }
@@ -173,7 +173,7 @@ impl GroupCoordinator {
         Pending::Wait(rx)
     }
 
-    pub(super) fn prepare_rebalance(&self, group: &mut Group, now: Instant) {
+    pub(super) fn prepare_rebalance(&self, group: &mut Group, now: i64) {
         if group.state == GroupState::CompletingRebalance {
             for member in group.members.values_mut() {
                 if let Some(waiter) = member.sync_waiter.take() {
@@ -182,23 +182,24 @@ impl GroupCoordinator {
             }
         }
         if group.state == GroupState::Empty {
-            group.initial_delay_until = Some(now + self.settings.initial_rebalance_delay);
+            let delay_ms = i64::try_from(self.settings.initial_rebalance_delay.as_millis()).unwrap_or(i64::MAX);
+            group.initial_delay_until_ms = Some(now.saturating_add(delay_ms));
         }
         for member in group.members.values_mut() {
             member.joined_this_round = false;
         }
-        group.deadline = Some(now + group.max_rebalance_timeout());
-        group.set_state(GroupState::PreparingRebalance);
+        group.deadline_ms = Some(now.saturating_add(group.max_rebalance_timeout_ms()));
+        group.set_state(GroupState::PreparingRebalance, now);
         tracing::debug!(group = %group.id, generation = group.generation, "preparing rebalance");
     }
 
-    pub(super) fn maybe_complete_join(&self, group: &mut Group, now: Instant) {
+    pub(super) fn maybe_complete_join(&self, group: &mut Group, now: i64) {
         if group.state != GroupState::PreparingRebalance {
             return;
         }
         let all_joined = group.members.values().all(|m| m.joined_this_round) && group.pending.is_empty();
-        let delay_over = group.initial_delay_until.is_none_or(|t| now >= t);
-        let timed_out = group.deadline.is_some_and(|d| now >= d);
+        let delay_over = group.initial_delay_until_ms.is_none_or(|t| now >= t);
+        let timed_out = group.deadline_ms.is_some_and(|d| now >= d);
         if !((all_joined && delay_over) || timed_out) {
             return;
         }
@@ -208,13 +209,13 @@ impl GroupCoordinator {
             self.remove_member(group, &id);
         }
         group.pending.clear();
-        group.initial_delay_until = None;
+        group.initial_delay_until_ms = None;
         group.generation += 1;
         if group.members.is_empty() {
             group.protocol_name = None;
             group.leader = None;
-            group.deadline = None;
-            group.set_state(GroupState::Empty);
+            group.deadline_ms = None;
+            group.set_state(GroupState::Empty, now);
             self.persist_group(group);
             return;
         }
@@ -222,8 +223,8 @@ impl GroupCoordinator {
         if group.leader.as_ref().is_none_or(|l| !group.members.contains_key(l)) {
             group.leader = group.members.keys().next().cloned();
         }
-        group.deadline = Some(now + group.max_rebalance_timeout());
-        group.set_state(GroupState::CompletingRebalance);
+        group.deadline_ms = Some(now.saturating_add(group.max_rebalance_timeout_ms()));
+        group.set_state(GroupState::CompletingRebalance, now);
         tracing::info!(group = %group.id, generation = group.generation, members = group.members.len(), protocol = ?group.protocol_name, "rebalance: join complete");
         let ids: Vec<String> = group.members.keys().cloned().collect();
         for id in ids {
@@ -258,14 +259,14 @@ impl GroupCoordinator {
     }
 
     /// After members left or expired: rebalance the rest, or become Empty.
-    pub(super) fn on_membership_shrunk(&self, group: &mut Group, now: Instant) {
+    pub(super) fn on_membership_shrunk(&self, group: &mut Group, now: i64) {
         match group.state {
             GroupState::Stable | GroupState::CompletingRebalance => {
                 if group.members.is_empty() {
                     group.generation += 1;
                     group.protocol_name = None;
                     group.leader = None;
-                    group.set_state(GroupState::Empty);
+                    group.set_state(GroupState::Empty, now);
                     self.persist_group(group);
                 } else {
                     self.prepare_rebalance(group, now);
@@ -325,9 +326,9 @@ impl GroupCoordinator {
         {
             return Pending::Ready(SyncResult::error(ResponseError::InconsistentGroupProtocol));
         }
-        let now = Instant::now();
+        let now = self.now_ms();
         if let Some(member) = group.members.get_mut(member_id) {
-            member.last_seen = now;
+            member.last_seen_ms = now;
         }
         match group.state {
             GroupState::Empty | GroupState::Dead => Pending::Ready(SyncResult::error(ResponseError::UnknownMemberId)),
@@ -343,8 +344,8 @@ impl GroupCoordinator {
                     for member in group.members.values_mut() {
                         member.assignment = assignments.remove(&member.id).unwrap_or_default();
                     }
-                    group.deadline = None;
-                    group.set_state(GroupState::Stable);
+                    group.deadline_ms = None;
+                    group.set_state(GroupState::Stable, now);
                     self.persist_group(group);
                     tracing::info!(group = %group.id, generation = group.generation, "rebalance: group stable");
                     let ids: Vec<String> = group.members.keys().cloned().collect();
@@ -390,7 +391,7 @@ impl GroupCoordinator {
             return Some(e);
         }
         if let Some(member) = group.members.get_mut(member_id) {
-            member.last_seen = Instant::now();
+            member.last_seen_ms = self.now_ms();
         }
         match group.state {
             GroupState::Empty | GroupState::Dead => Some(ResponseError::UnknownMemberId),
@@ -408,7 +409,7 @@ impl GroupCoordinator {
         let Some(group) = groups.get_mut(group_id) else {
             return leaving.iter().map(|_| Some(ResponseError::UnknownMemberId)).collect();
         };
-        let now = Instant::now();
+        let now = self.now_ms();
         let mut results = Vec::with_capacity(leaving.len());
         let mut removed = false;
         for (member_id, instance_id) in leaving {

@@ -15,7 +15,10 @@
 //! written first to `__consumer_offsets` (see [`persist`]), which is replayed on start.
 //!
 //! Timers (delayed initial join, rebalance timeouts, session expiry, offset retention)
-//! are driven by [`GroupCoordinator::tick`], which the broker calls every 100 ms.
+//! are driven by [`GroupCoordinator::tick`], which the broker calls every 100 ms. Every
+//! time is read from the coordinator's [`Clock`] and kept as milliseconds, as Kafka's
+//! coordinators read `time.milliseconds()`, so tests move a `ManualClock` instead of
+//! sleeping.
 //!
 //! This file holds the types and the state machine of one group; the coordinator's work
 //! is split by job: `membership` (join, sync, heartbeat, leave, rebalances), `offsets`
@@ -33,16 +36,18 @@ mod timers;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
+use rivulet_protocol::record_batch::ControlType;
 use rivulet_protocol::ResponseError;
-use rivulet_storage::{AppendOptions, AppendOrigin, PartitionLog};
+use rivulet_storage::{AppendError, PartitionLog};
 use tokio::sync::oneshot;
 
-use crate::coordinator_partitions::CoordinatorPartitions;
-use crate::internal_topic::{self, Replayed, TxnProducer};
-use persist::{GroupValue, MemberValue, OffsetValue, Record, RecordKey, RecordValue};
+use crate::clock::{Clock, SystemClock};
+use crate::internal_topic::{InternalTopicError, TxnProducer};
+use crate::runtime::{CoordinatorRuntime, Replay, RuntimeError};
+use persist::{GroupValue, MemberValue, OffsetValue, Record, RecordError, RecordKey, RecordValue};
 
 /// An offset committed inside a transaction, applied when its COMMIT marker is written.
 #[derive(Debug, Clone)]
@@ -173,11 +178,12 @@ struct Member {
     instance_id: Option<String>,
     client_id: String,
     client_host: String,
-    session_timeout: Duration,
-    rebalance_timeout: Duration,
+    session_timeout_ms: i64,
+    rebalance_timeout_ms: i64,
     protocols: Vec<(String, Bytes)>,
     assignment: Bytes,
-    last_seen: Instant,
+    /// When the member was last heard from (clock milliseconds).
+    last_seen_ms: i64,
     joined_this_round: bool,
     join_waiter: Option<oneshot::Sender<JoinResult>>,
     sync_waiter: Option<oneshot::Sender<SyncResult>>,
@@ -200,21 +206,21 @@ struct Group {
     protocol_name: Option<String>,
     leader: Option<String>,
     members: BTreeMap<String, Member>,
-    /// Member ids handed out with MEMBER_ID_REQUIRED and not yet used, with when.
-    pending: HashMap<String, Instant>,
+    /// Member ids handed out with MEMBER_ID_REQUIRED and not yet used, with when (ms).
+    pending: HashMap<String, i64>,
     /// `group.instance.id` → member id (KIP-345).
     static_members: HashMap<String, String>,
     offsets: HashMap<(String, i32), OffsetValue>,
     /// PreparingRebalance: join completes by then at the latest.
     /// CompletingRebalance: the leader must sync by then.
-    deadline: Option<Instant>,
+    deadline_ms: Option<i64>,
     /// The delayed first join of an empty group (`group.initial.rebalance.delay.ms`).
-    initial_delay_until: Option<Instant>,
+    initial_delay_until_ms: Option<i64>,
     state_since_ms: i64,
 }
 
 impl Group {
-    fn new(id: &str) -> Self {
+    fn new(id: &str, now_ms: i64) -> Self {
         Group {
             id: id.to_string(),
             state: GroupState::Empty,
@@ -226,15 +232,15 @@ impl Group {
             pending: HashMap::new(),
             static_members: HashMap::new(),
             offsets: HashMap::new(),
-            deadline: None,
-            initial_delay_until: None,
-            state_since_ms: now_ms(),
+            deadline_ms: None,
+            initial_delay_until_ms: None,
+            state_since_ms: now_ms,
         }
     }
 
-    fn set_state(&mut self, state: GroupState) {
+    fn set_state(&mut self, state: GroupState, now_ms: i64) {
         self.state = state;
-        self.state_since_ms = now_ms();
+        self.state_since_ms = now_ms;
     }
 
     /// Protocols every member (and the joining one) supports, in the joiner's order.
@@ -290,8 +296,8 @@ impl Group {
         }
     }
 
-    fn max_rebalance_timeout(&self) -> Duration {
-        self.members.values().map(|m| m.rebalance_timeout).max().unwrap_or(Duration::from_secs(60))
+    fn max_rebalance_timeout_ms(&self) -> i64 {
+        self.members.values().map(|m| m.rebalance_timeout_ms).max().unwrap_or(60_000)
     }
 
     fn to_value(&self) -> GroupValue {
@@ -310,18 +316,14 @@ impl Group {
                     group_instance_id: m.instance_id.clone(),
                     client_id: m.client_id.clone(),
                     client_host: m.client_host.clone(),
-                    session_timeout_ms: m.session_timeout.as_millis() as i32,
-                    rebalance_timeout_ms: m.rebalance_timeout.as_millis() as i32,
+                    session_timeout_ms: i32::try_from(m.session_timeout_ms).unwrap_or(i32::MAX),
+                    rebalance_timeout_ms: i32::try_from(m.rebalance_timeout_ms).unwrap_or(i32::MAX),
                     subscription: m.metadata_for(protocol).to_vec(),
                     assignment: m.assignment.to_vec(),
                 })
                 .collect(),
         }
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 fn new_member_id(client_id: &str) -> String {
@@ -331,45 +333,86 @@ fn new_member_id(client_id: &str) -> String {
 /// The group coordinator of this broker.
 pub struct GroupCoordinator {
     settings: GroupSettings,
-    /// The `__consumer_offsets` partitions served here (on a single node, all).
-    partitions: CoordinatorPartitions,
+    /// The `__consumer_offsets` partitions served here (on a single node, all), and the
+    /// path records take to and from them.
+    runtime: CoordinatorRuntime,
     groups: Mutex<HashMap<String, Group>>,
     /// TxnOffsetCommit offsets by producer id, until their transaction ends (Kafka's
     /// `pendingTransactionalOffsetCommits`). Locked after `groups` when both are needed.
     pending_txn_offsets: Mutex<HashMap<i64, Vec<PendingOffset>>>,
+    /// Session, rebalance and retention timers, and record timestamps.
+    clock: Arc<dyn Clock>,
 }
 
-/// Why state could not be persisted; the request then fails with a retriable error.
+/// Why group state could not be loaded from or written to `__consumer_offsets`.
 #[derive(Debug, thiserror::Error)]
-#[error("writing to __consumer_offsets failed: {0}")]
-pub struct PersistError(String);
+pub enum PersistError {
+    /// A record could not be encoded, or a stored one could not be read.
+    #[error("invalid __consumer_offsets record: {0}")]
+    Record(#[from] RecordError),
+    /// Reading the partition while loading it failed.
+    #[error("loading __consumer_offsets failed: {0}")]
+    Load(#[from] InternalTopicError),
+    /// The records could not be written: the partition is not served here (any more), or
+    /// its log refused them.
+    #[error(transparent)]
+    Write(#[from] RuntimeError),
+}
+
+impl PersistError {
+    /// The error a request whose write failed answers with: the one place the group
+    /// coordinator maps its write failures to Kafka's codes. A fenced transactional
+    /// producer (TxnOffsetCommit) gets PRODUCER_FENCED; anything else is
+    /// COORDINATOR_NOT_AVAILABLE, which makes the client find the coordinator and retry.
+    pub fn kafka_error(&self) -> ResponseError {
+        match self {
+            PersistError::Write(RuntimeError::Append { source: AppendError::InvalidProducerEpoch { .. }, .. }) => {
+                ResponseError::ProducerFenced
+            }
+            PersistError::Record(_) | PersistError::Load(_) | PersistError::Write(_) => {
+                ResponseError::CoordinatorNotAvailable
+            }
+        }
+    }
+}
 
 impl GroupCoordinator {
     /// A coordinator that serves no partition yet; see [`Self::load_partition`].
     pub fn new(settings: GroupSettings, num_partitions: i32) -> Self {
         GroupCoordinator {
             settings,
-            partitions: CoordinatorPartitions::new(num_partitions),
+            runtime: CoordinatorRuntime::new(persist::OFFSETS_TOPIC, num_partitions),
             groups: Mutex::new(HashMap::new()),
             pending_txn_offsets: Mutex::new(HashMap::new()),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The same coordinator reading time from `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     /// Says that partition `partition` is about to be loaded.
     pub fn mark_loading(&self, partition: i32) {
-        self.partitions.mark_loading(partition);
+        self.runtime.mark_loading(partition);
     }
 
     /// `None` when `partition` is served here, else COORDINATOR_LOAD_IN_PROGRESS while it
     /// loads or NOT_COORDINATOR.
     pub fn partition_status(&self, partition: i32) -> Option<ResponseError> {
-        self.partitions.status(partition)
+        self.runtime.status(partition)
     }
 
     /// Whether this coordinator serves `group`: `None` when it does, else the error Kafka
     /// gives (NOT_COORDINATOR, or COORDINATOR_LOAD_IN_PROGRESS while its partition loads).
     pub fn status(&self, group: &str) -> Option<ResponseError> {
-        self.partitions.status(self.partition_of(group))
+        self.runtime.status(self.partition_of(group))
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Group>> {
@@ -378,6 +421,6 @@ impl GroupCoordinator {
 
     /// The `__consumer_offsets` partition that holds `group`.
     pub fn partition_of(&self, group: &str) -> i32 {
-        persist::partition_for(group, self.partitions.count())
+        persist::partition_for(group, self.runtime.count())
     }
 }

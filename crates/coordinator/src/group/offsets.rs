@@ -47,17 +47,14 @@ impl GroupCoordinator {
                 value: value.clone(),
             });
         }
-        match self.write_as(group_id, &entries, Some(producer)) {
-            Ok(()) => {}
-            Err(rivulet_storage::AppendError::InvalidProducerEpoch { .. }) => {
-                return Err(ResponseError::ProducerFenced)
-            }
-            Err(e) => {
+        if let Err(e) = self.write_as(group_id, &entries, Some(producer)) {
+            if e.kafka_error() != ResponseError::ProducerFenced {
                 tracing::error!(group = %group_id, error = %e, "writing transactional offsets failed");
-                return Err(ResponseError::CoordinatorNotAvailable);
             }
+            return Err(e.kafka_error());
         }
-        groups.entry(group_id.to_string()).or_insert_with(|| Group::new(group_id));
+        let now = self.now_ms();
+        groups.entry(group_id.to_string()).or_insert_with(|| Group::new(group_id, now));
         drop(groups);
         self.pending_txn_offsets
             .lock()
@@ -71,13 +68,14 @@ impl GroupCoordinator {
     /// Called once the marker ending `producer_id`'s transaction is in `__consumer_offsets`:
     /// a commit makes its offsets visible, an abort drops them.
     pub fn complete_txn(&self, producer_id: i64, commit: bool) {
+        let now = self.now_ms();
         let mut groups = self.lock();
         let pending = self.pending_txn_offsets.lock().unwrap_or_else(|p| p.into_inner()).remove(&producer_id);
         if !commit {
             return;
         }
         for offset in pending.unwrap_or_default() {
-            let group = groups.entry(offset.group.clone()).or_insert_with(|| Group::new(&offset.group));
+            let group = groups.entry(offset.group.clone()).or_insert_with(|| Group::new(&offset.group, now));
             group.offsets.insert((offset.topic, offset.partition), offset.value);
         }
     }
@@ -113,7 +111,7 @@ impl GroupCoordinator {
             if generation >= 0 {
                 return Err(ResponseError::IllegalGeneration);
             }
-            groups.insert(group_id.to_string(), Group::new(group_id));
+            groups.insert(group_id.to_string(), Group::new(group_id, self.now_ms()));
         }
         let Some(group) = groups.get_mut(group_id) else { return Err(ResponseError::CoordinatorNotAvailable) };
         if group.state == GroupState::Dead {
@@ -131,7 +129,7 @@ impl GroupCoordinator {
             }
             Self::check_member(group, member_id, instance_id, generation)?;
             if let Some(member) = group.members.get_mut(member_id) {
-                member.last_seen = Instant::now();
+                member.last_seen_ms = self.now_ms();
             }
         }
         let mut results = Vec::with_capacity(offsets.len());
@@ -145,8 +143,9 @@ impl GroupCoordinator {
             let key = RecordKey::Offset { group: group_id.to_string(), topic: topic.clone(), partition: *partition };
             entries.push((key, Some(RecordValue::Offset(value.clone()))));
         }
-        if self.write(group_id, &entries).is_err() {
-            return Err(ResponseError::CoordinatorNotAvailable);
+        if let Err(e) = self.write(group_id, &entries) {
+            tracing::warn!(group = %group_id, error = %e, "writing offsets failed");
+            return Err(e.kafka_error());
         }
         for ((topic, partition, value), result) in offsets.iter().zip(&results) {
             if result.is_none() {
@@ -211,8 +210,9 @@ impl GroupCoordinator {
                 None,
             ));
         }
-        if self.write(group_id, &entries).is_err() {
-            return Err(ResponseError::CoordinatorNotAvailable);
+        if let Err(e) = self.write(group_id, &entries) {
+            tracing::warn!(group = %group_id, error = %e, "writing offsets failed");
+            return Err(e.kafka_error());
         }
         for ((topic, partition), result) in partitions.iter().zip(&results) {
             if result.is_none() {

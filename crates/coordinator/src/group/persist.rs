@@ -113,7 +113,7 @@ pub enum RecordError {
     #[error("a {key} key with a {value} value")]
     Mismatch { key: &'static str, value: &'static str },
     #[error("encoding the batch failed: {0}")]
-    Batch(String),
+    Batch(#[from] internal_topic::InternalTopicError),
 }
 
 impl RecordKey {
@@ -223,7 +223,7 @@ pub fn encode_record((key, value): &Record) -> Result<(Vec<u8>, Option<Vec<u8>>)
 /// producer (TxnOffsetCommit).
 pub fn encode_batch(entries: &[Record], now_ms: i64, txn: Option<TxnProducer>) -> Result<Bytes, RecordError> {
     let encoded = entries.iter().map(encode_record).collect::<Result<Vec<_>, _>>()?;
-    internal_topic::encode_batch(&encoded, now_ms, txn).map_err(RecordError::Batch)
+    Ok(internal_topic::encode_batch(&encoded, now_ms, txn)?)
 }
 
 /// Reads one stored record, in Kafka's format or the JSON of earlier versions. `Ok(None)`

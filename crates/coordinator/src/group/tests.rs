@@ -1,9 +1,10 @@
 use super::*;
+use crate::clock::ManualClock;
 use rivulet_storage::{LogClass, LogId, Store, StoreOptions};
 
-fn coordinator(dir: &std::path::Path, retention: Duration) -> GroupCoordinator {
+/// A coordinator over three partitions in `dir`, reading time from the returned clock.
+fn coordinator(dir: &std::path::Path, retention: Duration) -> (GroupCoordinator, Arc<ManualClock>) {
     let store = Store::open(&StoreOptions::new(dir)).unwrap();
-    let logs = (0..3).map(|i| Arc::new(store.open_log(LogId(100 + i), LogClass::Internal).unwrap())).collect();
     let settings = GroupSettings {
         initial_rebalance_delay: Duration::ZERO,
         min_session_timeout_ms: 10,
@@ -11,7 +12,13 @@ fn coordinator(dir: &std::path::Path, retention: Duration) -> GroupCoordinator {
         offsets_retention: retention,
         offset_metadata_max_bytes: 16,
     };
-    GroupCoordinator::load(settings, logs).unwrap()
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let coordinator = GroupCoordinator::new(settings, 3).with_clock(clock.clone());
+    for i in 0..3 {
+        let log = Arc::new(store.open_log(LogId(100 + i), LogClass::Internal).unwrap());
+        coordinator.load_partition(i as i32, log).unwrap();
+    }
+    (coordinator, clock)
 }
 
 fn join_request(member_id: &str, protocols: &[&str]) -> JoinRequest {
@@ -39,7 +46,7 @@ fn ready<T>(pending: Pending<T>) -> T {
 #[test]
 fn member_id_required_then_join_sync_commit_and_expire() {
     let dir = tempfile::tempdir().unwrap();
-    let c = coordinator(dir.path(), Duration::from_millis(50));
+    let (c, clock) = coordinator(dir.path(), Duration::from_millis(50));
     let first = ready(c.join(join_request("", &["range"])));
     assert_eq!(first.error, Some(ResponseError::MemberIdRequired));
     let joined = ready(c.join(join_request(&first.member_id, &["range", "roundrobin"])));
@@ -54,7 +61,8 @@ fn member_id_required_then_join_sync_commit_and_expire() {
     assert_eq!(c.heartbeat("g", &id, None, 0), Some(ResponseError::IllegalGeneration));
     assert_eq!(c.heartbeat("g", &id, None, 1), None);
 
-    let value = |o| OffsetValue { offset: o, leader_epoch: 0, metadata: "m".into(), commit_timestamp_ms: now_ms() };
+    let value =
+        |o| OffsetValue { offset: o, leader_epoch: 0, metadata: "m".into(), commit_timestamp_ms: clock.now_ms() };
     assert_eq!(c.commit_offsets("g", &id, None, 1, &[("t".into(), 0, value(5))]).unwrap(), vec![None]);
     assert_eq!(
         c.commit_offsets("g", &id, None, 0, &[("t".into(), 0, value(6))]),
@@ -70,10 +78,10 @@ fn member_id_required_then_join_sync_commit_and_expire() {
 
     // The session (200 ms) expires; the group becomes Empty, then its offsets expire
     // after the retention (50 ms) and the group disappears.
-    std::thread::sleep(Duration::from_millis(300));
+    clock.advance(300);
     c.tick();
     assert_eq!(c.describe("g").map(|d| d.state), Some(GroupState::Empty));
-    std::thread::sleep(Duration::from_millis(100));
+    clock.advance(100);
     c.tick();
     assert!(c.describe("g").is_none());
     assert!(c.fetch_offsets("g", None).is_empty());
@@ -83,19 +91,20 @@ fn member_id_required_then_join_sync_commit_and_expire() {
 fn offsets_and_groups_are_rebuilt_from_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let id = {
-        let c = coordinator(dir.path(), Duration::from_secs(3600));
+        let (c, clock) = coordinator(dir.path(), Duration::from_secs(3600));
         let joined = ready(c.join(JoinRequest { require_known_member_id: false, ..join_request("", &["range"]) }));
         let id = joined.member_id;
         ready(c.sync("g", &id, None, 1, (None, None), vec![(id.clone(), Bytes::from_static(b"assignment"))]));
-        let value = OffsetValue { offset: 42, leader_epoch: 3, metadata: "meta".into(), commit_timestamp_ms: now_ms() };
+        let value =
+            OffsetValue { offset: 42, leader_epoch: 3, metadata: "meta".into(), commit_timestamp_ms: clock.now_ms() };
         c.commit_offsets("g", &id, None, 1, &[("t".into(), 2, value)]).unwrap();
         // A simple (groupless) commit for another group.
         let simple =
-            OffsetValue { offset: 9, leader_epoch: -1, metadata: String::new(), commit_timestamp_ms: now_ms() };
+            OffsetValue { offset: 9, leader_epoch: -1, metadata: String::new(), commit_timestamp_ms: clock.now_ms() };
         c.commit_offsets("simple", "", None, -1, &[("t".into(), 0, simple)]).unwrap();
         id
     };
-    let c = coordinator(dir.path(), Duration::from_secs(3600));
+    let (c, _) = coordinator(dir.path(), Duration::from_secs(3600));
     let group = c.describe("g").unwrap();
     assert_eq!(group.state, GroupState::Stable);
     assert_eq!(group.members[0].member_id, id);
@@ -111,7 +120,7 @@ fn offsets_and_groups_are_rebuilt_from_the_log() {
 #[test]
 fn inconsistent_protocols_and_unknown_members_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let c = coordinator(dir.path(), Duration::from_secs(3600));
+    let (c, _) = coordinator(dir.path(), Duration::from_secs(3600));
     let joined = ready(c.join(JoinRequest { require_known_member_id: false, ..join_request("", &["range"]) }));
     assert_eq!(joined.error, None);
     let other = ready(c.join(JoinRequest { require_known_member_id: false, ..join_request("", &["sticky"]) }));
@@ -121,4 +130,53 @@ fn inconsistent_protocols_and_unknown_members_are_refused() {
     assert_eq!(c.leave("g", &[("nobody".into(), None)]), vec![Some(ResponseError::UnknownMemberId)]);
     assert_eq!(c.leave("g", &[(joined.member_id.clone(), None)]), vec![None]);
     assert_eq!(c.describe("g").map(|d| d.state), Some(GroupState::Empty));
+}
+
+#[test]
+fn a_session_ends_one_millisecond_after_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, clock) = coordinator(dir.path(), Duration::from_secs(3600));
+    let join = |id: &str| c.join(JoinRequest { require_known_member_id: false, ..join_request(id, &["range"]) });
+    let a = ready(join(""));
+    assert_eq!(a.generation_id, 1);
+    // B's join starts a rebalance that completes when A rejoins.
+    let Pending::Wait(mut b_joined) = join("") else { panic!("B waits for the rebalance") };
+    let a = ready(join(&a.member_id));
+    let b = b_joined.try_recv().expect("the rebalance completed");
+    assert_eq!((a.generation_id, b.generation_id, a.leader.as_str()), (2, 2, a.member_id.as_str()));
+    assert_eq!(ready(c.sync("g", &a.member_id, None, 2, (None, None), vec![])).error, None);
+    assert_eq!(ready(c.sync("g", &b.member_id, None, 2, (None, None), vec![])).error, None);
+    assert_eq!(c.describe("g").map(|d| d.state), Some(GroupState::Stable));
+
+    // Both sessions are 200 ms. A heartbeats; B falls silent. Exactly 200 ms later B is
+    // still a member (Kafka expires a session only once its deadline has passed).
+    clock.advance(200);
+    assert_eq!(c.heartbeat("g", &a.member_id, None, 2), None);
+    c.tick();
+    let group = c.describe("g").unwrap();
+    assert_eq!((group.state, group.members.len()), (GroupState::Stable, 2));
+
+    // 1 ms later B is removed and the group rebalances without it.
+    clock.advance(1);
+    c.tick();
+    let group = c.describe("g").unwrap();
+    assert_eq!(group.state, GroupState::PreparingRebalance);
+    let members: Vec<&str> = group.members.iter().map(|m| m.member_id.as_str()).collect();
+    assert_eq!(members, [a.member_id.as_str()]);
+    assert_eq!(c.heartbeat("g", &a.member_id, None, 2), Some(ResponseError::RebalanceInProgress));
+    assert_eq!(c.heartbeat("g", &b.member_id, None, 2), Some(ResponseError::UnknownMemberId));
+    let a = ready(join(&a.member_id));
+    assert_eq!((a.error, a.generation_id, a.members.len()), (None, 3, 1));
+}
+
+#[test]
+fn write_failures_map_to_kafkas_codes() {
+    let append =
+        |source| PersistError::Write(RuntimeError::Append { topic: "__consumer_offsets", partition: 4, source });
+    let fenced = append(AppendError::InvalidProducerEpoch { producer_id: 1, epoch: 0, current: 1 });
+    assert_eq!(fenced.kafka_error(), ResponseError::ProducerFenced);
+    let moved = PersistError::Write(RuntimeError::NotServed { topic: "__consumer_offsets", partition: 4 });
+    assert_eq!(moved.kafka_error(), ResponseError::CoordinatorNotAvailable);
+    let too_large = append(AppendError::TooLarge { size: 2, max: 1 });
+    assert_eq!(too_large.kafka_error(), ResponseError::CoordinatorNotAvailable);
 }

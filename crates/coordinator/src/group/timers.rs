@@ -3,10 +3,13 @@
 
 use super::*;
 
+/// How long a member id handed out with MEMBER_ID_REQUIRED stays reserved (KIP-394).
+const PENDING_MEMBER_TIMEOUT_MS: i64 = 300_000;
+
 impl GroupCoordinator {
     /// Expires sessions, completes joins and syncs that timed out, expires old offsets.
     pub fn tick(&self) {
-        let now = Instant::now();
+        let now = self.now_ms();
         let mut groups = self.lock();
         let mut dead = Vec::new();
         for group in groups.values_mut() {
@@ -16,7 +19,8 @@ impl GroupCoordinator {
                 .filter(|m| {
                     m.join_waiter.is_none()
                         && m.sync_waiter.is_none()
-                        && now.duration_since(m.last_seen) > m.session_timeout
+                        // Saturating: a wall clock stepped back never expires a session early.
+                        && now.saturating_sub(m.last_seen_ms) > m.session_timeout_ms
                 })
                 .map(|m| m.id.clone())
                 .collect();
@@ -27,10 +31,10 @@ impl GroupCoordinator {
                 }
                 self.on_membership_shrunk(group, now);
             }
-            group.pending.retain(|_, issued| now.duration_since(*issued) < Duration::from_secs(300));
+            group.pending.retain(|_, issued| now.saturating_sub(*issued) < PENDING_MEMBER_TIMEOUT_MS);
             match group.state {
                 GroupState::PreparingRebalance => self.maybe_complete_join(group, now),
-                GroupState::CompletingRebalance if group.deadline.is_some_and(|d| now >= d) => {
+                GroupState::CompletingRebalance if group.deadline_ms.is_some_and(|d| now >= d) => {
                     // The leader never sent its assignment: members that did not sync are
                     // dropped and the rest rebalance, as Kafka does.
                     let stale: Vec<String> =
@@ -44,12 +48,13 @@ impl GroupCoordinator {
                     }
                 }
                 GroupState::Empty => {
-                    let retention = self.settings.offsets_retention.as_millis() as i64;
-                    let now_ms = now_ms();
+                    let retention = i64::try_from(self.settings.offsets_retention.as_millis()).unwrap_or(i64::MAX);
                     let expired: Vec<(String, i32)> = group
                         .offsets
                         .iter()
-                        .filter(|(_, v)| v.commit_timestamp_ms.max(group.state_since_ms) + retention <= now_ms)
+                        .filter(|(_, v)| {
+                            v.commit_timestamp_ms.max(group.state_since_ms).saturating_add(retention) <= now
+                        })
                         .map(|(k, _)| k.clone())
                         .collect();
                     if !expired.is_empty() {

@@ -22,14 +22,15 @@ pub mod persist;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
 use rivulet_protocol::record_batch::ControlType;
 use rivulet_protocol::ResponseError;
-use rivulet_storage::{AppendOptions, AppendOrigin, PartitionLog};
+use rivulet_storage::{AppendError, PartitionLog};
 
 use crate::clock::{Clock, SystemClock};
-use crate::coordinator_partitions::CoordinatorPartitions;
-use crate::internal_topic::{self, Replayed};
-use persist::{TxnState, TxnValue};
+use crate::internal_topic::{self, InternalTopicError, TxnProducer};
+use crate::runtime::{CoordinatorRuntime, Replay, RuntimeError};
+use persist::{TxnRecordError, TxnState, TxnValue};
 
 /// The internal topic holding transaction state.
 pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
@@ -45,7 +46,42 @@ pub trait MarkerSink {
         producer_id: i64,
         producer_epoch: i16,
         control: ControlType,
-    ) -> Result<(), String>;
+    ) -> Result<(), MarkerError>;
+}
+
+/// Why a transaction marker could not be written. The transaction then stays in its
+/// Prepare state and its markers are written again later.
+#[derive(Debug, thiserror::Error)]
+pub enum MarkerError {
+    /// No broker can take the marker: this one does not lead the partition and knows no
+    /// other that does.
+    #[error("{topic}-{partition} has no leader here")]
+    NoLeader { topic: String, partition: i32 },
+    /// The partition log refused the marker.
+    #[error("appending the marker to {topic}-{partition} failed: {source}")]
+    Append {
+        topic: String,
+        partition: i32,
+        #[source]
+        source: AppendError,
+    },
+    /// The partition's leader, another broker, did not write the marker (WriteTxnMarkers).
+    #[error("broker {leader} did not write the marker for {topic}-{partition}: {source}")]
+    Remote {
+        leader: i32,
+        topic: String,
+        partition: i32,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl MarkerError {
+    /// What the request that needed the marker answers: the outcome is decided and will be
+    /// completed, so the client retries (COORDINATOR_NOT_AVAILABLE).
+    pub fn kafka_error(&self) -> ResponseError {
+        ResponseError::CoordinatorNotAvailable
+    }
 }
 
 /// Coordinator settings under their `server.properties` names.
@@ -69,16 +105,78 @@ pub struct ProducerIdAndEpoch {
     pub producer_epoch: i16,
 }
 
-/// Why the coordinator's state could not be loaded.
+/// Why a partition of `__transaction_state` could not be loaded.
 #[derive(Debug, thiserror::Error)]
-#[error("loading __transaction_state failed: {0}")]
-pub struct LoadError(String);
+pub enum LoadError {
+    /// The partition log could not be read.
+    #[error("reading __transaction_state partition {partition} failed: {source}")]
+    Read {
+        partition: i32,
+        #[source]
+        source: InternalTopicError,
+    },
+    /// A stored record could not be decoded.
+    #[error("__transaction_state partition {partition}, key {key:?}: {source}")]
+    Record {
+        partition: i32,
+        key: String,
+        #[source]
+        source: TxnRecordError,
+    },
+}
+
+/// Why a transaction's state could not be written to `__transaction_state`.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct WriteError(#[from] RuntimeError);
+
+impl WriteError {
+    /// The error a request whose state write failed answers with: the one place the
+    /// transaction coordinator maps its write failures to Kafka's codes.
+    pub fn kafka_error(&self) -> ResponseError {
+        match self.0 {
+            RuntimeError::NotServed { .. } => ResponseError::NotCoordinator,
+            RuntimeError::Encode { .. } => ResponseError::UnknownServerError,
+            RuntimeError::Append { .. } => ResponseError::CoordinatorNotAvailable,
+        }
+    }
+}
+
+/// `__transaction_state` as replayed while loading a partition: the last value per id.
+struct TxnReplay {
+    partition: i32,
+    loaded: HashMap<String, TxnValue>,
+    failure: Option<LoadError>,
+}
+
+impl Replay for TxnReplay {
+    fn records(&mut self, _txn: Option<TxnProducer>, records: Vec<(Bytes, Option<Bytes>)>) {
+        for (key, value) in records {
+            match persist::decode_record(&key, value.as_deref()) {
+                Ok((id, Some(value))) => {
+                    self.loaded.insert(id, value);
+                }
+                Ok((id, None)) => {
+                    self.loaded.remove(&id);
+                }
+                Err(source) => {
+                    let key = String::from_utf8_lossy(&key).into_owned();
+                    self.failure.get_or_insert(LoadError::Record { partition: self.partition, key, source });
+                }
+            }
+        }
+    }
+
+    // The coordinator writes no transactional batches to its own topic.
+    fn marker(&mut self, _producer_id: i64, _control: ControlType) {}
+}
 
 /// The transaction coordinator of this broker.
 pub struct TransactionCoordinator {
     settings: TxnSettings,
-    /// The `__transaction_state` partitions served here (on a single node, all).
-    partitions: CoordinatorPartitions,
+    /// The `__transaction_state` partitions served here (on a single node, all), and the
+    /// path records take to and from them.
+    runtime: CoordinatorRuntime,
     txns: Mutex<HashMap<String, TxnValue>>,
     /// Start, update and timeout times of transactions.
     clock: Arc<dyn Clock>,
@@ -89,7 +187,7 @@ impl TransactionCoordinator {
     pub fn new(settings: TxnSettings, num_partitions: i32) -> Self {
         Self {
             settings,
-            partitions: CoordinatorPartitions::new(num_partitions),
+            runtime: CoordinatorRuntime::new(TRANSACTION_STATE_TOPIC, num_partitions),
             txns: Mutex::new(HashMap::new()),
             clock: Arc::new(SystemClock),
         }
@@ -103,50 +201,36 @@ impl TransactionCoordinator {
 
     /// Says that partition `partition` is about to be loaded.
     pub fn mark_loading(&self, partition: i32) {
-        self.partitions.mark_loading(partition);
+        self.runtime.mark_loading(partition);
     }
 
     /// `None` when `partition` is served here, else COORDINATOR_LOAD_IN_PROGRESS while it
     /// loads or NOT_COORDINATOR.
     pub fn partition_status(&self, partition: i32) -> Option<ResponseError> {
-        self.partitions.status(partition)
+        self.runtime.status(partition)
     }
 
     /// Whether this coordinator serves `transactional_id`: `None` when it does, else
     /// NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS.
     pub fn status(&self, transactional_id: &str) -> Option<ResponseError> {
-        self.partitions.status(self.partition_of(transactional_id))
+        self.runtime.status(self.partition_of(transactional_id))
     }
 
     /// Replays one partition of `__transaction_state` and starts serving its ids. Call
     /// [`Self::recover`] afterwards, once markers can be written.
     pub fn load_partition(&self, partition: i32, log: Arc<PartitionLog>) -> Result<(), LoadError> {
-        let mut loaded = HashMap::new();
-        let mut failure = None;
-        internal_topic::replay(&log, |batch| {
-            let Replayed::Records { records, .. } = batch else { return };
-            for (key, value) in records {
-                match persist::decode_record(&key, value.as_deref()) {
-                    Ok((id, Some(value))) => {
-                        loaded.insert(id, value);
-                    }
-                    Ok((id, None)) => {
-                        loaded.remove(&id);
-                    }
-                    Err(e) => failure = Some(format!("key {}: {e}", String::from_utf8_lossy(&key))),
-                }
-            }
-        })
-        .map_err(LoadError)?;
+        let mut replay = TxnReplay { partition, loaded: HashMap::new(), failure: None };
+        self.runtime.load(partition, &log, &mut replay).map_err(|source| LoadError::Read { partition, source })?;
+        let TxnReplay { loaded, failure, .. } = replay;
         if let Some(e) = failure {
-            self.partitions.finish_loading(partition, None);
-            return Err(LoadError(e));
+            self.runtime.finish_loading(partition, None);
+            return Err(e);
         }
         let count = loaded.len();
         {
             let mut txns = self.lock();
             txns.extend(loaded);
-            self.partitions.finish_loading(partition, Some(log));
+            self.runtime.finish_loading(partition, Some(log));
         }
         tracing::debug!(partition, transactional_ids = count, "transaction coordinator loaded a partition");
         Ok(())
@@ -154,7 +238,7 @@ impl TransactionCoordinator {
 
     /// Stops serving the ids of `partition` (another broker leads it now).
     pub fn unload_partition(&self, partition: i32) {
-        if !self.partitions.remove(partition) {
+        if !self.runtime.remove(partition) {
             return;
         }
         self.lock().retain(|id, _| self.partition_of(id) != partition);
@@ -177,25 +261,20 @@ impl TransactionCoordinator {
 
     /// The `__transaction_state` partition of `transactional_id`.
     pub fn partition_of(&self, transactional_id: &str) -> i32 {
-        internal_topic::partition_for(transactional_id, self.partitions.count())
+        internal_topic::partition_for(transactional_id, self.runtime.count())
     }
 
     fn persist(&self, transactional_id: &str, value: &TxnValue) -> Result<(), ResponseError> {
-        let log = self.partitions.log(self.partition_of(transactional_id)).ok_or(ResponseError::NotCoordinator)?;
-        let record = persist::encode_record(transactional_id, Some(value));
-        let batch = internal_topic::encode_batch(&[record], self.clock.now_ms(), None)
-            .map_err(|_| ResponseError::UnknownServerError)?;
-        let options = AppendOptions {
-            // The partition's current leader epoch.
-            leader_epoch: -1,
-            max_batch_bytes: usize::MAX,
-            log_append_time_ms: None,
-            origin: AppendOrigin::Coordinator,
-        };
-        log.append(&batch, &options).map(|_| ()).map_err(|e| {
+        self.write(transactional_id, value).map_err(|e| {
             tracing::error!(transactional_id, error = %e, "writing __transaction_state failed");
-            ResponseError::CoordinatorNotAvailable
+            e.kafka_error()
         })
+    }
+
+    fn write(&self, transactional_id: &str, value: &TxnValue) -> Result<(), WriteError> {
+        let record = persist::encode_record(transactional_id, Some(value));
+        self.runtime.write(self.partition_of(transactional_id), &[record], self.clock.now_ms(), None)?;
+        Ok(())
     }
 
     /// Finishes every transaction whose outcome was decided before a restart.
@@ -229,7 +308,7 @@ impl TransactionCoordinator {
         for (topic, partition) in &value.partitions {
             if let Err(e) = sink.write_marker(topic, *partition, value.producer_id, value.producer_epoch, control) {
                 tracing::error!(transactional_id = id, topic, partition, error = %e, "writing a transaction marker failed");
-                return Err(ResponseError::CoordinatorNotAvailable);
+                return Err(e.kafka_error());
             }
         }
         let mut next = value.clone();
@@ -515,7 +594,7 @@ impl TransactionCoordinator {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use rivulet_storage::{Isolation, LogClass, LogId, Store, StoreOptions};
+    use rivulet_storage::{AppendOptions, AppendOrigin, Isolation, LogClass, LogId, Store, StoreOptions};
 
     /// Writes markers into real partition logs, as the broker does; `fail` simulates a
     /// crash between deciding an outcome and writing its markers.
@@ -532,12 +611,18 @@ mod tests {
             pid: i64,
             epoch: i16,
             control: ControlType,
-        ) -> Result<(), String> {
+        ) -> Result<(), MarkerError> {
+            let no_leader = || MarkerError::NoLeader { topic: topic.to_string(), partition };
             if self.fail.get() {
-                return Err("simulated crash".into());
+                // A crash: no broker takes the marker.
+                return Err(no_leader());
             }
-            let log = self.logs.get(&(topic.to_string(), partition)).ok_or("no such partition")?;
-            log.append_marker(pid, epoch, control, 0, 0, 1).map(|_| ()).map_err(|e| e.to_string())
+            let log = self.logs.get(&(topic.to_string(), partition)).ok_or_else(no_leader)?;
+            log.append_marker(pid, epoch, control, 0, 0, 1).map(|_| ()).map_err(|source| MarkerError::Append {
+                topic: topic.to_string(),
+                partition,
+                source,
+            })
         }
     }
 

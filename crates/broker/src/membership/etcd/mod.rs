@@ -32,13 +32,14 @@ use rivulet_protocol::ResponseError;
 use rivulet_storage::StorageError;
 use tokio::sync::Notify;
 
-use super::{internal_topic, JoinError, Membership, Node, RemoteMarkerError};
+use super::{internal_topic, JoinError, Membership, Node};
 use crate::config::BrokerConfig;
 use crate::replication::fetcher::{self, Peers};
 use crate::replication::peer;
 use crate::replication::replica::{Replica, Transition};
 use crate::replication::topics::Topic;
 use crate::replication::ReplicaManager;
+use crate::txn::MarkerError;
 
 /// The one WriteTxnMarkers version Kafka 4 speaks.
 const WRITE_TXN_MARKERS_VERSION: i16 = 1;
@@ -412,11 +413,16 @@ impl Membership for Cluster {
         producer_id: i64,
         producer_epoch: i16,
         control: ControlType,
-    ) -> Result<(), RemoteMarkerError> {
-        let peer =
-            self.broker(leader).ok_or_else(|| RemoteMarkerError::NoLeader { topic: topic.to_string(), partition })?;
+    ) -> Result<(), MarkerError> {
+        let peer = self.broker(leader).ok_or_else(|| MarkerError::NoLeader { topic: topic.to_string(), partition })?;
+        let remote = |source: Box<dyn std::error::Error + Send + Sync>| MarkerError::Remote {
+            leader,
+            topic: topic.to_string(),
+            partition,
+            source,
+        };
         let commit = control == ControlType::Commit;
-        let handle = tokio::runtime::Handle::try_current().map_err(|e| RemoteMarkerError::Failed(e.to_string()))?;
+        let handle = tokio::runtime::Handle::try_current().map_err(|e| remote(e.into()))?;
         let request = WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
             .with_producer_id(ProducerId(producer_id))
             .with_producer_epoch(producer_epoch)
@@ -430,8 +436,7 @@ impl Membership for Cluster {
             let mut connection = peer::PeerConnection::connect(&peer.host, peer.port, client_id).await?;
             connection.call(WRITE_TXN_MARKERS_VERSION, &request, Duration::from_secs(15)).await
         };
-        let response = tokio::task::block_in_place(|| handle.block_on(call))
-            .map_err(|e| RemoteMarkerError::Failed(e.to_string()))?;
+        let response = tokio::task::block_in_place(|| handle.block_on(call)).map_err(|e| remote(e.into()))?;
         let errors: Vec<i16> = response
             .markers
             .iter()
@@ -440,12 +445,8 @@ impl Membership for Cluster {
             .collect();
         match (errors.first(), response.markers.is_empty()) {
             (None, false) => Ok(()),
-            (None, true) => {
-                Err(RemoteMarkerError::Failed(format!("broker {leader} answered no marker for {topic}-{partition}")))
-            }
-            (Some(code), _) => Err(RemoteMarkerError::Failed(format!(
-                "broker {leader} refused the marker for {topic}-{partition}: error {code}"
-            ))),
+            (None, true) => Err(remote("answered no marker".into())),
+            (Some(&code), _) => Err(remote(format!("refused with error code {code}").into())),
         }
     }
 }
