@@ -20,7 +20,10 @@
 //!    is decided. Records of aborted transactions (found through the transaction index) are
 //!    removed and never enter the map, so an aborted write never removes a committed one;
 //!    committed transactional records are compacted like any others (Kafka Streams'
-//!    exactly-once changelogs are written that way). Transaction markers are kept.
+//!    exactly-once changelogs are written that way). A transaction marker stays while its
+//!    transaction keeps a record; once none is left (all superseded, or aborted) the marker
+//!    gets a delete horizon like a tombstone and goes when it has passed, with its entry
+//!    in the transaction index.
 //!
 //! Producer state lives in its own column family, so removing a producer's batches does
 //! not forget the producer.
@@ -143,6 +146,30 @@ impl Aborted {
     }
 }
 
+impl Aborted {
+    /// Whether a control batch is the abort marker of an indexed aborted transaction.
+    fn holds_marker(&self, header: &BatchHeader) -> bool {
+        self.0.get(&header.producer_id).is_some_and(|txns| txns.iter().any(|&(_, marker)| marker == header.base_offset))
+    }
+}
+
+/// Which transactions, read in offset order, still keep a record: a producer has at most
+/// one open transaction, so its data batches up to the next marker are that transaction's.
+#[derive(Default)]
+struct Retained(HashMap<i64, bool>);
+
+impl Retained {
+    /// A data batch of `producer_id`'s transaction, keeping records or not.
+    fn data(&mut self, producer_id: i64, keeps_records: bool) {
+        *self.0.entry(producer_id).or_default() |= keeps_records;
+    }
+
+    /// The marker ending `producer_id`'s transaction: whether the transaction kept a record.
+    fn marker(&mut self, producer_id: i64) -> bool {
+        self.0.remove(&producer_id).unwrap_or(false)
+    }
+}
+
 impl PartitionLog {
     /// The share of the log written since the last cleaning (0 when empty).
     pub fn dirty_ratio(&self) -> f64 {
@@ -251,6 +278,8 @@ impl PartitionLog {
         let mut size_delta = 0i64;
         let mut clean_bytes = 0i64;
         let log_cf = self.store.cf(self.class.column_family())?;
+        let txn_index_cf = self.store.cf(keys::CF_TXN_INDEX)?;
+        let mut txns = Retained::default();
         let mut iter = self.iter(self.class.column_family())?;
         iter.seek_to_first();
         while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
@@ -261,18 +290,23 @@ impl PartitionLog {
             throttle.account(value.len());
             cleaned.bytes_before += value.len() as i64;
             let header = BatchHeader::parse(value).map_err(|e| corrupt("log batch", e))?;
-            if header.is_control() {
-                clean_bytes += value.len() as i64;
-                cleaned.bytes_after += value.len() as i64;
-                iter.next();
-                continue;
-            }
             let batch = Bytes::copy_from_slice(value);
             let records = rewrite::decode_records(&batch).map_err(|e| corrupt("log batch", e))?;
             let horizon = delete_horizon(&header);
             let mut kept = Vec::with_capacity(records.len());
             let mut needs_horizon = false;
-            if !aborted.holds(&header) {
+            if header.is_control() {
+                // A marker stays while its transaction keeps a record; once it keeps none it
+                // is a tombstone of sorts (Kafka's `CleanedTransactionMetadata`): it gets a
+                // delete horizon, and goes when that has passed.
+                let empty = !txns.marker(header.producer_id);
+                if !empty || horizon.is_none_or(|h| options.now_ms < h) {
+                    needs_horizon = empty && horizon.is_none();
+                    kept = records.clone();
+                } else if aborted.holds_marker(&header) {
+                    write.delete_cf(txn_index_cf, keys::log_key(self.id.0, keys::offset_component(header.base_offset)));
+                }
+            } else if !aborted.holds(&header) {
                 for record in &records {
                     let (keep, tombstone) = keep_record(record, &map, horizon, options.now_ms);
                     if keep {
@@ -280,6 +314,9 @@ impl PartitionLog {
                         kept.push(record.clone());
                     }
                 }
+            }
+            if header.is_transactional() && !header.is_control() {
+                txns.data(header.producer_id, !kept.is_empty());
             }
             if kept.len() == records.len() && !needs_horizon {
                 clean_bytes += value.len() as i64;
@@ -499,6 +536,65 @@ mod tests {
         log.append(&batch(&[("z", Some("z1"))]), &options()).unwrap();
         log.clean(&clean_options(10_000)).unwrap().unwrap();
         assert_eq!(contents(&log), vec![(0, "a".into(), Some("a1".into())), (3, "z".into(), Some("z1".into()))]);
+    }
+
+    /// `(offset, is a marker)` of every batch left in the log.
+    fn batches(log: &PartitionLog) -> Vec<(i64, bool)> {
+        let data = log.read_with(log.log_start_offset(), 1 << 24, true, Isolation::ReadUncommitted).unwrap();
+        rivulet_protocol::record_batch::split_batches(&data.records)
+            .unwrap()
+            .iter()
+            .map(|b| {
+                let header = BatchHeader::parse(b).unwrap();
+                (header.base_offset, header.is_control())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn markers_of_transactions_without_records_go_after_the_delete_horizon() {
+        use rivulet_protocol::record_batch::ControlType;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
+        let log = store.open_log(LogId(8), LogClass::User).unwrap();
+        let txn_batch = |producer_id: i64, key: &str| {
+            BatchBuilder::new()
+                .producer(producer_id, 0, 0)
+                .transactional(true)
+                .record(1_000, Some(Bytes::from(key.to_string())), Some(Bytes::from("v")))
+                .build()
+                .expect("batch")
+        };
+        log.append(&txn_batch(5, "a"), &options()).unwrap(); // 0: aborted
+        log.append_marker(5, 0, ControlType::Abort, 0, 0, 1_000).unwrap(); // 1
+        log.append(&txn_batch(6, "b"), &options()).unwrap(); // 2: committed, superseded at 6
+        log.append_marker(6, 0, ControlType::Commit, 0, 0, 1_000).unwrap(); // 3
+        log.append(&txn_batch(7, "c"), &options()).unwrap(); // 4: committed, kept
+        log.append_marker(7, 0, ControlType::Commit, 0, 0, 1_000).unwrap(); // 5
+        log.append(&batch(&[("b", Some("b2"))]), &options()).unwrap(); // 6
+        log.append(&batch(&[("z", Some("z1"))]), &options()).unwrap(); // 7
+        assert_eq!(log.aborted_transactions(0, 8).unwrap().len(), 1);
+
+        // First cleaning: the data go, the empty transactions' markers get a horizon.
+        log.clean(&clean_options(10_000)).unwrap().unwrap();
+        assert_eq!(batches(&log), vec![(1, true), (3, true), (4, false), (5, true), (6, false), (7, false)]);
+        // Before the horizon (10 000 + 1 000) they stay, whatever else is cleaned.
+        log.append(&batch(&[("y", Some("y1"))]), &options()).unwrap();
+        log.clean(&clean_options(10_500)).unwrap().unwrap();
+        assert_eq!(batches(&log).iter().filter(|(_, marker)| *marker).count(), 3);
+        // After it, the markers of the emptied transactions go, with the abort's index
+        // entry; the marker of the transaction that still holds "c" stays.
+        log.append(&batch(&[("x", Some("x1"))]), &options()).unwrap();
+        log.clean(&clean_options(11_500)).unwrap().unwrap();
+        assert_eq!(batches(&log), vec![(4, false), (5, true), (6, false), (7, false), (8, false), (9, false)]);
+        assert!(log.aborted_transactions(0, 10).unwrap().is_empty());
+        // A read_committed consumer still sees exactly the committed records.
+        let committed = log.read_with(0, 1 << 24, true, Isolation::ReadCommitted).unwrap();
+        assert!(committed.aborted.unwrap_or_default().is_empty());
+        assert_eq!(
+            contents(&log).iter().map(|(o, k, _)| (*o, k.as_str())).collect::<Vec<_>>(),
+            vec![(4, "c"), (6, "b"), (7, "z"), (8, "y"), (9, "x")]
+        );
     }
 
     #[test]
