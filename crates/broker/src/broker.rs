@@ -180,6 +180,30 @@ impl Broker {
         self.membership.clone().start();
     }
 
+    /// The brokers Metadata, FindCoordinator and DescribeCluster list to a client that came
+    /// in on `listener`: this broker at its advertised listener of that name (so a client
+    /// of the SASL listener is sent back to it, as Kafka answers per listener), the others
+    /// at their registered endpoint (their first advertised listener).
+    pub(crate) fn brokers_for(&self, listener: &str) -> Vec<rivulet_metadata::BrokerRegistration> {
+        let mine = self.config.advertised_listeners.iter().find(|l| l.name == listener);
+        self.membership
+            .brokers()
+            .into_iter()
+            .map(|mut b| {
+                if let Some(l) = mine.filter(|_| b.node_id == self.config.node_id) {
+                    b.host = l.host.clone();
+                    b.port = l.port;
+                }
+                b
+            })
+            .collect()
+    }
+
+    /// Serialises metadata changes made by admin requests on this broker.
+    pub(crate) async fn lock_admin(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.admin.lock().await
+    }
+
     /// Stores the dynamic configs of one entity (`""` = the cluster default, else a node
     /// id) and waits until this broker applies them.
     pub async fn set_broker_configs(

@@ -10,7 +10,11 @@ use std::path::PathBuf;
 
 use rivulet_storage::FlushPolicy;
 
+use std::sync::Arc;
+
 use crate::request_context::SecurityProtocol;
+use crate::security::jaas::{self, JaasEntry};
+use crate::security::{PlainUsers, SaslListener, SaslMechanism, PLAIN_LOGIN_MODULE, SCRAM_LOGIN_MODULE};
 
 /// A configuration problem found at start.
 #[derive(Debug, thiserror::Error)]
@@ -22,7 +26,7 @@ pub enum ConfigError {
     /// A security setting Rivulet does not enforce yet. Starting anyway would serve
     /// plaintext, unauthenticated and unauthorized traffic to an operator who asked for
     /// the opposite, so the broker refuses to start instead.
-    #[error("{key}={value}: {reason}; Rivulet does not enforce it yet and will not start with it set (remove it to serve PLAINTEXT without authentication)")]
+    #[error("{key}={value}: {reason}; Rivulet does not enforce it and will not start with it set")]
     UnsupportedSecurity { key: String, value: String, reason: String },
 }
 
@@ -143,6 +147,11 @@ pub struct BrokerConfig {
     pub log_cleaner_dedupe_buffer_size: usize,
     /// `log.cleaner.io.max.bytes.per.second`
     pub log_cleaner_io_max_bytes_per_second: f64,
+    /// Each listener's security protocol and the SASL settings of `SASL_PLAINTEXT` ones.
+    pub security: ListenerSecurity,
+    /// `connection.failed.authentication.delay.ms`: how long a failed authentication waits
+    /// before its answer and the close (KIP-306), slowing password guessing.
+    pub failed_authentication_delay_ms: u64,
     /// `host:port` for the Prometheus `/metrics` endpoint (`rivulet.metrics.listener`);
     /// none by default.
     pub metrics_listener: Option<String>,
@@ -168,6 +177,9 @@ const KNOWN_KEYS: &[&str] = &[
     "socket.request.max.bytes",
     "max.connections",
     "connections.max.idle.ms",
+    "connection.failed.authentication.delay.ms",
+    "sasl.enabled.mechanisms",
+    "sasl.jaas.config",
     "log.message.timestamp.type",
     "log.flush.interval.messages",
     "broker.rack",
@@ -340,11 +352,81 @@ fn unsupported(key: &str, value: &str, reason: impl Into<String>) -> ConfigError
     ConfigError::UnsupportedSecurity { key: key.to_string(), value: value.to_string(), reason: reason.into() }
 }
 
+/// What the listeners enforce, resolved from the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct ListenerSecurity {
+    /// Each listener's security protocol, by listener name as written in `listeners`.
+    pub protocols: BTreeMap<String, SecurityProtocol>,
+    /// The SASL settings of each `SASL_PLAINTEXT` listener, by listener name.
+    pub sasl: BTreeMap<String, Arc<SaslListener>>,
+}
+
+/// The mechanisms of a SASL listener: `listener.name.<listener>.sasl.enabled.mechanisms`,
+/// else `sasl.enabled.mechanisms`. Kafka's default (GSSAPI) is not served, so one must be
+/// set.
+fn enabled_mechanisms(
+    props: &BTreeMap<String, String>,
+    prefix: &str,
+    listener: &str,
+) -> Result<Vec<SaslMechanism>, ConfigError> {
+    let listener_key = format!("{prefix}sasl.enabled.mechanisms");
+    let (key, value) = match (props.get(&listener_key), props.get("sasl.enabled.mechanisms")) {
+        (Some(v), _) => (listener_key.as_str(), v.as_str()),
+        (None, Some(v)) => ("sasl.enabled.mechanisms", v.as_str()),
+        (None, None) => {
+            return Err(unsupported(
+                "sasl.enabled.mechanisms",
+                "GSSAPI (Kafka's default)",
+                format!(
+                    "listener {listener} is SASL_PLAINTEXT and Kerberos (GSSAPI) is not implemented; set \
+                     sasl.enabled.mechanisms (or {listener_key}) to PLAIN, SCRAM-SHA-256 and/or SCRAM-SHA-512"
+                ),
+            ))
+        }
+    };
+    let mut mechanisms = Vec::new();
+    for name in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let mechanism = SaslMechanism::from_name(name).ok_or_else(|| {
+            unsupported(
+                key,
+                value,
+                format!("SASL mechanism {name} is not implemented (PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 are)"),
+            )
+        })?;
+        if !mechanisms.contains(&mechanism) {
+            mechanisms.push(mechanism);
+        }
+    }
+    if mechanisms.is_empty() {
+        return Err(invalid(key, value, "no SASL mechanism given"));
+    }
+    Ok(mechanisms)
+}
+
+/// The JAAS entry of `mechanism` on a listener: `listener.name.<listener>.<mechanism
+/// lower-case>.sasl.jaas.config`, else `sasl.jaas.config`. Returns the key it came from.
+fn jaas_entry(
+    props: &BTreeMap<String, String>,
+    prefix: &str,
+    mechanism: SaslMechanism,
+) -> Result<Option<(String, JaasEntry)>, ConfigError> {
+    let listener_key = format!("{prefix}{}.sasl.jaas.config", mechanism.name().to_ascii_lowercase());
+    let (key, value) = match (props.get(&listener_key), props.get("sasl.jaas.config")) {
+        (Some(v), _) => (listener_key, v),
+        (None, Some(v)) => ("sasl.jaas.config".to_string(), v),
+        (None, None) => return Ok(None),
+    };
+    // The value holds passwords: the error names the key and the problem only.
+    let entry = jaas::parse(value)
+        .map_err(|reason| invalid(&key, "(hidden)", &format!("malformed JAAS configuration: {reason}")))?;
+    Ok(Some((key, entry)))
+}
+
 /// Resolves the security protocol of every listener (Kafka's
-/// `listener.security.protocol.map`) and refuses anything but PLAINTEXT, and every
-/// authorizer, SASL and TLS setting: none of them is enforced yet, so accepting them would
-/// be fail-open.
-fn refuse_unenforced_security(props: &BTreeMap<String, String>, listeners: &[Listener]) -> Result<(), ConfigError> {
+/// `listener.security.protocol.map`) and the SASL settings of `SASL_PLAINTEXT` ones.
+/// Everything not enforced — TLS, SASL_SSL, other mechanisms, authorizers, re-authentication,
+/// any other security key — stops the broker at start: accepting it would be fail-open.
+fn resolve_security(props: &BTreeMap<String, String>, listeners: &[Listener]) -> Result<ListenerSecurity, ConfigError> {
     const MAP_KEY: &str = "listener.security.protocol.map";
     let map_value = props.get(MAP_KEY).map_or(DEFAULT_PROTOCOL_MAP, String::as_str);
     let mut map = BTreeMap::new();
@@ -356,6 +438,9 @@ fn refuse_unenforced_security(props: &BTreeMap<String, String>, listeners: &[Lis
         })?;
         map.insert(name.trim().to_ascii_uppercase(), protocol);
     }
+    let mut security = ListenerSecurity::default();
+    // Security keys this configuration uses; any other one is refused below.
+    let mut used: Vec<String> = Vec::new();
     for listener in listeners {
         let protocol = map.get(&listener.name.to_ascii_uppercase()).copied().ok_or_else(|| {
             invalid(
@@ -364,37 +449,118 @@ fn refuse_unenforced_security(props: &BTreeMap<String, String>, listeners: &[Lis
                 &format!("no security protocol defined for listener {} in {MAP_KEY}", listener.name),
             )
         })?;
-        if protocol != SecurityProtocol::Plaintext {
-            let (key, value) = match props.get(MAP_KEY) {
-                Some(v) if !v.is_empty() && listener.name.to_ascii_uppercase() != protocol.name() => {
-                    (MAP_KEY, v.as_str())
+        security.protocols.insert(listener.name.clone(), protocol);
+        match protocol {
+            SecurityProtocol::Plaintext => {}
+            SecurityProtocol::SaslPlaintext => {
+                let prefix = format!("listener.name.{}.", listener.name.to_ascii_lowercase());
+                let mechanisms = enabled_mechanisms(props, &prefix, &listener.name)?;
+                used.push("sasl.enabled.mechanisms".into());
+                used.push(format!("{prefix}sasl.enabled.mechanisms"));
+                let mut plain_users = PlainUsers::default();
+                for &mechanism in &mechanisms {
+                    let entry = jaas_entry(props, &prefix, mechanism)?;
+                    used.push("sasl.jaas.config".into());
+                    used.push(format!("{prefix}{}.sasl.jaas.config", mechanism.name().to_ascii_lowercase()));
+                    match (mechanism, entry) {
+                        (SaslMechanism::Plain, None) => {
+                            return Err(unsupported(
+                                "sasl.enabled.mechanisms",
+                                "PLAIN",
+                                format!(
+                                    "listener {} enables PLAIN but no JAAS configuration lists its users: set \
+                                     {prefix}plain.sasl.jaas.config (or sasl.jaas.config) to a {PLAIN_LOGIN_MODULE} \
+                                     entry with user_<name>=\"<password>\" options",
+                                    listener.name
+                                ),
+                            ))
+                        }
+                        (SaslMechanism::Plain, Some((key, entry))) => {
+                            if entry.login_module != PLAIN_LOGIN_MODULE {
+                                return Err(invalid(
+                                    &key,
+                                    "(hidden)",
+                                    &format!(
+                                        "PLAIN needs the login module {PLAIN_LOGIN_MODULE}, not {}",
+                                        entry.login_module
+                                    ),
+                                ));
+                            }
+                            plain_users.0 = entry
+                                .options
+                                .iter()
+                                .filter_map(|(k, v)| k.strip_prefix("user_").map(|u| (u.to_string(), v.clone())))
+                                .collect();
+                            if plain_users.0.is_empty() {
+                                tracing::warn!(listener = %listener.name, key, "PLAIN is enabled but its JAAS entry lists no user_<name> option: every PLAIN login will fail");
+                            }
+                        }
+                        (SaslMechanism::Scram(_), Some((key, entry)))
+                            if key.starts_with("listener.name.") && entry.login_module != SCRAM_LOGIN_MODULE =>
+                        {
+                            return Err(invalid(
+                                &key,
+                                "(hidden)",
+                                &format!(
+                                    "SCRAM needs the login module {SCRAM_LOGIN_MODULE}, not {}",
+                                    entry.login_module
+                                ),
+                            ));
+                        }
+                        // SCRAM's users are in the metadata store; its JAAS options only serve clients.
+                        (SaslMechanism::Scram(_), _) => {}
+                    }
                 }
-                _ => ("listeners", props.get("listeners").map_or("", String::as_str)),
-            };
-            return Err(unsupported(
-                key,
-                value,
-                format!("listener {} uses security protocol {protocol}, which is not implemented", listener.name),
-            ));
+                security.sasl.insert(listener.name.clone(), Arc::new(SaslListener { mechanisms, plain_users }));
+            }
+            SecurityProtocol::Ssl | SecurityProtocol::SaslSsl => {
+                let (key, value) = match props.get(MAP_KEY) {
+                    Some(v) if !v.is_empty() && listener.name.to_ascii_uppercase() != protocol.name() => {
+                        (MAP_KEY, v.as_str())
+                    }
+                    _ => ("listeners", props.get("listeners").map_or("", String::as_str)),
+                };
+                return Err(unsupported(
+                    key,
+                    value,
+                    format!(
+                        "listener {} uses security protocol {protocol}: TLS is not implemented (PLAINTEXT and \
+                         SASL_PLAINTEXT are)",
+                        listener.name
+                    ),
+                ));
+            }
         }
     }
+    const INTER_BROKER: &str = "brokers of a Rivulet cluster talk PLAINTEXT to each other; inter-broker \
+                                TLS and SASL are not implemented";
     if let Some(value) = props.get("security.inter.broker.protocol") {
         if SecurityProtocol::from_name(value.trim()) != Some(SecurityProtocol::Plaintext) {
-            return Err(unsupported(
-                "security.inter.broker.protocol",
-                value,
-                "inter-broker security protocols other than PLAINTEXT are not implemented",
-            ));
+            return Err(unsupported("security.inter.broker.protocol", value, INTER_BROKER));
+        }
+    }
+    if let Some(value) = props.get("inter.broker.listener.name") {
+        let protocol = map.get(&value.trim().to_ascii_uppercase()).copied();
+        if protocol != Some(SecurityProtocol::Plaintext) {
+            return Err(unsupported("inter.broker.listener.name", value, INTER_BROKER));
         }
     }
     for (key, value) in props {
-        let unenforced = UNENFORCED_SECURITY_KEYS.contains(&key.as_str())
+        let security_key = UNENFORCED_SECURITY_KEYS.contains(&key.as_str())
             || UNENFORCED_SECURITY_PREFIXES.iter().any(|prefix| key.starts_with(prefix));
-        if unenforced {
-            return Err(unsupported(key, value, "authentication, authorization and TLS are not implemented"));
+        if security_key && !used.contains(key) {
+            let reason = if key.starts_with("sasl.") && security.sasl.is_empty() {
+                "no listener is SASL_PLAINTEXT, so no SASL setting would be enforced".to_string()
+            } else {
+                "this setting is not implemented (TLS, authorizers, re-authentication, delegation tokens and \
+                 SASL mechanisms other than PLAIN and SCRAM are not)"
+                    .to_string()
+            };
+            let shown = if key.ends_with("jaas.config") || key.contains("password") { "(hidden)" } else { value };
+            return Err(unsupported(key, shown, reason));
         }
     }
-    Ok(())
+    Ok(security)
 }
 
 impl BrokerConfig {
@@ -421,7 +587,7 @@ impl BrokerConfig {
             None => 1,
         };
         let listeners = parse_listeners("listeners", get("listeners").unwrap_or("PLAINTEXT://localhost:9092"))?;
-        refuse_unenforced_security(&props, &listeners)?;
+        let security = resolve_security(&props, &listeners)?;
         let advertised_listeners = match get("advertised.listeners") {
             Some(v) => parse_listeners("advertised.listeners", v)?,
             None => listeners
@@ -566,6 +732,9 @@ impl BrokerConfig {
                 }
                 Some(v) => return Err(invalid("rivulet.metrics.listener", v, "expected host:port")),
             },
+            security,
+            failed_authentication_delay_ms: get("connection.failed.authentication.delay.ms")
+                .map_or(Ok(100), |v| parse_non_negative("connection.failed.authentication.delay.ms", v))?,
             raw: BTreeMap::new(),
             dynamic: BTreeMap::new(),
         };
@@ -596,6 +765,8 @@ impl BrokerConfig {
         let unknown = props
             .keys()
             .filter(|k| !KNOWN_KEYS.contains(&k.as_str()) && !ACCEPTED_KAFKA_KEYS.contains(&k.as_str()))
+            // Per-listener SASL keys reaching here were resolved above.
+            .filter(|k| !k.starts_with("listener.name."))
             .cloned()
             .collect();
         Ok((BrokerConfig { raw: props, ..config }, unknown))
@@ -654,6 +825,7 @@ impl BrokerConfig {
             ("socket.request.max.bytes", self.socket_request_max_bytes.to_string()),
             ("max.connections", self.max_connections.to_string()),
             ("connections.max.idle.ms", self.connections_max_idle_ms.to_string()),
+            ("connection.failed.authentication.delay.ms", self.failed_authentication_delay_ms.to_string()),
             ("group.initial.rebalance.delay.ms", self.group_initial_rebalance_delay_ms.to_string()),
             ("group.min.session.timeout.ms", self.group_min_session_timeout_ms.to_string()),
             ("group.max.session.timeout.ms", self.group_max_session_timeout_ms.to_string()),
@@ -779,7 +951,40 @@ mod tests {
     fn unenforced_security_settings_stop_the_broker() {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[("listeners", "SSL://:9093")], "listeners"),
-            (&[("listeners", "PLAINTEXT://:9092,SASL_PLAINTEXT://:9094")], "listeners"),
+            // Kafka's default mechanism, GSSAPI, is not served: one must be chosen.
+            (&[("listeners", "PLAINTEXT://:9092,SASL_PLAINTEXT://:9094")], "sasl.enabled.mechanisms"),
+            (
+                &[("listeners", "SASL_PLAINTEXT://:9094"), ("sasl.enabled.mechanisms", "PLAIN,GSSAPI")],
+                "sasl.enabled.mechanisms",
+            ),
+            (
+                &[("listeners", "SASL_PLAINTEXT://:9094"), ("sasl.enabled.mechanisms", "OAUTHBEARER")],
+                "sasl.enabled.mechanisms",
+            ),
+            (
+                &[
+                    ("listeners", "PLAINTEXT://:9092,SASL_PLAINTEXT://:9094"),
+                    ("sasl.enabled.mechanisms", "SCRAM-SHA-256"),
+                    ("inter.broker.listener.name", "SASL_PLAINTEXT"),
+                ],
+                "inter.broker.listener.name",
+            ),
+            (
+                &[
+                    ("listeners", "SASL_PLAINTEXT://:9094"),
+                    ("sasl.enabled.mechanisms", "SCRAM-SHA-256"),
+                    ("sasl.server.callback.handler.class", "com.example.Handler"),
+                ],
+                "sasl.server.callback.handler.class",
+            ),
+            (
+                &[
+                    ("listeners", "SASL_PLAINTEXT://:9094"),
+                    ("sasl.enabled.mechanisms", "SCRAM-SHA-256"),
+                    ("connections.max.reauth.ms", "60000"),
+                ],
+                "connections.max.reauth.ms",
+            ),
             (&[("listeners", "SASL_SSL://:9095")], "listeners"),
             (
                 &[("listeners", "EXTERNAL://:9093"), ("listener.security.protocol.map", "EXTERNAL:SSL")],
@@ -804,6 +1009,56 @@ mod tests {
             assert!(matches!(err, ConfigError::UnsupportedSecurity { .. }), "{pairs:?}: {err}");
             assert!(err.to_string().starts_with(&format!("{key}=")), "{pairs:?}: {err}");
         }
+    }
+
+    const PLAIN_JAAS: &str = r#"org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="admin-secret" user_admin="admin-secret" user_alice="alice-secret";"#;
+
+    #[test]
+    fn sasl_plaintext_listeners_resolve_mechanisms_and_users() {
+        let (config, unknown) = BrokerConfig::from_properties(props(&[
+            ("listeners", "PLAINTEXT://:9092,SASL_PLAINTEXT://:9094,SCRAM://:9095"),
+            (
+                "listener.security.protocol.map",
+                "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SCRAM:SASL_PLAINTEXT",
+            ),
+            ("sasl.enabled.mechanisms", "PLAIN,SCRAM-SHA-512"),
+            ("listener.name.sasl_plaintext.plain.sasl.jaas.config", PLAIN_JAAS),
+            ("listener.name.scram.sasl.enabled.mechanisms", "SCRAM-SHA-256"),
+            ("inter.broker.listener.name", "PLAINTEXT"),
+            ("connection.failed.authentication.delay.ms", "0"),
+        ]))
+        .unwrap();
+        assert!(unknown.is_empty(), "{unknown:?}");
+        assert_eq!(config.security.protocols["PLAINTEXT"], SecurityProtocol::Plaintext);
+        assert_eq!(config.security.protocols["SCRAM"], SecurityProtocol::SaslPlaintext);
+        let sasl = &config.security.sasl["SASL_PLAINTEXT"];
+        assert_eq!(sasl.mechanism_names(), ["PLAIN", "SCRAM-SHA-512"]);
+        assert!(sasl.plain_users.verify("alice", "alice-secret"));
+        assert!(!sasl.plain_users.verify("admin", "alice-secret"));
+        assert_eq!(config.security.sasl["SCRAM"].mechanism_names(), ["SCRAM-SHA-256"]);
+        assert_eq!(config.failed_authentication_delay_ms, 0);
+        assert!(!format!("{:?}", config.security).contains("alice-secret"), "passwords stay out of Debug");
+    }
+
+    #[test]
+    fn plain_needs_a_well_formed_jaas_entry() {
+        let base = [("listeners", "SASL_PLAINTEXT://:9094"), ("sasl.enabled.mechanisms", "PLAIN")];
+        let err = BrokerConfig::from_properties(props(&base)).unwrap_err();
+        assert!(err.to_string().contains("no JAAS configuration lists its users"), "{err}");
+        let malformed = [
+            base[0],
+            base[1],
+            ("sasl.jaas.config", "org.apache.kafka.common.security.plain.PlainLoginModule required user_a=\"x;"),
+        ];
+        let err = BrokerConfig::from_properties(props(&malformed)).unwrap_err();
+        assert!(err.to_string().starts_with("invalid value '(hidden)' for sasl.jaas.config: malformed JAAS"), "{err}");
+        let wrong_module = [base[0], base[1], ("sasl.jaas.config", "com.example.Login required;")];
+        let err = BrokerConfig::from_properties(props(&wrong_module)).unwrap_err();
+        assert!(err.to_string().contains("PlainLoginModule"), "{err}");
+        // The global sasl.jaas.config is the fallback of the listener-specific key.
+        let global = [base[0], base[1], ("sasl.jaas.config", PLAIN_JAAS)];
+        let (config, _) = BrokerConfig::from_properties(props(&global)).unwrap();
+        assert!(config.security.sasl["SASL_PLAINTEXT"].plain_users.verify("admin", "admin-secret"));
     }
 
     #[test]

@@ -8,14 +8,15 @@ use std::sync::Arc;
 use rivulet_protocol::frame::{check_frame_size, SIZE_PREFIX_BYTES};
 use rivulet_protocol::request::{decode_request, Request};
 use rivulet_protocol::response::{encode_api_versions_fallback, encode_response};
-use rivulet_protocol::ProtocolError;
+use rivulet_protocol::{ProtocolError, RequestKind};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::Instrument;
 
 use crate::broker::Broker;
 use crate::handlers::{self, Reply};
 use crate::metrics::METRICS;
-use crate::request_context::{ConnectionContext, RequestContext};
+use crate::request_context::{ConnectionContext, KafkaPrincipal, RequestContext, SecurityProtocol};
+use crate::security::authenticator::{Authenticator, Step};
 
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -68,13 +69,25 @@ pub async fn serve<S>(broker: Arc<Broker>, stream: S, peer: SocketAddr, listener
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let span = tracing::info_span!("connection", %peer, listener = %listener_name);
-    // Plaintext and anonymous until TLS / SASL exist: this is where they will establish
-    // the protocol and principal, once per connection.
-    let connection = ConnectionContext::plaintext(peer, listener_name);
+    let span = tracing::info_span!("connection", %peer, listener = %listener_name, principal = tracing::field::Empty);
+    let protocol =
+        broker.config.security.protocols.get(&*listener_name).copied().unwrap_or(SecurityProtocol::Plaintext);
+    // A SASL listener authenticates before serving; the configuration resolved one entry
+    // per SASL listener, and a missing one is refused rather than served unauthenticated.
+    let authenticator = match protocol {
+        SecurityProtocol::SaslPlaintext => match broker.config.security.sasl.get(&*listener_name) {
+            Some(sasl) => Some(Authenticator::new(sasl.clone())),
+            None => {
+                tracing::error!(listener = %listener_name, "no SASL settings for a SASL listener: closing");
+                return;
+            }
+        },
+        _ => None,
+    };
+    let connection = ConnectionContext::new(peer, listener_name, protocol);
     async move {
         METRICS.connections.inc();
-        let outcome = serve_inner(&broker, stream, &connection).await;
+        let outcome = serve_inner(&broker, stream, connection, authenticator).await;
         METRICS.connections.dec();
         match outcome {
             Ok(()) => tracing::debug!("connection closed by peer"),
@@ -86,7 +99,12 @@ where
     .await
 }
 
-async fn serve_inner<S>(broker: &Arc<Broker>, stream: S, connection: &ConnectionContext) -> Result<(), ConnectionError>
+async fn serve_inner<S>(
+    broker: &Arc<Broker>,
+    stream: S,
+    mut connection: ConnectionContext,
+    mut authenticator: Option<Authenticator>,
+) -> Result<(), ConnectionError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -105,7 +123,58 @@ where
                 encode_api_versions_fallback(correlation_id)?
             }
             Request::Known { header, api_key, body } => {
-                let ctx = RequestContext::new(&header, api_key, connection);
+                let ctx = RequestContext::new(&header, api_key, &connection);
+                if let Some(auth) = authenticator.as_mut().filter(|a| !a.is_complete()) {
+                    let step = match &*body {
+                        RequestKind::ApiVersions(_) => auth.on_api_versions(),
+                        RequestKind::SaslHandshake(request) => auth.on_handshake(ctx.api_version, request),
+                        RequestKind::SaslAuthenticate(request) => auth.on_authenticate(broker, request).await,
+                        _ => auth.on_other(&format!("{api_key:?}")),
+                    };
+                    let mechanism = auth.mechanism().map_or("", |m| m.name());
+                    let response = match step {
+                        Step::Serve => None,
+                        Step::Continue(response) => {
+                            Some(encode_response(ctx.correlation_id, ctx.api_version, &response)?)
+                        }
+                        Step::Authenticated(response, user) => {
+                            METRICS
+                                .authentications
+                                .with_label_values(&[&connection.listener_name, mechanism, "success"])
+                                .inc();
+                            let principal = KafkaPrincipal::user(&user);
+                            tracing::Span::current().record("principal", tracing::field::display(&principal));
+                            tracing::debug!(%principal, mechanism, "authenticated");
+                            connection.principal = Arc::new(principal);
+                            Some(encode_response(ctx.correlation_id, ctx.api_version, &response)?)
+                        }
+                        Step::Failed(response, reason) => {
+                            METRICS
+                                .authentications
+                                .with_label_values(&[&connection.listener_name, mechanism, "failure"])
+                                .inc();
+                            tracing::info!(%reason, mechanism, "authentication failed");
+                            // KIP-306: the answer and the close wait, slowing password guessing.
+                            let delay = std::time::Duration::from_millis(broker.config.failed_authentication_delay_ms);
+                            tokio::time::sleep(delay).await;
+                            let response = encode_response(ctx.correlation_id, ctx.api_version, &response)?;
+                            writer.write_all(&response).await?;
+                            writer.flush().await?;
+                            return Err(ConnectionError::Closed(format!("authentication failed: {reason}")));
+                        }
+                        Step::Close(reason) => {
+                            METRICS
+                                .authentications
+                                .with_label_values(&[&connection.listener_name, mechanism, "failure"])
+                                .inc();
+                            return Err(ConnectionError::Closed(reason));
+                        }
+                    };
+                    if let Some(response) = response {
+                        writer.write_all(&response).await?;
+                        continue;
+                    }
+                }
                 let span = tracing::debug_span!(
                     "request",
                     api = ?ctx.api_key,

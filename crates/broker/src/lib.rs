@@ -17,7 +17,8 @@
 //! its [`request_context::RequestContext`] (header fields, peer, listener, security
 //! protocol, principal), to the API's module → that module acts on [`broker::Broker`]
 //! (topics, logs in `rivulet-storage`, metadata in `rivulet-metadata`) → the response is
-//! encoded and written before the next request on that connection is read.
+//! encoded and written before the next request on that connection is read. On a
+//! `SASL_PLAINTEXT` listener, [`security`]'s authenticator runs first and sets the principal.
 //!
 //! This crate never touches RocksDB directly and never panics on client input: every
 //! malformed request ends in a Kafka error code or a logged, closed connection.
@@ -32,6 +33,7 @@ pub mod metrics;
 pub mod replication;
 pub mod request_context;
 pub mod retention;
+pub mod security;
 pub mod server;
 pub mod topic_config;
 

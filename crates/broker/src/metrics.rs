@@ -23,6 +23,9 @@ pub struct Metrics {
     pub request_seconds: HistogramVec,
     pub connections: IntGauge,
     pub failed_produce: IntCounter,
+    /// SASL authentications by listener, mechanism and outcome (`success` / `failure`):
+    /// Kafka's `successful-authentication-total` / `failed-authentication-total`.
+    pub authentications: IntCounterVec,
     /// Per local partition replica (Kafka's `kafka.log:type=Log` size and offsets), read
     /// from the logs at every scrape.
     pub log_size: IntGaugeVec,
@@ -47,6 +50,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
             .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0]),
         &["request"],
     )?;
+    let authentications = IntCounterVec::new(
+        Opts::new("kafka_server_socketservermetrics_authentication_total", "SASL authentications by outcome"),
+        &["listener", "mechanism", "outcome"],
+    )?;
+    registry.register(Box::new(authentications.clone()))?;
     let connections = IntGauge::new("kafka_server_socketservermetrics_connection_count", "Open client connections")?;
     let per_partition = |name: &str, help: &str| IntGaugeVec::new(Opts::new(name, help), &["topic", "partition"]);
     let log_size = per_partition("kafka_log_log_size", "Bytes of a partition's record batches")?;
@@ -71,6 +79,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         request_seconds,
         connections,
         failed_produce,
+        authentications,
         log_size,
         log_start_offset,
         log_end_offset,

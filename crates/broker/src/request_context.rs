@@ -5,9 +5,9 @@
 //! Every handler takes one [`RequestContext`], so a fact about the connection — today the
 //! peer and the listener, later the principal an authenticator established — reaches every
 //! API the same way instead of being threaded into the few handlers that needed it first.
-//! Until authentication exists every connection is [`SecurityProtocol::Plaintext`] and its
-//! principal is [`KafkaPrincipal::anonymous`] (`User:ANONYMOUS`), as Kafka's own PLAINTEXT
-//! listeners report.
+//! A connection on a PLAINTEXT listener is [`KafkaPrincipal::anonymous`] (`User:ANONYMOUS`),
+//! as Kafka's own PLAINTEXT listeners report; on a SASL_PLAINTEXT listener it is
+//! `User:<name>` once the SASL exchange succeeded (no request reaches a handler before).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -20,11 +20,11 @@ use rivulet_protocol::kafka_protocol::protocol::StrBytes;
 /// (`listener.security.protocol.map` values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SecurityProtocol {
-    /// No encryption, no authentication: the only protocol Rivulet serves today.
+    /// No encryption, no authentication.
     Plaintext,
     /// TLS, optionally with client certificates.
     Ssl,
-    /// SASL authentication over a plain socket.
+    /// SASL authentication over a plain socket (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512).
     SaslPlaintext,
     /// SASL authentication over TLS.
     SaslSsl,
@@ -71,6 +71,11 @@ impl KafkaPrincipal {
     /// The principal type of every built-in Kafka authenticator.
     pub const USER_TYPE: &'static str = "User";
 
+    /// `User:<name>`: a connection that authenticated as `name`.
+    pub fn user(name: &str) -> Self {
+        KafkaPrincipal { principal_type: Self::USER_TYPE.to_string(), name: name.to_string() }
+    }
+
     /// `User:ANONYMOUS`: what Kafka assigns a connection that did not authenticate.
     pub fn anonymous() -> Self {
         KafkaPrincipal { principal_type: Self::USER_TYPE.to_string(), name: "ANONYMOUS".to_string() }
@@ -103,12 +108,10 @@ pub struct RequestContext {
     /// The name of the configured listener (`listeners`, e.g. `PLAINTEXT`) whose socket
     /// accepted the connection.
     pub listener_name: Arc<str>,
-    /// How the connection is secured. Always [`SecurityProtocol::Plaintext`] until TLS or
-    /// SASL listeners exist; a security feature sets it when accepting.
+    /// How the connection is secured: the protocol of its listener.
     pub security_protocol: SecurityProtocol,
-    /// Who the connection authenticated as. Always [`KafkaPrincipal::anonymous`] until
-    /// authentication exists; an authenticator sets it once per connection, and
-    /// authorization checks read it here.
+    /// Who the connection authenticated as: [`KafkaPrincipal::anonymous`] on PLAINTEXT
+    /// listeners, `User:<name>` after SASL; authorization checks will read it here.
     pub principal: Arc<KafkaPrincipal>,
 }
 
@@ -144,15 +147,15 @@ pub struct ConnectionContext {
 }
 
 impl ConnectionContext {
-    /// A plaintext, unauthenticated connection from `peer` on the listener `listener_name`:
-    /// every connection, until TLS and SASL exist.
+    /// A plaintext, unauthenticated connection from `peer` on the listener `listener_name`.
     pub fn plaintext(peer: SocketAddr, listener_name: Arc<str>) -> Self {
-        ConnectionContext {
-            peer,
-            listener_name,
-            security_protocol: SecurityProtocol::Plaintext,
-            principal: Arc::new(KafkaPrincipal::anonymous()),
-        }
+        Self::new(peer, listener_name, SecurityProtocol::Plaintext)
+    }
+
+    /// A connection on a listener of `security_protocol`, anonymous until an authenticator
+    /// sets its principal.
+    pub fn new(peer: SocketAddr, listener_name: Arc<str>, security_protocol: SecurityProtocol) -> Self {
+        ConnectionContext { peer, listener_name, security_protocol, principal: Arc::new(KafkaPrincipal::anonymous()) }
     }
 }
 

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::{
     broker_config_entity_name, BrokerConfigs, MetadataError, MetadataStore, NewTopic, PartitionRecord, TopicRecord,
+    UserScramCredentials,
 };
 
 const KEY_CLUSTER_ID: &str = "cluster/id";
@@ -16,6 +17,8 @@ const KEY_NEXT_LOG_ID: &str = "counters/next_log_id";
 const KEY_PRODUCER_ID_BLOCK: &str = "counters/producer_id_block_end";
 const TOPIC_PREFIX: &str = "topics/";
 const BROKER_CONFIG_PREFIX: &str = "config/brokers/";
+/// SCRAM credentials, one JSON map (mechanism → credential) per user.
+const SCRAM_USER_PREFIX: &str = "config/users/";
 /// Producer ids are reserved on disk a block at a time (as Kafka's `ProducerIdManager`),
 /// so allocating one rarely costs a write and none is ever reused after a crash.
 const PRODUCER_ID_BLOCK: i64 = 1000;
@@ -218,6 +221,43 @@ impl MetadataStore for EmbeddedMetadataStore {
         let id = ids.next;
         ids.next += 1;
         Ok(id)
+    }
+
+    async fn scram_users(&self) -> Result<std::collections::BTreeMap<String, UserScramCredentials>, MetadataError> {
+        let mut out = std::collections::BTreeMap::new();
+        for (key, bytes) in self.store.meta_scan(SCRAM_USER_PREFIX)? {
+            let user = key.trim_start_matches(SCRAM_USER_PREFIX).to_string();
+            let credentials =
+                serde_json::from_slice(&bytes).map_err(|e| MetadataError::Corrupt { key, reason: e.to_string() })?;
+            out.insert(user, credentials);
+        }
+        Ok(out)
+    }
+
+    async fn user_scram_credentials(&self, user: &str) -> Result<UserScramCredentials, MetadataError> {
+        let key = format!("{SCRAM_USER_PREFIX}{user}");
+        match self.store.meta_get(&key)? {
+            None => Ok(UserScramCredentials::new()),
+            Some(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|e| MetadataError::Corrupt { key, reason: e.to_string() })
+            }
+        }
+    }
+
+    async fn set_user_scram_credentials(
+        &self,
+        user: &str,
+        credentials: UserScramCredentials,
+    ) -> Result<(), MetadataError> {
+        let key = format!("{SCRAM_USER_PREFIX}{user}");
+        if credentials.is_empty() {
+            self.store.meta_apply(&[], &[key])?;
+        } else {
+            let json = serde_json::to_vec(&credentials)
+                .map_err(|e| MetadataError::Corrupt { key: key.clone(), reason: e.to_string() })?;
+            self.store.meta_apply(&[(key, json)], &[])?;
+        }
+        Ok(())
     }
 }
 

@@ -14,6 +14,8 @@
 //! | `<root>/controller_epoch` | the controller epoch (decimal) |
 //! | `<root>/latest_producer_id_block` | end of the last reserved producer-id block |
 //! | `<root>/latest_log_id` | end of the last reserved storage log ids |
+//! | `<root>/config/brokers/<node id or <default>>` | dynamic broker configs (JSON map) |
+//! | `<root>/config/users/<user>` | the user's SCRAM credentials by mechanism: salt, stored key, server key, iterations (JSON) |
 //!
 //! Every read-modify-write is an etcd transaction guarded by the key's `mod_revision`
 //! (or `create_revision == 0` for a create), retried on conflict, so brokers racing on the
@@ -47,7 +49,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::{MetadataError, MetadataStore, NewTopic, PartitionRecord, PartitionState, TopicRecord};
+use crate::{
+    MetadataError, MetadataStore, NewTopic, PartitionRecord, PartitionState, TopicRecord, UserScramCredentials,
+};
 
 /// Producer ids reserved per etcd write (as Kafka's `ProducerIdManager` blocks).
 const PRODUCER_ID_BLOCK: i64 = 1000;
@@ -804,6 +808,42 @@ impl MetadataStore for EtcdMetadataStore {
         let id = ids.0;
         ids.0 += 1;
         Ok(id)
+    }
+
+    async fn scram_users(&self) -> Result<std::collections::BTreeMap<String, UserScramCredentials>, MetadataError> {
+        let prefix = self.key("config/users/");
+        let response = self.get_prefix("read the SCRAM users", &prefix).await?;
+        let mut out = std::collections::BTreeMap::new();
+        for kv in response.kvs() {
+            let key = String::from_utf8_lossy(kv.key()).into_owned();
+            let Some(user) = key.strip_prefix(&prefix) else { continue };
+            let credentials = serde_json::from_slice(kv.value()).map_err(|e| corrupt(&key, e))?;
+            out.insert(user.to_string(), credentials);
+        }
+        Ok(out)
+    }
+
+    async fn user_scram_credentials(&self, user: &str) -> Result<UserScramCredentials, MetadataError> {
+        let key = self.key(&format!("config/users/{user}"));
+        match self.get(&key).await?.0 {
+            None => Ok(UserScramCredentials::new()),
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| corrupt(&key, e)),
+        }
+    }
+
+    async fn set_user_scram_credentials(
+        &self,
+        user: &str,
+        credentials: UserScramCredentials,
+    ) -> Result<(), MetadataError> {
+        let key = self.key(&format!("config/users/{user}"));
+        let op = if credentials.is_empty() {
+            TxnOp::delete(key.clone(), None)
+        } else {
+            TxnOp::put(key.clone(), serde_json::to_vec(&credentials).map_err(|e| corrupt(&key, e))?, None)
+        };
+        self.txn("store SCRAM credentials", Txn::new().and_then([op])).await?;
+        Ok(())
     }
 }
 

@@ -23,7 +23,7 @@ pub use etcd::{
     BrokerLease, BrokerRegistration, ClusterSnapshot, ControllerLease, EtcdLocation, EtcdMetadataStore, VersionedState,
     DEFAULT_CONNECTION_TIMEOUT,
 };
-pub use model::{NewTopic, PartitionRecord, PartitionState, TopicRecord};
+pub use model::{NewTopic, PartitionRecord, PartitionState, ScramCredential, TopicRecord, UserScramCredentials};
 
 use async_trait::async_trait;
 
@@ -101,4 +101,15 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn delete_topic(&self, name: &str) -> Result<TopicRecord, MetadataError>;
     /// A producer id never handed out before in this cluster.
     async fn allocate_producer_id(&self) -> Result<i64, MetadataError>;
+    /// The SCRAM credentials of every user that has one, by user name.
+    async fn scram_users(&self) -> Result<std::collections::BTreeMap<String, UserScramCredentials>, MetadataError>;
+    /// The SCRAM credentials of one user (empty when it has none), read at each
+    /// authentication so a change applies to the next login on every broker.
+    async fn user_scram_credentials(&self, user: &str) -> Result<UserScramCredentials, MetadataError>;
+    /// Replaces one user's SCRAM credentials (an empty map removes the user).
+    async fn set_user_scram_credentials(
+        &self,
+        user: &str,
+        credentials: UserScramCredentials,
+    ) -> Result<(), MetadataError>;
 }

@@ -55,3 +55,23 @@ pub struct TopicRecord {
     pub configs: BTreeMap<String, String>,
     pub internal: bool,
 }
+
+/// One SCRAM credential of a user, as Kafka keeps it (KIP-554's `UserScramCredentialRecord`):
+/// what the server needs to verify a client proof and prove itself, never the password.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramCredential {
+    pub salt: Vec<u8>,
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
+    pub iterations: i32,
+}
+
+impl std::fmt::Debug for ScramCredential {
+    /// Keys stay out of logs: with them a server can be impersonated.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScramCredential").field("iterations", &self.iterations).finish_non_exhaustive()
+    }
+}
+
+/// A user's SCRAM credentials by mechanism name (`SCRAM-SHA-256`, `SCRAM-SHA-512`).
+pub type UserScramCredentials = BTreeMap<String, ScramCredential>;

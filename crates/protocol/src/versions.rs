@@ -68,6 +68,13 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::ListTransactions, 0, 1),
     // Inter-broker: a coordinator's markers for partitions another broker leads.
     api(ApiKey::WriteTxnMarkers, 1, 1),
+    // SASL on SASL_PLAINTEXT listeners (KIP-43, KIP-152). Handshake v0 (raw tokens) is
+    // advertised as Kafka does but answered by closing the connection.
+    api(ApiKey::SaslHandshake, 0, 1),
+    api(ApiKey::SaslAuthenticate, 0, 2),
+    // SCRAM credentials in the metadata store (KIP-554).
+    api(ApiKey::DescribeUserScramCredentials, 0, 0),
+    api(ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// The row for `key`, if Rivulet serves that API at all.

@@ -14,7 +14,7 @@ use crate::request_context::RequestContext;
 /// `endpoint_type` values (KIP-919).
 const ENDPOINT_BROKERS: i8 = 1;
 
-pub fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, request: DescribeClusterRequest) -> DescribeClusterResponse {
+pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: DescribeClusterRequest) -> DescribeClusterResponse {
     let mut response = DescribeClusterResponse::default()
         .with_endpoint_type(request.endpoint_type)
         .with_cluster_id(str_bytes(broker.cluster_id.clone()))
@@ -26,8 +26,7 @@ pub fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, request: DescribeClus
             .with_error_message(Some(str_bytes("The target broker only supports broker endpoints")));
     }
     response.brokers = broker
-        .membership
-        .brokers()
+        .brokers_for(&ctx.listener_name)
         .into_iter()
         .map(|b| {
             DescribeClusterBroker::default()

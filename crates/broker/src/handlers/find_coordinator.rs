@@ -21,7 +21,12 @@ const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
 /// The broker coordinating `key`, or why there is none.
-fn check(broker: &Broker, key_type: i8, key: &str) -> Result<BrokerRegistration, (ResponseError, String)> {
+fn check(
+    broker: &Broker,
+    listener: &str,
+    key_type: i8,
+    key: &str,
+) -> Result<BrokerRegistration, (ResponseError, String)> {
     let (topic, partition) = match key_type {
         KEY_TYPE_GROUP if key.is_empty() => {
             return Err((ResponseError::InvalidRequest, "Group id must not be empty".into()))
@@ -40,14 +45,14 @@ fn check(broker: &Broker, key_type: i8, key: &str) -> Result<BrokerRegistration,
         .get(topic)
         .and_then(|t| t.replica(partition).map(|r| r.view().leader))
         .ok_or_else(unavailable)?;
-    broker.membership.brokers().into_iter().find(|b| b.node_id == leader).ok_or_else(unavailable)
+    broker.brokers_for(listener).into_iter().find(|b| b.node_id == leader).ok_or_else(unavailable)
 }
 
 pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: FindCoordinatorRequest) -> FindCoordinatorResponse {
     let version = ctx.api_version;
     if version < 4 {
         let response = FindCoordinatorResponse::default();
-        return match check(broker, request.key_type, request.key.as_str()) {
+        return match check(broker, &ctx.listener_name, request.key_type, request.key.as_str()) {
             Ok(node) => response
                 .with_node_id(BrokerId(node.node_id))
                 .with_host(str_bytes(node.host))
@@ -67,7 +72,7 @@ pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: FindCoordinat
         .into_iter()
         .map(|key: StrBytes| {
             let coordinator = Coordinator::default().with_key(key.clone());
-            match check(broker, request.key_type, key.as_str()) {
+            match check(broker, &ctx.listener_name, request.key_type, key.as_str()) {
                 Ok(node) => coordinator
                     .with_node_id(BrokerId(node.node_id))
                     .with_host(str_bytes(node.host))

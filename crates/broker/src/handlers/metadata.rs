@@ -59,7 +59,7 @@ const AUTO_CREATE_WAIT: Duration = Duration::from_secs(5);
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: MetadataRequest) -> MetadataResponse {
     let version = ctx.api_version;
-    let brokers = broker.membership.brokers();
+    let brokers = broker.brokers_for(&ctx.listener_name);
     let live: HashSet<i32> = brokers.iter().map(|b| b.node_id).collect();
     let mut response = MetadataResponse::default()
         .with_brokers(

@@ -16,6 +16,7 @@
 mod add_offsets_to_txn;
 mod add_partitions_to_txn;
 mod alter_configs;
+mod alter_user_scram_credentials;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
@@ -27,6 +28,7 @@ mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
 mod describe_transactions;
+mod describe_user_scram_credentials;
 mod elect_leaders;
 mod end_txn;
 mod fetch;
@@ -45,6 +47,8 @@ mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+mod sasl_authenticate;
+mod sasl_handshake;
 mod sync_group;
 mod txn_offset_commit;
 mod write_txn_markers;
@@ -146,6 +150,10 @@ dispatch_table! {
     DescribeTransactions => describe_transactions,
     ListTransactions => list_transactions,
     WriteTxnMarkers => write_txn_markers.await,
+    SaslHandshake => sasl_handshake,
+    SaslAuthenticate => sasl_authenticate,
+    DescribeUserScramCredentials => describe_user_scram_credentials.await,
+    AlterUserScramCredentials => alter_user_scram_credentials.await,
 }
 
 /// Runs `work` (a change that waits on the cluster: etcd, the sync applying it) on a task

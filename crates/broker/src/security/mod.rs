@@ -1,0 +1,110 @@
+//! Authentication of client connections: SASL (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) on
+//! `SASL_PLAINTEXT` listeners, as Kafka's `SaslServerAuthenticator` runs it (KIP-43,
+//! KIP-152), and the SCRAM credentials KIP-554's APIs manage.
+//!
+//! What each listener enforces is resolved once at start from the configuration
+//! ([`SaslListener`]); every connection accepted on a SASL listener runs an
+//! [`authenticator::Authenticator`] before any other request reaches a handler.
+
+pub mod authenticator;
+pub mod jaas;
+pub mod scram;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use scram::ScramMechanism;
+
+/// A SASL mechanism Rivulet serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SaslMechanism {
+    Plain,
+    Scram(ScramMechanism),
+}
+
+impl SaslMechanism {
+    pub fn name(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::Scram(m) => m.name(),
+        }
+    }
+
+    /// Kafka's mechanism names are case-sensitive (`SaslHandshake` compares exactly).
+    pub fn from_name(name: &str) -> Option<Self> {
+        if name == "PLAIN" {
+            Some(SaslMechanism::Plain)
+        } else {
+            ScramMechanism::from_name(name).map(SaslMechanism::Scram)
+        }
+    }
+}
+
+impl fmt::Display for SaslMechanism {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// PLAIN's users and passwords (`user_<name>="<password>"` options of the
+/// `PlainLoginModule` JAAS entry). Debug shows only the names.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct PlainUsers(pub BTreeMap<String, String>);
+
+impl fmt::Debug for PlainUsers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
+impl PlainUsers {
+    /// Whether `user` exists with `password`. The comparison takes the same time whatever
+    /// the bytes (and an unknown user costs a comparison too), so timing tells nothing
+    /// about a password's prefix.
+    pub fn verify(&self, user: &str, password: &str) -> bool {
+        use subtle::ConstantTimeEq as _;
+        let (expected, known) = match self.0.get(user) {
+            Some(p) => (p.as_str(), true),
+            None => ("", false),
+        };
+        let equal: bool = expected.as_bytes().ct_eq(password.as_bytes()).into();
+        known & equal
+    }
+}
+
+/// What a `SASL_PLAINTEXT` listener enforces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaslListener {
+    /// `listener.name.<listener>.sasl.enabled.mechanisms`, else `sasl.enabled.mechanisms`.
+    pub mechanisms: Vec<SaslMechanism>,
+    /// Users of PLAIN, from the listener's JAAS configuration (empty unless PLAIN is on).
+    pub plain_users: PlainUsers,
+}
+
+impl SaslListener {
+    pub fn mechanism_names(&self) -> Vec<&'static str> {
+        self.mechanisms.iter().map(|m| m.name()).collect()
+    }
+}
+
+/// The JAAS login module PLAIN's users are read from.
+pub const PLAIN_LOGIN_MODULE: &str = "org.apache.kafka.common.security.plain.PlainLoginModule";
+/// The JAAS login module of SCRAM (its options only serve clients; the broker's
+/// credentials are in the metadata store).
+pub const SCRAM_LOGIN_MODULE: &str = "org.apache.kafka.common.security.scram.ScramLoginModule";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_users_verify_exactly() {
+        let users = PlainUsers([("alice".to_string(), "alice-secret".to_string())].into_iter().collect());
+        assert!(users.verify("alice", "alice-secret"));
+        assert!(!users.verify("alice", "alice-secre"));
+        assert!(!users.verify("alice", "alice-secret!"));
+        assert!(!users.verify("bob", ""));
+        assert!(!users.verify("bob", "alice-secret"));
+        assert_eq!(format!("{users:?}"), "[\"alice\"]");
+    }
+}
