@@ -514,7 +514,9 @@ impl RecordBatchDecoder {
         version: i8,
         records: &mut Vec<Record>,
     ) -> Result<()> {
-        records.reserve(batch_decode_info.record_count as usize);
+        // The count is the peer's: reserve no more than the bytes left could hold (every
+        // record takes at least one byte), and let a short batch fail on its missing records.
+        records.reserve((batch_decode_info.record_count as usize).min(buf.remaining()));
         for _ in 0..batch_decode_info.record_count {
             records.push(Record::decode_new(buf, batch_decode_info, version)?);
         }
@@ -892,6 +894,13 @@ impl Record {
             bail!("Unexpected negative record header count: {num_headers}");
         }
         let num_headers = num_headers as usize;
+        // Every header takes at least two bytes (its key and value lengths).
+        if num_headers > buf.len() {
+            bail!(
+                "Record header count ({num_headers}) exceeds the {} bytes remaining",
+                buf.len()
+            );
+        }
 
         let mut headers = IndexMap::with_capacity(num_headers);
         for _ in 0..num_headers {

@@ -511,6 +511,9 @@ impl Decoder<Option<StdString>> for CompactString {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
+                if (n - 1) as usize > buf.remaining() {
+                    bail!("String length ({}) exceeds the bytes remaining", n - 1);
+                }
                 let mut strbuf = vec![0; (n - 1) as usize];
                 buf.try_copy_to_slice(&mut strbuf)?;
                 Ok(Some(std::string::String::from_utf8(strbuf)?))
@@ -655,6 +658,9 @@ impl Decoder<Option<Vec<u8>>> for Bytes {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
+                if n as usize > buf.remaining() {
+                    bail!("Data length ({n}) exceeds the bytes remaining");
+                }
                 let mut data = vec![0; n as usize];
                 buf.try_copy_to_slice(&mut data)?;
                 Ok(Some(data))
@@ -804,6 +810,9 @@ impl Decoder<Option<Vec<u8>>> for CompactBytes {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
+                if (n - 1) as usize > buf.remaining() {
+                    bail!("Data length ({}) exceeds the bytes remaining", n - 1);
+                }
                 let mut data = vec![0; (n - 1) as usize];
                 buf.try_copy_to_slice(&mut data)?;
                 Ok(Some(data))
@@ -985,6 +994,14 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for Array<E> {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
+                // Every element takes at least one byte: a count beyond the bytes left is
+                // an error (as in Kafka's readers), not a reservation of that many elements.
+                if n as usize > buf.remaining() {
+                    bail!(
+                        "Array length ({n}) exceeds the {} bytes remaining",
+                        buf.remaining()
+                    );
+                }
                 let mut result = Vec::with_capacity(n as usize);
                 for _ in 0..n {
                     result.push(self.0.decode(buf)?);
@@ -1093,6 +1110,14 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for CompactArray<E> {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
+                // Every element takes at least one byte: see `Array`.
+                if (n - 1) as usize > buf.remaining() {
+                    bail!(
+                        "CompactArray length ({}) exceeds the {} bytes remaining",
+                        n - 1,
+                        buf.remaining()
+                    );
+                }
                 let mut result = Vec::with_capacity((n - 1) as usize);
                 for _ in 1..n {
                     result.push(self.0.decode(buf)?);
