@@ -6,6 +6,7 @@
 //! error; reserving memory for the announced count would abort the process.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use proptest::prelude::*;
 use rivulet_protocol::kafka_protocol::compression::{Compressor, Gzip, Lz4, Snappy, Zstd};
 use rivulet_protocol::kafka_protocol::records::RecordBatchDecoder;
 use rivulet_protocol::record_batch::{
@@ -26,6 +27,12 @@ fn put_varint(buf: &mut BytesMut, value: i64) {
 /// One v2 record with key "k" and value "v" that announces `header_count` headers and
 /// carries none.
 fn record(header_count: i32) -> BytesMut {
+    record_with_headers(header_count, &[])
+}
+
+/// One v2 record with key "k" and value "v", `header_count`, then `headers` as its
+/// header bytes.
+fn record_with_headers(header_count: i32, headers: &[u8]) -> BytesMut {
     let mut body = BytesMut::new();
     body.put_i8(0); // attributes
     put_varint(&mut body, 0); // timestamp delta
@@ -35,6 +42,7 @@ fn record(header_count: i32) -> BytesMut {
     put_varint(&mut body, 1);
     body.put_u8(b'v');
     put_varint(&mut body, i64::from(header_count));
+    body.put_slice(headers);
     let mut out = BytesMut::new();
     put_varint(&mut out, body.len() as i64);
     out.put_slice(&body);
@@ -141,4 +149,29 @@ fn a_stored_batch_that_lost_records_to_compaction_is_a_short_count_not_an_error(
     let batch = batch(0, 1, 9, &record(0));
     record_batch::validate_stored(&batch).unwrap();
     assert_eq!(rewrite::decode_records(&batch).unwrap().len(), 1);
+}
+
+proptest! {
+    /// Arbitrary record bytes under a well-formed header with a valid CRC (so every check
+    /// before the record decoder passes), with any record count: the decoders return.
+    #[test]
+    fn arbitrary_records_under_a_valid_header_never_abort(
+        codec in prop::sample::select(CODECS.to_vec()),
+        records_count in prop_oneof![0..8i32, Just(i32::MAX), any::<i32>()],
+        records in prop::collection::vec(any::<u8>(), 0..256),
+    ) {
+        let batch = batch(codec, records_count, records_count.saturating_sub(1).max(0), &records);
+        let _ = decode_everywhere(&batch);
+    }
+
+    /// A record whose header count is followed by arbitrary header bytes.
+    #[test]
+    fn arbitrary_header_bytes_never_abort(
+        codec in prop::sample::select(CODECS.to_vec()),
+        header_count in prop_oneof![0..4i32, Just(i32::MAX), any::<i32>()],
+        headers in prop::collection::vec(any::<u8>(), 0..64),
+    ) {
+        let batch = batch(codec, 1, 0, &record_with_headers(header_count, &headers));
+        let _ = decode_everywhere(&batch);
+    }
 }
