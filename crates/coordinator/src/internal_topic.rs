@@ -154,4 +154,35 @@ mod tests {
         assert_eq!((header.producer_id, header.producer_epoch, header.base_sequence), (9, 2, -1));
         assert_eq!(header.records_count, 3);
     }
+
+    /// A stored batch that claims 2^31 - 1 records (its offset range agrees, so the log
+    /// takes it) but holds one: replaying it is an error, not an allocation for the
+    /// announced count that would abort the broker while it loads the partition.
+    #[test]
+    fn replaying_a_batch_that_claims_billions_of_records_is_an_error() {
+        use rivulet_storage::{AppendOptions, AppendOrigin, LogClass, LogId, Store, StoreOptions};
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
+        let log = store.open_log(LogId(100), LogClass::Internal).unwrap();
+        let options = AppendOptions {
+            leader_epoch: 0,
+            max_batch_bytes: 1 << 20,
+            log_append_time_ms: None,
+            origin: AppendOrigin::Client,
+        };
+        log.append(&encode_batch(&[(b"k".to_vec(), Some(b"v".to_vec()))], 5, None).unwrap(), &options).unwrap();
+
+        let mut hostile = encode_batch(&[(b"k".to_vec(), Some(b"v".to_vec()))], 5, None).unwrap().to_vec();
+        hostile[23..27].copy_from_slice(&(i32::MAX - 1).to_be_bytes()); // last offset delta
+        hostile[57..61].copy_from_slice(&i32::MAX.to_be_bytes()); // records count
+        let crc = record_batch::compute_crc(&hostile);
+        hostile[17..21].copy_from_slice(&crc.to_be_bytes());
+        log.append(&hostile, &options).unwrap();
+
+        let mut seen = 0;
+        let replayed = replay(&log, |_| seen += 1);
+        assert!(replayed.is_err(), "{replayed:?}");
+        assert_eq!(seen, 1, "the batch before it was replayed");
+    }
 }

@@ -262,15 +262,14 @@ proptest! {
         let _ = record_batch::control_type(&frame);
     }
 
-    /// A served API and version with a few arbitrary body bytes: the header checks pass and
-    /// the body decoders run. The body is kept under four bytes, too short to announce an
-    /// array of billions of elements (see `hostile_array_count_is_an_error`).
+    /// A served API and version with arbitrary body bytes: the header checks pass and the
+    /// body decoders run, on counts and lengths that announce far more than the body holds.
     #[test]
     fn any_served_request_with_a_garbage_body_never_panics(
         api in prop::sample::select(versions::SUPPORTED_APIS.to_vec()),
         version_index in any::<prop::sample::Index>(),
         correlation_id in any::<i32>(),
-        body in prop::collection::vec(any::<u8>(), 0..4),
+        body in prop::collection::vec(any::<u8>(), 0..64),
     ) {
         let version = api.min + version_index.index((api.max - api.min + 1) as usize) as i16;
         let mut frame = BytesMut::new();
@@ -303,18 +302,90 @@ proptest! {
     }
 }
 
-/// A Metadata v0 request that announces 2^31 - 1 topics in a 14-byte frame. Kafka answers
-/// it with an error; the `kafka-protocol` codec (0.18) reserves memory for every announced
-/// element before reading one, which aborts the process (an allocation failure is not a
-/// panic) rather than returning an error.
-#[test]
-#[ignore = "kafka-protocol 0.18 reserves arrays at their announced length and aborts on this frame"]
-fn hostile_array_count_is_an_error() {
+/// A frame with the fixed header fields, an absent client id and, for a flexible
+/// header (v2), no tagged fields; then `body`.
+fn hostile_frame(key: ApiKey, version: i16, body: &[u8]) -> Bytes {
     let mut frame = BytesMut::new();
-    frame.extend_from_slice(&(ApiKey::Metadata as i16).to_be_bytes());
-    frame.extend_from_slice(&0i16.to_be_bytes());
+    frame.extend_from_slice(&(key as i16).to_be_bytes());
+    frame.extend_from_slice(&version.to_be_bytes());
     frame.extend_from_slice(&1i32.to_be_bytes());
     frame.extend_from_slice(&(-1i16).to_be_bytes());
-    frame.extend_from_slice(&i32::MAX.to_be_bytes());
-    assert!(decode_request(frame.freeze()).is_err());
+    if key.request_header_version(version) >= 2 {
+        frame.extend_from_slice(&[0]);
+    }
+    frame.extend_from_slice(body);
+    frame.freeze()
+}
+
+/// 2^31 - 1 as an INT32 array length.
+const HUGE_COUNT: [u8; 4] = [0x7f, 0xff, 0xff, 0xff];
+/// 2^32 - 1 as an unsigned varint: a compact array of 2^32 - 2 elements.
+const HUGE_COMPACT_COUNT: [u8; 5] = [0xff, 0xff, 0xff, 0xff, 0x0f];
+
+/// A Metadata v0 request that announces 2^31 - 1 topics in a 14-byte frame. Kafka answers
+/// it with an error (its readers refuse a count beyond the bytes left); reserving memory
+/// for every announced element before reading one would abort the process, as an
+/// allocation failure is not a panic.
+#[test]
+fn hostile_array_count_is_an_error() {
+    let frame = hostile_frame(ApiKey::Metadata, 0, &HUGE_COUNT);
+    assert_eq!(frame.len(), 14);
+    assert!(decode_request(frame).is_err());
+}
+
+/// From Metadata v1 the topic array is nullable (-1 asks for every topic): the nullable
+/// decoding path.
+#[test]
+fn hostile_nullable_array_count_is_an_error() {
+    assert!(decode_request(hostile_frame(ApiKey::Metadata, 1, &HUGE_COUNT)).is_err());
+    // The null array itself still decodes.
+    let all_topics = decode_request(hostile_frame(ApiKey::Metadata, 1, &(-1i32).to_be_bytes()));
+    let Ok(Request::Known { body, .. }) = all_topics else { panic!("{all_topics:?}") };
+    let RequestKind::Metadata(metadata) = *body else { panic!("{body:?}") };
+    assert_eq!(metadata.topics, None);
+}
+
+/// Flexible versions encode array lengths as unsigned varints (compact arrays): a nullable
+/// one (Metadata v12's topics) and a non-nullable one (Produce v9's topic data).
+#[test]
+fn hostile_compact_array_count_is_an_error() {
+    assert!(decode_request(hostile_frame(ApiKey::Metadata, 12, &HUGE_COMPACT_COUNT)).is_err());
+
+    let mut produce = vec![0]; // a null transactional id
+    produce.extend_from_slice(&(-1i16).to_be_bytes()); // acks
+    produce.extend_from_slice(&30_000i32.to_be_bytes()); // timeout
+    produce.extend_from_slice(&HUGE_COMPACT_COUNT); // topic data
+    assert!(decode_request(hostile_frame(ApiKey::Produce, 9, &produce)).is_err());
+}
+
+/// An array inside an array: Fetch v4 with one topic whose partition array announces
+/// 2^31 - 1 partitions.
+#[test]
+fn hostile_nested_array_count_is_an_error() {
+    let mut fetch = Vec::new();
+    fetch.extend_from_slice(&(-1i32).to_be_bytes()); // replica id
+    fetch.extend_from_slice(&500i32.to_be_bytes()); // max wait
+    fetch.extend_from_slice(&1i32.to_be_bytes()); // min bytes
+    fetch.extend_from_slice(&(1i32 << 20).to_be_bytes()); // max bytes
+    fetch.push(0); // isolation level
+    fetch.extend_from_slice(&1i32.to_be_bytes()); // one topic
+    fetch.extend_from_slice(&1i16.to_be_bytes());
+    fetch.push(b't');
+    fetch.extend_from_slice(&HUGE_COUNT); // its partitions
+    assert!(decode_request(hostile_frame(ApiKey::Fetch, 4, &fetch)).is_err());
+}
+
+/// Every served API at every served version, with a body that is nothing but huge counts
+/// in both encodings: whichever field each decoder meets first, it must return.
+#[test]
+fn every_served_request_survives_a_body_of_huge_counts() {
+    for api in versions::SUPPORTED_APIS {
+        for version in api.min..=api.max {
+            for pattern in [&HUGE_COUNT[..], &HUGE_COMPACT_COUNT[..]] {
+                for repeats in 1..=8 {
+                    let _ = decode_request(hostile_frame(api.key, version, &pattern.repeat(repeats)));
+                }
+            }
+        }
+    }
 }
