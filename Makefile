@@ -49,17 +49,18 @@ run: build
 deps-test:
 	bash compat-tests/install-deps.sh
 
-## test: every test — unit, integration (real broker processes), and the client suite.
+## test: every test — unit, integration (real broker processes), and the client suite
+## (without the tests marked `slow`, e.g. 1,000,000 offset commits; `make compat` runs them).
 test: build deps-test test-rust test-compat
 
 test-rust: deps-build deps-etcd
 	cargo test $(CARGO_FLAGS) --workspace
 
 test-compat: build deps-test deps-etcd
-	RIVULET_BIN=$(BIN) $(VENV)/bin/pytest -q compat-tests/python
+	RIVULET_BIN=$(BIN) $(VENV)/bin/pytest -q -m "not slow" compat-tests/python
 
-## compat: the whole client matrix; writes compat-tests/results.json and regenerates the
-## client table in docs/compatibility.md.
+## compat: the whole client matrix, `slow` tests included; writes compat-tests/results.json
+## and regenerates the client table in docs/compatibility.md.
 compat: build deps-test deps-etcd
 	RIVULET_BIN=$(BIN) $(VENV)/bin/pytest -q compat-tests/python --junitxml=$(RIVULET_CACHE)/compat-results.xml || true
 	$(VENV)/bin/python compat-tests/report.py $(RIVULET_CACHE)/compat-results.xml

@@ -16,7 +16,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource
 
 from cluster import Cluster, wait_for
-from conftest import JAVA_LIB, KAFKA_LIB, Broker, compile_java, create_topic, java
+from conftest import JAVA_LIB, KAFKA_LIB, Broker, compile_java, create_topic, java, run_java_program
 
 MIB = 1024 * 1024
 
@@ -257,43 +257,44 @@ def test_cluster_followers_follow_the_log_start_and_configs_reach_every_broker(t
                         what="the new leader's log start")
 
 
+def acknowledged(lines: list[str]) -> dict:
+    """The last (offset, value) of each key in CompactedProducer's `<offset> <key> <value>` lines."""
+    last = {}
+    for line in lines:
+        offset, key, value = line.rstrip("\n").split(" ", 2)
+        if key not in last or int(offset) > last[key][0]:
+            last[key] = (int(offset), None if value == "<null>" else value.encode())
+    return last
+
+
 def test_compaction_keeps_the_last_value_of_each_key_at_its_offset(tmp_path):
+    classes = compile_java(tmp_path, "CompactedProducer.java")
     broker = Broker(tmp_path, extra=["log.cleaner.backoff.ms=300"]).start()
+    writer = None
     try:
         create_topic(broker, "compacted", config={
             "cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.0001", "delete.retention.ms": "2000"})
-        producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20, "acks": "all",
-                             "enable.idempotence": True})
-        last = {}
-
-        def delivered(err, msg):
-            assert err is None, err
-            last[msg.key().decode()] = (msg.offset(), msg.value())
-
+        # The Java producer (idempotent, acks=all) writes 2,000 keys x 20 values and tombstones
+        # for the first 500; then an aborted transaction rewrites keys 1000..1099 (never visible
+        # to read_committed); then a sentinel, since the newest batch is never cleaned. It stays
+        # up for the records written later, sent as `KEY VALUE` lines on its stdin.
+        errors = tmp_path / "producer.err"
+        # (C1 only: for a run this short, compiling with C2 costs more time than it saves.)
+        cmd = ["java", "-Xmx512m", "-XX:TieredStopAtLevel=1", "-cp", f"{classes}:{JAVA_LIB}/*", "CompactedProducer",
+               broker.bootstrap, "compacted", "2000", "20", "500", "1000", "1100"]
+        writer = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(errors, "w"),
+                                  text=True)
+        watchdog = threading.Timer(120, writer.kill)
+        watchdog.start()
         keys = [f"key-{i:04d}" for i in range(2000)]
-        for round_ in range(20):
-            for key in keys:
-                while True:
-                    try:
-                        producer.produce("compacted", key=key, value=f"{key}-v{round_}".encode(), on_delivery=delivered)
-                        break
-                    except BufferError:
-                        producer.poll(0.05)
-            producer.poll(0)
-        for key in keys[:500]:
-            producer.produce("compacted", key=key, value=None, on_delivery=delivered)
-        assert producer.flush(60) == 0
-        # An aborted transaction rewriting some keys: never visible to read_committed.
-        txn = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": "compaction-abort"})
-        txn.init_transactions(30)
-        txn.begin_transaction()
-        for key in keys[1000:1100]:
-            txn.produce("compacted", key=key, value=b"aborted")
-        txn.flush(30)
-        txn.abort_transaction(30)
-        # The newest batch is never cleaned: one more record after everything above.
-        producer.produce("compacted", key="sentinel", value=b"1", on_delivery=delivered)
-        assert producer.flush(30) == 0
+        lines, line = [], ""
+        for line in writer.stdout:
+            if line.startswith("WRITTEN"):
+                break
+            lines.append(line)
+        assert line.startswith("WRITTEN"), "".join(lines[-5:]) + errors.read_text()[-3000:]
+        last = acknowledged(lines)
+        assert set(last) == set(keys) | {"sentinel"}, len(last)
 
         def consume_all():
             consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": f"c-{uuid.uuid4()}",
@@ -325,9 +326,11 @@ def test_compaction_keeps_the_last_value_of_each_key_at_its_offset(tmp_path):
         # Tombstones stay for delete.retention.ms after the cleaner first saw them, then go
         # (at the next cleaning, which new writes make due).
         time.sleep(2.5)
-        producer.produce("compacted", key="sentinel", value=b"2")
-        producer.produce("compacted", key="sentinel", value=b"3")
-        assert producer.flush(30) == 0
+        writer.stdin.write("sentinel 2\nsentinel 3\n")
+        writer.stdin.close()
+        lines = writer.stdout.readlines()
+        assert writer.wait(timeout=60) == 0 and lines[-1:] == [f"OK acked={20 * len(keys) + 500 + 3}\n"], \
+            "".join(lines[-5:]) + errors.read_text()[-3000:]
 
         def tombstones_gone():
             seen = consume_all()
@@ -338,18 +341,25 @@ def test_compaction_keeps_the_last_value_of_each_key_at_its_offset(tmp_path):
         assert keys_seen == set(keys[500:]) | {"sentinel"}, len(keys_seen)
         assert "cleaned log" in broker.log_path.read_text()
     finally:
+        if writer is not None:
+            watchdog.cancel()
+            writer.kill()
+            writer.wait()
         broker.kill()
 
 
-def test_consumer_offsets_stays_small_after_many_commits(tmp_path):
+def startup_ms(broker: Broker) -> int:
+    """The `startup_ms` of the broker's latest `rivulet started` line (replay included)."""
+    line = [line for line in broker.log_path.read_text().splitlines() if "rivulet started" in line][-1]
+    return int(line.split("startup_ms=")[1].split()[0])
+
+
+@pytest.mark.parametrize("commits", [20_000, pytest.param(1_000_000, marks=pytest.mark.slow)])
+def test_consumer_offsets_stays_small_after_many_commits(tmp_path, commits):
     broker = Broker(tmp_path, extra=["log.cleaner.backoff.ms=300", "offsets.topic.num.partitions=1"]).start()
     try:
         create_topic(broker, "committed", partitions=10)
-        consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "busy", "enable.auto.commit": False})
-        commits = 20_000
-        for i in range(commits):
-            consumer.commit(offsets=[TopicPartition("committed", i % 10, i)], asynchronous=(i % 100 != 99))
-        consumer.close()
+        classes = compile_java(tmp_path, "OffsetCommitter.java")
 
         def offsets_partition_size():
             out = java("org.apache.kafka.tools.LogDirsCommand", "--bootstrap-server", broker.bootstrap, "--describe",
@@ -358,19 +368,31 @@ def test_consumer_offsets_stays_small_after_many_commits(tmp_path):
             return {p["partition"]: p["size"] for d in report["brokers"][0]["logDirs"] for p in d["partitions"]}[
                 "__consumer_offsets-0"]
 
-        # 20,000 commit batches of ~100 bytes each become one record per key.
-        size = wait_for(lambda: (lambda s: s if s < 64 * 1024 else None)(offsets_partition_size()), timeout=60,
-                        what="__consumer_offsets to be compacted", show=offsets_partition_size)
-        print(f"__consumer_offsets-0 after {commits} commits: {size} bytes")
+        # One group, manual assignment, one OffsetCommit request per commit (offset i of
+        # partition i % 10): ~100 bytes each, 10 keys. The same first 20,000 in both sizes, so
+        # the restart after them is the baseline the 1,000,000 run's restart compares with.
+        done = 0
+        for target in sorted({20_000, commits}):
+            out = run_java_program(classes, "OffsetCommitter", broker.bootstrap, "busy", "committed", "10", str(done),
+                                   str(target), timeout=600)
+            assert out.returncode == 0 and out.stdout.startswith("OK"), out.stdout + out.stderr[-3000:]
+            print(f"commits {done}..{target}: {out.stdout.strip()}")
+            done = target
 
-        broker.kill()
-        started = time.time()
-        broker.start()
-        print(f"restart with the compacted __consumer_offsets took {time.time() - started:.2f} s")
-        check = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "busy"})
-        committed = check.committed([TopicPartition("committed", p) for p in range(10)], timeout=30)
-        check.close()
-        assert {tp.partition: tp.offset for tp in committed} == {p: commits - 10 + p for p in range(10)}
+            # A bound independent of the number of commits: one record per key once cleaned.
+            size = wait_for(lambda: (lambda s: s if s < 64 * 1024 else None)(offsets_partition_size()), timeout=120,
+                            what="__consumer_offsets to be compacted", show=offsets_partition_size)
+            # What the restart replays besides the partition: RocksDB's write-ahead log.
+            wal = sum(f.stat().st_size for f in (tmp_path / "data" / "rivulet-db").glob("*.log"))
+            broker.kill()
+            started = time.time()
+            broker.start()
+            print(f"__consumer_offsets-0 after {done} commits: {size} bytes; restart with it compacted took "
+                  f"{time.time() - started:.2f} s (startup_ms={startup_ms(broker)}, WAL {wal / MIB:.1f} MiB)")
+            check = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "busy"})
+            committed = check.committed([TopicPartition("committed", p) for p in range(10)], timeout=30)
+            check.close()
+            assert {tp.partition: tp.offset for tp in committed} == {p: done - 10 + p for p in range(10)}
     finally:
         broker.kill()
 
