@@ -523,3 +523,71 @@ def test_kafka_streams_word_count_survives_a_kill_with_its_changelog_compacted_a
             second.wait()
     finally:
         broker.kill()
+
+
+def scrape(port: int, name: str) -> float:
+    """The value of the unlabelled metric `name` at the broker's /metrics endpoint."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return float(next(line.split()[1] for line in text.splitlines() if line.startswith(name + " ")))
+
+
+def test_idle_producers_expire_after_producer_id_expiration_ms_set_at_run_time(tmp_path):
+    from conftest import free_port
+
+    metrics_port = free_port()
+    broker = Broker(tmp_path, extra=["producer.id.expiration.check.interval.ms=300",
+                                     f"rivulet.metrics.listener=127.0.0.1:{metrics_port}"]).start()
+    gauge = "kafka_server_replicamanager_produceridcount"
+    try:
+        create_topic(broker, "idempotent", partitions=2)
+        # Three idempotent producers, each with its own producer id, on both partitions.
+        for _ in range(3):
+            producer = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True})
+            for i in range(10):
+                producer.produce("idempotent", value=b"v", partition=i % 2)
+            assert producer.flush(30) == 0
+        assert scrape(metrics_port, gauge) == 6
+        # The default (a day) keeps them; the cluster-wide dynamic default of one second
+        # makes the next check forget them, in memory and on disk.
+        time.sleep(1)
+        assert scrape(metrics_port, gauge) == 6
+        out = kafka_configs(broker.bootstrap, "--alter", "--entity-type", "brokers", "--entity-default",
+                            "--add-config", "producer.id.expiration.ms=1000")
+        assert out.returncode == 0, out.stdout + out.stderr
+        wait_for(lambda: scrape(metrics_port, gauge) == 0, timeout=20, what="idle producers to expire",
+                 show=lambda: scrape(metrics_port, gauge))
+        assert "producers idle longer than producer.id.expiration.ms forgotten" in broker.log_path.read_text()
+        broker.kill()
+        broker.start()
+        assert scrape(metrics_port, gauge) == 0
+        # A new idempotent producer still writes, and is counted again.
+        producer = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True})
+        producer.produce("idempotent", value=b"after", partition=0)
+        assert producer.flush(30) == 0
+        assert scrape(metrics_port, gauge) == 1
+        assert watermarks(broker.bootstrap, "idempotent", 0)[1] == 16
+    finally:
+        broker.kill()
+
+
+def test_describe_log_dirs_reports_the_volume_size_to_the_java_admin_client(broker, tmp_path):
+    create_topic(broker, "sized")
+    produce(broker.bootstrap, "sized", 10, 100)
+    classes = compile_java(tmp_path, "LogDirSpace.java")
+    out = run_java_program(classes, "LogDirSpace", broker.bootstrap, "1")
+    assert out.returncode == 0, out.stdout + out.stderr
+    [line] = out.stdout.splitlines()
+    directory, total, usable, partitions = line.split()
+    total, usable = int(total), int(usable)
+    # The same numbers statvfs gives for the data directory, give or take what was
+    # written between the two looks.
+    import os
+
+    stat = os.statvfs(directory)
+    assert total == stat.f_blocks * stat.f_frsize
+    assert 0 < usable <= total
+    assert abs(usable - stat.f_bavail * stat.f_frsize) < 256 * MIB
+    assert int(partitions) >= 1

@@ -177,6 +177,7 @@ impl Broker {
         });
         crate::retention::start(self);
         crate::cleaner::start(self);
+        crate::producer_expiry::start(self);
         self.membership.clone().start();
     }
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 use rivulet_storage::log::{CleanOptions, Cleaned};
 
 use crate::broker::Broker;
+use crate::config::BrokerConfig;
 use crate::replication::class_of;
 use crate::replication::topics::Topic;
 
@@ -28,13 +29,19 @@ pub fn start(broker: &Arc<Broker>) {
         tracing::info!("log cleaner disabled (log.cleaner.enable=false): compacted topics are not cleaned");
         return;
     }
-    let period = Duration::from_millis(broker.config.log_cleaner_backoff_ms);
-    crate::retention::spawn_blocking_pass(broker, period, "log cleaner", |broker, now_ms| {
-        run_pass(broker, now_ms);
-    });
+    crate::background::spawn_blocking_pass(
+        broker,
+        "log cleaner",
+        |config| config.log_cleaner_backoff_ms,
+        |broker, now_ms| {
+            run_pass(broker, now_ms);
+        },
+    );
 }
 
-fn options(broker: &Broker, topic: &Topic, now_ms: i64) -> CleanOptions {
+/// The cleaner's settings for `topic`; the broker-level ones (buffer size, I/O bound) as
+/// the dynamic broker configs say now.
+fn options(config: &BrokerConfig, topic: &Topic, now_ms: i64) -> CleanOptions {
     let settings = &topic.settings;
     CleanOptions {
         now_ms,
@@ -42,8 +49,8 @@ fn options(broker: &Broker, topic: &Topic, now_ms: i64) -> CleanOptions {
         min_compaction_lag_ms: settings.min_compaction_lag_ms,
         max_compaction_lag_ms: settings.max_compaction_lag_ms,
         min_cleanable_ratio: settings.min_cleanable_dirty_ratio,
-        dedupe_buffer_bytes: broker.config.log_cleaner_dedupe_buffer_size,
-        io_max_bytes_per_second: broker.config.log_cleaner_io_max_bytes_per_second,
+        dedupe_buffer_bytes: config.log_cleaner_dedupe_buffer_size,
+        io_max_bytes_per_second: config.log_cleaner_io_max_bytes_per_second,
     }
 }
 
@@ -51,11 +58,12 @@ fn options(broker: &Broker, topic: &Topic, now_ms: i64) -> CleanOptions {
 /// were cleaned.
 pub fn run_pass(broker: &Broker, now_ms: i64) -> usize {
     let mut cleaned_logs = 0;
+    let config = broker.replicas.effective_config();
     for topic in broker.replicas.topics.all() {
         if !topic.settings.compacted {
             continue;
         }
-        let options = options(broker, &topic, now_ms);
+        let options = options(&config, &topic, now_ms);
         for replica in topic.replicas.iter().filter(|r| r.is_local()) {
             let started = std::time::Instant::now();
             match replica.log.clean(&options) {
@@ -74,6 +82,15 @@ pub fn run_pass(broker: &Broker, now_ms: i64) -> usize {
                     tracing::error!(topic = %replica.topic, partition = replica.index, error = %e, "cleaning the log failed")
                 }
             }
+        }
+    }
+    if cleaned_logs > 0 {
+        // The write-ahead log keeps every record the cleaning removed, and a restart replays
+        // it, until each column family written alongside (sizes, indexes, producer state)
+        // is flushed: without this, a busy compacted topic — `__consumer_offsets` above
+        // all — makes every restart slower until the WAL reaches its size bound.
+        if let Err(e) = broker.store.flush_memtables() {
+            tracing::warn!(error = %e, "flushing memtables after cleaning failed");
         }
     }
     cleaned_logs

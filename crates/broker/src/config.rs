@@ -39,8 +39,9 @@ pub enum DynamicLevel {
     ClusterDefault,
 }
 
-/// Broker settings that may change while the broker runs (Kafka's dynamic broker configs,
-/// the ones that act here through the topics' settings): the defaults of topic configs.
+/// Broker settings that may change while the broker runs (Kafka's dynamic broker configs):
+/// the defaults of topic configs, the cleaner's settings (Kafka's
+/// `LogCleaner.ReconfigurableConfigs`, those that act here) and the producer-state expiry.
 pub const DYNAMIC_KEYS: &[&str] = &[
     "log.retention.ms",
     "log.retention.minutes",
@@ -51,6 +52,10 @@ pub const DYNAMIC_KEYS: &[&str] = &[
     "log.cleaner.min.compaction.lag.ms",
     "log.cleaner.max.compaction.lag.ms",
     "log.cleaner.min.cleanable.ratio",
+    "log.cleaner.backoff.ms",
+    "log.cleaner.dedupe.buffer.size",
+    "log.cleaner.io.max.bytes.per.second",
+    "producer.id.expiration.ms",
     "log.message.timestamp.type",
     "message.max.bytes",
     "min.insync.replicas",
@@ -147,6 +152,11 @@ pub struct BrokerConfig {
     pub log_cleaner_dedupe_buffer_size: usize,
     /// `log.cleaner.io.max.bytes.per.second`
     pub log_cleaner_io_max_bytes_per_second: f64,
+    /// `producer.id.expiration.ms`: a producer with no open transaction that has not
+    /// written to a partition for this long is forgotten there.
+    pub producer_id_expiration_ms: i64,
+    /// `producer.id.expiration.check.interval.ms`: how often expired producers are looked for.
+    pub producer_id_expiration_check_interval_ms: u64,
     /// Each listener's security protocol and the SASL settings of `SASL_PLAINTEXT` ones.
     pub security: ListenerSecurity,
     /// `connection.failed.authentication.delay.ms`: how long a failed authentication waits
@@ -218,6 +228,8 @@ const KNOWN_KEYS: &[&str] = &[
     "log.cleaner.delete.retention.ms",
     "log.cleaner.min.compaction.lag.ms",
     "log.cleaner.max.compaction.lag.ms",
+    "producer.id.expiration.ms",
+    "producer.id.expiration.check.interval.ms",
 ];
 
 /// Kafka keys that are meaningful for Apache Kafka but have no effect here (threads,
@@ -725,6 +737,10 @@ impl BrokerConfig {
                 .map_or(Ok(128 * 1024 * 1024), |v| parse_positive("log.cleaner.dedupe.buffer.size", v))?,
             log_cleaner_io_max_bytes_per_second: get("log.cleaner.io.max.bytes.per.second")
                 .map_or(Ok(f64::INFINITY), |v| parse_positive("log.cleaner.io.max.bytes.per.second", v))?,
+            producer_id_expiration_ms: get("producer.id.expiration.ms")
+                .map_or(Ok(86_400_000), |v| parse_positive("producer.id.expiration.ms", v))?,
+            producer_id_expiration_check_interval_ms: get("producer.id.expiration.check.interval.ms")
+                .map_or(Ok(600_000), |v| parse_positive("producer.id.expiration.check.interval.ms", v))?,
             metrics_listener: match get("rivulet.metrics.listener") {
                 None => None,
                 Some(v) if v.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok()) => {
@@ -856,6 +872,12 @@ impl BrokerConfig {
             ("log.cleaner.enable", self.log_cleaner_enable.to_string()),
             ("log.cleaner.backoff.ms", self.log_cleaner_backoff_ms.to_string()),
             ("log.cleaner.dedupe.buffer.size", self.log_cleaner_dedupe_buffer_size.to_string()),
+            (
+                "log.cleaner.io.max.bytes.per.second",
+                self.raw_or("log.cleaner.io.max.bytes.per.second", "1.7976931348623157E308"),
+            ),
+            ("producer.id.expiration.ms", self.producer_id_expiration_ms.to_string()),
+            ("producer.id.expiration.check.interval.ms", self.producer_id_expiration_check_interval_ms.to_string()),
             ("log.cleaner.min.cleanable.ratio", self.raw_or("log.cleaner.min.cleanable.ratio", "0.5")),
             ("log.cleaner.delete.retention.ms", self.raw_or("log.cleaner.delete.retention.ms", "86400000")),
             ("log.cleaner.min.compaction.lag.ms", self.raw_or("log.cleaner.min.compaction.lag.ms", "0")),

@@ -23,6 +23,7 @@
 //! This crate never touches RocksDB directly and never panics on client input: every
 //! malformed request ends in a Kafka error code or a logged, closed connection.
 
+mod background;
 pub mod broker;
 pub mod cleaner;
 pub mod config;
@@ -30,6 +31,7 @@ pub mod connection;
 mod handlers;
 pub mod membership;
 pub mod metrics;
+pub mod producer_expiry;
 pub mod replication;
 pub mod request_context;
 pub mod retention;

@@ -31,6 +31,9 @@ pub struct Metrics {
     pub log_size: IntGaugeVec,
     pub log_start_offset: IntGaugeVec,
     pub log_end_offset: IntGaugeVec,
+    /// Producers whose state the local replicas keep (Kafka's
+    /// `kafka.server:type=ReplicaManager,name=ProducerIdCount`), read at every scrape.
+    pub producer_id_count: IntGauge,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -60,6 +63,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
     let log_size = per_partition("kafka_log_log_size", "Bytes of a partition's record batches")?;
     let log_start_offset = per_partition("kafka_log_log_logstartoffset", "A partition's log start offset")?;
     let log_end_offset = per_partition("kafka_log_log_logendoffset", "A partition's log end offset")?;
+    let producer_id_count = IntGauge::new(
+        "kafka_server_replicamanager_produceridcount",
+        "Producers whose idempotence state the local replicas keep",
+    )?;
+    registry.register(Box::new(producer_id_count.clone()))?;
     registry.register(Box::new(log_size.clone()))?;
     registry.register(Box::new(log_start_offset.clone()))?;
     registry.register(Box::new(log_end_offset.clone()))?;
@@ -83,6 +91,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         log_size,
         log_start_offset,
         log_end_offset,
+        producer_id_count,
     })
 }
 
@@ -104,6 +113,7 @@ pub fn refresh_log_gauges(broker: &crate::broker::Broker) {
     METRICS.log_size.reset();
     METRICS.log_start_offset.reset();
     METRICS.log_end_offset.reset();
+    let mut producers = 0;
     for topic in broker.replicas.topics.all() {
         for replica in topic.replicas.iter().filter(|r| r.is_local()) {
             let partition = replica.index.to_string();
@@ -111,8 +121,10 @@ pub fn refresh_log_gauges(broker: &crate::broker::Broker) {
             METRICS.log_size.with_label_values(&labels).set(replica.log.size_bytes());
             METRICS.log_start_offset.with_label_values(&labels).set(replica.log.log_start_offset());
             METRICS.log_end_offset.with_label_values(&labels).set(replica.log.log_end_offset());
+            producers += replica.log.producer_count();
         }
     }
+    METRICS.producer_id_count.set(producers as i64);
 }
 
 /// Serves `GET /metrics` on `listener` until the task is dropped. Anything else gets 404.

@@ -9,7 +9,6 @@
 //! `rivulet_storage::log::lifecycle` for why the unit of deletion is the batch.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rivulet_storage::log::{RetentionLimits, Trimmed};
 use rivulet_storage::LogClass;
@@ -31,30 +30,14 @@ pub struct PassSummary {
 
 /// Runs retention every `log.retention.check.interval.ms` until the broker is dropped.
 pub fn start(broker: &Arc<Broker>) {
-    let period = Duration::from_millis(broker.config.log_retention_check_interval_ms);
-    spawn_blocking_pass(broker, period, "retention", |broker, now_ms| {
-        run_pass(broker, now_ms);
-    });
-}
-
-/// Runs `pass(broker, now_ms)` every `period` (the first after one period, so the broker
-/// finishes starting) on a blocking thread — passes scan and delete on disk — until the
-/// broker is dropped. Shared by retention and the log cleaner.
-pub(crate) fn spawn_blocking_pass(broker: &Arc<Broker>, period: Duration, what: &'static str, pass: fn(&Broker, i64)) {
-    let weak = Arc::downgrade(broker);
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(period);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        interval.tick().await;
-        loop {
-            interval.tick().await;
-            let Some(broker) = weak.upgrade() else { break };
-            let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-            if let Err(e) = tokio::task::spawn_blocking(move || pass(&broker, now_ms)).await {
-                tracing::error!(error = %e, what, "background pass failed");
-            }
-        }
-    });
+    crate::background::spawn_blocking_pass(
+        broker,
+        "retention",
+        |config| config.log_retention_check_interval_ms,
+        |broker, now_ms| {
+            run_pass(broker, now_ms);
+        },
+    );
 }
 
 /// One retention pass over every partition this broker leads.

@@ -13,6 +13,8 @@ pub enum StorageError {
     Corrupt { what: &'static str, reason: String },
     #[error("offset {offset} is out of range [{log_start}, {log_end}]")]
     OffsetOutOfRange { offset: i64, log_start: i64, log_end: i64 },
+    #[error("reading the size of the volume holding {path}: {source}")]
+    Volume { path: String, source: std::io::Error },
 }
 
 /// Why an append was refused.

@@ -30,4 +30,4 @@ pub use log::{
     AbortedTxn, AppendOptions, AppendOrigin, AppendOutcome, CleanOptions, Cleaned, FetchedData, Isolation,
     PartitionLog, RetentionLimits, TimestampLookup, Trimmed,
 };
-pub use store::{FlushPolicy, LogClass, LogId, Store, StoreOptions};
+pub use store::{FlushPolicy, LogClass, LogId, Store, StoreOptions, VolumeSpace};

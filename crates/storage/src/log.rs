@@ -122,6 +122,7 @@ fn producer_after_batch(
                 epoch: header.producer_epoch,
                 batches: Default::default(),
                 current_txn_first_offset: other.and_then(|e| e.current_txn_first_offset),
+                last_timestamp: max_timestamp,
             },
         }
     } else {
@@ -134,6 +135,7 @@ fn producer_after_batch(
         };
         ProducerEntry::after_append(previous, header.producer_epoch, meta)
     };
+    next.last_timestamp = max_timestamp;
     let started = header.is_transactional() && next.current_txn_first_offset.is_none();
     if started {
         next.current_txn_first_offset = Some(base_offset);
@@ -424,6 +426,39 @@ impl PartitionLog {
         self.lock().ongoing.iter().map(|(&first, &producer)| (producer, first)).collect()
     }
 
+    /// How many producers this log keeps state for.
+    pub fn producer_count(&self) -> usize {
+        self.lock().producers.len()
+    }
+
+    /// Forgets every producer that has no transaction open here and has not written for
+    /// `expiration_ms` (Kafka's `removeExpiredProducers`, run every
+    /// `producer.id.expiration.check.interval.ms`), in memory and on disk. Without this,
+    /// a log would keep one entry for every idempotent producer that ever wrote to it.
+    /// Returns how many were forgotten.
+    pub fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> Result<usize, StorageError> {
+        let mut state = self.lock();
+        let expired: Vec<i64> = state
+            .producers
+            .iter()
+            .filter(|(_, entry)| entry.is_expired(now_ms, expiration_ms))
+            .map(|(&producer_id, _)| producer_id)
+            .collect();
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        let mut write = WriteBatch::default();
+        let cf = self.store.cf(keys::CF_PRODUCER_STATE)?;
+        for &producer_id in &expired {
+            write.delete_cf(cf, keys::log_key(self.id.0, producer_id as u64));
+        }
+        self.store.write(write)?;
+        for producer_id in &expired {
+            state.producers.remove(producer_id);
+        }
+        Ok(expired.len())
+    }
+
     /// Validates `batch`, assigns its offsets and appends it, or recognises it as a retry.
     pub fn append(&self, batch: &[u8], options: &AppendOptions) -> Result<AppendOutcome, AppendError> {
         if batch.len() > options.max_batch_bytes {
@@ -597,7 +632,7 @@ impl PartitionLog {
     ) -> Result<MarkerChange, StorageError> {
         let entry = state.producers.get(&producer_id);
         let first_offset = entry.and_then(|e| e.current_txn_first_offset);
-        let new_entry = ProducerEntry::after_marker(entry, producer_epoch);
+        let new_entry = ProducerEntry::after_marker(entry, producer_epoch, timestamp);
         write.put_cf(
             self.store.cf(self.class.column_family())?,
             keys::log_key(self.id.0, keys::offset_component(offset)),

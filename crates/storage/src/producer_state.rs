@@ -33,6 +33,10 @@ pub struct ProducerEntry {
     /// First offset of the producer's open transaction in this log, if one is open
     /// (Kafka's `currentTxnFirstOffset`): the last stable offset cannot pass it.
     pub current_txn_first_offset: Option<i64>,
+    /// Timestamp of the producer's last write here (Kafka's `lastTimestamp`: the batch's
+    /// max timestamp, or the marker's): the producer expires `producer.id.expiration.ms`
+    /// after it.
+    pub last_timestamp: i64,
 }
 
 /// The outcome of checking a new batch against the producer's state.
@@ -96,31 +100,44 @@ impl ProducerEntry {
                 epoch,
                 batches: VecDeque::with_capacity(BATCHES_TO_RETAIN),
                 current_txn_first_offset: entry.and_then(|e| e.current_txn_first_offset),
+                last_timestamp: batch.max_timestamp,
             },
         };
         if next.batches.len() == BATCHES_TO_RETAIN {
             next.batches.pop_front();
         }
         next.batches.push_back(batch);
+        next.last_timestamp = batch.max_timestamp;
         next
     }
 
-    /// The state after a transaction marker written with `epoch`: the transaction is
-    /// closed, and a newer epoch (a fenced or bumped producer) forgets the old sequences.
-    pub fn after_marker(entry: Option<&ProducerEntry>, epoch: i16) -> ProducerEntry {
+    /// Kafka's `ProducerStateManager.isProducerExpired`: no transaction open here, and no
+    /// write for `expiration_ms`. An expired producer is forgotten; its next batch is then
+    /// accepted with any sequence, as for a producer never seen.
+    pub fn is_expired(&self, now_ms: i64, expiration_ms: i64) -> bool {
+        self.current_txn_first_offset.is_none() && now_ms.saturating_sub(self.last_timestamp) >= expiration_ms
+    }
+
+    /// The state after a transaction marker written with `epoch` at `timestamp`: the
+    /// transaction is closed, and a newer epoch (a fenced or bumped producer) forgets the
+    /// old sequences.
+    pub fn after_marker(entry: Option<&ProducerEntry>, epoch: i16, timestamp: i64) -> ProducerEntry {
         let mut next = match entry {
             Some(e) if e.epoch == epoch => e.clone(),
-            _ => ProducerEntry { epoch, batches: VecDeque::new(), current_txn_first_offset: None },
+            _ => ProducerEntry { epoch, batches: VecDeque::new(), current_txn_first_offset: None, last_timestamp: 0 },
         };
         next.current_txn_first_offset = None;
+        next.last_timestamp = timestamp;
         next
     }
 
-    /// Binary form stored in RocksDB: epoch, count, 32 bytes per batch, then the open
-    /// transaction's first offset (-1 for none). Entries written before transactions
-    /// existed end after the batches and read as having no open transaction.
+    /// Binary form stored in RocksDB: epoch, count, 32 bytes per batch, the open
+    /// transaction's first offset (-1 for none), then the last timestamp. Older entries
+    /// end earlier: without the timestamp they read with their last batch's (or none,
+    /// so they expire at the first check); without the transaction offset they read as
+    /// having no open transaction.
     pub fn encode(&self) -> Vec<u8> {
-        let mut buf = Vec::with_capacity(3 + self.batches.len() * 32 + 8);
+        let mut buf = Vec::with_capacity(3 + self.batches.len() * 32 + 16);
         buf.put_i16(self.epoch);
         buf.put_u8(self.batches.len() as u8);
         for b in &self.batches {
@@ -131,6 +148,7 @@ impl ProducerEntry {
             buf.put_i64(b.max_timestamp);
         }
         buf.put_i64(self.current_txn_first_offset.unwrap_or(-1));
+        buf.put_i64(self.last_timestamp);
         buf
     }
 
@@ -141,10 +159,11 @@ impl ProducerEntry {
         }
         let epoch = bytes.get_i16();
         let count = bytes.get_u8() as usize;
-        if count > BATCHES_TO_RETAIN || (bytes.len() != count * 32 && bytes.len() != count * 32 + 8) {
+        let tail = bytes.len().checked_sub(count * 32);
+        if count > BATCHES_TO_RETAIN || !matches!(tail, Some(0 | 8 | 16)) {
             return Err(corrupt("bad batch count"));
         }
-        let batches = (0..count)
+        let batches: VecDeque<BatchMetadata> = (0..count)
             .map(|_| BatchMetadata {
                 first_sequence: bytes.get_i32(),
                 last_sequence: bytes.get_i32(),
@@ -153,8 +172,10 @@ impl ProducerEntry {
                 max_timestamp: bytes.get_i64(),
             })
             .collect();
-        let current_txn_first_offset = if bytes.len() == 8 { Some(bytes.get_i64()).filter(|&o| o >= 0) } else { None };
-        Ok(ProducerEntry { epoch, batches, current_txn_first_offset })
+        let current_txn_first_offset = if bytes.len() >= 8 { Some(bytes.get_i64()).filter(|&o| o >= 0) } else { None };
+        let last_timestamp =
+            if bytes.len() == 8 { bytes.get_i64() } else { batches.back().map_or(i64::MIN, |b| b.max_timestamp) };
+        Ok(ProducerEntry { epoch, batches, current_txn_first_offset, last_timestamp })
     }
 }
 
@@ -215,8 +236,30 @@ mod tests {
         let old_format = &entry.encode()[..3 + 32];
         let old = ProducerEntry::decode(old_format).unwrap();
         assert_eq!((old.epoch, old.batches.len(), old.current_txn_first_offset), (2, 1, None));
-        let closed = ProducerEntry::after_marker(Some(&entry), 3);
+        // Written before the last timestamp was kept: it reads as the last batch's.
+        let before_timestamps = ProducerEntry::decode(&entry.encode()[..3 + 32 + 8]).unwrap();
+        assert_eq!(before_timestamps.last_timestamp, entry.batches[0].max_timestamp);
+        assert_eq!(before_timestamps.current_txn_first_offset, Some(10));
+        let closed = ProducerEntry::after_marker(Some(&entry), 3, 77);
         assert_eq!((closed.epoch, closed.batches.len(), closed.current_txn_first_offset), (3, 0, None));
+        assert_eq!(closed.last_timestamp, 77);
+    }
+
+    #[test]
+    fn a_producer_expires_after_its_last_write_unless_a_transaction_is_open() {
+        let mut batch = meta(0, 4, 0);
+        batch.max_timestamp = 1_000;
+        let entry = ProducerEntry::after_append(None, 0, batch);
+        assert_eq!(entry.last_timestamp, 1_000);
+        assert!(!entry.is_expired(1_999, 1_000));
+        assert!(entry.is_expired(2_000, 1_000));
+        let mut open = entry.clone();
+        open.current_txn_first_offset = Some(0);
+        assert!(!open.is_expired(i64::MAX, 1_000));
+        // The marker's timestamp counts as a write.
+        let closed = ProducerEntry::after_marker(Some(&open), 0, 5_000);
+        assert!(!closed.is_expired(5_999, 1_000));
+        assert!(closed.is_expired(6_000, 1_000));
     }
 
     #[test]

@@ -64,6 +64,13 @@ pub(crate) struct Inner {
     pub(crate) flush: FlushPolicy,
 }
 
+/// Size and free space of the volume holding the database, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VolumeSpace {
+    pub total_bytes: i64,
+    pub usable_bytes: i64,
+}
+
 /// A handle to the broker's database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -178,6 +185,17 @@ impl Store {
     pub fn compact_range(&self, class: LogClass, from: &[u8], to: &[u8]) -> Result<(), StorageError> {
         self.inner.db.compact_range_cf(self.cf(class.column_family())?, Some(from), Some(to));
         Ok(())
+    }
+
+    /// The size and free space of the file system holding the database (what Kafka's
+    /// DescribeLogDirs v4 reports as a log dir's total and usable bytes: the blocks an
+    /// unprivileged writer may still use, not those reserved for root).
+    pub fn volume_space(&self) -> Result<VolumeSpace, StorageError> {
+        let path = self.inner.db.path();
+        let stat = rustix::fs::statvfs(path)
+            .map_err(|e| StorageError::Volume { path: path.display().to_string(), source: e.into() })?;
+        let bytes = |blocks: u64| i64::try_from(blocks.saturating_mul(stat.f_frsize)).unwrap_or(i64::MAX);
+        Ok(VolumeSpace { total_bytes: bytes(stat.f_blocks), usable_bytes: bytes(stat.f_bavail) })
     }
 
     /// Flushes every column family's memtable, so the write-ahead log files that only held

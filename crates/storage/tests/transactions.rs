@@ -232,3 +232,38 @@ proptest::proptest! {
         proptest::prop_assert_eq!(seen, expected);
     }
 }
+
+#[test]
+fn idle_producers_expire_on_disk_but_not_while_a_transaction_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions::new(dir.path());
+    // Every batch here carries timestamp 1,000.
+    let expiration_ms = 60_000;
+    {
+        let store = Store::open(&opts).unwrap();
+        let log = store.open_log(LogId(9), LogClass::User).unwrap();
+        log.append(&batch(1, 0, 0, 2, false), &options()).unwrap();
+        log.append(&batch(2, 0, 0, 1, true), &options()).unwrap(); // left open
+        assert_eq!(log.producer_count(), 2);
+        // A gap in producer 1's sequences is refused while the log knows it.
+        assert!(matches!(
+            log.append(&batch(1, 0, 5, 1, false), &options()),
+            Err(AppendError::OutOfOrderSequence { .. })
+        ));
+        assert_eq!(log.expire_producers(1_000 + expiration_ms - 1, expiration_ms).unwrap(), 0);
+        assert_eq!(log.expire_producers(1_000 + expiration_ms, expiration_ms).unwrap(), 1);
+        assert_eq!(log.producer_count(), 1);
+    }
+    // Forgotten on disk too: after a reopen only the producer with the open transaction is left.
+    let store = Store::open(&opts).unwrap();
+    let log = store.open_log(LogId(9), LogClass::User).unwrap();
+    assert_eq!(log.producer_count(), 1);
+    assert_eq!(log.open_transactions(), vec![(2, 2)]);
+    // An expired producer is accepted with any sequence, as one never seen.
+    assert_eq!(log.append(&batch(1, 0, 5, 1, false), &options()).unwrap().base_offset, 3);
+    // Once its transaction ends, the other one expires after its marker's timestamp.
+    log.append_marker(2, 0, ControlType::Commit, 0, 0, 5_000).unwrap();
+    assert_eq!(log.expire_producers(5_000 + expiration_ms - 1, expiration_ms).unwrap(), 1); // producer 1
+    assert_eq!(log.expire_producers(5_000 + expiration_ms, expiration_ms).unwrap(), 1); // producer 2
+    assert_eq!(log.producer_count(), 0);
+}

@@ -4,7 +4,8 @@
 //! Rivulet keeps every partition in one RocksDB database under the first of `log.dirs`, so
 //! there is one log directory. A partition's size is the bytes of its record batches (kept
 //! with every append), what Kafka reports as the size of its segments. The volume's total
-//! and usable bytes (v4) are reported as unknown (-1).
+//! and usable bytes (v4, KIP-827) are the file system's, as `statvfs` gives them; -1
+//! (unknown) if it cannot be read.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -47,10 +48,17 @@ pub fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, request: DescribeLogD
         }
     }
     let dir = broker.config.log_dirs[0].display().to_string();
+    let (total_bytes, usable_bytes) = match broker.store.volume_space() {
+        Ok(space) => (space.total_bytes, space.usable_bytes),
+        Err(e) => {
+            tracing::warn!(error = %e, "DescribeLogDirs: volume size unknown");
+            (-1, -1)
+        }
+    };
     let result = DescribeLogDirsResult::default()
         .with_log_dir(str_bytes(dir))
         .with_topics(topics)
-        .with_total_bytes(-1)
-        .with_usable_bytes(-1);
+        .with_total_bytes(total_bytes)
+        .with_usable_bytes(usable_bytes);
     DescribeLogDirsResponse::default().with_results(vec![result])
 }

@@ -254,7 +254,7 @@ impl PartitionLog {
                     if let Some(first) = previous.and_then(|e| e.current_txn_first_offset) {
                         ongoing.remove(&first);
                     }
-                    let next = ProducerEntry::after_marker(previous, header.producer_epoch);
+                    let next = ProducerEntry::after_marker(previous, header.producer_epoch, header.max_timestamp);
                     producers.insert(header.producer_id, next);
                 } else {
                     let (next, started) = producer_after_batch(
