@@ -166,9 +166,36 @@ pub struct BrokerConfig {
     /// none by default.
     pub metrics_listener: Option<String>,
     /// Every key that was set, as given (for DescribeConfigs).
-    pub raw: BTreeMap<String, String>,
+    pub raw: RawProperties,
     /// Keys of `raw` that dynamic broker configs set, and at which level.
     pub dynamic: BTreeMap<String, DynamicLevel>,
+}
+
+/// Whether `key` holds a secret (Kafka's PASSWORD-typed configs: JAAS lines, passwords,
+/// secrets), whose value is never shown in errors, logs or `Debug`.
+pub fn is_sensitive(key: &str) -> bool {
+    key.ends_with("jaas.config") || key.contains("password") || key.ends_with("secret")
+}
+
+/// The properties as given. `Debug` hides the values of [`is_sensitive`] keys, so printing
+/// a whole [`BrokerConfig`] never leaks a JAAS line's passwords.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct RawProperties(pub BTreeMap<String, String>);
+
+impl std::ops::Deref for RawProperties {
+    type Target = BTreeMap<String, String>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for RawProperties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| (k, if is_sensitive(k) { "(hidden)" } else { v.as_str() })))
+            .finish()
+    }
 }
 
 /// Keys Rivulet reads.
@@ -568,7 +595,7 @@ fn resolve_security(props: &BTreeMap<String, String>, listeners: &[Listener]) ->
                  SASL mechanisms other than PLAIN and SCRAM are not)"
                     .to_string()
             };
-            let shown = if key.ends_with("jaas.config") || key.contains("password") { "(hidden)" } else { value };
+            let shown = if is_sensitive(key) { "(hidden)" } else { value };
             return Err(unsupported(key, shown, reason));
         }
     }
@@ -751,7 +778,7 @@ impl BrokerConfig {
             security,
             failed_authentication_delay_ms: get("connection.failed.authentication.delay.ms")
                 .map_or(Ok(100), |v| parse_non_negative("connection.failed.authentication.delay.ms", v))?,
-            raw: BTreeMap::new(),
+            raw: RawProperties::default(),
             dynamic: BTreeMap::new(),
         };
         // Defaults of topic configs, read when topics resolve their settings: checked here
@@ -785,13 +812,13 @@ impl BrokerConfig {
             .filter(|k| !k.starts_with("listener.name."))
             .cloned()
             .collect();
-        Ok((BrokerConfig { raw: props, ..config }, unknown))
+        Ok((BrokerConfig { raw: RawProperties(props), ..config }, unknown))
     }
 
     /// This (static) configuration with the dynamic broker configs of the cluster default
     /// (entity `""`) and then of this broker laid over it, validated like a static one.
     pub fn with_dynamic(&self, dynamic: &rivulet_metadata::BrokerConfigs) -> Result<BrokerConfig, ConfigError> {
-        let mut props = self.raw.clone();
+        let mut props = self.raw.0.clone();
         let mut levels = BTreeMap::new();
         for (entity, level) in
             [("".to_string(), DynamicLevel::ClusterDefault), (self.node_id.to_string(), DynamicLevel::Broker)]
@@ -1060,6 +1087,9 @@ mod tests {
         assert_eq!(config.security.sasl["SCRAM"].mechanism_names(), ["SCRAM-SHA-256"]);
         assert_eq!(config.failed_authentication_delay_ms, 0);
         assert!(!format!("{:?}", config.security).contains("alice-secret"), "passwords stay out of Debug");
+        let whole = format!("{config:?}");
+        assert!(!whole.contains("alice-secret"), "nor out of the whole config's Debug: {whole}");
+        assert!(whole.contains("\"listener.name.sasl_plaintext.plain.sasl.jaas.config\": \"(hidden)\""), "{whole}");
     }
 
     #[test]
