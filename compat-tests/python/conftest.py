@@ -32,8 +32,9 @@ def free_port() -> int:
 class Broker:
     """A rivulet process. `kill()` is SIGKILL; `start()` (re)starts on the same port and data."""
 
-    def __init__(self, data_dir: Path, extra=()):
+    def __init__(self, data_dir: Path, extra=(), config_file: Path | None = None):
         self.data_dir = data_dir
+        self.config_file = config_file
         self.port = free_port()
         self.extra = list(extra)
         self.proc = None
@@ -47,6 +48,7 @@ class Broker:
         assert RIVULET_BIN.exists(), f"{RIVULET_BIN} not built (run `make build`)"
         args = [
             str(RIVULET_BIN),
+            *([str(self.config_file)] if self.config_file else []),
             "--override", "node.id=1",
             "--override", f"listeners=PLAINTEXT://127.0.0.1:{self.port}",
             "--override", f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",

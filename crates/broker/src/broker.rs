@@ -200,11 +200,6 @@ impl Broker {
             .collect()
     }
 
-    /// Serialises metadata changes made by admin requests on this broker.
-    pub(crate) async fn lock_admin(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.admin.lock().await
-    }
-
     /// Stores the dynamic configs of one entity (`""` = the cluster default, else a node
     /// id) and waits until this broker applies them.
     pub async fn set_broker_configs(

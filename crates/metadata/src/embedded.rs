@@ -8,8 +8,8 @@ use rivulet_storage::Store;
 use uuid::Uuid;
 
 use crate::{
-    broker_config_entity_name, BrokerConfigs, MetadataError, MetadataStore, NewTopic, PartitionRecord, TopicRecord,
-    UserScramCredentials,
+    broker_config_entity_name, BrokerConfigs, MetadataError, MetadataStore, NewTopic, PartitionRecord, ScramChange,
+    TopicRecord, UserScramCredentials,
 };
 
 const KEY_CLUSTER_ID: &str = "cluster/id";
@@ -37,6 +37,17 @@ struct ProducerIds {
 
 fn topic_key(name: &str) -> String {
     format!("{TOPIC_PREFIX}{name}")
+}
+
+/// One user's SCRAM credentials as stored (empty when it has none).
+fn read_scram_user(store: &Store, user: &str) -> Result<UserScramCredentials, MetadataError> {
+    let key = format!("{SCRAM_USER_PREFIX}{user}");
+    match store.meta_get(&key)? {
+        None => Ok(UserScramCredentials::new()),
+        Some(bytes) => {
+            serde_json::from_slice(&bytes).map_err(|e| MetadataError::Corrupt { key, reason: e.to_string() })
+        }
+    }
 }
 
 fn read_counter(store: &Store, key: &str) -> Result<i64, MetadataError> {
@@ -235,20 +246,16 @@ impl MetadataStore for EmbeddedMetadataStore {
     }
 
     async fn user_scram_credentials(&self, user: &str) -> Result<UserScramCredentials, MetadataError> {
-        let key = format!("{SCRAM_USER_PREFIX}{user}");
-        match self.store.meta_get(&key)? {
-            None => Ok(UserScramCredentials::new()),
-            Some(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|e| MetadataError::Corrupt { key, reason: e.to_string() })
-            }
-        }
+        read_scram_user(&self.store, user)
     }
 
-    async fn set_user_scram_credentials(
-        &self,
-        user: &str,
-        credentials: UserScramCredentials,
-    ) -> Result<(), MetadataError> {
+    async fn alter_user_scram_credentials(&self, user: &str, change: ScramChange) -> Result<bool, MetadataError> {
+        // The embedded store has one writer, this process; the lock orders its callers.
+        let _serialised = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut credentials = read_scram_user(&self.store, user)?;
+        if !change.apply(&mut credentials) {
+            return Ok(false);
+        }
         let key = format!("{SCRAM_USER_PREFIX}{user}");
         if credentials.is_empty() {
             self.store.meta_apply(&[], &[key])?;
@@ -257,7 +264,7 @@ impl MetadataStore for EmbeddedMetadataStore {
                 .map_err(|e| MetadataError::Corrupt { key: key.clone(), reason: e.to_string() })?;
             self.store.meta_apply(&[(key, json)], &[])?;
         }
-        Ok(())
+        Ok(true)
     }
 }
 

@@ -50,7 +50,8 @@ use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use crate::{
-    MetadataError, MetadataStore, NewTopic, PartitionRecord, PartitionState, TopicRecord, UserScramCredentials,
+    MetadataError, MetadataStore, NewTopic, PartitionRecord, PartitionState, ScramChange, TopicRecord,
+    UserScramCredentials,
 };
 
 /// Producer ids reserved per etcd write (as Kafka's `ProducerIdManager` blocks).
@@ -831,19 +832,30 @@ impl MetadataStore for EtcdMetadataStore {
         }
     }
 
-    async fn set_user_scram_credentials(
-        &self,
-        user: &str,
-        credentials: UserScramCredentials,
-    ) -> Result<(), MetadataError> {
+    async fn alter_user_scram_credentials(&self, user: &str, change: ScramChange) -> Result<bool, MetadataError> {
         let key = self.key(&format!("config/users/{user}"));
-        let op = if credentials.is_empty() {
-            TxnOp::delete(key.clone(), None)
-        } else {
-            TxnOp::put(key.clone(), serde_json::to_vec(&credentials).map_err(|e| corrupt(&key, e))?, None)
-        };
-        self.txn("store SCRAM credentials", Txn::new().and_then([op])).await?;
-        Ok(())
+        for _ in 0..CAS_ATTEMPTS {
+            let (value, revision) = self.get(&key).await?;
+            let mut credentials: UserScramCredentials = match value {
+                None => UserScramCredentials::new(),
+                Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| corrupt(&key, e))?,
+            };
+            if !change.apply(&mut credentials) {
+                return Ok(false);
+            }
+            let op = if credentials.is_empty() {
+                TxnOp::delete(key.clone(), None)
+            } else {
+                TxnOp::put(key.clone(), serde_json::to_vec(&credentials).map_err(|e| corrupt(&key, e))?, None)
+            };
+            // Another broker's change in between fails the compare: read it and apply
+            // this one on top. (An absent key compares as revision 0.)
+            let txn = Txn::new().when([Compare::mod_revision(key.clone(), CompareOp::Equal, revision)]).and_then([op]);
+            if self.txn("store SCRAM credentials", txn).await?.succeeded() {
+                return Ok(true);
+            }
+        }
+        Err(MetadataError::Etcd(format!("{key}: too many concurrent updates")))
     }
 }
 

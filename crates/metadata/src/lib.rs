@@ -23,7 +23,9 @@ pub use etcd::{
     BrokerLease, BrokerRegistration, ClusterSnapshot, ControllerLease, EtcdLocation, EtcdMetadataStore, VersionedState,
     DEFAULT_CONNECTION_TIMEOUT,
 };
-pub use model::{NewTopic, PartitionRecord, PartitionState, ScramCredential, TopicRecord, UserScramCredentials};
+pub use model::{
+    NewTopic, PartitionRecord, PartitionState, ScramChange, ScramCredential, TopicRecord, UserScramCredentials,
+};
 
 use async_trait::async_trait;
 
@@ -106,10 +108,9 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// The SCRAM credentials of one user (empty when it has none), read at each
     /// authentication so a change applies to the next login on every broker.
     async fn user_scram_credentials(&self, user: &str) -> Result<UserScramCredentials, MetadataError>;
-    /// Replaces one user's SCRAM credentials (an empty map removes the user).
-    async fn set_user_scram_credentials(
-        &self,
-        user: &str,
-        credentials: UserScramCredentials,
-    ) -> Result<(), MetadataError>;
+    /// Applies one change to a user's SCRAM credentials as a compare-and-swap, so two
+    /// brokers changing the same user at once both take effect (a user left with none is
+    /// removed). Returns false, changing nothing, for a deletion of a credential that does
+    /// not exist.
+    async fn alter_user_scram_credentials(&self, user: &str, change: ScramChange) -> Result<bool, MetadataError>;
 }

@@ -75,3 +75,25 @@ impl std::fmt::Debug for ScramCredential {
 
 /// A user's SCRAM credentials by mechanism name (`SCRAM-SHA-256`, `SCRAM-SHA-512`).
 pub type UserScramCredentials = BTreeMap<String, ScramCredential>;
+
+/// One change to a user's SCRAM credentials (an AlterUserScramCredentials upsertion or
+/// deletion), applied by the store as one read-modify-write.
+#[derive(Debug, Clone)]
+pub enum ScramChange {
+    Upsert { mechanism: String, credential: ScramCredential },
+    Delete { mechanism: String },
+}
+
+impl ScramChange {
+    /// Applies the change to `credentials`; false for a deletion of a credential that is
+    /// not there (nothing changes then).
+    pub fn apply(&self, credentials: &mut UserScramCredentials) -> bool {
+        match self {
+            ScramChange::Upsert { mechanism, credential } => {
+                credentials.insert(mechanism.clone(), credential.clone());
+                true
+            }
+            ScramChange::Delete { mechanism } => credentials.remove(mechanism).is_some(),
+        }
+    }
+}

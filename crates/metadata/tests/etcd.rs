@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use rivulet_metadata::{
     BrokerRegistration, EtcdLocation, EtcdMetadataStore, MetadataError, MetadataStore, NewTopic, PartitionState,
+    ScramChange, ScramCredential,
 };
 use rivulet_test_support::Etcd;
 
@@ -255,4 +256,42 @@ async fn calls_made_while_etcd_restarts_complete_once_it_is_back() {
     // Exactly one copy of the topic, with the id the call returned.
     assert_eq!(store.topics().await.unwrap()[0].topic_id, created.topic_id);
     drop(etcd);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_changes_through_two_brokers_at_once_are_both_kept() {
+    let etcd = Etcd::start();
+    let a = connect(&etcd, "scram").await;
+    let b = connect(&etcd, "scram").await;
+    let credential = |n: u8| ScramCredential {
+        salt: vec![n; 16],
+        stored_key: vec![n; 32],
+        server_key: vec![n; 32],
+        iterations: 4096,
+    };
+    let upsert =
+        |mechanism: &str, n: u8| ScramChange::Upsert { mechanism: mechanism.to_string(), credential: credential(n) };
+    // Each user gets one mechanism through each broker at the same moment: a plain
+    // read-modify-write would keep only one of the two for some users.
+    for i in 0..20 {
+        let user = format!("user-{i}");
+        let (ra, rb) = tokio::join!(
+            a.alter_user_scram_credentials(&user, upsert("SCRAM-SHA-256", 1)),
+            b.alter_user_scram_credentials(&user, upsert("SCRAM-SHA-512", 2)),
+        );
+        assert!(ra.unwrap() && rb.unwrap());
+    }
+    let users = b.scram_users().await.unwrap();
+    assert_eq!(users.len(), 20);
+    for (user, credentials) in &users {
+        assert_eq!(credentials.keys().collect::<Vec<_>>(), ["SCRAM-SHA-256", "SCRAM-SHA-512"], "{user}");
+        assert_eq!(credentials["SCRAM-SHA-512"].salt, vec![2; 16]);
+    }
+    // Deleting what is not there changes nothing; deleting the last credential removes the user.
+    let delete = |mechanism: &str| ScramChange::Delete { mechanism: mechanism.to_string() };
+    assert!(!a.alter_user_scram_credentials("nobody", delete("SCRAM-SHA-256")).await.unwrap());
+    assert!(a.alter_user_scram_credentials("user-0", delete("SCRAM-SHA-256")).await.unwrap());
+    assert!(b.alter_user_scram_credentials("user-0", delete("SCRAM-SHA-512")).await.unwrap());
+    assert!(!a.alter_user_scram_credentials("user-0", delete("SCRAM-SHA-512")).await.unwrap());
+    assert!(!b.scram_users().await.unwrap().contains_key("user-0"));
 }

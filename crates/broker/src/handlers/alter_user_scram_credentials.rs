@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use rivulet_metadata::ScramChange;
 use rivulet_protocol::kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
 use rivulet_protocol::kafka_protocol::messages::{AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse};
 use rivulet_protocol::ResponseError;
@@ -127,20 +128,17 @@ async fn apply(broker: &Arc<Broker>, user: &str, change: Change) -> Result<(), (
         tracing::error!(user, error = %e, "cannot store SCRAM credentials");
         (ResponseError::UnknownServerError, e.to_string())
     };
-    let _admin = broker.lock_admin().await;
-    let mut credentials = broker.metadata.user_scram_credentials(user).await.map_err(storage_error)?;
-    match change {
+    let change = match change {
         Change::Upsert(mechanism, credential) => {
-            credentials.insert(mechanism.name().to_string(), credential);
+            ScramChange::Upsert { mechanism: mechanism.name().to_string(), credential }
         }
-        Change::Delete(mechanism) => {
-            if credentials.remove(mechanism.name()).is_none() {
-                return Err((
-                    ResponseError::ResourceNotFound,
-                    "Attempt to delete a user credential that does not exist".to_string(),
-                ));
-            }
-        }
+        Change::Delete(mechanism) => ScramChange::Delete { mechanism: mechanism.name().to_string() },
+    };
+    // One compare-and-swap in the metadata store: a change made at the same moment
+    // through another broker is kept, not overwritten.
+    if broker.metadata.alter_user_scram_credentials(user, change).await.map_err(storage_error)? {
+        Ok(())
+    } else {
+        Err((ResponseError::ResourceNotFound, "Attempt to delete a user credential that does not exist".to_string()))
     }
-    broker.metadata.set_user_scram_credentials(user, credentials).await.map_err(storage_error)
 }
