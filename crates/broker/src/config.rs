@@ -560,10 +560,12 @@ fn resolve_security(props: &BTreeMap<String, String>, listeners: &[Listener]) ->
                 security.sasl.insert(listener.name.clone(), Arc::new(resolve_sasl(props, &listener.name, &mut used)?));
             }
             SecurityProtocol::Ssl | SecurityProtocol::SaslSsl => {
-                let tls = tls::resolve(props, &listener.name, &mut used).map_err(|e| ConfigError::Invalid {
-                    key: e.key,
-                    value: e.value,
-                    reason: e.reason,
+                let tls = tls::resolve(props, &listener.name, &mut used).map_err(|e| {
+                    if e.unsupported {
+                        ConfigError::UnsupportedSecurity { key: e.key, value: e.value, reason: e.reason }
+                    } else {
+                        ConfigError::Invalid { key: e.key, value: e.value, reason: e.reason }
+                    }
                 })?;
                 security.tls.insert(listener.name.clone(), Arc::new(tls));
                 if protocol == SecurityProtocol::SaslSsl {

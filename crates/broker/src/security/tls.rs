@@ -52,6 +52,9 @@ pub struct TlsConfigError {
     pub key: String,
     pub value: String,
     pub reason: String,
+    /// A Kafka setting Rivulet does not offer (a JKS store, cipher lists, ...), as opposed
+    /// to a value that is wrong (an unreadable file, a key that does not fit).
+    pub unsupported: bool,
 }
 
 impl TlsConfigError {
@@ -61,7 +64,11 @@ impl TlsConfigError {
         } else {
             value.to_string()
         };
-        TlsConfigError { key: key.to_string(), value, reason: reason.into() }
+        TlsConfigError { key: key.to_string(), value, reason: reason.into(), unsupported: false }
+    }
+
+    fn unsupported(key: &str, value: &str, reason: impl Into<String>) -> Self {
+        TlsConfigError { unsupported: true, ..Self::new(key, value, reason) }
     }
 }
 
@@ -109,13 +116,13 @@ pub fn resolve(
     ] {
         if let Some((key, value)) = settings.get(key) {
             if key.ends_with("ssl.engine.factory.class") {
-                return Err(TlsConfigError::new(&key, value, "custom SSL engine factories are not supported"));
+                return Err(TlsConfigError::unsupported(&key, value, "custom SSL engine factories are not supported"));
             }
         }
     }
     if let Some((key, value)) = settings.get("ssl.cipher.suites") {
         if !value.trim().is_empty() {
-            return Err(TlsConfigError::new(
+            return Err(TlsConfigError::unsupported(
                 &key,
                 value,
                 "cipher-suite lists are not supported; rustls offers only its own modern suites",
@@ -124,7 +131,11 @@ pub fn resolve(
     }
     if let Some((key, value)) = settings.get("ssl.principal.mapping.rules") {
         if value.trim() != "DEFAULT" {
-            return Err(TlsConfigError::new(&key, value, "only the DEFAULT principal mapping rule is supported"));
+            return Err(TlsConfigError::unsupported(
+                &key,
+                value,
+                "only the DEFAULT principal mapping rule is supported",
+            ));
         }
     }
 
@@ -184,7 +195,7 @@ fn protocol_versions(
             "TLSv1.3" => versions.push(&rustls::version::TLS13),
             "TLSv1.2" => versions.push(&rustls::version::TLS12),
             other => {
-                return Err(TlsConfigError::new(
+                return Err(TlsConfigError::unsupported(
                     &key,
                     value,
                     format!("{other} is not offered (only TLSv1.2 and TLSv1.3 are)"),
@@ -207,7 +218,7 @@ fn keystore(
     let inline_chain = settings.get("ssl.keystore.certificate.chain");
     let inline_key = settings.get("ssl.keystore.key");
     if let Some((key, value)) = settings.get("ssl.key.password") {
-        return Err(TlsConfigError::new(
+        return Err(TlsConfigError::unsupported(
             &key,
             value,
             "encrypted private keys are not supported: give the key unencrypted (PKCS#8 or PKCS#1 PEM) in a file \
@@ -220,7 +231,7 @@ fn keystore(
     match &store_type {
         Some((_, t)) if t.trim().eq_ignore_ascii_case("PEM") => {}
         Some((key, t)) => {
-            return Err(TlsConfigError::new(
+            return Err(TlsConfigError::unsupported(
                 key,
                 t,
                 "only PEM key stores are supported; convert the store, e.g. `openssl pkcs12 -in store.p12 -nodes`, \
@@ -228,7 +239,7 @@ fn keystore(
             ))
         }
         None => {
-            return Err(TlsConfigError::new(
+            return Err(TlsConfigError::unsupported(
                 "ssl.keystore.type",
                 "JKS (Kafka's default)",
                 "only PEM key stores are supported: set ssl.keystore.type=PEM with ssl.keystore.location (key and \
@@ -290,9 +301,9 @@ fn truststore(settings: &mut Settings<'_>) -> Result<Option<RootCertStore>, TlsC
     };
     match &store_type {
         Some((_, t)) if t.trim().eq_ignore_ascii_case("PEM") => {}
-        Some((key, t)) => return Err(TlsConfigError::new(key, t, "only PEM truststores are supported")),
+        Some((key, t)) => return Err(TlsConfigError::unsupported(key, t, "only PEM truststores are supported")),
         None => {
-            return Err(TlsConfigError::new(
+            return Err(TlsConfigError::unsupported(
                 "ssl.truststore.type",
                 "JKS (Kafka's default)",
                 "only PEM truststores are supported: set ssl.truststore.type=PEM",
