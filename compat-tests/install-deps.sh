@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the compatibility tests drive: kcat (Debian), a Python venv with the
+# Installs what the compatibility tests drive: kcat and openssl (Debian), a Python venv with the
 # Python clients and pytest, and the Apache Kafka 4.3.1 client/tool jars (Maven).
 # Idempotent and quick when everything is already there.
 set -euo pipefail
@@ -17,6 +17,12 @@ apt_install() {
 if ! command -v kcat >/dev/null 2>&1; then
   echo "installing kcat"
   apt_install kcat
+fi
+
+# The TLS tests make their certificates with openssl.
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "installing openssl"
+  apt_install openssl
 fi
 
 venv="$cache/venv"

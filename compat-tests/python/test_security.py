@@ -7,7 +7,7 @@ with Kafka 4.3.1's `kafka-configs`).
 - test_plain_good_password_produces_and_consumes / test_plain_wrong_password_fails_and_broker_keeps_serving
 - test_scram_users_from_kafka_configs_authenticate (SCRAM-SHA-256 and SCRAM-SHA-512)
 - test_request_before_authentication_closes_the_connection
-- test_ssl_listener_still_refuses_to_start
+- test_an_ssl_listener_without_a_pem_key_store_refuses_to_start (TLS itself: test_tls.py)
 """
 
 import socket
@@ -139,10 +139,11 @@ def test_request_before_authentication_closes_the_connection(secured):
         assert sock.recv(4096) == b"", "the broker answered instead of closing"
 
 
-def test_ssl_listener_still_refuses_to_start(tmp_path):
+def test_an_ssl_listener_without_a_pem_key_store_refuses_to_start(tmp_path):
     port = free_port()
     out = subprocess.run([str(RIVULET_BIN), "--override", f"listeners=SSL://127.0.0.1:{port}",
+                          "--override", "ssl.keystore.location=/etc/kafka/broker.jks",
                           "--override", f"log.dirs={tmp_path / 'data'}"],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode != 0
-    assert "listeners=SSL://127.0.0.1" in out.stderr and "TLS is not implemented" in out.stderr, out.stderr
+    assert "ssl.keystore.type" in out.stderr and "only PEM key stores are supported" in out.stderr, out.stderr

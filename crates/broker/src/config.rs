@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use crate::request_context::SecurityProtocol;
 use crate::security::jaas::{self, JaasEntry};
+use crate::security::tls::{self, TlsListener};
 use crate::security::{PlainUsers, SaslListener, SaslMechanism, PLAIN_LOGIN_MODULE, SCRAM_LOGIN_MODULE};
 
 /// A configuration problem found at start.
@@ -396,8 +397,10 @@ fn unsupported(key: &str, value: &str, reason: impl Into<String>) -> ConfigError
 pub struct ListenerSecurity {
     /// Each listener's security protocol, by listener name as written in `listeners`.
     pub protocols: BTreeMap<String, SecurityProtocol>,
-    /// The SASL settings of each `SASL_PLAINTEXT` listener, by listener name.
+    /// The SASL settings of each `SASL_PLAINTEXT` and `SASL_SSL` listener, by listener name.
     pub sasl: BTreeMap<String, Arc<SaslListener>>,
+    /// The TLS settings of each `SSL` and `SASL_SSL` listener, by listener name.
+    pub tls: BTreeMap<String, Arc<TlsListener>>,
 }
 
 /// The mechanisms of a SASL listener: `listener.name.<listener>.sasl.enabled.mechanisms`,
@@ -461,10 +464,72 @@ fn jaas_entry(
     Ok(Some((key, entry)))
 }
 
+/// The SASL settings of the SASL listener `listener_name` (`SASL_PLAINTEXT` or `SASL_SSL`).
+fn resolve_sasl(
+    props: &BTreeMap<String, String>,
+    listener_name: &str,
+    used: &mut Vec<String>,
+) -> Result<SaslListener, ConfigError> {
+    let prefix = format!("listener.name.{}.", listener_name.to_ascii_lowercase());
+    let mechanisms = enabled_mechanisms(props, &prefix, listener_name)?;
+    used.push("sasl.enabled.mechanisms".into());
+    used.push(format!("{prefix}sasl.enabled.mechanisms"));
+    let mut plain_users = PlainUsers::default();
+    for &mechanism in &mechanisms {
+        let entry = jaas_entry(props, &prefix, mechanism)?;
+        used.push("sasl.jaas.config".into());
+        used.push(format!("{prefix}{}.sasl.jaas.config", mechanism.name().to_ascii_lowercase()));
+        match (mechanism, entry) {
+            (SaslMechanism::Plain, None) => {
+                return Err(unsupported(
+                    "sasl.enabled.mechanisms",
+                    "PLAIN",
+                    format!(
+                        "listener {} enables PLAIN but no JAAS configuration lists its users: set \
+                         {prefix}plain.sasl.jaas.config (or sasl.jaas.config) to a {PLAIN_LOGIN_MODULE} \
+                         entry with user_<name>=\"<password>\" options",
+                        listener_name
+                    ),
+                ))
+            }
+            (SaslMechanism::Plain, Some((key, entry))) => {
+                if entry.login_module != PLAIN_LOGIN_MODULE {
+                    return Err(invalid(
+                        &key,
+                        "(hidden)",
+                        &format!("PLAIN needs the login module {PLAIN_LOGIN_MODULE}, not {}", entry.login_module),
+                    ));
+                }
+                plain_users.0 = entry
+                    .options
+                    .iter()
+                    .filter_map(|(k, v)| k.strip_prefix("user_").map(|u| (u.to_string(), v.clone())))
+                    .collect();
+                if plain_users.0.is_empty() {
+                    tracing::warn!(listener = %listener_name, key, "PLAIN is enabled but its JAAS entry lists no user_<name> option: every PLAIN login will fail");
+                }
+            }
+            (SaslMechanism::Scram(_), Some((key, entry)))
+                if key.starts_with("listener.name.") && entry.login_module != SCRAM_LOGIN_MODULE =>
+            {
+                return Err(invalid(
+                    &key,
+                    "(hidden)",
+                    &format!("SCRAM needs the login module {SCRAM_LOGIN_MODULE}, not {}", entry.login_module),
+                ));
+            }
+            // SCRAM's users are in the metadata store; its JAAS options only serve clients.
+            (SaslMechanism::Scram(_), _) => {}
+        }
+    }
+    Ok(SaslListener { mechanisms, plain_users })
+}
+
 /// Resolves the security protocol of every listener (Kafka's
-/// `listener.security.protocol.map`) and the SASL settings of `SASL_PLAINTEXT` ones.
-/// Everything not enforced — TLS, SASL_SSL, other mechanisms, authorizers, re-authentication,
-/// any other security key — stops the broker at start: accepting it would be fail-open.
+/// `listener.security.protocol.map`), the SASL settings of `SASL_PLAINTEXT` and `SASL_SSL`
+/// ones and the TLS settings of `SSL` and `SASL_SSL` ones. Everything not enforced — other
+/// mechanisms, key store types, authorizers, re-authentication, any other security key —
+/// stops the broker at start: accepting it would be fail-open.
 fn resolve_security(props: &BTreeMap<String, String>, listeners: &[Listener]) -> Result<ListenerSecurity, ConfigError> {
     const MAP_KEY: &str = "listener.security.protocol.map";
     let map_value = props.get(MAP_KEY).map_or(DEFAULT_PROTOCOL_MAP, String::as_str);
@@ -492,82 +557,21 @@ fn resolve_security(props: &BTreeMap<String, String>, listeners: &[Listener]) ->
         match protocol {
             SecurityProtocol::Plaintext => {}
             SecurityProtocol::SaslPlaintext => {
-                let prefix = format!("listener.name.{}.", listener.name.to_ascii_lowercase());
-                let mechanisms = enabled_mechanisms(props, &prefix, &listener.name)?;
-                used.push("sasl.enabled.mechanisms".into());
-                used.push(format!("{prefix}sasl.enabled.mechanisms"));
-                let mut plain_users = PlainUsers::default();
-                for &mechanism in &mechanisms {
-                    let entry = jaas_entry(props, &prefix, mechanism)?;
-                    used.push("sasl.jaas.config".into());
-                    used.push(format!("{prefix}{}.sasl.jaas.config", mechanism.name().to_ascii_lowercase()));
-                    match (mechanism, entry) {
-                        (SaslMechanism::Plain, None) => {
-                            return Err(unsupported(
-                                "sasl.enabled.mechanisms",
-                                "PLAIN",
-                                format!(
-                                    "listener {} enables PLAIN but no JAAS configuration lists its users: set \
-                                     {prefix}plain.sasl.jaas.config (or sasl.jaas.config) to a {PLAIN_LOGIN_MODULE} \
-                                     entry with user_<name>=\"<password>\" options",
-                                    listener.name
-                                ),
-                            ))
-                        }
-                        (SaslMechanism::Plain, Some((key, entry))) => {
-                            if entry.login_module != PLAIN_LOGIN_MODULE {
-                                return Err(invalid(
-                                    &key,
-                                    "(hidden)",
-                                    &format!(
-                                        "PLAIN needs the login module {PLAIN_LOGIN_MODULE}, not {}",
-                                        entry.login_module
-                                    ),
-                                ));
-                            }
-                            plain_users.0 = entry
-                                .options
-                                .iter()
-                                .filter_map(|(k, v)| k.strip_prefix("user_").map(|u| (u.to_string(), v.clone())))
-                                .collect();
-                            if plain_users.0.is_empty() {
-                                tracing::warn!(listener = %listener.name, key, "PLAIN is enabled but its JAAS entry lists no user_<name> option: every PLAIN login will fail");
-                            }
-                        }
-                        (SaslMechanism::Scram(_), Some((key, entry)))
-                            if key.starts_with("listener.name.") && entry.login_module != SCRAM_LOGIN_MODULE =>
-                        {
-                            return Err(invalid(
-                                &key,
-                                "(hidden)",
-                                &format!(
-                                    "SCRAM needs the login module {SCRAM_LOGIN_MODULE}, not {}",
-                                    entry.login_module
-                                ),
-                            ));
-                        }
-                        // SCRAM's users are in the metadata store; its JAAS options only serve clients.
-                        (SaslMechanism::Scram(_), _) => {}
-                    }
-                }
-                security.sasl.insert(listener.name.clone(), Arc::new(SaslListener { mechanisms, plain_users }));
+                security.sasl.insert(listener.name.clone(), Arc::new(resolve_sasl(props, &listener.name, &mut used)?));
             }
             SecurityProtocol::Ssl | SecurityProtocol::SaslSsl => {
-                let (key, value) = match props.get(MAP_KEY) {
-                    Some(v) if !v.is_empty() && listener.name.to_ascii_uppercase() != protocol.name() => {
-                        (MAP_KEY, v.as_str())
+                let tls = tls::resolve(props, &listener.name, &mut used).map_err(|e| {
+                    if e.unsupported {
+                        ConfigError::UnsupportedSecurity { key: e.key, value: e.value, reason: e.reason }
+                    } else {
+                        ConfigError::Invalid { key: e.key, value: e.value, reason: e.reason }
                     }
-                    _ => ("listeners", props.get("listeners").map_or("", String::as_str)),
-                };
-                return Err(unsupported(
-                    key,
-                    value,
-                    format!(
-                        "listener {} uses security protocol {protocol}: TLS is not implemented (PLAINTEXT and \
-                         SASL_PLAINTEXT are)",
-                        listener.name
-                    ),
-                ));
+                })?;
+                security.tls.insert(listener.name.clone(), Arc::new(tls));
+                if protocol == SecurityProtocol::SaslSsl {
+                    let sasl = resolve_sasl(props, &listener.name, &mut used)?;
+                    security.sasl.insert(listener.name.clone(), Arc::new(sasl));
+                }
             }
         }
     }
@@ -589,10 +593,12 @@ fn resolve_security(props: &BTreeMap<String, String>, listeners: &[Listener]) ->
             || UNENFORCED_SECURITY_PREFIXES.iter().any(|prefix| key.starts_with(prefix));
         if security_key && !used.contains(key) {
             let reason = if key.starts_with("sasl.") && security.sasl.is_empty() {
-                "no listener is SASL_PLAINTEXT, so no SASL setting would be enforced".to_string()
+                "no listener is SASL_PLAINTEXT or SASL_SSL, so no SASL setting would be enforced".to_string()
+            } else if key.starts_with("ssl.") && security.tls.is_empty() {
+                "no listener is SSL or SASL_SSL, so no TLS setting would be enforced".to_string()
             } else {
-                "this setting is not implemented (TLS, authorizers, re-authentication, delegation tokens and \
-                 SASL mechanisms other than PLAIN and SCRAM are not)"
+                "this setting is not implemented (authorizers, re-authentication, delegation tokens, SASL \
+                 mechanisms other than PLAIN and SCRAM, and TLS settings other than PEM stores are not)"
                     .to_string()
             };
             let shown = if is_sensitive(key) { "(hidden)" } else { value };
@@ -999,7 +1005,9 @@ mod tests {
     #[test]
     fn unenforced_security_settings_stop_the_broker() {
         let cases: &[(&[(&str, &str)], &str)] = &[
-            (&[("listeners", "SSL://:9093")], "listeners"),
+            // TLS needs a PEM key store; Kafka's default store type (JKS) is not read.
+            (&[("listeners", "SSL://:9093")], "ssl.keystore.type"),
+            (&[("listeners", "SSL://:9093"), ("ssl.keystore.type", "PKCS12")], "ssl.keystore.type"),
             // Kafka's default mechanism, GSSAPI, is not served: one must be chosen.
             (&[("listeners", "PLAINTEXT://:9092,SASL_PLAINTEXT://:9094")], "sasl.enabled.mechanisms"),
             (
@@ -1034,10 +1042,10 @@ mod tests {
                 ],
                 "connections.max.reauth.ms",
             ),
-            (&[("listeners", "SASL_SSL://:9095")], "listeners"),
+            (&[("listeners", "SASL_SSL://:9095")], "ssl.keystore.type"),
             (
                 &[("listeners", "EXTERNAL://:9093"), ("listener.security.protocol.map", "EXTERNAL:SSL")],
-                "listener.security.protocol.map",
+                "ssl.keystore.type",
             ),
             (&[("security.inter.broker.protocol", "SASL_SSL")], "security.inter.broker.protocol"),
             (

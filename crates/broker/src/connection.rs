@@ -64,9 +64,15 @@ async fn read_frame<R: AsyncRead + Unpin>(
 }
 
 /// Serves one connection, accepted from `peer` on the listener named `listener_name`, until
-/// the peer closes it or breaks the protocol.
-pub async fn serve<S>(broker: Arc<Broker>, stream: S, peer: SocketAddr, listener_name: Arc<str>)
-where
+/// the peer closes it or breaks the protocol. `principal` is the identity TLS established
+/// (a verified client certificate), if any; SASL may replace it.
+pub async fn serve<S>(
+    broker: Arc<Broker>,
+    stream: S,
+    peer: SocketAddr,
+    listener_name: Arc<str>,
+    principal: Option<KafkaPrincipal>,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let span = tracing::info_span!("connection", %peer, listener = %listener_name, principal = tracing::field::Empty);
@@ -75,16 +81,22 @@ where
     // A SASL listener authenticates before serving; the configuration resolved one entry
     // per SASL listener, and a missing one is refused rather than served unauthenticated.
     let authenticator = match protocol {
-        SecurityProtocol::SaslPlaintext => match broker.config.security.sasl.get(&*listener_name) {
-            Some(sasl) => Some(Authenticator::new(sasl.clone())),
-            None => {
-                tracing::error!(listener = %listener_name, "no SASL settings for a SASL listener: closing");
-                return;
+        SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl => {
+            match broker.config.security.sasl.get(&*listener_name) {
+                Some(sasl) => Some(Authenticator::new(sasl.clone())),
+                None => {
+                    tracing::error!(listener = %listener_name, "no SASL settings for a SASL listener: closing");
+                    return;
+                }
             }
-        },
+        }
         _ => None,
     };
-    let connection = ConnectionContext::new(peer, listener_name, protocol);
+    let mut connection = ConnectionContext::new(peer, listener_name, protocol);
+    if let Some(principal) = principal {
+        span.record("principal", tracing::field::display(&principal));
+        connection.principal = Arc::new(principal);
+    }
     async move {
         METRICS.connections.inc();
         let outcome = serve_inner(&broker, stream, connection, authenticator).await;

@@ -8,6 +8,14 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::broker::Broker;
 use crate::connection;
+use crate::metrics::METRICS;
+use crate::request_context::KafkaPrincipal;
+use crate::security::tls;
+
+/// How long a client on a TLS listener has to complete its handshake. A peer that opens a
+/// socket and sends nothing (or half a handshake) is dropped after it, so it cannot hold
+/// one of `max.connections` for the whole idle timeout.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +78,8 @@ pub async fn run(broker: Arc<Broker>, listeners: Vec<BoundListener>, shutdown: w
     let permits = Arc::new(Semaphore::new(broker.config.max_connections));
     let mut tasks = Vec::new();
     for BoundListener { name, socket: listener } in listeners {
+        let acceptor =
+            broker.config.security.tls.get(&*name).map(|t| tokio_rustls::TlsAcceptor::from(t.server.clone()));
         let broker = broker.clone();
         let permits = permits.clone();
         let mut shutdown = shutdown.clone();
@@ -95,8 +105,12 @@ pub async fn run(broker: Arc<Broker>, listeners: Vec<BoundListener>, shutdown: w
                 let _ = stream.set_nodelay(true);
                 let broker = broker.clone();
                 let name = name.clone();
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    connection::serve(broker, stream, peer, name).await;
+                    match acceptor {
+                        None => connection::serve(broker, stream, peer, name, None).await,
+                        Some(acceptor) => serve_tls(broker, acceptor, stream, peer, name).await,
+                    }
                     drop(permit);
                 });
             }
@@ -104,6 +118,37 @@ pub async fn run(broker: Arc<Broker>, listeners: Vec<BoundListener>, shutdown: w
     }
     for task in tasks {
         let _ = task.await;
+    }
+}
+
+/// Completes the TLS handshake of a connection accepted on a TLS listener, then serves it.
+/// A verified client certificate makes the connection's principal `User:<subject DN>`.
+async fn serve_tls(
+    broker: Arc<Broker>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    name: Arc<str>,
+) {
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => {
+            let principal = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|certificate| tls::subject_name(certificate.as_ref()))
+                .map(|subject| KafkaPrincipal::user(&subject));
+            connection::serve(broker, stream, peer, name, principal).await;
+        }
+        Ok(Err(e)) => {
+            METRICS.authentications.with_label_values(&[&name, "SSL", "failure"]).inc();
+            tracing::info!(%peer, listener = %name, error = %e, "TLS handshake failed: closing");
+        }
+        Err(_) => {
+            METRICS.authentications.with_label_values(&[&name, "SSL", "failure"]).inc();
+            tracing::info!(%peer, listener = %name, "TLS handshake not completed in time: closing");
+        }
     }
 }
 

@@ -1,6 +1,7 @@
-//! Authentication of client connections: SASL (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) on
-//! `SASL_PLAINTEXT` listeners, as Kafka's `SaslServerAuthenticator` runs it (KIP-43,
-//! KIP-152), and the SCRAM credentials KIP-554's APIs manage.
+//! Security of client connections: TLS on `SSL` and `SASL_SSL` listeners ([`tls`]), SASL
+//! (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) on `SASL_PLAINTEXT` and `SASL_SSL` listeners, as
+//! Kafka's `SaslServerAuthenticator` runs it (KIP-43, KIP-152), and the SCRAM credentials
+//! KIP-554's APIs manage.
 //!
 //! What each listener enforces is resolved once at start from the configuration
 //! ([`SaslListener`]); every connection accepted on a SASL listener runs an
@@ -9,6 +10,7 @@
 pub mod authenticator;
 pub mod jaas;
 pub mod scram;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::fmt;
