@@ -107,8 +107,10 @@ def test_scram_users_from_kafka_configs_authenticate(secured, mechanism):
     out = kafka_configs(secured, "--alter", "--entity-type", "users", "--entity-name", user,
                         "--add-config", f"{mechanism}=[iterations=8192,password={user}-secret]")
     assert out.returncode == 0, out.stdout + out.stderr
-    # `kafka-configs --describe --entity-type users` also asks DescribeClientQuotas (48),
-    # which Rivulet does not serve (no quotas): describe with the admin client instead.
+    described = kafka_configs(secured, "--describe", "--entity-type", "users", "--entity-name", user)
+    assert described.returncode == 0, described.stdout + described.stderr
+    assert f"SCRAM credential configs for user-principal '{user}' are {mechanism}=iterations=8192" in described.stdout, \
+        described.stdout
     admin = AdminClient({"bootstrap.servers": secured.bootstrap})
     description = admin.describe_user_scram_credentials([user])[user].result(timeout=10)
     infos = [(i.mechanism.name.replace("_", "-"), i.iterations) for i in description.scram_credential_infos]

@@ -13,6 +13,7 @@ use rivulet_storage::FlushPolicy;
 use std::sync::Arc;
 
 use crate::request_context::SecurityProtocol;
+use crate::security::authorizer::{AuthorizerConfig, AUTHORIZER_CLASSES};
 use crate::security::jaas::{self, JaasEntry};
 use crate::security::tls::{self, TlsListener};
 use crate::security::{PlainUsers, SaslListener, SaslMechanism, PLAIN_LOGIN_MODULE, SCRAM_LOGIN_MODULE};
@@ -163,6 +164,10 @@ pub struct BrokerConfig {
     /// `connection.failed.authentication.delay.ms`: how long a failed authentication waits
     /// before its answer and the close (KIP-306), slowing password guessing.
     pub failed_authentication_delay_ms: u64,
+    /// `quota.window.num` / `quota.window.size.seconds`: the samples client quotas are
+    /// measured over (Kafka's defaults 11 × 1 s).
+    pub quota_window_num: u32,
+    pub quota_window_size_seconds: u32,
     /// `host:port` for the Prometheus `/metrics` endpoint (`rivulet.metrics.listener`);
     /// none by default.
     pub metrics_listener: Option<String>,
@@ -216,6 +221,11 @@ const KNOWN_KEYS: &[&str] = &[
     "max.connections",
     "connections.max.idle.ms",
     "connection.failed.authentication.delay.ms",
+    "quota.window.num",
+    "authorizer.class.name",
+    "super.users",
+    "allow.everyone.if.no.acl.found",
+    "quota.window.size.seconds",
     "sasl.enabled.mechanisms",
     "sasl.jaas.config",
     "log.message.timestamp.type",
@@ -401,6 +411,9 @@ pub struct ListenerSecurity {
     pub sasl: BTreeMap<String, Arc<SaslListener>>,
     /// The TLS settings of each `SSL` and `SASL_SSL` listener, by listener name.
     pub tls: BTreeMap<String, Arc<TlsListener>>,
+    /// The ACL authorizer every request passes (`authorizer.class.name`); none by default,
+    /// as in Kafka: then every request is allowed and the ACL APIs answer SECURITY_DISABLED.
+    pub authorizer: Option<AuthorizerConfig>,
 }
 
 /// The mechanisms of a SASL listener: `listener.name.<listener>.sasl.enabled.mechanisms`,
@@ -588,12 +601,16 @@ fn resolve_security(props: &BTreeMap<String, String>, listeners: &[Listener]) ->
             return Err(unsupported("inter.broker.listener.name", value, INTER_BROKER));
         }
     }
+    security.authorizer = resolve_authorizer(props, &mut used)?;
     for (key, value) in props {
         let security_key = UNENFORCED_SECURITY_KEYS.contains(&key.as_str())
             || UNENFORCED_SECURITY_PREFIXES.iter().any(|prefix| key.starts_with(prefix));
         if security_key && !used.contains(key) {
             let reason = if key.starts_with("sasl.") && security.sasl.is_empty() {
                 "no listener is SASL_PLAINTEXT or SASL_SSL, so no SASL setting would be enforced".to_string()
+            } else if (key == "super.users" || key == "allow.everyone.if.no.acl.found") && security.authorizer.is_none()
+            {
+                "no authorizer.class.name is set, so it would not be enforced".to_string()
             } else if key.starts_with("ssl.") && security.tls.is_empty() {
                 "no listener is SSL or SASL_SSL, so no TLS setting would be enforced".to_string()
             } else {
@@ -606,6 +623,46 @@ fn resolve_security(props: &BTreeMap<String, String>, listeners: &[Listener]) ->
         }
     }
     Ok(security)
+}
+
+/// `authorizer.class.name` with its `super.users` and `allow.everyone.if.no.acl.found`:
+/// Kafka's ACL authorizers are enforced, any other class stops the broker.
+fn resolve_authorizer(
+    props: &BTreeMap<String, String>,
+    used: &mut Vec<String>,
+) -> Result<Option<AuthorizerConfig>, ConfigError> {
+    const CLASS: &str = "authorizer.class.name";
+    let class = props.get(CLASS).map(|c| c.trim()).unwrap_or("");
+    if class.is_empty() {
+        // Kafka's default: no authorizer. An empty value is what Kafka's docs show.
+        if props.contains_key(CLASS) {
+            used.push(CLASS.to_string());
+        }
+        return Ok(None);
+    }
+    if !AUTHORIZER_CLASSES.contains(&class) {
+        return Err(unsupported(
+            CLASS,
+            class,
+            format!("only Kafka's ACL authorizers are enforced ({})", AUTHORIZER_CLASSES.join(", ")),
+        ));
+    }
+    used.extend([CLASS, "super.users", "allow.everyone.if.no.acl.found"].map(String::from));
+    let mut config = AuthorizerConfig::default();
+    if let Some(value) = props.get("super.users") {
+        for principal in value.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+            match principal.split_once(':') {
+                Some((kind, name)) if !kind.is_empty() && !name.is_empty() => {
+                    config.super_users.insert(principal.to_string());
+                }
+                _ => return Err(invalid("super.users", value, &format!("{principal} is not a principal (User:name)"))),
+            }
+        }
+    }
+    if let Some(value) = props.get("allow.everyone.if.no.acl.found") {
+        config.allow_everyone_if_no_acl_found = parse("allow.everyone.if.no.acl.found", value)?;
+    }
+    Ok(Some(config))
 }
 
 impl BrokerConfig {
@@ -784,6 +841,17 @@ impl BrokerConfig {
             security,
             failed_authentication_delay_ms: get("connection.failed.authentication.delay.ms")
                 .map_or(Ok(100), |v| parse_non_negative("connection.failed.authentication.delay.ms", v))?,
+            quota_window_num: match get("quota.window.num").map(|v| parse::<u32>("quota.window.num", v)).transpose()? {
+                Some(0) => return Err(invalid("quota.window.num", "0", "Value must be at least 1")),
+                other => other.unwrap_or(11),
+            },
+            quota_window_size_seconds: match get("quota.window.size.seconds")
+                .map(|v| parse::<u32>("quota.window.size.seconds", v))
+                .transpose()?
+            {
+                Some(0) => return Err(invalid("quota.window.size.seconds", "0", "Value must be at least 1")),
+                other => other.unwrap_or(1),
+            },
             raw: RawProperties::default(),
             dynamic: BTreeMap::new(),
         };
@@ -875,6 +943,8 @@ impl BrokerConfig {
             ("max.connections", self.max_connections.to_string()),
             ("connections.max.idle.ms", self.connections_max_idle_ms.to_string()),
             ("connection.failed.authentication.delay.ms", self.failed_authentication_delay_ms.to_string()),
+            ("quota.window.num", self.quota_window_num.to_string()),
+            ("quota.window.size.seconds", self.quota_window_size_seconds.to_string()),
             ("group.initial.rebalance.delay.ms", self.group_initial_rebalance_delay_ms.to_string()),
             ("group.min.session.timeout.ms", self.group_min_session_timeout_ms.to_string()),
             ("group.max.session.timeout.ms", self.group_max_session_timeout_ms.to_string()),
@@ -1048,10 +1118,7 @@ mod tests {
                 "ssl.keystore.type",
             ),
             (&[("security.inter.broker.protocol", "SASL_SSL")], "security.inter.broker.protocol"),
-            (
-                &[("authorizer.class.name", "org.apache.kafka.metadata.authorizer.StandardAuthorizer")],
-                "authorizer.class.name",
-            ),
+            (&[("authorizer.class.name", "com.example.CustomAuthorizer")], "authorizer.class.name"),
             (&[("super.users", "User:admin")], "super.users"),
             (&[("sasl.enabled.mechanisms", "PLAIN")], "sasl.enabled.mechanisms"),
             (&[("ssl.keystore.location", "/etc/kafka/ks.p12")], "ssl.keystore.location"),
@@ -1066,6 +1133,34 @@ mod tests {
             assert!(matches!(err, ConfigError::UnsupportedSecurity { .. }), "{pairs:?}: {err}");
             assert!(err.to_string().starts_with(&format!("{key}=")), "{pairs:?}: {err}");
         }
+    }
+
+    #[test]
+    fn kafka_acl_authorizers_are_enforced_with_their_settings() {
+        const STANDARD: &str = "org.apache.kafka.metadata.authorizer.StandardAuthorizer";
+        let (config, unknown) = BrokerConfig::from_properties(props(&[
+            ("authorizer.class.name", STANDARD),
+            ("super.users", "User:admin; User:CN=broker,O=example"),
+            ("allow.everyone.if.no.acl.found", "true"),
+        ]))
+        .unwrap();
+        assert!(unknown.is_empty(), "{unknown:?}");
+        let authorizer = config.security.authorizer.unwrap();
+        assert_eq!(authorizer.super_users.iter().collect::<Vec<_>>(), ["User:CN=broker,O=example", "User:admin"]);
+        assert!(authorizer.allow_everyone_if_no_acl_found);
+        let (config, _) = BrokerConfig::from_properties(props(&[(
+            "authorizer.class.name",
+            "kafka.security.authorizer.AclAuthorizer",
+        )]))
+        .unwrap();
+        assert_eq!(config.security.authorizer, Some(AuthorizerConfig::default()));
+        // Kafka's default, written out: no authorizer.
+        let (config, _) = BrokerConfig::from_properties(props(&[("authorizer.class.name", "")])).unwrap();
+        assert!(config.security.authorizer.is_none());
+        let err =
+            BrokerConfig::from_properties(props(&[("authorizer.class.name", STANDARD), ("super.users", "admin")]))
+                .unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { .. }), "{err}");
     }
 
     const PLAIN_JAAS: &str = r#"org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="admin-secret" user_admin="admin-secret" user_alice="alice-secret";"#;

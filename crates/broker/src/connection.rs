@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rivulet_protocol::frame::{check_frame_size, SIZE_PREFIX_BYTES};
 use rivulet_protocol::request::{decode_request, Request};
 use rivulet_protocol::response::{encode_api_versions_fallback, encode_response};
-use rivulet_protocol::{ProtocolError, RequestKind};
+use rivulet_protocol::{ProtocolError, RequestKind, ResponseKind};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::Instrument;
 
@@ -124,6 +124,7 @@ where
     let max_bytes = broker.config.socket_request_max_bytes;
     let idle_ms = broker.config.connections_max_idle_ms;
     let idle = std::time::Duration::from_millis(idle_ms);
+    let mut throttle: i32 = 0;
     loop {
         let Ok(next) = tokio::time::timeout(idle, read_frame(&mut reader, max_bytes)).await else {
             return Err(ConnectionError::Idle(idle_ms));
@@ -199,7 +200,10 @@ where
                 let started = std::time::Instant::now();
                 let reply = handlers::handle(broker, &ctx, *body).instrument(span).await;
                 let response = match reply {
-                    Reply::Response(body) => encode_response(ctx.correlation_id, ctx.api_version, &body)?,
+                    Reply::Response(body) => {
+                        throttle = throttle_of(&body);
+                        encode_response(ctx.correlation_id, ctx.api_version, &body)?
+                    }
                     Reply::NoResponse => continue,
                     Reply::Close(reason) => return Err(ConnectionError::Closed(reason)),
                 };
@@ -212,6 +216,23 @@ where
             }
         };
         writer.write_all(&response).await?;
+        // A client over its quota was told to wait: the connection reads nothing more from
+        // it until then (KIP-219's muted channel), so a client that does not wait cannot
+        // get ahead.
+        if throttle > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(throttle as u64)).await;
+            throttle = 0;
+        }
     }
     Ok(())
+}
+
+/// The throttle a response tells its client to wait for (only quota-checked APIs carry one
+/// here).
+fn throttle_of(response: &ResponseKind) -> i32 {
+    match response {
+        ResponseKind::Produce(r) => r.throttle_time_ms,
+        ResponseKind::Fetch(r) => r.throttle_time_ms,
+        _ => 0,
+    }
 }

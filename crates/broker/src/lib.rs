@@ -32,6 +32,7 @@ mod handlers;
 pub mod membership;
 pub mod metrics;
 pub mod producer_expiry;
+pub mod quota;
 pub mod replication;
 pub mod request_context;
 pub mod retention;

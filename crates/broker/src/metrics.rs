@@ -26,6 +26,10 @@ pub struct Metrics {
     /// SASL authentications by listener, mechanism and outcome (`success` / `failure`):
     /// Kafka's `successful-authentication-total` / `failed-authentication-total`.
     pub authentications: IntCounterVec,
+    /// Requests (or parts of one) the authorizer denied, by API and resource type.
+    pub authorization_denied: IntCounterVec,
+    /// ACL bindings created and deleted through CreateAcls / DeleteAcls (`operation`).
+    pub acl_changes: IntCounterVec,
     /// Per local partition replica (Kafka's `kafka.log:type=Log` size and offsets), read
     /// from the logs at every scrape.
     pub log_size: IntGaugeVec,
@@ -58,6 +62,16 @@ fn build() -> Result<Metrics, prometheus::Error> {
         &["listener", "mechanism", "outcome"],
     )?;
     registry.register(Box::new(authentications.clone()))?;
+    let authorization_denied = IntCounterVec::new(
+        Opts::new("kafka_server_authorizer_denied_total", "Operations the authorizer denied"),
+        &["request", "resource_type"],
+    )?;
+    registry.register(Box::new(authorization_denied.clone()))?;
+    let acl_changes = IntCounterVec::new(
+        Opts::new("kafka_server_authorizer_acl_changes_total", "ACL bindings created or deleted"),
+        &["operation"],
+    )?;
+    registry.register(Box::new(acl_changes.clone()))?;
     let connections = IntGauge::new("kafka_server_socketservermetrics_connection_count", "Open client connections")?;
     let per_partition = |name: &str, help: &str| IntGaugeVec::new(Opts::new(name, help), &["topic", "partition"]);
     let log_size = per_partition("kafka_log_log_size", "Bytes of a partition's record batches")?;
@@ -88,6 +102,8 @@ fn build() -> Result<Metrics, prometheus::Error> {
         connections,
         failed_produce,
         authentications,
+        authorization_denied,
+        acl_changes,
         log_size,
         log_start_offset,
         log_end_offset,

@@ -3,7 +3,7 @@
 //! `RequestContext`).
 //!
 //! Every handler takes one [`RequestContext`], so a fact about the connection — today the
-//! peer and the listener, later the principal an authenticator established — reaches every
+//! peer, the listener and the principal an authenticator established — reaches every
 //! API the same way instead of being threaded into the few handlers that needed it first.
 //! A connection on a PLAINTEXT listener is [`KafkaPrincipal::anonymous`] (`User:ANONYMOUS`),
 //! as Kafka's own PLAINTEXT listeners report; on a SASL_PLAINTEXT listener it is
@@ -111,7 +111,8 @@ pub struct RequestContext {
     /// How the connection is secured: the protocol of its listener.
     pub security_protocol: SecurityProtocol,
     /// Who the connection authenticated as: [`KafkaPrincipal::anonymous`] on PLAINTEXT
-    /// listeners, `User:<name>` after SASL; authorization checks will read it here.
+    /// listeners, `User:<name>` after SASL, `User:<subject>` with a client certificate;
+    /// the authorizer checks it.
     pub principal: Arc<KafkaPrincipal>,
 }
 

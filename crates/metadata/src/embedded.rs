@@ -8,8 +8,8 @@ use rivulet_storage::Store;
 use uuid::Uuid;
 
 use crate::{
-    broker_config_entity_name, BrokerConfigs, MetadataError, MetadataStore, NewTopic, PartitionRecord, ScramChange,
-    TopicRecord, UserScramCredentials,
+    broker_config_entity_name, AclBinding, BrokerConfigs, MetadataError, MetadataStore, NewTopic, PartitionRecord,
+    QuotaEntity, QuotaValues, ScramChange, StoredQuota, TopicRecord, UserScramCredentials,
 };
 
 const KEY_CLUSTER_ID: &str = "cluster/id";
@@ -19,6 +19,10 @@ const TOPIC_PREFIX: &str = "topics/";
 const BROKER_CONFIG_PREFIX: &str = "config/brokers/";
 /// SCRAM credentials, one JSON map (mechanism → credential) per user.
 const SCRAM_USER_PREFIX: &str = "config/users/";
+/// Client quotas, one JSON object (`{"entity": ..., "values": ...}`) per entity.
+const QUOTA_PREFIX: &str = "quotas/";
+/// ACLs, one key per binding ([`AclBinding::storage_key`]).
+const ACL_PREFIX: &str = "acls/";
 /// Producer ids are reserved on disk a block at a time (as Kafka's `ProducerIdManager`),
 /// so allocating one rarely costs a write and none is ever reused after a crash.
 const PRODUCER_ID_BLOCK: i64 = 1000;
@@ -265,6 +269,71 @@ impl MetadataStore for EmbeddedMetadataStore {
             self.store.meta_apply(&[(key, json)], &[])?;
         }
         Ok(true)
+    }
+
+    async fn acls(&self) -> Result<Vec<AclBinding>, MetadataError> {
+        let mut out = Vec::new();
+        for (key, bytes) in self.store.meta_scan(ACL_PREFIX)? {
+            out.push(
+                serde_json::from_slice(&bytes).map_err(|e| MetadataError::Corrupt { key, reason: e.to_string() })?,
+            );
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn create_acls(&self, acls: &[AclBinding]) -> Result<(), MetadataError> {
+        let mut puts = Vec::with_capacity(acls.len());
+        for acl in acls {
+            let key = format!("{ACL_PREFIX}{}", acl.storage_key());
+            let json = serde_json::to_vec(acl)
+                .map_err(|e| MetadataError::Corrupt { key: key.clone(), reason: e.to_string() })?;
+            puts.push((key, json));
+        }
+        self.store.meta_apply(&puts, &[])?;
+        Ok(())
+    }
+
+    async fn delete_acls(&self, acls: &[AclBinding]) -> Result<(), MetadataError> {
+        let keys: Vec<String> = acls.iter().map(|acl| format!("{ACL_PREFIX}{}", acl.storage_key())).collect();
+        self.store.meta_apply(&[], &keys)?;
+        Ok(())
+    }
+
+    async fn client_quotas(&self) -> Result<Vec<(QuotaEntity, QuotaValues)>, MetadataError> {
+        let mut out = Vec::new();
+        for (key, bytes) in self.store.meta_scan(QUOTA_PREFIX)? {
+            let stored: StoredQuota =
+                serde_json::from_slice(&bytes).map_err(|e| MetadataError::Corrupt { key, reason: e.to_string() })?;
+            out.push((stored.entity, stored.values));
+        }
+        Ok(out)
+    }
+
+    async fn alter_client_quotas(
+        &self,
+        entity: &QuotaEntity,
+        changes: &[(String, Option<f64>)],
+    ) -> Result<(), MetadataError> {
+        let _serialised = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let key = format!("{QUOTA_PREFIX}{}", entity.storage_key());
+        let mut values = match self.store.meta_get(&key)? {
+            None => QuotaValues::new(),
+            Some(bytes) => {
+                serde_json::from_slice::<StoredQuota>(&bytes)
+                    .map_err(|e| MetadataError::Corrupt { key: key.clone(), reason: e.to_string() })?
+                    .values
+            }
+        };
+        crate::model::apply_quota_changes(&mut values, changes);
+        if values.is_empty() {
+            self.store.meta_apply(&[], &[key])?;
+        } else {
+            let json = serde_json::to_vec(&StoredQuota { entity: entity.clone(), values })
+                .map_err(|e| MetadataError::Corrupt { key: key.clone(), reason: e.to_string() })?;
+            self.store.meta_apply(&[(key, json)], &[])?;
+        }
+        Ok(())
     }
 }
 

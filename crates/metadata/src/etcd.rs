@@ -128,6 +128,10 @@ pub struct ClusterSnapshot {
     pub states: HashMap<(String, i32), VersionedState>,
     /// Dynamic broker configurations by entity (`""` = the cluster default).
     pub broker_configs: crate::BrokerConfigs,
+    /// Every ACL, in binding order.
+    pub acls: Vec<crate::AclBinding>,
+    /// Every client-quota entity with its values.
+    pub quotas: Vec<(crate::QuotaEntity, crate::QuotaValues)>,
 }
 
 /// The state a partition starts with: its first replica leads, every replica is in sync.
@@ -344,6 +348,14 @@ impl EtcdMetadataStore {
                     let configs = serde_json::from_slice(kv.value()).map_err(|e| corrupt(&key, e))?;
                     snapshot.broker_configs.insert(entity.to_string(), configs);
                 }
+                ["acls", ..] => {
+                    snapshot.acls.push(serde_json::from_slice(kv.value()).map_err(|e| corrupt(&key, e))?);
+                }
+                ["quotas", ..] => {
+                    let stored: crate::StoredQuota =
+                        serde_json::from_slice(kv.value()).map_err(|e| corrupt(&key, e))?;
+                    snapshot.quotas.push((stored.entity, stored.values));
+                }
                 ["controller"] => {
                     snapshot.controller = String::from_utf8_lossy(kv.value()).parse().ok();
                 }
@@ -355,6 +367,7 @@ impl EtcdMetadataStore {
         }
         snapshot.brokers.sort_by_key(|b| b.node_id);
         snapshot.topics.sort_by(|a, b| a.name.cmp(&b.name));
+        snapshot.acls.sort();
         Ok(snapshot)
     }
 
@@ -857,7 +870,98 @@ impl MetadataStore for EtcdMetadataStore {
         }
         Err(MetadataError::Etcd(format!("{key}: too many concurrent updates")))
     }
+
+    async fn acls(&self) -> Result<Vec<crate::AclBinding>, MetadataError> {
+        let prefix = self.key("acls/");
+        let response = self.get_prefix("read the ACLs", &prefix).await?;
+        let mut out = Vec::with_capacity(response.kvs().len());
+        for kv in response.kvs() {
+            let key = String::from_utf8_lossy(kv.key()).into_owned();
+            out.push(serde_json::from_slice(kv.value()).map_err(|e| corrupt(&key, e))?);
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn create_acls(&self, acls: &[crate::AclBinding]) -> Result<(), MetadataError> {
+        let mut ops = Vec::with_capacity(acls.len());
+        for acl in acls {
+            let key = self.key(&format!("acls/{}", acl.storage_key()));
+            let json = serde_json::to_vec(acl).map_err(|e| corrupt(&key, e))?;
+            ops.push(TxnOp::put(key, json, None));
+        }
+        self.acl_txn("store ACLs", ops).await
+    }
+
+    async fn client_quotas(&self) -> Result<Vec<(crate::QuotaEntity, crate::QuotaValues)>, MetadataError> {
+        let prefix = self.key("quotas/");
+        let response = self.get_prefix("read the client quotas", &prefix).await?;
+        let mut out = Vec::with_capacity(response.kvs().len());
+        for kv in response.kvs() {
+            let key = String::from_utf8_lossy(kv.key()).into_owned();
+            let stored: crate::StoredQuota = serde_json::from_slice(kv.value()).map_err(|e| corrupt(&key, e))?;
+            out.push((stored.entity, stored.values));
+        }
+        Ok(out)
+    }
+
+    async fn alter_client_quotas(
+        &self,
+        entity: &crate::QuotaEntity,
+        changes: &[(String, Option<f64>)],
+    ) -> Result<(), MetadataError> {
+        let key = self.key(&format!("quotas/{}", entity.storage_key()));
+        for _ in 0..CAS_ATTEMPTS {
+            let (value, revision) = self.get(&key).await?;
+            let mut values = match value {
+                None => crate::QuotaValues::new(),
+                Some(bytes) => {
+                    serde_json::from_slice::<crate::StoredQuota>(&bytes).map_err(|e| corrupt(&key, e))?.values
+                }
+            };
+            crate::model::apply_quota_changes(&mut values, changes);
+            let op = if values.is_empty() {
+                TxnOp::delete(key.clone(), None)
+            } else {
+                let stored = crate::StoredQuota { entity: entity.clone(), values };
+                TxnOp::put(key.clone(), serde_json::to_vec(&stored).map_err(|e| corrupt(&key, e))?, None)
+            };
+            let txn = Txn::new().when([Compare::mod_revision(key.clone(), CompareOp::Equal, revision)]).and_then([op]);
+            if self.txn("store client quotas", txn).await?.succeeded() {
+                return Ok(());
+            }
+        }
+        Err(MetadataError::Etcd(format!("{key}: too many concurrent updates")))
+    }
+
+    async fn delete_acls(&self, acls: &[crate::AclBinding]) -> Result<(), MetadataError> {
+        let ops =
+            acls.iter().map(|acl| TxnOp::delete(self.key(&format!("acls/{}", acl.storage_key())), None)).collect();
+        self.acl_txn("delete ACLs", ops).await
+    }
 }
+
+impl EtcdMetadataStore {
+    /// Runs ACL puts or deletes as one transaction. Each binding is its own key, so no
+    /// compare is needed: concurrent changes to other bindings never conflict.
+    async fn acl_txn(&self, what: &'static str, ops: Vec<TxnOp>) -> Result<(), MetadataError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        // etcd refuses a transaction of more than `--max-txn-ops` (128 by default).
+        if ops.len() > MAX_TXN_OPS {
+            return Err(MetadataError::Etcd(format!(
+                "{what}: {} ACLs in one request; at most {MAX_TXN_OPS} are applied atomically",
+                ops.len()
+            )));
+        }
+        self.txn(what, Txn::new().and_then(ops)).await?;
+        Ok(())
+    }
+}
+
+/// etcd's default `--max-txn-ops`.
+const MAX_TXN_OPS: usize = 128;
 
 #[cfg(test)]
 mod tests {

@@ -24,7 +24,8 @@ pub use etcd::{
     DEFAULT_CONNECTION_TIMEOUT,
 };
 pub use model::{
-    NewTopic, PartitionRecord, PartitionState, ScramChange, ScramCredential, TopicRecord, UserScramCredentials,
+    AclBinding, AclOperation, NewTopic, PartitionRecord, PartitionState, PatternType, PermissionType, QuotaEntity,
+    QuotaName, QuotaValues, ResourceType, ScramChange, ScramCredential, StoredQuota, TopicRecord, UserScramCredentials,
 };
 
 use async_trait::async_trait;
@@ -113,4 +114,20 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// removed). Returns false, changing nothing, for a deletion of a credential that does
     /// not exist.
     async fn alter_user_scram_credentials(&self, user: &str, change: ScramChange) -> Result<bool, MetadataError>;
+    /// Every ACL, in binding order.
+    async fn acls(&self) -> Result<Vec<AclBinding>, MetadataError>;
+    /// Adds `acls` in one atomic write; a binding already stored stays stored once.
+    async fn create_acls(&self, acls: &[AclBinding]) -> Result<(), MetadataError>;
+    /// Removes `acls` in one atomic write; a binding not stored is ignored.
+    async fn delete_acls(&self, acls: &[AclBinding]) -> Result<(), MetadataError>;
+    /// Every client-quota entity with its values.
+    async fn client_quotas(&self) -> Result<Vec<(QuotaEntity, QuotaValues)>, MetadataError>;
+    /// Sets (`Some`) or removes (`None`) quota values of one entity as one read-modify-write
+    /// (a compare-and-swap in etcd), so changes through two brokers at once are both kept;
+    /// an entity left without values is removed.
+    async fn alter_client_quotas(
+        &self,
+        entity: &QuotaEntity,
+        changes: &[(String, Option<f64>)],
+    ) -> Result<(), MetadataError>;
 }

@@ -97,3 +97,196 @@ impl ScramChange {
         }
     }
 }
+
+/// Declares one of Kafka's ACL enums with its wire codes and names (`AclOperation`,
+/// `ResourceType`, ...). Stored by name, so the JSON reads as `kafka-acls` prints it.
+macro_rules! acl_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $code:literal, $text:literal;)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+        pub enum $name { $($variant),* }
+
+        impl $name {
+            /// Every value, in code order.
+            pub const ALL_VALUES: &'static [$name] = &[$($name::$variant),*];
+
+            /// The value a request's code stands for; `None` for a code Kafka does not
+            /// define (Kafka reads those as UNKNOWN).
+            pub fn from_code(code: i8) -> Option<Self> {
+                match code { $($code => Some($name::$variant),)* _ => None }
+            }
+
+            /// The wire code.
+            pub fn code(self) -> i8 {
+                match self { $($name::$variant => $code),* }
+            }
+
+            /// Kafka's name (`TOPIC`, `LITERAL`, `READ`, ...).
+            pub fn name(self) -> &'static str {
+                match self { $($name::$variant => $text),* }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
+}
+
+acl_enum! {
+    /// What an ACL protects (Kafka's `ResourceType`). `Any` appears only in filters.
+    ResourceType {
+        Unknown = 0, "UNKNOWN";
+        Any = 1, "ANY";
+        Topic = 2, "TOPIC";
+        Group = 3, "GROUP";
+        Cluster = 4, "CLUSTER";
+        TransactionalId = 5, "TRANSACTIONAL_ID";
+        DelegationToken = 6, "DELEGATION_TOKEN";
+        User = 7, "USER";
+    }
+}
+
+acl_enum! {
+    /// How an ACL's resource name matches (Kafka's `PatternType`). `Any` and `Match` appear
+    /// only in filters.
+    PatternType {
+        Unknown = 0, "UNKNOWN";
+        Any = 1, "ANY";
+        Match = 2, "MATCH";
+        Literal = 3, "LITERAL";
+        Prefixed = 4, "PREFIXED";
+    }
+}
+
+acl_enum! {
+    /// What an ACL allows or denies (Kafka's `AclOperation`). `Any` appears only in filters.
+    AclOperation {
+        Unknown = 0, "UNKNOWN";
+        Any = 1, "ANY";
+        All = 2, "ALL";
+        Read = 3, "READ";
+        Write = 4, "WRITE";
+        Create = 5, "CREATE";
+        Delete = 6, "DELETE";
+        Alter = 7, "ALTER";
+        Describe = 8, "DESCRIBE";
+        ClusterAction = 9, "CLUSTER_ACTION";
+        DescribeConfigs = 10, "DESCRIBE_CONFIGS";
+        AlterConfigs = 11, "ALTER_CONFIGS";
+        IdempotentWrite = 12, "IDEMPOTENT_WRITE";
+        CreateTokens = 13, "CREATE_TOKENS";
+        DescribeTokens = 14, "DESCRIBE_TOKENS";
+    }
+}
+
+acl_enum! {
+    /// Whether an ACL allows or denies (Kafka's `AclPermissionType`). `Any` appears only in
+    /// filters.
+    PermissionType {
+        Unknown = 0, "UNKNOWN";
+        Any = 1, "ANY";
+        Deny = 2, "DENY";
+        Allow = 3, "ALLOW";
+    }
+}
+
+/// One ACL, as Kafka's `AclBinding`: a resource pattern and an access control entry.
+/// Only concrete values are stored (never ANY, MATCH or UNKNOWN): CreateAcls refuses them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AclBinding {
+    pub resource_type: ResourceType,
+    pub resource_name: String,
+    pub pattern_type: PatternType,
+    /// `User:alice`, or `User:*` for every principal.
+    pub principal: String,
+    /// An IP address, or `*` for every host.
+    pub host: String,
+    pub operation: AclOperation,
+    pub permission_type: PermissionType,
+}
+
+impl AclBinding {
+    /// Where the binding is stored, below the store's ACL prefix: one key per binding, so
+    /// adding or removing one never rewrites another, and a binding added twice is stored
+    /// once. Readable: `TOPIC/PREFIXED/orders-/User:alice/*/READ/ALLOW`.
+    pub fn storage_key(&self) -> String {
+        fn escape(s: &str) -> String {
+            s.replace('%', "%25").replace('/', "%2F")
+        }
+        format!(
+            "{}/{}/{}/{}/{}/{}/{}",
+            self.resource_type,
+            self.pattern_type,
+            escape(&self.resource_name),
+            escape(&self.principal),
+            escape(&self.host),
+            self.operation,
+            self.permission_type
+        )
+    }
+}
+
+/// One part of a client-quota entity (Kafka's `ClientQuotaEntity`): a named user or client
+/// id, or the default one (`<default>` in `kafka-configs`, a null name on the wire).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum QuotaName {
+    Default,
+    Named(String),
+}
+
+/// What a client quota applies to: a user, a client id, or a client id of a user (Kafka's
+/// `/config/users/<user>/clients/<client-id>` and its shorter forms). At least one is set.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct QuotaEntity {
+    pub user: Option<QuotaName>,
+    pub client_id: Option<QuotaName>,
+}
+
+impl QuotaEntity {
+    /// Where the entity's quotas are stored below the store's quota prefix, readable:
+    /// `user=alice/client-id=<default>`.
+    pub fn storage_key(&self) -> String {
+        fn part(kind: &str, name: &QuotaName) -> String {
+            match name {
+                QuotaName::Default => format!("{kind}=<default>"),
+                QuotaName::Named(n) => format!("{kind}={}", n.replace('%', "%25").replace('/', "%2F")),
+            }
+        }
+        let parts: Vec<String> =
+            [self.user.as_ref().map(|u| part("user", u)), self.client_id.as_ref().map(|c| part("client-id", c))]
+                .into_iter()
+                .flatten()
+                .collect();
+        parts.join("/")
+    }
+}
+
+/// An entity's quota values by Kafka's key (`producer_byte_rate`, `consumer_byte_rate`,
+/// `request_percentage`, ...).
+pub type QuotaValues = BTreeMap<String, f64>;
+
+/// An entity's quotas as stored: the entity beside its values, so a reader needs no key
+/// parsing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredQuota {
+    pub entity: QuotaEntity,
+    pub values: QuotaValues,
+}
+
+/// Applies AlterClientQuotas changes: `Some` sets a value, `None` removes it.
+pub fn apply_quota_changes(values: &mut QuotaValues, changes: &[(String, Option<f64>)]) {
+    for (key, value) in changes {
+        match value {
+            Some(v) => {
+                values.insert(key.clone(), *v);
+            }
+            None => {
+                values.remove(key);
+            }
+        }
+    }
+}

@@ -4,8 +4,9 @@
 use std::time::{Duration, Instant};
 
 use rivulet_metadata::{
-    BrokerRegistration, EtcdLocation, EtcdMetadataStore, MetadataError, MetadataStore, NewTopic, PartitionState,
-    ScramChange, ScramCredential,
+    AclBinding, AclOperation, BrokerRegistration, EtcdLocation, EtcdMetadataStore, MetadataError, MetadataStore,
+    NewTopic, PartitionState, PatternType, PermissionType, QuotaEntity, QuotaName, ResourceType, ScramChange,
+    ScramCredential,
 };
 use rivulet_test_support::Etcd;
 
@@ -294,4 +295,64 @@ async fn scram_changes_through_two_brokers_at_once_are_both_kept() {
     assert!(b.alter_user_scram_credentials("user-0", delete("SCRAM-SHA-512")).await.unwrap());
     assert!(!a.alter_user_scram_credentials("user-0", delete("SCRAM-SHA-512")).await.unwrap());
     assert!(!b.scram_users().await.unwrap().contains_key("user-0"));
+}
+
+#[tokio::test]
+async fn acls_written_through_one_broker_are_in_the_others_snapshot() {
+    let etcd = Etcd::start();
+    let a = connect(&etcd, "acls").await;
+    let b = connect(&etcd, "acls").await;
+    let acl = |name: &str, principal: &str, operation: AclOperation| AclBinding {
+        resource_type: ResourceType::Topic,
+        // A '/' in a name must not break the key layout.
+        resource_name: name.to_string(),
+        pattern_type: PatternType::Prefixed,
+        principal: principal.to_string(),
+        host: "*".to_string(),
+        operation,
+        permission_type: PermissionType::Allow,
+    };
+    let read = acl("orders/eu-", "User:alice", AclOperation::Read);
+    let write = acl("orders/eu-", "User:bob", AclOperation::Write);
+    // Both brokers add at the same moment, one of them twice: each binding is stored once.
+    let (both, one) = ([read.clone(), write.clone()], [read.clone()]);
+    let (ra, rb) = tokio::join!(a.create_acls(&both), b.create_acls(&one));
+    ra.unwrap();
+    rb.unwrap();
+    assert_eq!(b.acls().await.unwrap(), vec![read.clone(), write.clone()]);
+    assert_eq!(b.snapshot().await.unwrap().acls, vec![read.clone(), write.clone()]);
+    a.delete_acls(&[read.clone(), acl("absent", "User:x", AclOperation::Read)]).await.unwrap();
+    assert_eq!(b.snapshot().await.unwrap().acls, vec![write]);
+    // Another root is another cluster.
+    assert!(connect(&etcd, "other").await.acls().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn client_quota_changes_through_two_brokers_at_once_are_both_kept() {
+    let etcd = Etcd::start();
+    let a = connect(&etcd, "quotas").await;
+    let b = connect(&etcd, "quotas").await;
+    let entity = |user: &str| QuotaEntity {
+        user: Some(QuotaName::Named(user.to_string())),
+        client_id: Some(QuotaName::Default),
+    };
+    for i in 0..10 {
+        let user = entity(&format!("user/{i}"));
+        let (produce, fetch) =
+            ([("producer_byte_rate".to_string(), Some(1024.0))], [("consumer_byte_rate".to_string(), Some(2048.0))]);
+        let (ra, rb) = tokio::join!(a.alter_client_quotas(&user, &produce), b.alter_client_quotas(&user, &fetch));
+        ra.unwrap();
+        rb.unwrap();
+    }
+    let quotas = b.snapshot().await.unwrap().quotas;
+    assert_eq!(quotas.len(), 10);
+    for (entity, values) in &quotas {
+        assert_eq!(values.len(), 2, "{entity:?}: {values:?}");
+    }
+    // Removing every value removes the entity.
+    let user = entity("user/0");
+    let remove = [("producer_byte_rate".to_string(), None), ("consumer_byte_rate".to_string(), None)];
+    a.alter_client_quotas(&user, &remove).await.unwrap();
+    assert!(!b.client_quotas().await.unwrap().iter().any(|(e, _)| *e == user));
+    assert_eq!(b.client_quotas().await.unwrap().len(), 9);
 }

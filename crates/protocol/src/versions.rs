@@ -75,6 +75,13 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     // SCRAM credentials in the metadata store (KIP-554).
     api(ApiKey::DescribeUserScramCredentials, 0, 0),
     api(ApiKey::AlterUserScramCredentials, 0, 0),
+    // ACLs (KIP-140, KIP-290), answered SECURITY_DISABLED without an authorizer.
+    api(ApiKey::DescribeAcls, 1, 3),
+    api(ApiKey::CreateAcls, 1, 3),
+    api(ApiKey::DeleteAcls, 1, 3),
+    // Client quotas (KIP-546): byte rates per user and client id.
+    api(ApiKey::DescribeClientQuotas, 0, 1),
+    api(ApiKey::AlterClientQuotas, 0, 1),
 ];
 
 /// The row for `key`, if Rivulet serves that API at all.

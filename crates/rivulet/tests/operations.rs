@@ -42,8 +42,9 @@ fn invalid_values_stop_the_broker_with_the_key_named() {
     assert!(stderr.contains("/no/such/server.properties"), "{stderr}");
 }
 
-/// Fail closed: a server.properties asking for TLS, SASL or an authorizer stops the broker
-/// with the key named, rather than serving plaintext on a listener called SSL.
+/// Fail closed: a server.properties asking for TLS, SASL or an authorizer that is not
+/// enforced stops the broker with the key named, rather than serving plaintext on a
+/// listener called SSL.
 #[test]
 fn unenforced_security_settings_stop_the_broker_with_the_key_named() {
     let port = free_port();
@@ -54,11 +55,11 @@ fn unenforced_security_settings_stop_the_broker_with_the_key_named() {
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "port {port} must not be open");
     let stderr = run_and_fail(&["--override", "sasl.enabled.mechanisms=PLAIN"]);
     assert!(stderr.contains("sasl.enabled.mechanisms=PLAIN"), "{stderr}");
-    let stderr =
-        run_and_fail(&["--override", "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer"]);
+    let stderr = run_and_fail(&["--override", "authorizer.class.name=com.example.CustomAuthorizer"]);
     assert!(stderr.contains("authorizer.class.name="), "{stderr}");
+    // Without an authorizer, super.users would grant nothing and deny nothing.
     let stderr = run_and_fail(&["--override", "super.users=User:admin"]);
-    assert!(stderr.contains("super.users="), "{stderr}");
+    assert!(stderr.contains("super.users=") && stderr.contains("no authorizer.class.name"), "{stderr}");
 }
 
 #[test]

@@ -1,9 +1,12 @@
 //! AddOffsetsToTxn (key 25): the group's `__consumer_offsets` partition joins the
 //! transaction, so its offsets commit or abort with it.
+//! Needs WRITE on the transactional id and READ on the group.
 
 use std::sync::Arc;
 
+use rivulet_metadata::{AclOperation, ResourceType};
 use rivulet_protocol::kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
+use rivulet_protocol::ResponseError;
 
 use super::{code, fenced_error};
 use crate::broker::Broker;
@@ -12,6 +15,14 @@ use crate::request_context::RequestContext;
 
 pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {
     let version = ctx.api_version;
+    if !broker.authorized(ctx, AclOperation::Write, ResourceType::TransactionalId, request.transactional_id.0.as_str())
+    {
+        return AddOffsetsToTxnResponse::default()
+            .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
+    if !broker.authorized(ctx, AclOperation::Read, ResourceType::Group, request.group_id.0.as_str()) {
+        return AddOffsetsToTxnResponse::default().with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     let partition = broker.groups.partition_of(request.group_id.0.as_str());
     let outcome = broker.txns.add_partitions(
         request.transactional_id.0.as_str(),

@@ -136,15 +136,32 @@ pub(super) fn apply_broker_incremental(
     Ok(next)
 }
 
+/// ALTER_CONFIGS on the topic, or on the cluster for broker configs, as Kafka checks
+/// before anything else about the resource.
+pub(super) fn alter_denied(broker: &Broker, ctx: &RequestContext, resource_type: i8, name: &str) -> Outcome {
+    use rivulet_metadata::{AclOperation, ResourceType};
+    match resource_type {
+        RESOURCE_TOPIC if !broker.authorized(ctx, AclOperation::AlterConfigs, ResourceType::Topic, name) => {
+            Some((ResponseError::TopicAuthorizationFailed, "Topic authorization failed.".to_string()))
+        }
+        RESOURCE_BROKER if !broker.authorized_cluster(ctx, AclOperation::AlterConfigs) => {
+            Some((ResponseError::ClusterAuthorizationFailed, "Cluster authorization failed.".to_string()))
+        }
+        _ => None,
+    }
+}
+
 pub(super) fn unsupported_resource(resource_type: i8) -> Outcome {
     Some((ResponseError::InvalidRequest, format!("Unsupported resource type {resource_type}")))
 }
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, request: AlterConfigsRequest) -> AlterConfigsResponse {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: AlterConfigsRequest) -> AlterConfigsResponse {
     let mut responses = Vec::with_capacity(request.resources.len());
     for resource in request.resources {
         let name = resource.resource_name.to_string();
+        let denied = alter_denied(broker, ctx, resource.resource_type, &name);
         let outcome = match resource.resource_type {
+            _ if denied.is_some() => denied,
             RESOURCE_TOPIC => {
                 let mut configs = BTreeMap::new();
                 let mut null = None;

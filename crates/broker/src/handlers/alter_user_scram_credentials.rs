@@ -37,9 +37,18 @@ fn result(user: &str, error: Option<(ResponseError, String)>) -> AlterUserScramC
 
 pub async fn handle(
     broker: &Arc<Broker>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     request: AlterUserScramCredentialsRequest,
 ) -> AlterUserScramCredentialsResponse {
+    // ALTER on the cluster, as Kafka checks: every user named gets the error.
+    if !broker.authorized_cluster(ctx, rivulet_metadata::AclOperation::Alter) {
+        let denied = (ResponseError::ClusterAuthorizationFailed, "Cluster authorization failed.".to_string());
+        let mut users: Vec<String> = request.deletions.iter().map(|d| d.name.to_string()).collect();
+        users.extend(request.upsertions.iter().map(|u| u.name.to_string()));
+        users.dedup();
+        return AlterUserScramCredentialsResponse::default()
+            .with_results(users.iter().map(|u| result(u, Some(denied.clone()))).collect());
+    }
     // Users in request order, each with its changes; a user named twice (in either
     // list) is refused whole, as Kafka refuses it.
     let mut order: Vec<String> = Vec::new();

@@ -1,9 +1,9 @@
 //! CreatePartitions (key 37): grow a topic's partition count (`kafka-topics --alter
-//! --partitions N`). Partitions can only be added, as in Kafka.
+//! --partitions N`). Partitions can only be added, as in Kafka. Needs ALTER on the topic.
 
 use std::collections::HashSet;
 
-use rivulet_metadata::MetadataError;
+use rivulet_metadata::{AclOperation, MetadataError, ResourceType};
 use rivulet_protocol::kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use rivulet_protocol::kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 use rivulet_protocol::ResponseError;
@@ -16,7 +16,7 @@ use crate::request_context::RequestContext;
 
 pub async fn handle(
     broker: &Arc<Broker>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     request: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
     let deadline = deadline_in(request.timeout_ms);
@@ -35,6 +35,10 @@ pub async fn handle(
         };
         if duplicates.contains(&name) {
             results.push(refuse(ResponseError::InvalidRequest, format!("Duplicate topic in request: {name}")));
+            continue;
+        }
+        if !broker.authorized(ctx, AclOperation::Alter, ResourceType::Topic, &name) {
+            results.push(refuse(ResponseError::TopicAuthorizationFailed, "Authorization failed.".to_string()));
             continue;
         }
         let Some(existing) = broker.replicas.topics.get(&name) else {

@@ -1,9 +1,12 @@
 //! CreateTopics (key 19): validate each topic as Kafka's controller does, then create it
 //! (or, with `validate_only`, only say whether it could be created).
+//!
+//! With an authorizer: CREATE on the cluster or the topic (TOPIC_AUTHORIZATION_FAILED);
+//! the created topic's configs are returned only with DESCRIBE_CONFIGS on it.
 
 use std::collections::{BTreeMap, HashSet};
 
-use rivulet_metadata::{MetadataError, NewTopic};
+use rivulet_metadata::{AclOperation, MetadataError, NewTopic, ResourceType};
 use rivulet_protocol::kafka_protocol::messages::create_topics_request::CreatableTopic;
 use rivulet_protocol::kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
 use rivulet_protocol::kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
@@ -156,6 +159,8 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: CreateT
                 ResponseError::InvalidRequest,
                 format!("Create topics request from client contains duplicate topic name {name}"),
             ))
+        } else if !broker.may_create_topic(ctx, &name) {
+            Err(refuse(ResponseError::TopicAuthorizationFailed, "Authorization failed."))
         } else {
             validate(broker, topic, &live)
         };
@@ -168,10 +173,15 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: CreateT
                 continue;
             }
         };
-        let configs = (version >= 5).then(|| describe(broker, &new_topic.configs));
+        let configs_visible = broker.may(ctx, AclOperation::DescribeConfigs, ResourceType::Topic, &name);
+        let configs = (version >= 5 && configs_visible).then(|| describe(broker, &new_topic.configs));
+        let config_error = if configs_visible { 0 } else { ResponseError::TopicAuthorizationFailed.code() };
         let shape = |r: CreatableTopicResult, partitions: i32, rf: i16| {
             if version >= 5 {
-                r.with_num_partitions(partitions).with_replication_factor(rf).with_configs(configs.clone())
+                r.with_num_partitions(partitions)
+                    .with_replication_factor(rf)
+                    .with_configs(configs.clone())
+                    .with_topic_config_error_code(config_error)
             } else {
                 r
             }

@@ -7,10 +7,13 @@
 //! every in-sync follower has followed (they learn the new start from their next fetch) and
 //! reports the resulting low watermark. A partition whose followers did not follow in time
 //! gets REQUEST_TIMED_OUT.
+//!
+//! Needs DELETE on each topic (TOPIC_AUTHORIZATION_FAILED).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use rivulet_metadata::{AclOperation, ResourceType};
 use rivulet_protocol::kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
@@ -57,13 +60,14 @@ fn delete_on_leader(broker: &Broker, replica: &Replica, requested: i64, internal
 
 pub async fn handle(
     broker: &Arc<Broker>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     request: DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
     let mut pending = Vec::new();
     let mut topics: Vec<DeleteRecordsTopicResult> = Vec::with_capacity(request.topics.len());
     for (t, wanted) in request.topics.into_iter().enumerate() {
         let topic = broker.replicas.topics.get(wanted.name.0.as_str());
+        let denied = !broker.authorized(ctx, AclOperation::Delete, ResourceType::Topic, wanted.name.0.as_str());
         let mut partitions = Vec::with_capacity(wanted.partitions.len());
         for (p, requested) in wanted.partitions.iter().enumerate() {
             let result = DeleteRecordsPartitionResult::default()
@@ -71,6 +75,7 @@ pub async fn handle(
                 .with_low_watermark(-1);
             let found = topic.as_ref().and_then(|t| t.replica(requested.partition_index).map(|r| (t, r)));
             let outcome = match found {
+                _ if denied => Err(ResponseError::TopicAuthorizationFailed),
                 None => Err(ResponseError::UnknownTopicOrPartition),
                 Some((topic, _)) if topic.record.internal => Err(ResponseError::InvalidTopicException),
                 Some((_, replica)) if !replica.is_leader() => Err(ResponseError::NotLeaderOrFollower),

@@ -1,6 +1,7 @@
-//! DeleteTopics (key 20): by name (v1-v5) or by name or topic id (v6+).
+//! DeleteTopics (key 20): by name (v1-v5) or by name or topic id (v6+). Needs DELETE on
+//! the topic (TOPIC_AUTHORIZATION_FAILED, whether or not a named topic exists).
 
-use rivulet_metadata::MetadataError;
+use rivulet_metadata::{AclOperation, MetadataError, ResourceType};
 use rivulet_protocol::kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use rivulet_protocol::kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 use rivulet_protocol::ResponseError;
@@ -27,6 +28,12 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: DeleteT
             None => broker.replicas.topics.get_by_id(&topic_id),
         };
         let result = DeletableTopicResult::default().with_name(name.clone()).with_topic_id(topic_id);
+        let checked_name =
+            name.as_ref().map(|n| n.0.to_string()).or_else(|| topic.as_ref().map(|t| t.record.name.clone()));
+        if checked_name.is_some_and(|n| !broker.authorized(ctx, AclOperation::Delete, ResourceType::Topic, &n)) {
+            responses.push(result.with_error_code(ResponseError::TopicAuthorizationFailed.code()));
+            continue;
+        }
         let Some(topic) = topic else {
             let error =
                 if name.is_none() { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };

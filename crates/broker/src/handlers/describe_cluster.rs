@@ -36,5 +36,12 @@ pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: DescribeClust
                 .with_rack(b.rack.map(str_bytes))
         })
         .collect();
+    if request.include_cluster_authorized_operations {
+        response.cluster_authorized_operations = broker.authorized_operations(
+            ctx,
+            rivulet_metadata::ResourceType::Cluster,
+            crate::security::authorizer::CLUSTER_NAME,
+        );
+    }
     response
 }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use rivulet_metadata::{AclOperation, ResourceType};
 use rivulet_protocol::kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
@@ -88,7 +89,7 @@ fn synonyms(
     out
 }
 
-pub fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, request: DescribeConfigsRequest) -> DescribeConfigsResponse {
+pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let results = request
         .resources
         .into_iter()
@@ -96,6 +97,26 @@ pub fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, request: DescribeConf
             let result = DescribeConfigsResult::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
+            // DESCRIBE_CONFIGS on the topic, or on the cluster for broker configs.
+            let denied = match resource.resource_type {
+                RESOURCE_TOPIC
+                    if !broker.authorized(
+                        ctx,
+                        AclOperation::DescribeConfigs,
+                        ResourceType::Topic,
+                        resource.resource_name.as_str(),
+                    ) =>
+                {
+                    Some(ResponseError::TopicAuthorizationFailed)
+                }
+                RESOURCE_BROKER if !broker.authorized_cluster(ctx, AclOperation::DescribeConfigs) => {
+                    Some(ResponseError::ClusterAuthorizationFailed)
+                }
+                _ => None,
+            };
+            if let Some(error) = denied {
+                return result.with_error_code(error.code()).with_error_message(Some(str_bytes(error.to_string())));
+            }
             match resource.resource_type {
                 RESOURCE_TOPIC => {
                     let Some(topic) = broker.replicas.topics.get(resource.resource_name.as_str()) else {

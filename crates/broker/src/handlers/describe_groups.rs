@@ -1,7 +1,9 @@
-//! DescribeGroups (key 15): state, protocol and members of classic groups.
+//! DescribeGroups (key 15): state, protocol and members of classic groups. Needs DESCRIBE
+//! on each group (GROUP_AUTHORIZATION_FAILED).
 
 use std::sync::Arc;
 
+use rivulet_metadata::{AclOperation, ResourceType};
 use rivulet_protocol::kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use rivulet_protocol::kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use rivulet_protocol::ResponseError;
@@ -17,6 +19,19 @@ pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: DescribeGroup
         .into_iter()
         .map(|group_id| {
             let described = DescribedGroup::default().with_group_id(group_id.clone());
+            if !broker.authorized(ctx, AclOperation::Describe, ResourceType::Group, group_id.0.as_str()) {
+                return described.with_error_code(ResponseError::GroupAuthorizationFailed.code());
+            }
+            // v3+ may ask for the operations the principal may perform on the group.
+            let described = if version >= 3 && request.include_authorized_operations {
+                described.with_authorized_operations(broker.authorized_operations(
+                    ctx,
+                    ResourceType::Group,
+                    group_id.0.as_str(),
+                ))
+            } else {
+                described
+            };
             if let Some(error) = broker.groups.status(group_id.0.as_str()) {
                 return described.with_error_code(error.code());
             }

@@ -19,7 +19,13 @@ use super::str_bytes;
 use crate::broker::Broker;
 use crate::request_context::RequestContext;
 
-pub fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, request: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
+pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
+    // DESCRIBE on the cluster, as Kafka checks (v3+ carries the error; older versions see
+    // no log dirs).
+    if !broker.authorized_cluster(ctx, rivulet_metadata::AclOperation::Describe) {
+        return DescribeLogDirsResponse::default()
+            .with_error_code(rivulet_protocol::ResponseError::ClusterAuthorizationFailed.code());
+    }
     // `None` asks for every partition.
     let wanted: Option<HashSet<(String, i32)>> = request.topics.map(|topics| {
         topics.iter().flat_map(|t| t.partitions.iter().map(move |&p| (t.topic.0.to_string(), p))).collect()

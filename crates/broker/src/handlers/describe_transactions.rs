@@ -1,9 +1,11 @@
 //! DescribeTransactions (key 65): the state of each named transactional id
 //! (`kafka-transactions --describe`).
+//! Needs DESCRIBE on each transactional id; topics without DESCRIBE are left out.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use rivulet_metadata::{AclOperation, ResourceType};
 use rivulet_protocol::kafka_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
 use rivulet_protocol::kafka_protocol::messages::{
     DescribeTransactionsRequest, DescribeTransactionsResponse, ProducerId, TopicName,
@@ -16,7 +18,7 @@ use crate::request_context::RequestContext;
 
 pub fn handle(
     broker: &Arc<Broker>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     request: DescribeTransactionsRequest,
 ) -> DescribeTransactionsResponse {
     let states = request
@@ -24,13 +26,21 @@ pub fn handle(
         .into_iter()
         .map(|id| {
             let state = TransactionState::default().with_transactional_id(id.clone());
+            if !broker.authorized(ctx, AclOperation::Describe, ResourceType::TransactionalId, id.0.as_str()) {
+                return state
+                    .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
+                    .with_producer_id(ProducerId(-1));
+            }
             let Some(value) = broker.txns.describe(id.0.as_str()) else {
                 return state
                     .with_error_code(ResponseError::TransactionalIdNotFound.code())
                     .with_producer_id(ProducerId(-1));
             };
             let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-            for (topic, partition) in &value.partitions {
+            // Topics the principal may not DESCRIBE are left out, as Kafka does.
+            for (topic, partition) in
+                value.partitions.iter().filter(|(t, _)| broker.may(ctx, AclOperation::Describe, ResourceType::Topic, t))
+            {
                 topics.entry(topic.as_str()).or_default().push(*partition);
             }
             let topics = topics

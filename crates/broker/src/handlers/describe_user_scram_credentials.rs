@@ -1,8 +1,7 @@
 //! DescribeUserScramCredentials (key 50, KIP-554): each user's SCRAM mechanisms and
 //! iterations — never salts or keys — as Kafka's `ScramImage.describe` answers.
 //!
-//! No authorizer exists yet, so any client may describe (Kafka without an authorizer
-//! allows the same).
+//! Needs DESCRIBE on the cluster (CLUSTER_AUTHORIZATION_FAILED).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -39,10 +38,15 @@ fn failed(user: &str, error: ResponseError, message: String) -> DescribeUserScra
 
 pub async fn handle(
     broker: &Arc<Broker>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     request: DescribeUserScramCredentialsRequest,
 ) -> DescribeUserScramCredentialsResponse {
     let response = DescribeUserScramCredentialsResponse::default();
+    if !broker.authorized_cluster(ctx, rivulet_metadata::AclOperation::Describe) {
+        return response
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+            .with_error_message(Some(str_bytes("Cluster authorization failed.")));
+    }
     let all = match broker.metadata.scram_users().await {
         Ok(all) => all,
         Err(e) => {

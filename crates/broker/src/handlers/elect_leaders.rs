@@ -36,6 +36,27 @@ fn message(error: ResponseError, topic: &str, partition: i32) -> String {
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: ElectLeadersRequest) -> ElectLeadersResponse {
     let version = ctx.api_version;
     let deadline = deadline_in(request.timeout_ms);
+    // ALTER on the cluster, as Kafka checks.
+    if !broker.authorized_cluster(ctx, rivulet_metadata::AclOperation::Alter) {
+        let error = ResponseError::ClusterAuthorizationFailed;
+        if version >= 1 {
+            return ElectLeadersResponse::default().with_error_code(error.code());
+        }
+        let results = request
+            .topic_partitions
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| {
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|&p| PartitionResult::default().with_partition_id(p).with_error_code(error.code()))
+                    .collect();
+                ReplicaElectionResult::default().with_topic(t.topic).with_partition_result(partitions)
+            })
+            .collect();
+        return ElectLeadersResponse::default().with_replica_election_results(results);
+    }
     let election =
         if version >= 1 && request.election_type == UNCLEAN { ElectionType::Unclean } else { ElectionType::Preferred };
     let wanted: Option<Vec<(String, i32)>> = request.topic_partitions.map(|topics| {

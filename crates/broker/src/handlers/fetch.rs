@@ -6,6 +6,9 @@
 //! high watermark and may return the follower to the ISR. Consumers read up to the high
 //! watermark (or the last stable offset). Only the leader serves a partition.
 //!
+//! With an authorizer a consumer needs READ on each topic, a follower CLUSTER_ACTION on
+//! the cluster; partitions of a denied topic get TOPIC_AUTHORIZATION_FAILED, as in Kafka.
+//!
 //! Sessions (KIP-227) are not kept: every response carries session id 0, which tells the
 //! Java client to keep sending full fetch requests. Only partitions the client asked for
 //! are ever returned, in the order it asked.
@@ -13,6 +16,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rivulet_metadata::{AclOperation, ResourceType};
 use rivulet_protocol::kafka_protocol::messages::fetch_response::AbortedTransaction;
 use rivulet_protocol::kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use rivulet_protocol::kafka_protocol::messages::ProducerId;
@@ -24,6 +28,7 @@ use tokio::time::Instant;
 use super::{check_leader_epoch, code};
 use crate::broker::Broker;
 use crate::metrics::METRICS;
+use crate::quota::QuotaType;
 use crate::request_context::RequestContext;
 
 /// `isolation_level` of a read_committed consumer.
@@ -45,8 +50,41 @@ fn follower_id(request: &FetchRequest, version: i16) -> Option<i32> {
     (id >= 0).then_some(id)
 }
 
+/// Which of the request's topics (by position) the principal may not read; empty when
+/// every one may be read.
+fn denied_topics(broker: &Broker, ctx: &RequestContext, request: &FetchRequest) -> Vec<bool> {
+    if broker.authorizer.is_none() {
+        return Vec::new();
+    }
+    if follower_id(request, ctx.api_version).is_some() {
+        let allowed = broker.authorized_cluster(ctx, AclOperation::ClusterAction);
+        return vec![!allowed; request.topics.len()];
+    }
+    request
+        .topics
+        .iter()
+        .map(|wanted| {
+            let name = if ctx.api_version >= 13 {
+                match broker.replicas.topics.get_by_id(&wanted.topic_id) {
+                    Some(topic) => topic.record.name.clone(),
+                    // An unknown id stays UNKNOWN_TOPIC_ID.
+                    None => return false,
+                }
+            } else {
+                wanted.topic.0.to_string()
+            };
+            !broker.authorized(ctx, AclOperation::Read, ResourceType::Topic, &name)
+        })
+        .collect()
+}
+
 /// One pass over every requested partition. Returns the response and the bytes it holds.
-fn read_once(broker: &Arc<Broker>, request: &FetchRequest, version: i16) -> (FetchResponse, usize, bool) {
+fn read_once(
+    broker: &Arc<Broker>,
+    request: &FetchRequest,
+    version: i16,
+    denied: &[bool],
+) -> (FetchResponse, usize, bool) {
     let mut remaining = usize::try_from(request.max_bytes).unwrap_or(0);
     let mut total = 0usize;
     let mut any_error = false;
@@ -58,7 +96,22 @@ fn read_once(broker: &Arc<Broker>, request: &FetchRequest, version: i16) -> (Fet
         None => Isolation::ReadUncommitted,
     };
     let mut responses = Vec::with_capacity(request.topics.len());
-    for wanted in &request.topics {
+    for (position, wanted) in request.topics.iter().enumerate() {
+        if denied.get(position).copied().unwrap_or(false) {
+            any_error = true;
+            let partitions = wanted
+                .partitions
+                .iter()
+                .map(|p| partition_error(p.partition, ResponseError::TopicAuthorizationFailed))
+                .collect();
+            responses.push(
+                FetchableTopicResponse::default()
+                    .with_topic(wanted.topic.clone())
+                    .with_topic_id(wanted.topic_id)
+                    .with_partitions(partitions),
+            );
+            continue;
+        }
         let topic = if version >= 13 {
             broker.replicas.topics.get_by_id(&wanted.topic_id)
         } else {
@@ -162,15 +215,49 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: FetchRe
     let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
     // Subscribe before reading so an append between the read and the wait is not missed.
     let mut appended = broker.replicas.subscribe_appends();
-    loop {
-        let (response, bytes, any_error) = read_once(broker, &request, version);
+    let denied = denied_topics(broker, ctx, &request);
+    // A consumer under a byte-rate quota reads at most what the quota allows in a window.
+    let mut request = request;
+    if follower_id(&request, version).is_none() {
+        if let Some(max) = broker.quotas.max_in_window(QuotaType::Fetch, &ctx.principal.name, ctx.client_id.as_str()) {
+            request.max_bytes = request.max_bytes.min(i32::try_from(max).unwrap_or(i32::MAX).max(1));
+        }
+    }
+    let (response, bytes) = loop {
+        let (response, bytes, any_error) = read_once(broker, &request, version, &denied);
         if bytes >= min_bytes || any_error || Instant::now() >= deadline || request.topics.is_empty() {
-            return response;
+            break (response, bytes);
         }
         match tokio::time::timeout_at(deadline, appended.changed()).await {
             Ok(Ok(())) => continue,
             // Deadline reached (or the broker is shutting down): answer with what is there.
-            Ok(Err(_)) | Err(_) => return read_once(broker, &request, version).0,
+            Ok(Err(_)) | Err(_) => {
+                let (response, bytes, _) = read_once(broker, &request, version, &denied);
+                break (response, bytes);
+            }
         }
+    };
+    throttled(broker, ctx, &request, response, bytes)
+}
+
+/// Applies a consumer's byte-rate quota, as Kafka's `handleFetchRequest`: a fetch that
+/// would take the client over its quota is answered without records (and its bytes not
+/// counted) and with the time to wait; the connection then waits it out.
+fn throttled(
+    broker: &Broker,
+    ctx: &RequestContext,
+    request: &FetchRequest,
+    response: FetchResponse,
+    bytes: usize,
+) -> FetchResponse {
+    if broker.quotas.is_empty() || follower_id(request, ctx.api_version).is_some() {
+        return response;
     }
+    let throttle = broker.quotas.record(QuotaType::Fetch, &ctx.principal.name, ctx.client_id.as_str(), bytes);
+    if throttle.is_zero() {
+        return response;
+    }
+    broker.quotas.unrecord(QuotaType::Fetch, &ctx.principal.name, ctx.client_id.as_str(), bytes);
+    let throttle_ms = i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX);
+    FetchResponse::default().with_throttle_time_ms(throttle_ms)
 }

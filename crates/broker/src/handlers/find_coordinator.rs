@@ -1,6 +1,8 @@
 //! FindCoordinator (key 10): the coordinator of a group or transactional id is the leader
 //! of its partition of `__consumer_offsets` / `__transaction_state` (on a single node,
-//! this broker). v0-v3 carry one key; v4+ a batch of `coordinator_keys`.
+//! this broker). v0-v3 carry one key; v4+ a batch of `coordinator_keys`. Needs DESCRIBE
+//! on the group (GROUP_AUTHORIZATION_FAILED) or transactional id
+//! (TRANSACTIONAL_ID_AUTHORIZATION_FAILED).
 
 use std::sync::Arc;
 
@@ -9,7 +11,7 @@ use rivulet_protocol::kafka_protocol::messages::{BrokerId, FindCoordinatorReques
 use rivulet_protocol::kafka_protocol::protocol::StrBytes;
 use rivulet_protocol::ResponseError;
 
-use rivulet_metadata::BrokerRegistration;
+use rivulet_metadata::{AclOperation, BrokerRegistration, ResourceType};
 
 use super::str_bytes;
 use crate::broker::Broker;
@@ -23,16 +25,26 @@ const KEY_TYPE_TRANSACTION: i8 = 1;
 /// The broker coordinating `key`, or why there is none.
 fn check(
     broker: &Broker,
-    listener: &str,
+    ctx: &RequestContext,
     key_type: i8,
     key: &str,
 ) -> Result<BrokerRegistration, (ResponseError, String)> {
+    let listener: &str = &ctx.listener_name;
     let (topic, partition) = match key_type {
         KEY_TYPE_GROUP if key.is_empty() => {
             return Err((ResponseError::InvalidRequest, "Group id must not be empty".into()))
         }
         KEY_TYPE_TRANSACTION if key.is_empty() => {
             return Err((ResponseError::InvalidRequest, "Transactional id must not be empty".into()))
+        }
+        KEY_TYPE_GROUP if !broker.authorized(ctx, AclOperation::Describe, ResourceType::Group, key) => {
+            return Err((ResponseError::GroupAuthorizationFailed, "Group authorization failed.".into()))
+        }
+        KEY_TYPE_TRANSACTION if !broker.authorized(ctx, AclOperation::Describe, ResourceType::TransactionalId, key) => {
+            return Err((
+                ResponseError::TransactionalIdAuthorizationFailed,
+                "Transactional Id authorization failed.".into(),
+            ))
         }
         KEY_TYPE_GROUP => (OFFSETS_TOPIC, broker.groups.partition_of(key)),
         KEY_TYPE_TRANSACTION => (TRANSACTION_STATE_TOPIC, broker.txns.partition_of(key)),
@@ -52,7 +64,7 @@ pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: FindCoordinat
     let version = ctx.api_version;
     if version < 4 {
         let response = FindCoordinatorResponse::default();
-        return match check(broker, &ctx.listener_name, request.key_type, request.key.as_str()) {
+        return match check(broker, ctx, request.key_type, request.key.as_str()) {
             Ok(node) => response
                 .with_node_id(BrokerId(node.node_id))
                 .with_host(str_bytes(node.host))
@@ -72,7 +84,7 @@ pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: FindCoordinat
         .into_iter()
         .map(|key: StrBytes| {
             let coordinator = Coordinator::default().with_key(key.clone());
-            match check(broker, &ctx.listener_name, request.key_type, key.as_str()) {
+            match check(broker, ctx, request.key_type, key.as_str()) {
                 Ok(node) => coordinator
                     .with_node_id(BrokerId(node.node_id))
                     .with_host(str_bytes(node.host))

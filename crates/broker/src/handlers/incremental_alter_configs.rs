@@ -11,7 +11,8 @@ use rivulet_protocol::kafka_protocol::messages::incremental_alter_configs_respon
 use rivulet_protocol::kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 
 use super::alter_configs::{
-    alter_broker, alter_topic, apply_broker_incremental, unsupported_resource, RESOURCE_BROKER, RESOURCE_TOPIC,
+    alter_broker, alter_denied, alter_topic, apply_broker_incremental, unsupported_resource, RESOURCE_BROKER,
+    RESOURCE_TOPIC,
 };
 use super::str_bytes;
 use crate::broker::Broker;
@@ -20,7 +21,7 @@ use crate::topic_config;
 
 pub async fn handle(
     broker: &Arc<Broker>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     request: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let mut responses = Vec::with_capacity(request.resources.len());
@@ -31,7 +32,9 @@ pub async fn handle(
             .iter()
             .map(|c| (c.name.to_string(), c.config_operation, c.value.as_ref().map(|v| v.to_string())))
             .collect();
+        let denied = alter_denied(broker, ctx, resource.resource_type, &name);
         let outcome = match resource.resource_type {
+            _ if denied.is_some() => denied,
             RESOURCE_TOPIC => {
                 alter_topic(broker, &name, request.validate_only, |current| {
                     topic_config::apply_incremental(current, &changes)

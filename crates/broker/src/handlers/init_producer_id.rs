@@ -1,15 +1,21 @@
 //! InitProducerId (key 22): a producer id for an idempotent producer, or — with a
 //! transactional id — the id and a bumped epoch from the transaction coordinator, which
 //! fences any older producer with the same transactional id.
+//!
+//! With an authorizer: WRITE on the transactional id (TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+//! an idempotent producer needs IDEMPOTENT_WRITE on the cluster or, since KIP-679, WRITE
+//! on any topic (CLUSTER_AUTHORIZATION_FAILED).
 
 use std::sync::Arc;
 
+use rivulet_metadata::{AclOperation, ResourceType};
 use rivulet_protocol::kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use rivulet_protocol::ResponseError;
 
 use super::fenced_error;
 use crate::broker::Broker;
 use crate::request_context::RequestContext;
+use crate::security::authorizer::CLUSTER_NAME;
 use crate::txn::ProducerIdAndEpoch;
 
 pub async fn handle(
@@ -27,6 +33,17 @@ pub async fn handle(
     if request.transactional_id.as_ref().is_some_and(|id| id.0.is_empty()) {
         // As Kafka's `TransactionCoordinator.handleInitProducerId`.
         return error(ResponseError::InvalidRequest);
+    }
+    match &request.transactional_id {
+        Some(id) if !broker.authorized(ctx, AclOperation::Write, ResourceType::TransactionalId, id.0.as_str()) => {
+            return error(ResponseError::TransactionalIdAuthorizationFailed);
+        }
+        None if !broker.may(ctx, AclOperation::IdempotentWrite, ResourceType::Cluster, CLUSTER_NAME)
+            && !broker.authorized_any(ctx, AclOperation::Write, ResourceType::Topic) =>
+        {
+            return error(ResponseError::ClusterAuthorizationFailed);
+        }
+        _ => {}
     }
     // A transactional id keeps its producer id across restarts; a fresh one is drawn in
     // case the id is new or its epoch is exhausted. Without a transactional id Kafka always

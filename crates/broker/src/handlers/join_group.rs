@@ -1,8 +1,10 @@
 //! JoinGroup (key 11): join a group and wait until the rebalance's join phase completes.
+//! Needs READ on the group (GROUP_AUTHORIZATION_FAILED).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use rivulet_metadata::{AclOperation, ResourceType};
 use rivulet_protocol::kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use rivulet_protocol::kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use rivulet_protocol::ResponseError;
@@ -40,6 +42,15 @@ fn encode(result: JoinResult, version: i16) -> JoinGroupResponse {
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: JoinGroupRequest) -> JoinGroupResponse {
     let version = ctx.api_version;
+    if !broker.authorized(ctx, AclOperation::Read, ResourceType::Group, request.group_id.0.as_str()) {
+        let denied = JoinResult {
+            error: Some(ResponseError::GroupAuthorizationFailed),
+            generation_id: -1,
+            member_id: request.member_id.to_string(),
+            ..Default::default()
+        };
+        return encode(denied, version);
+    }
     // v0 has no rebalance timeout: it is the session timeout.
     let rebalance_timeout_ms = if version == 0 { request.session_timeout_ms } else { request.rebalance_timeout_ms };
     let join = JoinRequest {

@@ -1,9 +1,12 @@
 //! LeaveGroup (key 13): one member (v0-v2) or a batch of members (v3+, KIP-345).
+//! Needs READ on the group (GROUP_AUTHORIZATION_FAILED).
 
 use std::sync::Arc;
 
+use rivulet_metadata::{AclOperation, ResourceType};
 use rivulet_protocol::kafka_protocol::messages::leave_group_response::MemberResponse;
 use rivulet_protocol::kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
+use rivulet_protocol::ResponseError;
 
 use super::code;
 use crate::broker::Broker;
@@ -12,6 +15,9 @@ use crate::request_context::RequestContext;
 pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: LeaveGroupRequest) -> LeaveGroupResponse {
     let version = ctx.api_version;
     let group_id = request.group_id.0.to_string();
+    if !broker.authorized(ctx, AclOperation::Read, ResourceType::Group, &group_id) {
+        return LeaveGroupResponse::default().with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     if version < 3 {
         let errors = broker.groups.leave(&group_id, &[(request.member_id.to_string(), None)]);
         return LeaveGroupResponse::default().with_error_code(code(errors.into_iter().next().flatten()));

@@ -1,22 +1,28 @@
-//! ListGroups (key 16), with the state (v4+) and type (v5+) filters.
+//! ListGroups (key 16), with the state (v4+) and type (v5+) filters. With an authorizer,
+//! DESCRIBE on the cluster lists every group; otherwise only groups the principal may
+//! DESCRIBE are listed, as Kafka does.
 
 use std::sync::Arc;
 
+use rivulet_metadata::{AclOperation, ResourceType};
 use rivulet_protocol::kafka_protocol::messages::list_groups_response::ListedGroup;
 use rivulet_protocol::kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::request_context::RequestContext;
+use crate::security::authorizer::CLUSTER_NAME;
 
 pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: ListGroupsRequest) -> ListGroupsResponse {
     let version = ctx.api_version;
     let states: Vec<String> = request.states_filter.iter().map(|s| s.to_ascii_lowercase()).collect();
     let types: Vec<String> = request.types_filter.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let all_visible = broker.may(ctx, AclOperation::Describe, ResourceType::Cluster, CLUSTER_NAME);
     let groups = broker
         .groups
         .list()
         .into_iter()
+        .filter(|(id, ..)| all_visible || broker.may(ctx, AclOperation::Describe, ResourceType::Group, id))
         .filter(|(_, _, state)| states.is_empty() || states.contains(&state.name().to_ascii_lowercase()))
         // Every group here is a classic group.
         .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))

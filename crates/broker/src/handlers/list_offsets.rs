@@ -1,8 +1,9 @@
 //! ListOffsets (key 2): earliest, latest, max-timestamp, or the first offset at or after a
-//! timestamp, per partition.
+//! timestamp, per partition. Needs DESCRIBE on each topic (TOPIC_AUTHORIZATION_FAILED).
 
 use std::sync::Arc;
 
+use rivulet_metadata::{AclOperation, ResourceType};
 use rivulet_protocol::kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -48,11 +49,15 @@ pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: ListOffsetsRe
         .into_iter()
         .map(|wanted| {
             let topic = broker.replicas.topics.get(wanted.name.0.as_str());
+            let denied = !broker.authorized(ctx, AclOperation::Describe, ResourceType::Topic, wanted.name.0.as_str());
             let partitions = wanted
                 .partitions
                 .iter()
                 .map(|p| {
                     let response = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+                    if denied {
+                        return response.with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    }
                     let Some((topic, log)) = topic.as_ref().and_then(|t| t.partition(p.partition_index).map(|l| (t, l))) else {
                         return response.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };

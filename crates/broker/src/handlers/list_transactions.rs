@@ -1,9 +1,11 @@
 //! ListTransactions (key 66): transactional ids, filtered by state, producer id and
 //! (v1, KIP-994) by how long they have been open (`kafka-transactions --list`).
+//! Lists only the transactional ids the principal may DESCRIBE.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use rivulet_metadata::{AclOperation, ResourceType};
 use rivulet_protocol::kafka_protocol::messages::list_transactions_response::TransactionState;
 use rivulet_protocol::kafka_protocol::messages::{
     ListTransactionsRequest, ListTransactionsResponse, ProducerId, TransactionalId,
@@ -16,7 +18,7 @@ use crate::txn::persist::TxnState;
 
 pub fn handle(
     broker: &Arc<Broker>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     request: ListTransactionsRequest,
 ) -> ListTransactionsResponse {
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
@@ -33,6 +35,8 @@ pub fn handle(
         .list()
         .into_iter()
         .filter(|t| request.state_filters.is_empty() || states.contains(&t.value.state))
+        // Only the transactional ids the principal may DESCRIBE, as Kafka lists them.
+        .filter(|t| broker.may(ctx, AclOperation::Describe, ResourceType::TransactionalId, &t.transactional_id))
         .filter(|t| {
             request.producer_id_filters.is_empty()
                 || request.producer_id_filters.contains(&ProducerId(t.value.producer_id))

@@ -1,6 +1,12 @@
 //! Metadata (key 3): brokers, cluster id, controller, and topics with their partitions.
 //! Topics asked for by name may be auto-created (`auto.create.topics.enable`).
+//!
+//! With an authorizer, as Kafka's `handleTopicMetadataRequest`: a listing of all topics
+//! leaves out those the principal may not DESCRIBE; a topic asked for by name or id
+//! without DESCRIBE is TOPIC_AUTHORIZATION_FAILED (so its existence is not revealed), as
+//! is an auto-creation without CREATE on the cluster or the topic.
 
+use rivulet_metadata::{AclOperation, ResourceType};
 use rivulet_protocol::kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -79,19 +85,29 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Metadat
 
     // v0-v3 have no flag and always allow auto-creation.
     let allow_auto_create = version < 4 || request.allow_auto_topic_creation;
+    let describable = |name: &str| broker.may(ctx, AclOperation::Describe, ResourceType::Topic, name);
+    let all_topics = || -> Vec<MetadataResponseTopic> {
+        broker
+            .replicas
+            .topics
+            .all()
+            .iter()
+            .filter(|t| describable(&t.record.name))
+            .map(|t| topic_response(t, &live))
+            .collect()
+    };
     response.topics = match request.topics {
         // v0 sends an empty list for "all topics"; v1+ sends null.
-        None => broker.replicas.topics.all().iter().map(|t| topic_response(t, &live)).collect(),
-        Some(wanted) if wanted.is_empty() && version == 0 => {
-            broker.replicas.topics.all().iter().map(|t| topic_response(t, &live)).collect()
-        }
+        None => all_topics(),
+        Some(wanted) if wanted.is_empty() && version == 0 => all_topics(),
         Some(wanted) => {
             let mut topics = Vec::with_capacity(wanted.len());
             for item in wanted {
                 let Some(name) = item.name.map(|n| n.0.to_string()) else {
                     // v10+: lookup by topic id.
                     topics.push(match broker.replicas.topics.get_by_id(&item.topic_id) {
-                        Some(topic) => topic_response(&topic, &live),
+                        Some(topic) if describable(&topic.record.name) => topic_response(&topic, &live),
+                        Some(_) => error_topic(None, item.topic_id, ResponseError::TopicAuthorizationFailed),
                         None => error_topic(None, item.topic_id, ResponseError::UnknownTopicId),
                     });
                     continue;
@@ -100,8 +116,17 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Metadat
                     topics.push(error_topic(Some(name), Uuid::nil(), ResponseError::InvalidTopicException));
                     continue;
                 }
+                if !broker.authorized(ctx, AclOperation::Describe, ResourceType::Topic, &name) {
+                    topics.push(error_topic(Some(name), Uuid::nil(), ResponseError::TopicAuthorizationFailed));
+                    continue;
+                }
                 if let Some(topic) = broker.replicas.topics.get(&name) {
                     topics.push(topic_response(&topic, &live));
+                    continue;
+                }
+                if allow_auto_create && broker.config.auto_create_topics_enable && !broker.may_create_topic(ctx, &name)
+                {
+                    topics.push(error_topic(Some(name), Uuid::nil(), ResponseError::TopicAuthorizationFailed));
                     continue;
                 }
                 let (creating, subject) = (broker.clone(), name.clone());
@@ -123,5 +148,17 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Metadat
             topics
         }
     };
+    if request.include_topic_authorized_operations && version >= 8 {
+        for topic in response.topics.iter_mut().filter(|t| t.error_code == 0) {
+            if let Some(name) = &topic.name {
+                topic.topic_authorized_operations =
+                    broker.authorized_operations(ctx, ResourceType::Topic, name.0.as_str());
+            }
+        }
+    }
+    if request.include_cluster_authorized_operations && (8..=10).contains(&version) {
+        response.cluster_authorized_operations =
+            broker.authorized_operations(ctx, ResourceType::Cluster, crate::security::authorizer::CLUSTER_NAME);
+    }
     response
 }

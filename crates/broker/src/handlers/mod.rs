@@ -15,14 +15,19 @@
 
 mod add_offsets_to_txn;
 mod add_partitions_to_txn;
+mod alter_client_quotas;
 mod alter_configs;
 mod alter_user_scram_credentials;
 mod api_versions;
+mod create_acls;
 mod create_partitions;
 mod create_topics;
+mod delete_acls;
 mod delete_groups;
 mod delete_records;
 mod delete_topics;
+mod describe_acls;
+mod describe_client_quotas;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
@@ -154,6 +159,11 @@ dispatch_table! {
     SaslAuthenticate => sasl_authenticate,
     DescribeUserScramCredentials => describe_user_scram_credentials.await,
     AlterUserScramCredentials => alter_user_scram_credentials.await,
+    DescribeAcls => describe_acls,
+    CreateAcls => create_acls.await,
+    DeleteAcls => delete_acls.await,
+    DescribeClientQuotas => describe_client_quotas,
+    AlterClientQuotas => alter_client_quotas.await,
 }
 
 /// Runs `work` (a change that waits on the cluster: etcd, the sync applying it) on a task

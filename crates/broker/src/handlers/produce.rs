@@ -3,10 +3,14 @@
 //! Mirrors Kafka's `KafkaApis.handleProduceRequest` / `ReplicaManager.appendRecords`:
 //! each partition succeeds or fails on its own; acks=0 gets no response, and a failed
 //! acks=0 request closes the connection so the client notices.
+//!
+//! With an authorizer: WRITE on the transactional id (if any) and on each topic, checked
+//! before a topic's existence so an unauthorized client learns nothing about it.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rivulet_metadata::{AclOperation, ResourceType};
 use rivulet_protocol::kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
@@ -18,6 +22,7 @@ use rivulet_storage::{AppendError, AppendOptions, AppendOrigin};
 use super::{str_bytes, Reply};
 use crate::broker::Broker;
 use crate::metrics::METRICS;
+use crate::quota::QuotaType;
 use crate::replication::replica::Replica;
 use crate::replication::topics::Topic;
 use crate::request_context::RequestContext;
@@ -248,10 +253,26 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Produce
     let acks = request.acks;
     let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
     let transactional_id = request.transactional_id.as_ref().map(|id| id.0.to_string());
+    // Client quotas count the bytes a request carries (Kafka counts the whole request;
+    // the record batches are nearly all of it).
+    let throttle = if broker.quotas.is_empty() {
+        Duration::ZERO
+    } else {
+        let bytes: usize = request
+            .topic_data
+            .iter()
+            .flat_map(|t| t.partition_data.iter())
+            .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+            .sum();
+        broker.quotas.record(QuotaType::Produce, &ctx.principal.name, ctx.client_id.as_str(), bytes)
+    };
     let mut any_error = false;
     let mut any_appended = false;
     let mut pending = Vec::new();
     let mut responses = Vec::with_capacity(request.topic_data.len());
+    let transactional_id_denied = transactional_id
+        .as_deref()
+        .is_some_and(|id| !broker.authorized(ctx, AclOperation::Write, ResourceType::TransactionalId, id));
     for topic_data in request.topic_data {
         // v13+ (KIP-516) names topics by id.
         let topic = if version >= 13 {
@@ -261,12 +282,26 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Produce
         };
         let unknown =
             if version >= 13 { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };
+        let denied = if transactional_id_denied {
+            Some(ResponseError::TransactionalIdAuthorizationFailed)
+        } else if broker.authorizer.is_some() {
+            let name = topic.as_ref().map_or(topic_data.name.0.as_str(), |t| t.record.name.as_str());
+            // v13 names topics by id only: an unknown id stays UNKNOWN_TOPIC_ID.
+            let checkable = topic.is_some() || version < 13;
+            (checkable && !broker.authorized(ctx, AclOperation::Write, ResourceType::Topic, name))
+                .then_some(ResponseError::TopicAuthorizationFailed)
+        } else {
+            None
+        };
         let appended: Vec<(PartitionProduceResponse, i64)> = topic_data
             .partition_data
             .into_iter()
             .map(|p| {
                 if !(-1..=1).contains(&acks) {
                     return (failed(p.index, ResponseError::InvalidRequiredAcks, None), -1);
+                }
+                if let Some(error) = denied {
+                    return (failed(p.index, error, None), -1);
                 }
                 match &topic {
                     None => (failed(p.index, unknown, None), -1),
@@ -308,6 +343,11 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Produce
         broker.replicas.notify_append();
     }
     if acks == 0 {
+        // No response to carry the throttle: the connection waits it out here, as Kafka
+        // mutes the channel.
+        if !throttle.is_zero() {
+            tokio::time::sleep(throttle).await;
+        }
         if any_error {
             return Reply::Close("acks=0 produce request failed on at least one partition".into());
         }
@@ -316,5 +356,8 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: Produce
     if !pending.is_empty() {
         await_replication(broker, pending, &mut responses, timeout).await;
     }
-    Reply::Response(Box::new(ResponseKind::Produce(ProduceResponse::default().with_responses(responses))))
+    let throttle_ms = i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX);
+    Reply::Response(Box::new(ResponseKind::Produce(
+        ProduceResponse::default().with_responses(responses).with_throttle_time_ms(throttle_ms),
+    )))
 }

@@ -1,8 +1,10 @@
 //! SyncGroup (key 14): the leader hands out assignments; every member gets its own.
+//! Needs READ on the group (GROUP_AUTHORIZATION_FAILED).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use rivulet_metadata::{AclOperation, ResourceType};
 use rivulet_protocol::kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use rivulet_protocol::ResponseError;
 
@@ -16,6 +18,9 @@ const SYNC_WAIT_LIMIT: Duration = Duration::from_secs(300);
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: SyncGroupRequest) -> SyncGroupResponse {
     let version = ctx.api_version;
+    if !broker.authorized(ctx, AclOperation::Read, ResourceType::Group, request.group_id.0.as_str()) {
+        return SyncGroupResponse::default().with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     let assignments = request.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect();
     let pending = broker.groups.sync(
         request.group_id.0.as_str(),

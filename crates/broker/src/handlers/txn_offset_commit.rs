@@ -1,9 +1,10 @@
 //! TxnOffsetCommit (key 28): a consumer group's offsets written inside a transaction
 //! (`sendOffsetsToTransaction`); they become visible when the transaction commits.
+//! Needs WRITE on the transactional id, READ on the group and on each topic.
 
 use std::sync::Arc;
 
-use super::offset_commit::{known_offsets, partition_errors};
+use super::offset_commit::{commit_denials, known_offsets, partition_errors};
 use super::{code, fenced_error};
 use crate::broker::Broker;
 use crate::internal_topic::TxnProducer;
@@ -28,7 +29,14 @@ pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: TxnOffsetComm
             })
         })
     };
-    let known = known_offsets(broker, requested());
+    let denials = commit_denials(
+        broker,
+        ctx,
+        request.group_id.0.as_str(),
+        Some(request.transactional_id.0.as_str()),
+        request.topics.iter().map(|t| t.name.0.as_str()),
+    );
+    let known = known_offsets(broker, requested(), &denials);
     let producer = TxnProducer { producer_id: request.producer_id.0, producer_epoch: request.producer_epoch };
     let transactional_id = request.transactional_id.0.as_str();
     // The producer is checked against its transaction when this broker also coordinates
@@ -51,7 +59,7 @@ pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: TxnOffsetComm
             )
         })
         .map_err(|e| fenced_error(e, version, 3));
-    let mut errors = partition_errors(broker, requested().map(|(t, p, ..)| (t, p)), outcome).into_iter();
+    let mut errors = partition_errors(broker, requested().map(|(t, p, ..)| (t, p)), outcome, &denials).into_iter();
     let topics = request
         .topics
         .iter()

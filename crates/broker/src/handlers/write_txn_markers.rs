@@ -1,7 +1,7 @@
 //! WriteTxnMarkers (key 27): a transaction coordinator on another broker asks this one,
 //! the leader of some of the transaction's partitions, to write their COMMIT / ABORT
 //! markers. Each marker is acknowledged once the partition's in-sync replicas have it, as
-//! Kafka appends markers with acks=all.
+//! Kafka appends markers with acks=all. Needs CLUSTER_ACTION (brokers only).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -59,9 +59,37 @@ fn write(
 
 pub async fn handle(
     broker: &Arc<Broker>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     request: WriteTxnMarkersRequest,
 ) -> WriteTxnMarkersResponse {
+    if !broker.authorized_cluster(ctx, rivulet_metadata::AclOperation::ClusterAction) {
+        let markers = request
+            .markers
+            .iter()
+            .map(|marker| {
+                let topics = marker
+                    .topics
+                    .iter()
+                    .map(|topic| {
+                        let partitions = topic
+                            .partition_indexes
+                            .iter()
+                            .map(|&p| {
+                                WritableTxnMarkerPartitionResult::default()
+                                    .with_partition_index(p)
+                                    .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+                            })
+                            .collect();
+                        WritableTxnMarkerTopicResult::default()
+                            .with_name(topic.name.clone())
+                            .with_partitions(partitions)
+                    })
+                    .collect();
+                WritableTxnMarkerResult::default().with_producer_id(marker.producer_id).with_topics(topics)
+            })
+            .collect();
+        return WriteTxnMarkersResponse::default().with_markers(markers);
+    }
     let mut markers = Vec::with_capacity(request.markers.len());
     let mut written: HashSet<(String, i32)> = HashSet::new();
     let mut results = Vec::with_capacity(request.markers.len());

@@ -45,6 +45,11 @@ pub enum JoinError {
 pub trait Node: Send + Sync {
     /// A partition's replica took a new role: the coordinators load or drop its state.
     fn role_changed(self: Arc<Self>, replica: &Arc<Replica>, transition: Transition);
+    /// The ACLs as the store holds them now (read at every sync in a cluster, so a change
+    /// made through another broker applies here within a sync).
+    fn acls_read(&self, acls: Vec<rivulet_metadata::AclBinding>);
+    /// The client quotas as the store holds them now (read at every sync, as the ACLs).
+    fn quotas_read(&self, quotas: Vec<(rivulet_metadata::QuotaEntity, rivulet_metadata::QuotaValues)>);
 }
 
 /// This broker's part in a cluster (or its standing alone).

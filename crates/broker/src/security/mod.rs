@@ -1,13 +1,14 @@
 //! Security of client connections: TLS on `SSL` and `SASL_SSL` listeners ([`tls`]), SASL
 //! (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) on `SASL_PLAINTEXT` and `SASL_SSL` listeners, as
-//! Kafka's `SaslServerAuthenticator` runs it (KIP-43, KIP-152), and the SCRAM credentials
-//! KIP-554's APIs manage.
+//! Kafka's `SaslServerAuthenticator` runs it (KIP-43, KIP-152), the SCRAM credentials
+//! KIP-554's APIs manage, and the ACL authorizer every handler consults ([`authorizer`]).
 //!
 //! What each listener enforces is resolved once at start from the configuration
 //! ([`SaslListener`]); every connection accepted on a SASL listener runs an
 //! [`authenticator::Authenticator`] before any other request reaches a handler.
 
 pub mod authenticator;
+pub mod authorizer;
 pub mod jaas;
 pub mod scram;
 pub mod tls;

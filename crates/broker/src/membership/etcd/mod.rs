@@ -143,6 +143,10 @@ impl Cluster {
         }
         let transitions = self.replicas.apply_snapshot(&snapshot)?;
         let node = self.node.get().and_then(Weak::upgrade);
+        if let Some(node) = &node {
+            node.acls_read(snapshot.acls.clone());
+            node.quotas_read(snapshot.quotas.clone());
+        }
         for (replica, transition) in transitions {
             if transition != Transition::Unchanged {
                 tracing::debug!(topic = %replica.topic, partition = replica.index, ?transition, view = ?replica.view(), "partition state applied");
