@@ -73,10 +73,11 @@ def test_broker_api_versions_lists_every_advertised_api(broker):
     assert f"{broker.bootstrap} (id: 1" in out.stdout
     for line in ["Produce(0): 0 to 13 [usable: 13]", "Fetch(1): 4 to 18 [usable: 18]", "JoinGroup(11): 0 to 9 [usable: 9]",
                  "EndTxn(26): 0 to 5 [usable: 5]", "WriteTxnMarkers(27): 1 [usable: 1]",
-                 "ElectLeaders(43): 0 to 2 [usable: 2]"]:
+                 "ElectLeaders(43): 0 to 2 [usable: 2]", "DescribeAcls(29): 1 to 3 [usable: 3]",
+                 "AlterClientQuotas(49): 0 to 1 [usable: 1]"]:
         assert line in out.stdout, out.stdout
     # APIs Rivulet does not implement are reported as such, not advertised.
-    assert "DescribeAcls(29): UNSUPPORTED" in out.stdout
+    assert "ConsumerGroupHeartbeat(68): UNSUPPORTED" in out.stdout
 
 
 def test_verifiable_producer_and_consumer_agree(broker):
@@ -107,7 +108,9 @@ def test_client_compatibility_test_passes(broker):
         "--offsets-for-times-supported", "true", "--cluster-id-supported", "true",
         # Since KIP-74 (Kafka 0.10.1) an oversized record is returned, not refused.
         "--expect-record-too-large-exception", "false", "--num-cluster-nodes", "1",
-        "--create-topics-supported", "true", "--describe-acls-supported", "false",
+        "--create-topics-supported", "true",
+        # Served without an authorizer as Kafka does: SECURITY_DISABLED, which the test accepts.
+        "--describe-acls-supported", "true",
         "--describe-configs-supported", "true", "--idempotent-producer-supported", "true",
     )
     assert out.returncode == 0 and "SUCCESS" in out.stdout, out.stdout[-3000:] + out.stderr[-3000:]

@@ -239,6 +239,8 @@ const KNOWN_KEYS: &[&str] = &[
     "offsets.retention.minutes",
     "transaction.state.log.num.partitions",
     "metadata.store",
+    "metadata.store.username",
+    "metadata.store.password",
     "broker.session.timeout.ms",
     "metadata.store.connection.timeout.ms",
     "transaction.max.timeout.ms",
@@ -625,6 +627,27 @@ fn resolve_security(props: &BTreeMap<String, String>, listeners: &[Listener]) ->
     Ok(security)
 }
 
+/// `metadata.store.username` / `metadata.store.password`: the etcd user the brokers
+/// authenticate as when etcd runs with authentication enabled. Both or neither.
+fn etcd_credentials(
+    props: &BTreeMap<String, String>,
+) -> Result<Option<rivulet_metadata::EtcdCredentials>, ConfigError> {
+    match (props.get("metadata.store.username"), props.get("metadata.store.password")) {
+        (None, None) => Ok(None),
+        (Some(user), Some(password)) if !user.trim().is_empty() => {
+            Ok(Some(rivulet_metadata::EtcdCredentials { user: user.trim().to_string(), password: password.clone() }))
+        }
+        (Some(user), _) => Err(invalid(
+            "metadata.store.username",
+            user,
+            "needs a non-empty user and metadata.store.password beside it",
+        )),
+        (None, Some(_)) => {
+            Err(invalid("metadata.store.password", "(hidden)", "needs metadata.store.username beside it"))
+        }
+    }
+}
+
 /// `authorizer.class.name` with its `super.users` and `allow.everyone.if.no.acl.found`:
 /// Kafka's ACL authorizers are enforced, any other class stops the broker.
 fn resolve_authorizer(
@@ -775,9 +798,12 @@ impl BrokerConfig {
                 .map_or(Ok(4096), |v| parse_non_negative("offset.metadata.max.bytes", v))?,
             metadata_store: match get("metadata.store") {
                 None | Some("") | Some("embedded") => None,
-                Some(v) => Some(
-                    rivulet_metadata::EtcdLocation::parse(v).map_err(|reason| invalid("metadata.store", v, &reason))?,
-                ),
+                Some(v) => {
+                    let mut location = rivulet_metadata::EtcdLocation::parse(v)
+                        .map_err(|reason| invalid("metadata.store", v, &reason))?;
+                    location.credentials = etcd_credentials(&props)?;
+                    Some(location)
+                }
             },
             metadata_store_connection_timeout_ms: get("metadata.store.connection.timeout.ms")
                 .map_or(Ok(18_000), |v| parse_positive("metadata.store.connection.timeout.ms", v))?,
@@ -1161,6 +1187,28 @@ mod tests {
             BrokerConfig::from_properties(props(&[("authorizer.class.name", STANDARD), ("super.users", "admin")]))
                 .unwrap_err();
         assert!(matches!(err, ConfigError::Invalid { .. }), "{err}");
+    }
+
+    #[test]
+    fn etcd_credentials_come_in_pairs_and_stay_out_of_debug() {
+        let etcd = ("metadata.store", "etcd://127.0.0.1:2379/prod");
+        let (config, _) = BrokerConfig::from_properties(props(&[
+            etcd,
+            ("metadata.store.username", "rivulet"),
+            ("metadata.store.password", "etcd-secret"),
+        ]))
+        .unwrap();
+        let location = config.metadata_store.clone().unwrap();
+        assert_eq!(location.credentials.as_ref().map(|c| c.user.as_str()), Some("rivulet"));
+        assert!(!format!("{config:?}").contains("etcd-secret"));
+        for pairs in [
+            &[etcd, ("metadata.store.username", "rivulet")][..],
+            &[etcd, ("metadata.store.password", "etcd-secret")][..],
+        ] {
+            let err = BrokerConfig::from_properties(props(pairs)).unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid { .. }), "{err}");
+            assert!(!err.to_string().contains("etcd-secret"), "{err}");
+        }
     }
 
     const PLAIN_JAAS: &str = r#"org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="admin-secret" user_admin="admin-secret" user_alice="alice-secret";"#;

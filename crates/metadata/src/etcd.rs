@@ -65,11 +65,26 @@ pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_millis(18_000);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-/// Where an etcd-backed store lives: endpoints and the root of its keys.
+/// Where an etcd-backed store lives: endpoints and the root of its keys, and the user
+/// to authenticate as when etcd has authentication enabled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EtcdLocation {
     pub endpoints: Vec<String>,
     pub root: String,
+    pub credentials: Option<EtcdCredentials>,
+}
+
+/// An etcd user and its password (etcd's `--user`). `Debug` shows the user only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EtcdCredentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for EtcdCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdCredentials").field("user", &self.user).finish_non_exhaustive()
+    }
 }
 
 impl EtcdLocation {
@@ -95,7 +110,7 @@ impl EtcdLocation {
         if endpoints.is_empty() {
             return Err(format!("'{url}' names no endpoint"));
         }
-        Ok(Self { endpoints, root })
+        Ok(Self { endpoints, root, credentials: None })
     }
 }
 
@@ -187,10 +202,16 @@ impl EtcdMetadataStore {
     /// Connects and makes sure the cluster id exists. An etcd that is not reachable yet is
     /// waited for up to `connection_timeout`; then the error names the endpoints.
     pub async fn connect(location: &EtcdLocation, connection_timeout: Duration) -> Result<Self, MetadataError> {
-        let options = ConnectOptions::new()
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(5))
             .with_timeout(Duration::from_secs(10))
             .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5));
+        if let Some(credentials) = &location.credentials {
+            // etcd hands out a token that expires (`--auth-token-ttl`); the client fetches
+            // a new one with the same credentials when it does.
+            options =
+                options.with_user(credentials.user.clone(), credentials.password.clone()).with_auto_token_refresh(true);
+        }
         // The channel connects lazily: nothing is sent until the first call below.
         let client = Client::connect(&location.endpoints, Some(options)).await.map_err(etcd_error)?;
         let store = Self {
@@ -970,7 +991,16 @@ mod tests {
     #[test]
     fn parses_locations() {
         let l = EtcdLocation::parse("etcd://127.0.0.1:2379").unwrap();
-        assert_eq!(l, EtcdLocation { endpoints: vec!["http://127.0.0.1:2379".into()], root: "/rivulet".into() });
+        assert_eq!(
+            l,
+            EtcdLocation {
+                endpoints: vec!["http://127.0.0.1:2379".into()],
+                root: "/rivulet".into(),
+                credentials: None
+            }
+        );
+        let credentials = EtcdCredentials { user: "rivulet".into(), password: "s3cret".into() };
+        assert!(!format!("{credentials:?}").contains("s3cret"));
         let l = EtcdLocation::parse("etcd://a:1,b:2/prod/kafka/").unwrap();
         assert_eq!(l.endpoints, vec!["http://a:1", "http://b:2"]);
         assert_eq!(l.root, "/prod/kafka");

@@ -20,8 +20,8 @@ mod model;
 
 pub use embedded::EmbeddedMetadataStore;
 pub use etcd::{
-    BrokerLease, BrokerRegistration, ClusterSnapshot, ControllerLease, EtcdLocation, EtcdMetadataStore, VersionedState,
-    DEFAULT_CONNECTION_TIMEOUT,
+    BrokerLease, BrokerRegistration, ClusterSnapshot, ControllerLease, EtcdCredentials, EtcdLocation,
+    EtcdMetadataStore, VersionedState, DEFAULT_CONNECTION_TIMEOUT,
 };
 pub use model::{
     AclBinding, AclOperation, NewTopic, PartitionRecord, PartitionState, PatternType, PermissionType, QuotaEntity,

@@ -4,9 +4,9 @@
 use std::time::{Duration, Instant};
 
 use rivulet_metadata::{
-    AclBinding, AclOperation, BrokerRegistration, EtcdLocation, EtcdMetadataStore, MetadataError, MetadataStore,
-    NewTopic, PartitionState, PatternType, PermissionType, QuotaEntity, QuotaName, ResourceType, ScramChange,
-    ScramCredential,
+    AclBinding, AclOperation, BrokerRegistration, EtcdCredentials, EtcdLocation, EtcdMetadataStore, MetadataError,
+    MetadataStore, NewTopic, PartitionState, PatternType, PermissionType, QuotaEntity, QuotaName, ResourceType,
+    ScramChange, ScramCredential,
 };
 use rivulet_test_support::Etcd;
 
@@ -355,4 +355,34 @@ async fn client_quota_changes_through_two_brokers_at_once_are_both_kept() {
     a.alter_client_quotas(&user, &remove).await.unwrap();
     assert!(!b.client_quotas().await.unwrap().iter().any(|(e, _)| *e == user));
     assert_eq!(b.client_quotas().await.unwrap().len(), 9);
+}
+
+#[tokio::test]
+async fn an_etcd_with_authentication_serves_only_the_configured_user() {
+    let etcd = Etcd::start();
+    let endpoint = location(&etcd, "auth").endpoints;
+    // As an operator would with `etcdctl user add root; etcdctl auth enable`.
+    let mut admin = etcd_client::Client::connect(&endpoint, None).await.expect("etcd admin client");
+    admin.user_add("root", "root-secret", None).await.expect("user add");
+    admin.user_grant_role("root", "root").await.expect("grant root");
+    admin.auth_enable().await.expect("auth enable");
+
+    let with = |user: &str, password: &str| {
+        let mut at = location(&etcd, "auth");
+        at.credentials = Some(EtcdCredentials { user: user.to_string(), password: password.to_string() });
+        at
+    };
+    let store = EtcdMetadataStore::connect(&with("root", "root-secret"), TIMEOUT).await.expect("authenticated store");
+    store.create_topic(new_topic("secured", 1)).await.expect("a write as root");
+    assert_eq!(store.topics().await.unwrap().len(), 1);
+
+    // Refused, not retried until the timeout: a wrong password and no user at all.
+    let started = Instant::now();
+    let wrong = EtcdMetadataStore::connect(&with("root", "wrong"), TIMEOUT).await;
+    let error = wrong.err().expect("a wrong password is refused").to_string();
+    assert!(error.contains("authentication failed"), "{error}");
+    let anonymous = EtcdMetadataStore::connect(&location(&etcd, "auth"), TIMEOUT).await;
+    let error = anonymous.err().expect("no user is refused").to_string();
+    assert!(error.contains("user name") || error.contains("permission denied"), "{error}");
+    assert!(started.elapsed() < TIMEOUT, "refusals must not wait for the connection timeout");
 }
