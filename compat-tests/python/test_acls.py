@@ -9,6 +9,7 @@ and a PLAINTEXT one whose clients are `User:ANONYMOUS`.
 - test_transactional_producer_needs_transactional_id_write
 - test_removed_acls_stop_applying_and_acls_survive_a_restart
 - test_anonymous_clients_see_and_create_nothing
+- test_acls_created_through_one_broker_apply_on_every_broker_of_a_cluster (etcd, 3 brokers)
 """
 
 import re
@@ -197,3 +198,56 @@ def test_anonymous_clients_see_and_create_nothing(authorized):
     assert "ClusterAuthorizationException" in out.stdout + out.stderr, out.stdout + out.stderr
     denied_log = authorized.log_path.read_text(errors="replace")
     assert "authorization denied" in denied_log and "User:ANONYMOUS" in denied_log
+
+
+def test_acls_created_through_one_broker_apply_on_every_broker_of_a_cluster(tmp_path):
+    """Three brokers on etcd. The topic allows everyone everything; a DENY of WRITE for
+    `User:ANONYMOUS`, created through broker 1, must stop produces to partitions led by
+    each of the three brokers, and its deletion let them through again."""
+    from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, ResourcePatternType, ResourceType
+
+    from cluster import Cluster, wait_for
+
+    settings = ("authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                # The brokers fetch from each other as User:ANONYMOUS over PLAINTEXT: with no
+                # ACL on the cluster resource they keep CLUSTER_ACTION.
+                "allow.everyone.if.no.acl.found=true")
+    with Cluster(tmp_path, extra=settings) as cluster:
+        topic = "guarded"
+        described = cluster.create_topic(topic, partitions=3)
+        assert sorted(p["leader"] for p in described.values()) == [1, 2, 3], described
+        admin = AdminClient({"bootstrap.servers": cluster.broker(1).bootstrap})
+        allow_all = AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, "User:*", "*",
+                               AclOperation.ALL, AclPermissionType.ALLOW)
+        deny_write = AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, "User:ANONYMOUS", "*",
+                                AclOperation.WRITE, AclPermissionType.DENY)
+
+        def produce_errors():
+            """The delivery error code of one record to each partition (0 = delivered)."""
+            results = {}
+            producer = Producer({"bootstrap.servers": cluster.bootstrap, "message.timeout.ms": 5000,
+                                 "enable.idempotence": False, "retries": 0})
+            for p in range(3):
+                producer.produce(topic, b"v", partition=p,
+                                 on_delivery=lambda err, msg: results.__setitem__(msg.partition(),
+                                                                                  err.code() if err else 0))
+            producer.flush(10)
+            return results
+
+        assert produce_errors() == {0: 0, 1: 0, 2: 0}
+        for future in admin.create_acls([allow_all, deny_write]).values():
+            future.result(timeout=10)
+        created = time.time()
+        denied = {0: KafkaError.TOPIC_AUTHORIZATION_FAILED, 1: KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                  2: KafkaError.TOPIC_AUTHORIZATION_FAILED}
+        wait_for(lambda: produce_errors() == denied, timeout=10, what="every leader to deny the write",
+                 show=produce_errors)
+        print(f"denied on every broker {time.time() - created:.2f} s after CreateAcls returned")
+
+        from confluent_kafka.admin import AclBindingFilter
+        deny_filter = AclBindingFilter(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, "User:ANONYMOUS",
+                                       "*", AclOperation.WRITE, AclPermissionType.DENY)
+        for future in admin.delete_acls([deny_filter]).values():
+            assert len(future.result(timeout=10)) == 1
+        wait_for(lambda: produce_errors() == {0: 0, 1: 0, 2: 0}, timeout=10, what="every leader to allow again",
+                 show=produce_errors)
