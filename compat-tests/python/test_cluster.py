@@ -562,3 +562,55 @@ def test_transactions_span_partitions_led_by_other_brokers(tmp_path):
         # another broker than the coordinator: read_committed sees the committed half only.
         out = run_java_program(classes, "Transactions", "alternate", cluster.bootstrap, "txn-alt", "40", timeout=240)
         assert out.returncode == 0 and "OK committed=200 all=400" in out.stdout, out.stdout[-2000:] + out.stderr[-3000:]
+
+
+def java_partition(key: str, partitions: int) -> int:
+    """Kafka's coordinator partition of a key: `Utils.abs(key.hashCode()) % partitions`."""
+    h = 0
+    for ch in key:
+        h = (31 * h + ord(ch)) & 0xFFFFFFFF
+    h = h - (1 << 32) if h >= 1 << 31 else h
+    return (0 if h == -(1 << 31) else abs(h)) % partitions
+
+
+def test_a_partition_joins_a_transaction_only_once_the_transaction_log_replicas_have_it(tmp_path):
+    """AddPartitionsToTxn is answered once `__transaction_state`'s in-sync replicas hold the
+    change, so a coordinator failover cannot forget a partition of an open transaction.
+    With both followers of the transaction's log partition paused, a transactional produce
+    must wait (answered before, it was delivered at once); it completes once they resume."""
+    transactional_id = "joins-after-replication"
+    with Cluster(tmp_path) as cluster:
+        # The controller creates the transaction log once enough brokers are up.
+        log = cluster.wait_for_full_isr("__transaction_state", 50)[java_partition(transactional_id, 50)]
+        coordinator = log["leader"]
+        followers = [r for r in log["replicas"] if r != coordinator]
+        assert len(followers) == 2, log
+        # The data partition lives on the coordinator alone, so only the transaction log
+        # needs the paused brokers.
+        admin = cluster.admin()
+        new = NewTopic("joined", num_partitions=1, replica_assignment=[[coordinator]],
+                       config={"min.insync.replicas": "1"})
+        admin.create_topics([new])["joined"].result(timeout=30)
+        cluster.wait_for_full_isr("joined", 1, replication_factor=1)
+
+        producer = Producer({"bootstrap.servers": cluster.broker(coordinator).bootstrap,
+                             "transactional.id": transactional_id, "transaction.timeout.ms": 60000,
+                             "message.timeout.ms": 60000})
+        producer.init_transactions(30)
+        producer.begin_transaction()
+        delivered = []
+        for node in followers:
+            cluster.pause(node)
+        try:
+            producer.produce("joined", b"in-a-transaction", partition=0,
+                             on_delivery=lambda err, msg: delivered.append(err))
+            deadline = time.time() + 2
+            while time.time() < deadline:
+                producer.poll(0.1)
+            assert delivered == [], f"delivered before the transaction log was replicated: {delivered}"
+        finally:
+            for node in followers:
+                cluster.resume(node)
+        producer.flush(60)
+        assert delivered == [None], delivered
+        producer.commit_transaction(60)

@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 
+import pytest
 from confluent_kafka import Consumer, Producer
 
 from conftest import KAFKA_LIB, Broker, create_topic, java
@@ -86,6 +87,8 @@ def test_produce_quota_holds_a_client_id_to_its_rate(tmp_path):
         broker.kill()
 
 
+# 30 s of consuming: run by `make compat`; the produce test keeps quotas in `make test`.
+@pytest.mark.slow
 def test_fetch_quota_holds_a_consumer_to_its_rate(tmp_path):
     # A throttled fetch is answered empty, so a consumer reads in bursts of what the window
     # frees: with Kafka's 11 samples each burst is up to ten seconds' worth, too coarse to

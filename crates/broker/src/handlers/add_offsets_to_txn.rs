@@ -1,6 +1,9 @@
 //! AddOffsetsToTxn (key 25): the group's `__consumer_offsets` partition joins the
 //! transaction, so its offsets commit or abort with it.
 //! Needs WRITE on the transactional id and READ on the group.
+//!
+//! Answered once `__transaction_state`'s in-sync replicas have the change, as Kafka's
+//! coordinator appends with acks=all: a coordinator failover cannot forget the partition.
 
 use std::sync::Arc;
 
@@ -13,7 +16,11 @@ use crate::broker::Broker;
 use crate::group::persist::OFFSETS_TOPIC;
 use crate::request_context::RequestContext;
 
-pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    request: AddOffsetsToTxnRequest,
+) -> AddOffsetsToTxnResponse {
     let version = ctx.api_version;
     if !broker.authorized(ctx, AclOperation::Write, ResourceType::TransactionalId, request.transactional_id.0.as_str())
     {
@@ -31,5 +38,9 @@ pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: AddOffsetsToT
         &[(OFFSETS_TOPIC.to_string(), partition)],
         false,
     );
+    let outcome = match outcome {
+        Ok(()) => broker.await_transaction_state(request.transactional_id.0.as_str()).await,
+        Err(e) => Err(e),
+    };
     AddOffsetsToTxnResponse::default().with_error_code(code(outcome.err().map(|e| fenced_error(e, version, 2))))
 }

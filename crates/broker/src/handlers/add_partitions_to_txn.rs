@@ -6,6 +6,10 @@
 //! (TRANSACTIONAL_ID_AUTHORIZATION_FAILED for every partition) and on each topic
 //! (TOPIC_AUTHORIZATION_FAILED; the others are then OPERATION_NOT_ATTEMPTED), and a
 //! broker's batch needs CLUSTER_ACTION.
+//!
+//! Partitions added (not `verify_only`) are answered once `__transaction_state`'s in-sync
+//! replicas have them, as Kafka's coordinator appends with acks=all: a coordinator
+//! failover cannot forget a partition of an open transaction and leave it hanging.
 
 use std::sync::Arc;
 
@@ -24,7 +28,7 @@ use crate::request_context::RequestContext;
 /// The outcome for every partition of one transaction: unknown partitions fail alone and
 /// the rest are then not attempted, as in Kafka.
 #[allow(clippy::too_many_arguments)]
-fn add(
+async fn add(
     broker: &Broker,
     ctx: &RequestContext,
     transactional_id: &str,
@@ -54,7 +58,10 @@ fn add(
     } else {
         let partitions: Vec<(String, i32)> =
             topics.iter().flat_map(|t| t.partitions.iter().map(move |&p| (t.name.0.to_string(), p))).collect();
-        broker.txns.add_partitions(transactional_id, producer_id, producer_epoch, &partitions, verify_only)
+        match broker.txns.add_partitions(transactional_id, producer_id, producer_epoch, &partitions, verify_only) {
+            Ok(()) if !verify_only => broker.await_transaction_state(transactional_id).await,
+            other => other,
+        }
     };
     let outcome = outcome.map_err(|e| fenced_error(e, version, 2));
     topics
@@ -84,7 +91,7 @@ fn add(
         .collect()
 }
 
-pub fn handle(
+pub async fn handle(
     broker: &Arc<Broker>,
     ctx: &RequestContext,
     request: AddPartitionsToTxnRequest,
@@ -100,30 +107,31 @@ pub fn handle(
             false,
             &request.v3_and_below_topics,
             version,
-        );
+        )
+        .await;
         return AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results);
     }
     if !broker.authorized_cluster(ctx, AclOperation::ClusterAction) {
         return AddPartitionsToTxnResponse::default().with_error_code(ResponseError::ClusterAuthorizationFailed.code());
     }
-    let results = request
-        .transactions
-        .iter()
-        .map(|txn| {
-            let topics = add(
-                broker,
-                ctx,
-                txn.transactional_id.0.as_str(),
-                txn.producer_id.0,
-                txn.producer_epoch,
-                txn.verify_only,
-                &txn.topics,
-                version,
-            );
+    let mut results = Vec::with_capacity(request.transactions.len());
+    for txn in &request.transactions {
+        let topics = add(
+            broker,
+            ctx,
+            txn.transactional_id.0.as_str(),
+            txn.producer_id.0,
+            txn.producer_epoch,
+            txn.verify_only,
+            &txn.topics,
+            version,
+        )
+        .await;
+        results.push(
             AddPartitionsToTxnResult::default()
                 .with_transactional_id(txn.transactional_id.clone())
-                .with_topic_results(topics)
-        })
-        .collect();
+                .with_topic_results(topics),
+        );
+    }
     AddPartitionsToTxnResponse::default().with_results_by_transaction(results)
 }

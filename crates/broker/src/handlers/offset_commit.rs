@@ -20,7 +20,7 @@ use crate::request_context::RequestContext;
 
 /// How long a commit waits for its replicas (Kafka bounds it by `offsets.commit.timeout.ms`,
 /// 5 s by default).
-const COMMIT_REPLICATION_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const COMMIT_REPLICATION_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One requested partition's commit: topic, partition, offset, leader epoch, metadata.
 pub(super) type RequestedOffset<'a> = (&'a str, i32, i64, i32, Option<&'a str>);

@@ -1,12 +1,16 @@
 //! TxnOffsetCommit (key 28): a consumer group's offsets written inside a transaction
 //! (`sendOffsetsToTransaction`); they become visible when the transaction commits.
 //! Needs WRITE on the transactional id, READ on the group and on each topic.
+//!
+//! Answered once `__consumer_offsets`' in-sync replicas have the offsets, as OffsetCommit
+//! is (Kafka appends both with acks=all).
 
 use std::sync::Arc;
 
-use super::offset_commit::{commit_denials, known_offsets, partition_errors};
+use super::offset_commit::{commit_denials, known_offsets, partition_errors, COMMIT_REPLICATION_TIMEOUT};
 use super::{code, fenced_error};
 use crate::broker::Broker;
+use crate::group::persist::OFFSETS_TOPIC;
 use crate::internal_topic::TxnProducer;
 use crate::request_context::RequestContext;
 use rivulet_protocol::kafka_protocol::messages::txn_offset_commit_response::{
@@ -14,7 +18,11 @@ use rivulet_protocol::kafka_protocol::messages::txn_offset_commit_response::{
 };
 use rivulet_protocol::kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
-pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    request: TxnOffsetCommitRequest,
+) -> TxnOffsetCommitResponse {
     let version = ctx.api_version;
     let requested = || {
         request.topics.iter().flat_map(|t| {
@@ -59,6 +67,16 @@ pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: TxnOffsetComm
             )
         })
         .map_err(|e| fenced_error(e, version, 3));
+    let outcome = match outcome {
+        Ok(results) if results.iter().any(Option::is_none) => {
+            let partition = broker.groups.partition_of(request.group_id.0.as_str());
+            match broker.replicas.await_replicated(OFFSETS_TOPIC, partition, COMMIT_REPLICATION_TIMEOUT).await {
+                None => Ok(results),
+                Some(error) => Err(error),
+            }
+        }
+        other => other,
+    };
     let mut errors = partition_errors(broker, requested().map(|(t, p, ..)| (t, p)), outcome, &denials).into_iter();
     let topics = request
         .topics
