@@ -8,11 +8,13 @@ with Kafka 4.3.1's `kafka-configs`).
 - test_scram_users_from_kafka_configs_authenticate (SCRAM-SHA-256 and SCRAM-SHA-512)
 - test_request_before_authentication_closes_the_connection
 - test_an_ssl_listener_without_a_pem_key_store_refuses_to_start (TLS itself: test_tls.py)
+- test_sasl_clients_of_a_cluster_stay_on_the_sasl_listeners (etcd, 3 brokers)
 """
 
 import socket
 import struct
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -149,3 +151,46 @@ def test_an_ssl_listener_without_a_pem_key_store_refuses_to_start(tmp_path):
                          capture_output=True, text=True, timeout=30)
     assert out.returncode != 0
     assert "ssl.keystore.type" in out.stderr and "only PEM key stores are supported" in out.stderr, out.stderr
+
+
+def test_sasl_clients_of_a_cluster_stay_on_the_sasl_listeners(tmp_path):
+    """Three brokers on etcd, each with a PLAINTEXT and a SASL_PLAINTEXT listener. A client
+    that bootstraps on broker 2's SASL listener must be sent to every broker's SASL listener
+    (Metadata answers per listener), so it can produce to and consume from partitions led
+    by each of them."""
+    from cluster import Cluster
+
+    cluster = Cluster(tmp_path)
+    sasl_ports = {}
+    for node_id, broker in cluster.brokers.items():
+        sasl_ports[node_id] = free_port()
+        endpoints = f"PLAINTEXT://127.0.0.1:{broker.port},SASL_PLAINTEXT://127.0.0.1:{sasl_ports[node_id]}"
+        broker.extra = [*broker.extra, f"listeners={endpoints}", f"advertised.listeners={endpoints}",
+                        "sasl.enabled.mechanisms=PLAIN",
+                        f"listener.name.sasl_plaintext.plain.sasl.jaas.config={PLAIN_JAAS}"]
+    with cluster:
+        topic = "sasl-spread"
+        described = cluster.create_topic(topic, partitions=3)
+        assert sorted(p["leader"] for p in described.values()) == [1, 2, 3], described
+        client = {"bootstrap.servers": f"127.0.0.1:{sasl_ports[2]}", "security.protocol": "SASL_PLAINTEXT",
+                  "sasl.mechanism": "PLAIN", "sasl.username": "alice", "sasl.password": "alice-secret"}
+        metadata = AdminClient(client).list_topics(timeout=10)
+        assert {b.id: b.port for b in metadata.brokers.values()} == sasl_ports, metadata.brokers
+        producer = Producer({**client, "acks": "all", "message.timeout.ms": 15000})
+        delivered = []
+        for p in range(3):
+            producer.produce(topic, f"v{p}".encode(), partition=p, on_delivery=lambda err, msg: delivered.append(err))
+        producer.flush(20)
+        assert delivered == [None, None, None], delivered
+        consumer = Consumer({**client, "group.id": "sasl-spread", "auto.offset.reset": "earliest"})
+        consumer.subscribe([topic])
+        values = []
+        try:
+            deadline = time.time() + 30
+            while len(values) < 3 and time.time() < deadline:
+                msg = consumer.poll(0.5)
+                if msg is not None and not msg.error():
+                    values.append(msg.value())
+        finally:
+            consumer.close()
+        assert sorted(values) == [b"v0", b"v1", b"v2"], values

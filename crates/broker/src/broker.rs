@@ -204,22 +204,11 @@ impl Broker {
     }
 
     /// The brokers Metadata, FindCoordinator and DescribeCluster list to a client that came
-    /// in on `listener`: this broker at its advertised listener of that name (so a client
-    /// of the SASL listener is sent back to it, as Kafka answers per listener), the others
-    /// at their registered endpoint (their first advertised listener).
+    /// in on `listener`: each at its advertised listener of that name, as Kafka answers per
+    /// listener (so a client of the SASL listeners stays on them), a broker without one at
+    /// its registered endpoint.
     pub(crate) fn brokers_for(&self, listener: &str) -> Vec<rivulet_metadata::BrokerRegistration> {
-        let mine = self.config.advertised_listeners.iter().find(|l| l.name == listener);
-        self.membership
-            .brokers()
-            .into_iter()
-            .map(|mut b| {
-                if let Some(l) = mine.filter(|_| b.node_id == self.config.node_id) {
-                    b.host = l.host.clone();
-                    b.port = l.port;
-                }
-                b
-            })
-            .collect()
+        self.membership.brokers().into_iter().map(|b| b.for_listener(listener)).collect()
     }
 
     /// Stores the dynamic configs of one entity (`""` = the cluster default, else a node

@@ -118,9 +118,35 @@ impl EtcdLocation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerRegistration {
     pub node_id: i32,
+    /// The endpoint other brokers reach it at (its first advertised listener).
     pub host: String,
     pub port: u16,
     pub rack: Option<String>,
+    /// Every advertised listener, so a client is sent to each broker's listener of the name
+    /// it came in on (as Kafka's registrations carry all endpoints). Empty in registrations
+    /// written before listeners were recorded.
+    #[serde(default)]
+    pub listeners: Vec<ListenerEndpoint>,
+}
+
+/// One advertised listener of a broker: its name (`listeners`) and address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerEndpoint {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl BrokerRegistration {
+    /// The broker as a client of the listener `name` must reach it: that listener's address
+    /// if the broker advertises one of the name, else its registered endpoint.
+    pub fn for_listener(mut self, name: &str) -> Self {
+        if let Some(l) = self.listeners.iter().find(|l| l.name == name) {
+            self.host = l.host.clone();
+            self.port = l.port;
+        }
+        self
+    }
 }
 
 /// A partition state with the `mod_revision` that guards its next compare-and-swap.

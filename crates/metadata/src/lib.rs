@@ -21,7 +21,7 @@ mod model;
 pub use embedded::EmbeddedMetadataStore;
 pub use etcd::{
     BrokerLease, BrokerRegistration, ClusterSnapshot, ControllerLease, EtcdCredentials, EtcdLocation,
-    EtcdMetadataStore, VersionedState, DEFAULT_CONNECTION_TIMEOUT,
+    EtcdMetadataStore, ListenerEndpoint, VersionedState, DEFAULT_CONNECTION_TIMEOUT,
 };
 pub use model::{
     AclBinding, AclOperation, NewTopic, PartitionRecord, PartitionState, PatternType, PermissionType, QuotaEntity,

@@ -118,8 +118,13 @@ async fn registrations_and_the_controller_follow_their_leases() {
     let etcd = Etcd::start();
     let store = connect(&etcd, "leases").await;
     let ttl = Duration::from_secs(2);
-    let broker =
-        |node_id| BrokerRegistration { node_id, host: "127.0.0.1".into(), port: 9000 + node_id as u16, rack: None };
+    let broker = |node_id| BrokerRegistration {
+        node_id,
+        host: "127.0.0.1".into(),
+        port: 9000 + node_id as u16,
+        rack: None,
+        listeners: vec![],
+    };
 
     let one = store.register_broker(&broker(1), ttl).await.unwrap();
     let _two = store.register_broker(&broker(2), ttl).await.unwrap();
@@ -206,7 +211,10 @@ async fn a_store_waits_for_an_etcd_that_starts_late() {
     let store = connecting.await.unwrap().expect("connected once etcd came up");
     assert!(!store.cluster_id().await.unwrap().is_empty());
     let lease = store
-        .register_broker(&BrokerRegistration { node_id: 1, host: "127.0.0.1".into(), port: 9092, rack: None }, TIMEOUT)
+        .register_broker(
+            &BrokerRegistration { node_id: 1, host: "127.0.0.1".into(), port: 9092, rack: None, listeners: vec![] },
+            TIMEOUT,
+        )
         .await
         .unwrap();
     assert!(lease.is_alive());

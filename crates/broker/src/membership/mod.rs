@@ -142,8 +142,8 @@ pub fn internal_topic(name: &str, partitions: i32, replication_factor: i16, assi
     }
 }
 
-/// What this broker registers as (and Metadata lists): its node id, advertised listener
-/// and rack.
+/// What this broker registers as (and Metadata lists): its node id, its first advertised
+/// listener (where other brokers reach it), every advertised listener, and its rack.
 pub fn registration_of(config: &crate::config::BrokerConfig) -> BrokerRegistration {
     let listener = config.advertised();
     BrokerRegistration {
@@ -151,6 +151,11 @@ pub fn registration_of(config: &crate::config::BrokerConfig) -> BrokerRegistrati
         host: listener.host.clone(),
         port: listener.port,
         rack: config.broker_rack.clone(),
+        listeners: config
+            .advertised_listeners
+            .iter()
+            .map(|l| rivulet_metadata::ListenerEndpoint { name: l.name.clone(), host: l.host.clone(), port: l.port })
+            .collect(),
     }
 }
 
