@@ -471,6 +471,26 @@ impl Broker {
         }
     }
 
+    /// After CreateAcls or DeleteAcls stored `acls` (`operation` = `create` / `delete`):
+    /// audit events, the change counter, and the authorizer reloaded from the store. A
+    /// failed reload only delays the change here until the next sync or restart.
+    pub(crate) async fn acls_changed(
+        &self,
+        ctx: &RequestContext,
+        authorizer: &Authorizer,
+        operation: &str,
+        acls: &[AclBinding],
+    ) {
+        for acl in acls {
+            tracing::info!(target: "rivulet::audit", principal = %ctx.principal, host = %ctx.peer.ip(), operation, ?acl, "ACL changed");
+        }
+        crate::metrics::METRICS.acl_changes.with_label_values(&[operation]).inc_by(acls.len() as u64);
+        match self.metadata.acls().await {
+            Ok(stored) => authorizer.replace_acls(stored),
+            Err(e) => tracing::warn!(error = %e, operation, "ACLs changed but not reloaded"),
+        }
+    }
+
     fn denied(&self, ctx: &RequestContext, operation: AclOperation, kind: ResourceType, name: &str) {
         tracing::info!(
             target: "rivulet::audit",

@@ -62,14 +62,6 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: CreateA
         }
         return CreateAclsResponse::default().with_results(results);
     }
-    for acl in &valid {
-        tracing::info!(target: "rivulet::audit", principal = %ctx.principal, host = %ctx.peer.ip(), ?acl, "ACL created");
-    }
-    crate::metrics::METRICS.acl_changes.with_label_values(&["create"]).inc_by(valid.len() as u64);
-    match broker.metadata.acls().await {
-        Ok(acls) => authorizer.replace_acls(acls),
-        // Stored: the next sync (or restart) loads it; the client's request did succeed.
-        Err(e) => tracing::warn!(error = %e, "ACLs stored but not reloaded"),
-    }
+    broker.acls_changed(ctx, authorizer, "create", &valid).await;
     CreateAclsResponse::default().with_results(results)
 }

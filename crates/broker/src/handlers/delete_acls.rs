@@ -81,13 +81,6 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: DeleteA
         tracing::error!(error = %e, "cannot delete ACLs");
         return all_failed(ResponseError::UnknownServerError, &e.to_string());
     }
-    for acl in &removed {
-        tracing::info!(target: "rivulet::audit", principal = %ctx.principal, host = %ctx.peer.ip(), ?acl, "ACL deleted");
-    }
-    crate::metrics::METRICS.acl_changes.with_label_values(&["delete"]).inc_by(removed.len() as u64);
-    match broker.metadata.acls().await {
-        Ok(acls) => authorizer.replace_acls(acls),
-        Err(e) => tracing::warn!(error = %e, "ACLs deleted but not reloaded"),
-    }
+    broker.acls_changed(ctx, authorizer, "delete", &removed).await;
     DeleteAclsResponse::default().with_filter_results(results)
 }

@@ -20,7 +20,7 @@ use crate::request_context::RequestContext;
 
 /// How long a commit waits for its replicas (Kafka bounds it by `offsets.commit.timeout.ms`,
 /// 5 s by default).
-pub(super) const COMMIT_REPLICATION_TIMEOUT: Duration = Duration::from_secs(5);
+const COMMIT_REPLICATION_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One requested partition's commit: topic, partition, offset, leader epoch, metadata.
 pub(super) type RequestedOffset<'a> = (&'a str, i32, i64, i32, Option<&'a str>);
@@ -88,6 +88,26 @@ pub(super) fn known_offsets<'a>(
         .collect()
 }
 
+/// As Kafka's coordinator appends with acks=all: a commit that wrote anything is
+/// acknowledged once the ISR of the group's `__consumer_offsets` partition has it, so a
+/// coordinator failover keeps it (OffsetCommit and TxnOffsetCommit alike).
+pub(super) async fn replicated(
+    broker: &Broker,
+    group: &str,
+    outcome: Result<Vec<Option<ResponseError>>, ResponseError>,
+) -> Result<Vec<Option<ResponseError>>, ResponseError> {
+    match outcome {
+        Ok(results) if results.iter().any(Option::is_none) => {
+            let partition = broker.groups.partition_of(group);
+            match broker.replicas.await_replicated(OFFSETS_TOPIC, partition, COMMIT_REPLICATION_TIMEOUT).await {
+                None => Ok(results),
+                Some(error) => Err(error),
+            }
+        }
+        other => other,
+    }
+}
+
 /// The error of every requested partition, in request order: unknown partitions fail alone,
 /// the others share the group's error or take the coordinator's per-partition result.
 pub(super) fn partition_errors<'a>(
@@ -144,18 +164,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: OffsetC
         request.generation_id_or_member_epoch,
         &known,
     );
-    // As Kafka's coordinator appends with acks=all: the commit is acknowledged once the
-    // ISR of its `__consumer_offsets` partition has it, so a coordinator failover keeps it.
-    let outcome = match outcome {
-        Ok(results) if results.iter().any(Option::is_none) => {
-            let partition = broker.groups.partition_of(request.group_id.0.as_str());
-            match broker.replicas.await_replicated(OFFSETS_TOPIC, partition, COMMIT_REPLICATION_TIMEOUT).await {
-                None => Ok(results),
-                Some(error) => Err(error),
-            }
-        }
-        other => other,
-    };
+    let outcome = replicated(broker, request.group_id.0.as_str(), outcome).await;
     let mut errors = partition_errors(broker, requested().map(|(t, p, ..)| (t, p)), outcome, &denials).into_iter();
     let topics = request
         .topics

@@ -7,10 +7,9 @@
 
 use std::sync::Arc;
 
-use super::offset_commit::{commit_denials, known_offsets, partition_errors, COMMIT_REPLICATION_TIMEOUT};
+use super::offset_commit::{commit_denials, known_offsets, partition_errors, replicated};
 use super::{code, fenced_error};
 use crate::broker::Broker;
-use crate::group::persist::OFFSETS_TOPIC;
 use crate::internal_topic::TxnProducer;
 use crate::request_context::RequestContext;
 use rivulet_protocol::kafka_protocol::messages::txn_offset_commit_response::{
@@ -67,16 +66,7 @@ pub async fn handle(
             )
         })
         .map_err(|e| fenced_error(e, version, 3));
-    let outcome = match outcome {
-        Ok(results) if results.iter().any(Option::is_none) => {
-            let partition = broker.groups.partition_of(request.group_id.0.as_str());
-            match broker.replicas.await_replicated(OFFSETS_TOPIC, partition, COMMIT_REPLICATION_TIMEOUT).await {
-                None => Ok(results),
-                Some(error) => Err(error),
-            }
-        }
-        other => other,
-    };
+    let outcome = replicated(broker, request.group_id.0.as_str(), outcome).await;
     let mut errors = partition_errors(broker, requested().map(|(t, p, ..)| (t, p)), outcome, &denials).into_iter();
     let topics = request
         .topics

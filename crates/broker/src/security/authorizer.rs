@@ -112,6 +112,29 @@ impl AclSet {
     }
 }
 
+/// Who a check is for, in the forms ACLs name them: the principal, `<type>:*` and the
+/// client's address.
+struct Requester {
+    principal: String,
+    wildcard: String,
+    host: String,
+}
+
+impl Requester {
+    fn new(principal: &KafkaPrincipal, host: IpAddr) -> Self {
+        Requester {
+            principal: principal.to_string(),
+            wildcard: format!("{}:*", principal.principal_type),
+            host: host.to_string(),
+        }
+    }
+
+    /// Whether an ACL for `principal` at `host` applies to this requester.
+    fn matches(&self, principal: &str, host: &str) -> bool {
+        (principal == self.principal || principal == self.wildcard) && (host == "*" || host == self.host)
+    }
+}
+
 /// Whether an ALLOW for `granted` allows `requested`.
 fn allows(granted: AclOperation, requested: AclOperation) -> bool {
     use AclOperation::*;
@@ -182,16 +205,12 @@ impl Authorizer {
             return true;
         }
         let acls = self.acls();
-        let principal = principal.to_string();
-        let wildcard_principal = format!("{}:*", principal.split_once(':').map_or("User", |(t, _)| t));
-        let host = host.to_string();
+        let requester = Requester::new(principal, host);
         let mut any_acl = false;
         let mut allowed = false;
         for entry in acls.matching(kind, name) {
             any_acl = true;
-            let applies = (entry.principal == principal || entry.principal == wildcard_principal)
-                && (entry.host == "*" || entry.host == host);
-            if !applies {
+            if !requester.matches(&entry.principal, &entry.host) {
                 continue;
             }
             match entry.permission {
@@ -220,13 +239,10 @@ impl Authorizer {
             return true;
         }
         let acls = self.acls();
-        let principal = principal.to_string();
-        let wildcard_principal = format!("{}:*", principal.split_once(':').map_or("User", |(t, _)| t));
-        let host = host.to_string();
+        let requester = Requester::new(principal, host);
         let applies = |b: &AclBinding| {
             b.resource_type == kind
-                && (b.principal == principal || b.principal == wildcard_principal)
-                && (b.host == "*" || b.host == host)
+                && requester.matches(&b.principal, &b.host)
                 && (b.operation == operation || b.operation == AclOperation::All)
         };
         let denied_everywhere = acls.bindings.iter().any(|b| {
