@@ -42,6 +42,12 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
     api(ApiKey::DeleteRecords, 0, 2),
     api(ApiKey::DescribeLogDirs, 1, 4),
+    // One log directory: a move to it is a no-op, elsewhere LOG_DIR_NOT_FOUND.
+    api(ApiKey::AlterReplicaLogDirs, 1, 2),
+    // The controller and the brokers in the shape of Kafka's KRaft quorum.
+    api(ApiKey::DescribeQuorum, 0, 2),
+    // Topics and brokers (KIP-1142); v0 is KIP-714's ListClientMetricsResources.
+    api(ApiKey::ListConfigResources, 0, 1),
     api(ApiKey::DescribeCluster, 0, 2),
     // Cluster mode: preferred / unclean leader election on request.
     api(ApiKey::ElectLeaders, 0, 2),

@@ -17,6 +17,7 @@ mod add_offsets_to_txn;
 mod add_partitions_to_txn;
 mod alter_client_quotas;
 mod alter_configs;
+mod alter_replica_log_dirs;
 mod alter_user_scram_credentials;
 mod api_versions;
 mod create_acls;
@@ -32,6 +33,7 @@ mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
+mod describe_quorum;
 mod describe_transactions;
 mod describe_user_scram_credentials;
 mod elect_leaders;
@@ -43,6 +45,7 @@ mod incremental_alter_configs;
 mod init_producer_id;
 mod join_group;
 mod leave_group;
+mod list_config_resources;
 mod list_groups;
 mod list_offsets;
 mod list_transactions;
@@ -135,6 +138,9 @@ dispatch_table! {
     IncrementalAlterConfigs => incremental_alter_configs.await,
     DeleteRecords => delete_records.await,
     DescribeLogDirs => describe_log_dirs,
+    AlterReplicaLogDirs => alter_replica_log_dirs,
+    DescribeQuorum => describe_quorum,
+    ListConfigResources => list_config_resources,
     DescribeCluster => describe_cluster,
     ElectLeaders => elect_leaders.await,
     FindCoordinator => find_coordinator,

@@ -52,6 +52,20 @@ pub trait Node: Send + Sync {
     fn quotas_read(&self, quotas: Vec<(rivulet_metadata::QuotaEntity, rivulet_metadata::QuotaValues)>);
 }
 
+/// Who decides the cluster's metadata and how far this broker has applied it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumView {
+    /// The controller, if one is elected.
+    pub controller: Option<i32>,
+    /// The controller's term: each election raises it.
+    pub controller_epoch: i32,
+    /// The metadata store's revision this broker applied last; `None` when the store is
+    /// not a log (the embedded store of a single node).
+    pub applied_revision: Option<i64>,
+    /// The brokers as last seen.
+    pub brokers: Vec<BrokerRegistration>,
+}
+
 /// This broker's part in a cluster (or its standing alone).
 #[async_trait]
 pub trait Membership: Send + Sync {
@@ -71,6 +85,9 @@ pub trait Membership: Send + Sync {
 
     /// The elected controller, if one is known.
     fn controller_id(&self) -> Option<i32>;
+
+    /// The metadata quorum as this broker last saw it (DescribeQuorum).
+    fn quorum(&self) -> QuorumView;
 
     /// Whether this broker may acknowledge writes: not while its registration may have
     /// lapsed, since another broker may lead its partitions by now.
@@ -215,6 +232,17 @@ impl Membership for SingleNode {
 
     fn controller_id(&self) -> Option<i32> {
         Some(self.me.node_id)
+    }
+
+    fn quorum(&self) -> QuorumView {
+        // Alone, the broker is its own controller for good, and the embedded store keeps
+        // no log whose offset could be reported.
+        QuorumView {
+            controller: Some(self.me.node_id),
+            controller_epoch: 0,
+            applied_revision: None,
+            brokers: self.brokers(),
+        }
     }
 
     fn may_acknowledge(&self) -> bool {

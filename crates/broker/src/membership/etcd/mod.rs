@@ -58,6 +58,8 @@ pub struct Cluster {
     pub me: BrokerRegistration,
     brokers: RwLock<Vec<BrokerRegistration>>,
     controller: RwLock<Option<i32>>,
+    /// The controller epoch and store revision of the snapshot applied last.
+    applied: RwLock<(i32, i64)>,
     /// Serialises snapshot applications.
     applying: tokio::sync::Mutex<()>,
     fetchers: Mutex<HashMap<i32, tokio::task::JoinHandle<()>>>,
@@ -100,6 +102,7 @@ impl Cluster {
             me,
             brokers: RwLock::new(Vec::new()),
             controller: RwLock::new(None),
+            applied: RwLock::new((0, 0)),
             applying: tokio::sync::Mutex::new(()),
             fetchers: Mutex::new(HashMap::new()),
             sync_requested: Notify::new(),
@@ -137,6 +140,7 @@ impl Cluster {
         let snapshot = self.etcd.snapshot().await?;
         *self.brokers.write().unwrap_or_else(|p| p.into_inner()) = snapshot.brokers.clone();
         *self.controller.write().unwrap_or_else(|p| p.into_inner()) = snapshot.controller;
+        *self.applied.write().unwrap_or_else(|p| p.into_inner()) = (snapshot.controller_epoch, snapshot.revision);
         // Before the topics, so topics created in this sync resolve the new settings.
         if let Err(e) = self.replicas.apply_broker_configs(snapshot.broker_configs.clone()) {
             tracing::error!(error = %e, "dynamic broker configuration refused; keeping the previous one");
@@ -309,6 +313,16 @@ impl Membership for Cluster {
 
     fn controller_id(&self) -> Option<i32> {
         *self.controller.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn quorum(&self) -> super::QuorumView {
+        let (controller_epoch, revision) = *self.applied.read().unwrap_or_else(|p| p.into_inner());
+        super::QuorumView {
+            controller: self.controller_id(),
+            controller_epoch,
+            applied_revision: Some(revision),
+            brokers: self.brokers(),
+        }
     }
 
     fn may_acknowledge(&self) -> bool {
