@@ -14,8 +14,8 @@ These are acceptance tests driven only by real clients and process signals:
   of the ISR after replica.lag.time.max.ms, catches up and rejoins after SIGCONT, and then
   holds exactly the records the leader holds.
 - test_controller_failover_and_group_coordinator_failover: killing the controller elects
-  another with a higher epoch; killing a consumer group's coordinator loses no record and
-  no committed offset.
+  another with a higher epoch, which `kafka-metadata-quorum describe` shows; killing a
+  consumer group's coordinator loses no record and no committed offset.
 - test_etcd_restart_under_load: etcd down for five seconds does not interrupt produce or
   consume, and the cluster is whole again afterwards.
 - test_transactions_span_partitions_led_by_other_brokers: a consume-transform-produce copy
@@ -25,6 +25,10 @@ These are acceptance tests driven only by real clients and process signals:
 - test_preferred_leaders_return_with_kafka_leader_election: after a broker comes back,
   `kafka-leader-election --election-type PREFERRED` moves leadership back to the preferred
   replicas.
+- test_a_partition_joins_a_transaction_only_once_the_transaction_log_replicas_have_it and
+  test_a_group_is_assigned_only_once_the_offsets_log_replicas_have_it: with the followers
+  of the coordinator's log partition paused, AddPartitionsToTxn and SyncGroup are not
+  answered until they have the write.
 """
 
 import collections
@@ -320,6 +324,19 @@ def test_controller_failover_and_group_coordinator_failover(tmp_path):
         new_epoch, new_controller = wait_for(newer, 15, f"another broker to take over from controller {controller}",
                                              show=cluster.elections)
         assert new_controller in cluster.live()
+
+        # kafka-metadata-quorum (DescribeQuorum) shows the new controller and its epoch.
+        def quorum_status():
+            out = java("org.apache.kafka.tools.MetadataQuorumCommand", "--bootstrap-server",
+                       cluster.broker(new_controller).bootstrap, "describe", "--status")
+            fields = dict(re.findall(r"^(\w+):\s+(.*)$", out.stdout, re.M))
+            wanted = (fields.get("LeaderId"), fields.get("LeaderEpoch")) == (str(new_controller), str(new_epoch))
+            return fields if wanted else None
+
+        status = wait_for(quorum_status, 30, "kafka-metadata-quorum to show the new controller")
+        assert re.search(rf'"id": {new_controller}\b', status["CurrentVoters"]), status
+        observers = {int(i) for i in re.findall(r'"id": (\d+)', status["CurrentObservers"])}
+        assert observers == set(cluster.live()) - {new_controller}, status
         cluster.start(controller)
 
         # Group coordinator failover.
@@ -614,3 +631,55 @@ def test_a_partition_joins_a_transaction_only_once_the_transaction_log_replicas_
         producer.flush(60)
         assert delivered == [None], delivered
         producer.commit_transaction(60)
+
+
+def test_a_group_is_assigned_only_once_the_offsets_log_replicas_have_it(tmp_path):
+    """SyncGroup hands out assignments once the group's `__consumer_offsets` in-sync
+    replicas hold the stored group, so a coordinator failover keeps the generation its
+    members consume in. With both followers of the group's offsets partition paused, a new
+    consumer gets no assignment (answered before, it was assigned at once); it is assigned
+    and reads once they resume."""
+    group = "assigned-after-replication"
+    with Cluster(tmp_path, extra=("group.initial.rebalance.delay.ms=0",)) as cluster:
+        log = cluster.wait_for_full_isr("__consumer_offsets", 50)[java_partition(group, 50)]
+        coordinator = log["leader"]
+        followers = [r for r in log["replicas"] if r != coordinator]
+        assert len(followers) == 2, log
+        # The data partition lives on the coordinator alone, so only the offsets log needs
+        # the paused brokers.
+        admin = cluster.admin()
+        new = NewTopic("assigned", num_partitions=1, replica_assignment=[[coordinator]],
+                       config={"min.insync.replicas": "1"})
+        admin.create_topics([new])["assigned"].result(timeout=30)
+        cluster.wait_for_full_isr("assigned", 1, replication_factor=1)
+        bootstrap = cluster.broker(coordinator).bootstrap
+        producer = Producer({"bootstrap.servers": bootstrap})
+        producer.produce("assigned", b"waiting", partition=0)
+        assert producer.flush(30) == 0
+
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+                             "enable.auto.commit": False})
+        try:
+            consumer.subscribe(["assigned"])
+            for node in followers:
+                cluster.pause(node)
+            try:
+                # Shorter than replica.lag.time.max.ms and the broker session: the paused
+                # followers are still in the ISR and still registered.
+                deadline = time.time() + 1.5
+                while time.time() < deadline:
+                    message = consumer.poll(0.1)
+                    assert message is None or message.error(), "consumed before the group was replicated"
+                assert consumer.assignment() == [], "assigned before the group was replicated"
+            finally:
+                for node in followers:
+                    cluster.resume(node)
+            values = []
+            deadline = time.time() + 60
+            while not values and time.time() < deadline:
+                message = consumer.poll(0.5)
+                if message is not None and not message.error():
+                    values.append(message.value())
+            assert values == [b"waiting"]
+        finally:
+            consumer.close()

@@ -1,5 +1,11 @@
 //! SyncGroup (key 14): the leader hands out assignments; every member gets its own.
 //! Needs READ on the group (GROUP_AUTHORIZATION_FAILED).
+//!
+//! As Kafka's coordinator stores the group with acks=all before answering, an assignment
+//! is handed out once the ISR of the group's `__consumer_offsets` partition has it: a
+//! coordinator failover then still knows the generation its members consume in. When the
+//! replicas do not catch up, the members are told COORDINATOR_NOT_AVAILABLE (or
+//! NOT_COORDINATOR when leadership moved) and join again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,11 +16,15 @@ use rivulet_protocol::ResponseError;
 
 use super::{code, str_bytes};
 use crate::broker::Broker;
+use crate::group::persist::OFFSETS_TOPIC;
 use crate::group::{Pending, SyncResult};
 use crate::request_context::RequestContext;
 
 /// How long a member waits for the leader's assignment before being told to rejoin.
 const SYNC_WAIT_LIMIT: Duration = Duration::from_secs(300);
+
+/// How long the stored group may take to reach the partition's in-sync replicas.
+const STORE_REPLICATION_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: SyncGroupRequest) -> SyncGroupResponse {
     let version = ctx.api_version;
@@ -36,6 +46,15 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: SyncGro
             Ok(Ok(result)) => result,
             _ => SyncResult { error: Some(ResponseError::RebalanceInProgress), ..Default::default() },
         },
+    };
+    let result = if result.error.is_none() {
+        let partition = broker.groups.partition_of(request.group_id.0.as_str());
+        match broker.replicas.await_replicated(OFFSETS_TOPIC, partition, STORE_REPLICATION_TIMEOUT).await {
+            None => result,
+            Some(error) => SyncResult { error: Some(error), ..Default::default() },
+        }
+    } else {
+        result
     };
     let response = SyncGroupResponse::default().with_error_code(code(result.error)).with_assignment(result.assignment);
     if version >= 5 {
