@@ -29,6 +29,9 @@ These are acceptance tests driven only by real clients and process signals:
   test_a_group_is_assigned_only_once_the_offsets_log_replicas_have_it: with the followers
   of the coordinator's log partition paused, AddPartitionsToTxn and SyncGroup are not
   answered until they have the write.
+- test_an_early_metadata_request_does_not_create_the_coordinators_logs: a Metadata request
+  for `__consumer_offsets` / `__transaction_state` before the controller created them does
+  not auto-create them with the topic defaults.
 """
 
 import collections
@@ -683,3 +686,23 @@ def test_a_group_is_assigned_only_once_the_offsets_log_replicas_have_it(tmp_path
             assert values == [b"waiting"]
         finally:
             consumer.close()
+
+
+def test_an_early_metadata_request_does_not_create_the_coordinators_logs(tmp_path):
+    """Before the controller creates `__consumer_offsets` and `__transaction_state` (it waits
+    for enough brokers for their replication factor), a client's Metadata request for them
+    must not auto-create them from the topic defaults: with one partition they would stand
+    in for the coordinators' 50 for good."""
+    cluster = Cluster(tmp_path, extra=("default.replication.factor=1",))
+    try:
+        cluster.start(1)
+        admin = cluster.admin(cluster.broker(1).bootstrap)
+        for topic in ("__consumer_offsets", "__transaction_state"):
+            described = admin.list_topics(topic, timeout=10).topics[topic]
+            assert described.error is not None and not described.partitions, (topic, described.partitions)
+        cluster.start(2)
+        cluster.start(3)
+        for topic in ("__consumer_offsets", "__transaction_state"):
+            assert len(cluster.wait_for_full_isr(topic, 50)) == 50
+    finally:
+        cluster.stop_all()

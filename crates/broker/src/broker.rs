@@ -360,6 +360,12 @@ impl Broker {
         if !allow_auto_create || !self.config.auto_create_topics_enable || validate_topic_name(name).is_err() {
             return Ok(None);
         }
+        // The coordinators' logs are created with their own partition counts and replication
+        // (by the controller in a cluster, at start alone); one made here from the defaults
+        // would take their place with one partition. A client asking early retries.
+        if name == OFFSETS_TOPIC || name == TRANSACTION_STATE_TOPIC {
+            return Ok(None);
+        }
         let new_topic = NewTopic {
             name: name.to_string(),
             partitions: self.config.num_partitions,
