@@ -160,7 +160,7 @@ impl Broker {
                         self.groups.load_partition(index, replica.log.clone())?;
                     }
                 } else if self.txns.partition_status(index) == Some(ResponseError::NotCoordinator) {
-                    self.txns.load_partition(index, replica.log.clone())?;
+                    self.txns.load_partition(index, replica.log.clone(), replica.leader_epoch())?;
                     loaded_txns = true;
                 }
             }
@@ -250,8 +250,12 @@ impl Broker {
                     let loaded = if replica.topic == OFFSETS_TOPIC {
                         broker.groups.load_partition(replica.index, replica.log.clone()).map_err(|e| e.to_string())
                     } else {
-                        let loaded =
-                            broker.txns.load_partition(replica.index, replica.log.clone()).map_err(|e| e.to_string());
+                        // Kafka's coordinator epoch: the leader epoch this broker loads the
+                        // partition in, which a deposed coordinator's can never reach.
+                        let loaded = broker
+                            .txns
+                            .load_partition(replica.index, replica.log.clone(), replica.leader_epoch())
+                            .map_err(|e| e.to_string());
                         broker.txns.recover(&*broker);
                         loaded
                     };
@@ -523,6 +527,7 @@ impl MarkerSink for Broker {
         producer_id: i64,
         producer_epoch: i16,
         control: ControlType,
+        coordinator_epoch: i32,
     ) -> Result<(), MarkerError> {
         let Some(found) = self.replicas.topics.get(topic) else {
             tracing::warn!(topic, partition, producer_id, "no marker written: the topic no longer exists");
@@ -539,13 +544,14 @@ impl MarkerSink for Broker {
                 producer_id,
                 producer_epoch,
                 control,
+                coordinator_epoch,
             );
         }
         let now_ms =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         replica
             .log
-            .append_marker(producer_id, producer_epoch, control, 0, replica.leader_epoch(), now_ms)
+            .append_marker(producer_id, producer_epoch, control, coordinator_epoch, replica.leader_epoch(), now_ms)
             .map_err(|source| MarkerError::Append { topic: topic.to_string(), partition, source })?;
         replica.maybe_advance_high_watermark();
         if topic == OFFSETS_TOPIC {

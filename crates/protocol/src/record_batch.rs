@@ -300,14 +300,16 @@ fn read_varint(buf: &mut &[u8]) -> Result<i64, BatchError> {
     Err(BatchError::Corrupt("varint longer than 10 bytes".into()))
 }
 
-/// The marker type of a control batch, or `None` for a data batch. Control batches are
-/// never compressed, so the key is read in place.
-pub fn control_type(batch: &[u8]) -> Result<Option<ControlType>, BatchError> {
+/// The first record of a control batch, from its key length on, or `None` for a data
+/// batch. Control batches are never compressed, so the record is read in place, and never
+/// past the batch's own length.
+fn control_record(batch: &[u8]) -> Result<Option<(i64, &[u8])>, BatchError> {
     let header = BatchHeader::parse(batch)?;
     if !header.is_control() {
         return Ok(None);
     }
-    let mut rest = batch.get(HEADER_BYTES..).unwrap_or_default();
+    let end = header.total_bytes().min(batch.len());
+    let mut rest = batch.get(HEADER_BYTES..end).unwrap_or_default();
     let _length = read_varint(&mut rest)?;
     let (_attributes, after) = rest.split_first().ok_or_else(|| BatchError::Corrupt("empty control record".into()))?;
     rest = after;
@@ -317,11 +319,52 @@ pub fn control_type(batch: &[u8]) -> Result<Option<ControlType>, BatchError> {
     if key_length < 4 || rest.len() < 4 {
         return Err(BatchError::Corrupt(format!("control record key of {key_length} bytes")));
     }
-    match i16::from_be_bytes([rest[2], rest[3]]) {
-        0 => Ok(Some(ControlType::Abort)),
-        1 => Ok(Some(ControlType::Commit)),
+    Ok(Some((key_length, rest)))
+}
+
+/// The marker type of a control batch, or `None` for a data batch.
+pub fn control_type(batch: &[u8]) -> Result<Option<ControlType>, BatchError> {
+    Ok(control_record(batch)?.and_then(|(_, key)| control_kind(key)))
+}
+
+/// The control type in a control record's key (version i16, type i16).
+fn control_kind(key: &[u8]) -> Option<ControlType> {
+    match key.get(2..4)? {
+        [0, 0] => Some(ControlType::Abort),
+        [0, 1] => Some(ControlType::Commit),
         // Other control types (e.g. KRaft's) are neither a commit nor an abort.
-        _ => Ok(None),
+        _ => None,
+    }
+}
+
+/// A commit or abort marker as stored (Kafka's `EndTransactionMarker`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndTxnMarker {
+    pub control: ControlType,
+    pub coordinator_epoch: i32,
+}
+
+/// The commit or abort marker a control batch holds, with the coordinator epoch from its
+/// value (version i16, coordinator epoch i32); `None` for a data batch or another control
+/// type. Later value versions are read as version 0, as Kafka does.
+pub fn end_txn_marker(batch: &[u8]) -> Result<Option<EndTxnMarker>, BatchError> {
+    let Some((key_length, rest)) = control_record(batch)? else {
+        return Ok(None);
+    };
+    let Some(control) = control_kind(rest) else {
+        return Ok(None);
+    };
+    let mut rest = usize::try_from(key_length)
+        .ok()
+        .and_then(|n| rest.get(n..))
+        .ok_or_else(|| BatchError::Corrupt(format!("control record key of {key_length} bytes overruns the batch")))?;
+    let value_length = read_varint(&mut rest)?;
+    match rest.get(..6) {
+        Some(value) if value_length >= 6 => Ok(Some(EndTxnMarker {
+            control,
+            coordinator_epoch: i32::from_be_bytes([value[2], value[3], value[4], value[5]]),
+        })),
+        _ => Err(BatchError::Corrupt(format!("transaction marker value of {value_length} bytes"))),
     }
 }
 
@@ -457,6 +500,7 @@ mod tests {
             assert!(header.is_control() && header.is_transactional());
             assert_eq!((header.producer_id, header.producer_epoch, header.base_sequence), (42, 3, -1));
             assert_eq!(control_type(&batch).unwrap(), Some(control));
+            assert_eq!(end_txn_marker(&batch).unwrap(), Some(EndTxnMarker { control, coordinator_epoch: 7 }));
             // The codec crate agrees on every field.
             let mut buf = batch.clone();
             let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).unwrap();
@@ -468,6 +512,25 @@ mod tests {
             assert_eq!(record.timestamp, 1_234);
         }
         assert_eq!(control_type(&sample_batch(2, Compression::None)).unwrap(), None);
+        assert_eq!(end_txn_marker(&sample_batch(2, Compression::None)).unwrap(), None);
+    }
+
+    #[test]
+    fn truncated_markers_are_errors_not_panics() {
+        let batch = control_batch(42, 3, ControlType::Commit, i32::MAX, 1_234);
+        // Every prefix, and the batch with its declared length cut short, must fail cleanly.
+        for cut in 0..batch.len() {
+            let _ = end_txn_marker(&batch[..cut]);
+        }
+        let mut short = batch.clone();
+        let body = (batch.len() - LOG_OVERHEAD - 4) as i32;
+        short[8..12].copy_from_slice(&body.to_be_bytes());
+        assert!(end_txn_marker(&short).is_err());
+        let mut long_key = batch.clone();
+        // The key length varint sits right after length, attributes and the two deltas.
+        long_key[HEADER_BYTES + 4] = 100;
+        assert!(end_txn_marker(&long_key).is_err());
+        assert_eq!(end_txn_marker(&batch).unwrap().map(|m| m.coordinator_epoch), Some(i32::MAX));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use bytes::{Bytes, BytesMut};
 use rivulet_protocol::record_batch::{BatchBuilder, Compression};
 use rivulet_test_support::error_codes::{
     CORRUPT_MESSAGE, INVALID_PRODUCER_EPOCH, INVALID_RECORD, MESSAGE_TOO_LARGE, OUT_OF_ORDER_SEQUENCE_NUMBER,
-    UNKNOWN_TOPIC_OR_PARTITION,
+    TRANSACTION_COORDINATOR_FENCED, UNKNOWN_TOPIC_OR_PARTITION,
 };
 use rivulet_test_support::{requests, BrokerProcess, Client};
 
@@ -149,6 +149,38 @@ fn producer_state_and_offsets_survive_kill_9() {
 #[test]
 fn producer_state_and_offsets_survive_kill_9_with_fsync_per_write() {
     survives_kill_9(&["log.flush.interval.messages=1"]);
+}
+
+/// WriteTxnMarkers' error for one marker on partition 0 of `topic`.
+fn write_marker(client: &mut Client, topic: &str, producer_id: i64, commit: bool, coordinator_epoch: i32) -> i16 {
+    let request = requests::write_txn_marker(topic, 0, producer_id, 0, commit, coordinator_epoch);
+    let response = client.send(&request, 1);
+    response.markers[0].topics[0].partitions[0].error_code
+}
+
+/// A marker from a coordinator older than the one that wrote the producer's last marker
+/// on a partition is fenced (a deposed coordinator), also after a `kill -9` and restart;
+/// the marker is not written.
+#[test]
+fn markers_of_a_deposed_transaction_coordinator_are_fenced_across_restarts() {
+    let mut broker = BrokerProcess::start(RIVULET, &[]);
+    let mut client = broker.client();
+    create_topic(&mut client, "marked", 1, &[]);
+    let pid = init_producer_id(&mut client);
+    assert_eq!(write_marker(&mut client, "marked", pid, true, 5), 0);
+    assert_eq!(write_marker(&mut client, "marked", pid, false, 4), TRANSACTION_COORDINATOR_FENCED);
+    assert_eq!(write_marker(&mut client, "marked", pid, false, 5), 0);
+    // Another producer's markers are judged on their own.
+    assert_eq!(write_marker(&mut client, "marked", pid + 1, true, 0), 0);
+    assert_eq!(latest_offset(&mut client, "marked"), 3);
+    let (port, dir) = (broker.port, broker.data_dir.clone());
+    broker.kill();
+    let restarted = BrokerProcess::start_at(RIVULET, port, &dir, &[]);
+    let mut client = restarted.client();
+    assert_eq!(write_marker(&mut client, "marked", pid, true, 4), TRANSACTION_COORDINATOR_FENCED);
+    assert_eq!(write_marker(&mut client, "marked", pid, true, 6), 0);
+    assert_eq!(latest_offset(&mut client, "marked"), 4);
+    drop(broker);
 }
 
 fn survives_kill_9(settings: &[&str]) {

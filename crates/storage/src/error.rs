@@ -26,6 +26,10 @@ pub enum AppendError {
     TooLarge { size: usize, max: usize },
     #[error("producer {producer_id}: epoch {epoch} is older than the current epoch {current}")]
     InvalidProducerEpoch { producer_id: i64, epoch: i16, current: i16 },
+    /// TRANSACTION_COORDINATOR_FENCED: a marker from a coordinator older than the one
+    /// that wrote the producer's last marker here.
+    #[error("producer {producer_id}: invalid coordinator epoch {coordinator_epoch} (zombie), {current} (current)")]
+    TransactionCoordinatorFenced { producer_id: i64, coordinator_epoch: i32, current: i32 },
     #[error("producer {producer_id}: sequence {first_sequence} does not follow {last_sequence} (epoch {epoch})")]
     OutOfOrderSequence { producer_id: i64, epoch: i16, first_sequence: i32, last_sequence: i32 },
     /// INVALID_TXN_STATE: e.g. a non-transactional batch from a producer whose

@@ -4,12 +4,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use bytes::{Bytes, BytesMut};
-use rivulet_protocol::record_batch::{self, BatchError, BatchHeader, ControlType};
+use rivulet_protocol::record_batch::{self, BatchError, BatchHeader, ControlType, EndTxnMarker};
 use rocksdb::{DBRawIterator, ReadOptions, WriteBatch};
 
 use crate::error::{AppendError, StorageError};
 use crate::keys;
-use crate::producer_state::{BatchMetadata, ProducerEntry, SequenceCheck};
+use crate::producer_state::{BatchMetadata, ProducerEntry, SequenceCheck, NO_COORDINATOR_EPOCH};
 use crate::store::{LogClass, LogId, Store};
 
 mod compaction;
@@ -123,6 +123,7 @@ fn producer_after_batch(
                 batches: Default::default(),
                 current_txn_first_offset: other.and_then(|e| e.current_txn_first_offset),
                 last_timestamp: max_timestamp,
+                coordinator_epoch: other.map_or(NO_COORDINATOR_EPOCH, |e| e.coordinator_epoch),
             },
         }
     } else {
@@ -588,8 +589,11 @@ impl PartitionLog {
     /// Writes a transaction marker for `producer_id` (Kafka's `appendEndTxnMarker`) and
     /// returns its offset. The producer's open transaction here, if any, ends; an aborted
     /// one is recorded in the transaction index. A marker with an older epoch than the
-    /// producer's is refused (INVALID_PRODUCER_EPOCH); a marker for a producer with
-    /// nothing open is still written, as Kafka does.
+    /// producer's is refused (INVALID_PRODUCER_EPOCH), and so is one whose
+    /// `coordinator_epoch` is older than that of the producer's last marker here
+    /// (TRANSACTION_COORDINATOR_FENCED: it comes from a deposed coordinator, whose view of
+    /// the transaction may be stale); a marker for a producer with nothing open is still
+    /// written, as Kafka does.
     pub fn append_marker(
         &self,
         producer_id: i64,
@@ -603,13 +607,19 @@ impl PartitionLog {
         if let Some(current) = state.producers.get(&producer_id).map(|e| e.epoch).filter(|&e| producer_epoch < e) {
             return Err(AppendError::InvalidProducerEpoch { producer_id, epoch: producer_epoch, current });
         }
+        if let Some(current) =
+            state.producers.get(&producer_id).map(|e| e.coordinator_epoch).filter(|&e| coordinator_epoch < e)
+        {
+            return Err(AppendError::TransactionCoordinatorFenced { producer_id, coordinator_epoch, current });
+        }
         let offset = state.log_end_offset;
         let mut batch = record_batch::control_batch(producer_id, producer_epoch, control, coordinator_epoch, now_ms);
         record_batch::assign_offset(&mut batch, offset, leader_epoch);
         let mut write = WriteBatch::default();
         let new_epoch = self.note_epoch(&state, &mut write, leader_epoch, offset)?;
+        let marker = EndTxnMarker { control, coordinator_epoch };
         let change =
-            self.stage_marker(&state, &mut write, &batch, offset, producer_id, producer_epoch, control, now_ms)?;
+            self.stage_marker(&state, &mut write, &batch, offset, producer_id, producer_epoch, marker, now_ms)?;
         self.store.write(write)?;
         state.apply_marker(change, new_epoch, offset, now_ms);
         Ok(offset)
@@ -627,12 +637,12 @@ impl PartitionLog {
         offset: i64,
         producer_id: i64,
         producer_epoch: i16,
-        control: ControlType,
+        marker: EndTxnMarker,
         timestamp: i64,
     ) -> Result<MarkerChange, StorageError> {
         let entry = state.producers.get(&producer_id);
         let first_offset = entry.and_then(|e| e.current_txn_first_offset);
-        let new_entry = ProducerEntry::after_marker(entry, producer_epoch, timestamp);
+        let new_entry = ProducerEntry::after_marker(entry, producer_epoch, marker.coordinator_epoch, timestamp);
         write.put_cf(
             self.store.cf(self.class.column_family())?,
             keys::log_key(self.id.0, keys::offset_component(offset)),
@@ -651,7 +661,7 @@ impl PartitionLog {
             new_entry.encode(),
         );
         self.stage_size(write, state.size_bytes + batch.len() as i64)?;
-        if let (ControlType::Abort, Some(first)) = (control, first_offset) {
+        if let (ControlType::Abort, Some(first)) = (marker.control, first_offset) {
             // Kafka's `lastStableOffset(completedTxn)`: the next open transaction of another
             // producer, or just past this marker.
             let last_stable_offset =

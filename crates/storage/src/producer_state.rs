@@ -26,7 +26,7 @@ pub struct BatchMetadata {
 }
 
 /// What the log knows of one producer.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerEntry {
     pub epoch: i16,
     pub batches: VecDeque<BatchMetadata>,
@@ -37,6 +37,25 @@ pub struct ProducerEntry {
     /// max timestamp, or the marker's): the producer expires `producer.id.expiration.ms`
     /// after it.
     pub last_timestamp: i64,
+    /// Epoch of the transaction coordinator that wrote the producer's last marker here
+    /// ([`NO_COORDINATOR_EPOCH`] before any): a marker from an older coordinator is one a
+    /// deposed coordinator still sends, and is fenced.
+    pub coordinator_epoch: i32,
+}
+
+/// Kafka's default `coordinatorEpoch` for a producer that has had no marker yet.
+pub const NO_COORDINATOR_EPOCH: i32 = -1;
+
+impl Default for ProducerEntry {
+    fn default() -> Self {
+        ProducerEntry {
+            epoch: 0,
+            batches: VecDeque::new(),
+            current_txn_first_offset: None,
+            last_timestamp: 0,
+            coordinator_epoch: NO_COORDINATOR_EPOCH,
+        }
+    }
 }
 
 /// The outcome of checking a new batch against the producer's state.
@@ -101,6 +120,9 @@ impl ProducerEntry {
                 batches: VecDeque::with_capacity(BATCHES_TO_RETAIN),
                 current_txn_first_offset: entry.and_then(|e| e.current_txn_first_offset),
                 last_timestamp: batch.max_timestamp,
+                // Kafka keeps it across a producer epoch bump: a coordinator's fencing does
+                // not depend on which producer epoch it ends.
+                coordinator_epoch: entry.map_or(NO_COORDINATOR_EPOCH, |e| e.coordinator_epoch),
             },
         };
         if next.batches.len() == BATCHES_TO_RETAIN {
@@ -118,26 +140,34 @@ impl ProducerEntry {
         self.current_txn_first_offset.is_none() && now_ms.saturating_sub(self.last_timestamp) >= expiration_ms
     }
 
-    /// The state after a transaction marker written with `epoch` at `timestamp`: the
-    /// transaction is closed, and a newer epoch (a fenced or bumped producer) forgets the
-    /// old sequences.
-    pub fn after_marker(entry: Option<&ProducerEntry>, epoch: i16, timestamp: i64) -> ProducerEntry {
+    /// The state after a transaction marker written with `epoch` at `timestamp` by a
+    /// coordinator of `coordinator_epoch`: the transaction is closed, a newer epoch (a
+    /// fenced or bumped producer) forgets the old sequences, and markers from coordinators
+    /// older than this one are fenced from now on.
+    pub fn after_marker(
+        entry: Option<&ProducerEntry>,
+        epoch: i16,
+        coordinator_epoch: i32,
+        timestamp: i64,
+    ) -> ProducerEntry {
         let mut next = match entry {
             Some(e) if e.epoch == epoch => e.clone(),
-            _ => ProducerEntry { epoch, batches: VecDeque::new(), current_txn_first_offset: None, last_timestamp: 0 },
+            _ => ProducerEntry { epoch, ..ProducerEntry::default() },
         };
         next.current_txn_first_offset = None;
         next.last_timestamp = timestamp;
+        next.coordinator_epoch = coordinator_epoch;
         next
     }
 
     /// Binary form stored in RocksDB: epoch, count, 32 bytes per batch, the open
-    /// transaction's first offset (-1 for none), then the last timestamp. Older entries
-    /// end earlier: without the timestamp they read with their last batch's (or none,
-    /// so they expire at the first check); without the transaction offset they read as
-    /// having no open transaction.
+    /// transaction's first offset (-1 for none), the last timestamp, then the coordinator
+    /// epoch. Older entries end earlier: without the coordinator epoch they read as having
+    /// had no marker (so no coordinator is fenced by them); without the timestamp they
+    /// read with their last batch's (or none, so they expire at the first check); without
+    /// the transaction offset they read as having no open transaction.
     pub fn encode(&self) -> Vec<u8> {
-        let mut buf = Vec::with_capacity(3 + self.batches.len() * 32 + 16);
+        let mut buf = Vec::with_capacity(3 + self.batches.len() * 32 + 20);
         buf.put_i16(self.epoch);
         buf.put_u8(self.batches.len() as u8);
         for b in &self.batches {
@@ -149,6 +179,7 @@ impl ProducerEntry {
         }
         buf.put_i64(self.current_txn_first_offset.unwrap_or(-1));
         buf.put_i64(self.last_timestamp);
+        buf.put_i32(self.coordinator_epoch);
         buf
     }
 
@@ -160,7 +191,7 @@ impl ProducerEntry {
         let epoch = bytes.get_i16();
         let count = bytes.get_u8() as usize;
         let tail = bytes.len().checked_sub(count * 32);
-        if count > BATCHES_TO_RETAIN || !matches!(tail, Some(0 | 8 | 16)) {
+        if count > BATCHES_TO_RETAIN || !matches!(tail, Some(0 | 8 | 16 | 20)) {
             return Err(corrupt("bad batch count"));
         }
         let batches: VecDeque<BatchMetadata> = (0..count)
@@ -174,8 +205,9 @@ impl ProducerEntry {
             .collect();
         let current_txn_first_offset = if bytes.len() >= 8 { Some(bytes.get_i64()).filter(|&o| o >= 0) } else { None };
         let last_timestamp =
-            if bytes.len() == 8 { bytes.get_i64() } else { batches.back().map_or(i64::MIN, |b| b.max_timestamp) };
-        Ok(ProducerEntry { epoch, batches, current_txn_first_offset, last_timestamp })
+            if bytes.len() >= 8 { bytes.get_i64() } else { batches.back().map_or(i64::MIN, |b| b.max_timestamp) };
+        let coordinator_epoch = if bytes.len() == 4 { bytes.get_i32() } else { NO_COORDINATOR_EPOCH };
+        Ok(ProducerEntry { epoch, batches, current_txn_first_offset, last_timestamp, coordinator_epoch })
     }
 }
 
@@ -240,7 +272,7 @@ mod tests {
         let before_timestamps = ProducerEntry::decode(&entry.encode()[..3 + 32 + 8]).unwrap();
         assert_eq!(before_timestamps.last_timestamp, entry.batches[0].max_timestamp);
         assert_eq!(before_timestamps.current_txn_first_offset, Some(10));
-        let closed = ProducerEntry::after_marker(Some(&entry), 3, 77);
+        let closed = ProducerEntry::after_marker(Some(&entry), 3, 0, 77);
         assert_eq!((closed.epoch, closed.batches.len(), closed.current_txn_first_offset), (3, 0, None));
         assert_eq!(closed.last_timestamp, 77);
     }
@@ -257,9 +289,42 @@ mod tests {
         open.current_txn_first_offset = Some(0);
         assert!(!open.is_expired(i64::MAX, 1_000));
         // The marker's timestamp counts as a write.
-        let closed = ProducerEntry::after_marker(Some(&open), 0, 5_000);
+        let closed = ProducerEntry::after_marker(Some(&open), 0, 0, 5_000);
         assert!(!closed.is_expired(5_999, 1_000));
         assert!(closed.is_expired(6_000, 1_000));
+    }
+
+    #[test]
+    fn coordinator_epoch_round_trips_and_older_formats_read_as_none() {
+        let open = ProducerEntry::after_append(None, 2, meta(0, 1, 10));
+        assert_eq!(open.coordinator_epoch, NO_COORDINATOR_EPOCH);
+        let mut entry = ProducerEntry::after_marker(Some(&open), 2, 7, 99);
+        assert_eq!(entry.coordinator_epoch, 7);
+        entry = ProducerEntry::after_append(Some(&entry), 2, meta(2, 3, 12));
+        entry.current_txn_first_offset = Some(12);
+        let encoded = entry.encode();
+        assert_eq!(encoded.len(), 3 + 2 * 32 + 20);
+        assert_eq!(ProducerEntry::decode(&encoded).unwrap(), entry);
+        for tail in [0, 8, 16] {
+            let old = ProducerEntry::decode(&encoded[..3 + 2 * 32 + tail]).unwrap();
+            assert_eq!(old.coordinator_epoch, NO_COORDINATOR_EPOCH, "tail of {tail} bytes");
+            assert_eq!(old.batches, entry.batches);
+        }
+        let before_epochs = ProducerEntry::decode(&encoded[..3 + 2 * 32 + 16]).unwrap();
+        assert_eq!((before_epochs.current_txn_first_offset, before_epochs.last_timestamp), (Some(12), 0));
+        assert!(ProducerEntry::decode(&encoded[..encoded.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn coordinator_epoch_survives_producer_epoch_bumps() {
+        let marked = ProducerEntry::after_marker(None, 0, 4, 1);
+        // A bumped producer epoch resets the sequences but not the coordinator's fencing.
+        let bumped = ProducerEntry::after_append(Some(&marked), 1, meta(0, 0, 5));
+        assert_eq!((bumped.epoch, bumped.batches.len(), bumped.coordinator_epoch), (1, 1, 4));
+        let same = ProducerEntry::after_append(Some(&bumped), 1, meta(1, 1, 6));
+        assert_eq!(same.coordinator_epoch, 4);
+        let newer = ProducerEntry::after_marker(Some(&same), 2, 6, 2);
+        assert_eq!((newer.epoch, newer.batches.len(), newer.coordinator_epoch), (2, 0, 6));
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! high watermark, the leader-epoch cache and truncation of divergent history.
 
 use bytes::Bytes;
-use rivulet_protocol::record_batch::BatchBuilder;
-use rivulet_storage::{AppendOptions, Isolation, LogClass, LogId, PartitionLog, Store, StoreOptions};
+use rivulet_protocol::record_batch::{BatchBuilder, ControlType};
+use rivulet_storage::{AppendError, AppendOptions, Isolation, LogClass, LogId, PartitionLog, Store, StoreOptions};
 
 /// An idempotent producer's batch of `count` records starting at `sequence`.
 fn batch(producer_id: i64, sequence: i32, count: i32, tag: &str) -> Bytes {
@@ -125,4 +125,44 @@ fn truncation_inside_a_batch_removes_the_whole_batch() {
     assert_eq!(log.read(0, 1 << 20, true).unwrap().records.len(), batch(-1, 0, 4, "p").len());
     // Appends continue from the new end.
     assert_eq!(log.append(&batch(-1, 0, 1, "r"), &options(0)).unwrap().base_offset, 4);
+}
+
+#[test]
+fn a_follower_fences_deposed_coordinators_as_its_leader_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let leader_store = Store::open(&StoreOptions::new(dir.path().join("leader"))).unwrap();
+    let follower_store = Store::open(&StoreOptions::new(dir.path().join("follower"))).unwrap();
+    let leader = leader_store.open_log(LogId(8), LogClass::User).unwrap();
+    let follower = follower_store.open_log(LogId(8), LogClass::User).unwrap();
+    let transactional = |sequence: i32| {
+        BatchBuilder::new()
+            .producer(42, 0, sequence)
+            .transactional(true)
+            .record(1, None, Some(Bytes::from("v")))
+            .build()
+    };
+    leader.append(&transactional(0).unwrap(), &options(0)).unwrap(); // 0
+    leader.append_marker(42, 0, ControlType::Commit, 4, 0, 1).unwrap(); // 1
+    leader.append(&transactional(1).unwrap(), &options(0)).unwrap(); // 2
+    leader.append_marker(42, 0, ControlType::Commit, 6, 0, 2).unwrap(); // 3
+    replicate(&leader, &follower);
+    assert_eq!(everything(&leader), everything(&follower));
+    let is_fenced = |result: Result<i64, AppendError>, current_epoch: i32| matches!(result, Err(AppendError::TransactionCoordinatorFenced { current, .. }) if current == current_epoch);
+    // The follower takes over: a marker from the coordinator the leader had fenced is
+    // fenced here too, across a restart.
+    assert!(is_fenced(follower.append_marker(42, 0, ControlType::Abort, 5, 1, 3), 6));
+    drop(follower);
+    let follower_store = {
+        drop(follower_store);
+        Store::open(&StoreOptions::new(dir.path().join("follower"))).unwrap()
+    };
+    let follower = follower_store.open_log(LogId(8), LogClass::User).unwrap();
+    assert!(is_fenced(follower.append_marker(42, 0, ControlType::Abort, 5, 1, 3), 6));
+    // Truncating away the newer marker rebuilds the state from the older one it read
+    // back from the log.
+    follower.truncate_to(3).unwrap();
+    assert!(is_fenced(follower.append_marker(42, 0, ControlType::Abort, 3, 1, 3), 4));
+    assert_eq!(follower.append_marker(42, 0, ControlType::Abort, 5, 1, 3).unwrap(), 3);
+    follower.truncate_to(1).unwrap();
+    assert_eq!(follower.append_marker(42, 0, ControlType::Abort, 0, 1, 4).unwrap(), 1);
 }

@@ -106,6 +106,48 @@ fn open_transactions_and_the_index_survive_reopen() {
 }
 
 #[test]
+fn markers_from_a_deposed_coordinator_are_fenced_even_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions::new(dir.path());
+    let fenced = |result: Result<i64, AppendError>, expected: i32, current_epoch: i32| match result {
+        Err(AppendError::TransactionCoordinatorFenced { producer_id: 1, coordinator_epoch, current }) => {
+            assert_eq!((coordinator_epoch, current), (expected, current_epoch))
+        }
+        other => panic!("expected TRANSACTION_COORDINATOR_FENCED, got {other:?}"),
+    };
+    {
+        let store = Store::open(&opts).unwrap();
+        let log = store.open_log(LogId(9), LogClass::User).unwrap();
+        // A producer never marked accepts any coordinator epoch, 0 included.
+        log.append(&batch(1, 0, 0, 1, true), &options()).unwrap(); // 0
+        log.append_marker(1, 0, ControlType::Commit, 3, 0, 1).unwrap(); // 1
+        log.append(&batch(1, 0, 1, 1, true), &options()).unwrap(); // 2
+        fenced(log.append_marker(1, 0, ControlType::Abort, 2, 0, 2), 2, 3);
+        // Refused, so the transaction is still open and nothing was written.
+        assert_eq!((log.open_transactions(), log.log_end_offset()), (vec![(1, 2)], 3));
+        // The same coordinator again, then a newer one.
+        log.append_marker(1, 0, ControlType::Commit, 3, 0, 3).unwrap(); // 3
+        log.append(&batch(1, 0, 2, 1, true), &options()).unwrap(); // 4
+        log.append_marker(1, 0, ControlType::Abort, 5, 0, 4).unwrap(); // 5
+        fenced(log.append_marker(1, 0, ControlType::Abort, 4, 0, 5), 4, 5);
+        // Another producer's markers are judged on their own.
+        log.append_marker(2, 0, ControlType::Abort, 0, 0, 5).unwrap();
+    }
+    let store = Store::open(&opts).unwrap();
+    let log = store.open_log(LogId(9), LogClass::User).unwrap();
+    fenced(log.append_marker(1, 0, ControlType::Commit, 4, 0, 6), 4, 5);
+    // A bumped producer epoch does not reset the coordinator's fencing, as in Kafka.
+    log.append(&batch(1, 1, 0, 1, true), &options()).unwrap();
+    fenced(log.append_marker(1, 1, ControlType::Commit, 0, 0, 7), 0, 5);
+    log.append_marker(1, 1, ControlType::Commit, 5, 0, 7).unwrap();
+    // The producer-epoch check comes first.
+    assert!(matches!(
+        log.append_marker(1, 0, ControlType::Commit, 9, 0, 8),
+        Err(AppendError::InvalidProducerEpoch { .. })
+    ));
+}
+
+#[test]
 fn refuses_what_a_client_must_not_write() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&StoreOptions::new(dir.path())).unwrap();

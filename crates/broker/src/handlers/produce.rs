@@ -45,6 +45,7 @@ pub(crate) fn append_error_code(error: &AppendError) -> ResponseError {
         AppendError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
         AppendError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         AppendError::InvalidTxnState { .. } => ResponseError::InvalidTxnState,
+        AppendError::TransactionCoordinatorFenced { .. } => ResponseError::TransactionCoordinatorFenced,
         AppendError::Storage(_) => ResponseError::KafkaStorageError,
     }
 }

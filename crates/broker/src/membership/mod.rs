@@ -134,7 +134,9 @@ pub trait Membership: Send + Sync {
         election: ElectionType,
     ) -> Result<Vec<(String, i32, Option<ResponseError>)>, MetadataError>;
 
-    /// Writes a transaction marker into a partition led by another broker.
+    /// Writes a transaction marker into a partition led by another broker, from a
+    /// coordinator of `coordinator_epoch`.
+    #[allow(clippy::too_many_arguments)]
     fn write_remote_marker(
         &self,
         leader: i32,
@@ -143,6 +145,7 @@ pub trait Membership: Send + Sync {
         producer_id: i64,
         producer_epoch: i16,
         control: ControlType,
+        coordinator_epoch: i32,
     ) -> Result<(), MarkerError>;
 }
 
@@ -309,6 +312,7 @@ impl Membership for SingleNode {
         _producer_id: i64,
         _producer_epoch: i16,
         _control: ControlType,
+        _coordinator_epoch: i32,
     ) -> Result<(), MarkerError> {
         Err(MarkerError::NoLeader { topic: topic.to_string(), partition })
     }

@@ -37,8 +37,11 @@ pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
 
 /// Where the coordinator writes transaction markers (the broker's partition logs).
 pub trait MarkerSink {
-    /// Appends the marker ending `producer_id`'s transaction to `topic`-`partition`.
-    /// A partition that no longer exists is skipped by the sink.
+    /// Appends the marker ending `producer_id`'s transaction to `topic`-`partition`,
+    /// written by a coordinator of `coordinator_epoch` (Kafka's: the leader epoch of the
+    /// transaction's `__transaction_state` partition when this coordinator loaded it), so
+    /// the partition can fence a deposed coordinator. A partition that no longer exists
+    /// is skipped by the sink.
     fn write_marker(
         &self,
         topic: &str,
@@ -46,6 +49,7 @@ pub trait MarkerSink {
         producer_id: i64,
         producer_epoch: i16,
         control: ControlType,
+        coordinator_epoch: i32,
     ) -> Result<(), MarkerError>;
 }
 
@@ -178,6 +182,9 @@ pub struct TransactionCoordinator {
     /// path records take to and from them.
     runtime: CoordinatorRuntime,
     txns: Mutex<HashMap<String, TxnValue>>,
+    /// The coordinator epoch of each `__transaction_state` partition served here, which
+    /// every marker for its transactions carries.
+    coordinator_epochs: Mutex<HashMap<i32, i32>>,
     /// Start, update and timeout times of transactions.
     clock: Arc<dyn Clock>,
 }
@@ -189,6 +196,7 @@ impl TransactionCoordinator {
             settings,
             runtime: CoordinatorRuntime::new(TRANSACTION_STATE_TOPIC, num_partitions),
             txns: Mutex::new(HashMap::new()),
+            coordinator_epochs: Mutex::new(HashMap::new()),
             clock: Arc::new(SystemClock),
         }
     }
@@ -216,9 +224,15 @@ impl TransactionCoordinator {
         self.runtime.status(self.partition_of(transactional_id))
     }
 
-    /// Replays one partition of `__transaction_state` and starts serving its ids. Call
+    /// Replays one partition of `__transaction_state` and starts serving its ids, as the
+    /// coordinator of `coordinator_epoch` (the partition's leader epoch now). Call
     /// [`Self::recover`] afterwards, once markers can be written.
-    pub fn load_partition(&self, partition: i32, log: Arc<PartitionLog>) -> Result<(), LoadError> {
+    pub fn load_partition(
+        &self,
+        partition: i32,
+        log: Arc<PartitionLog>,
+        coordinator_epoch: i32,
+    ) -> Result<(), LoadError> {
         let mut replay = TxnReplay { partition, loaded: HashMap::new(), failure: None };
         self.runtime.load(partition, &log, &mut replay).map_err(|source| LoadError::Read { partition, source })?;
         let TxnReplay { loaded, failure, .. } = replay;
@@ -230,9 +244,15 @@ impl TransactionCoordinator {
         {
             let mut txns = self.lock();
             txns.extend(loaded);
+            self.epochs().insert(partition, coordinator_epoch);
             self.runtime.finish_loading(partition, Some(log));
         }
-        tracing::debug!(partition, transactional_ids = count, "transaction coordinator loaded a partition");
+        tracing::debug!(
+            partition,
+            coordinator_epoch,
+            transactional_ids = count,
+            "transaction coordinator loaded a partition"
+        );
         Ok(())
     }
 
@@ -241,22 +261,32 @@ impl TransactionCoordinator {
         if !self.runtime.remove(partition) {
             return;
         }
-        self.lock().retain(|id, _| self.partition_of(id) != partition);
+        let mut txns = self.lock();
+        txns.retain(|id, _| self.partition_of(id) != partition);
+        self.epochs().remove(&partition);
+        drop(txns);
         tracing::info!(partition, "transaction coordinator unloaded a __transaction_state partition");
     }
 
-    /// Builds a coordinator serving every partition of `logs` (a single node). Call
-    /// [`Self::recover`] once the broker can write markers.
+    /// Builds a coordinator serving every partition of `logs` (a single node), each with
+    /// the leader epoch its log last had. Call [`Self::recover`] once the broker can write
+    /// markers.
     pub fn load(settings: TxnSettings, logs: Vec<Arc<PartitionLog>>) -> Result<Self, LoadError> {
         let coordinator = Self::new(settings, logs.len() as i32);
         for (index, log) in logs.into_iter().enumerate() {
-            coordinator.load_partition(index as i32, log)?;
+            let epoch = log.latest_epoch().unwrap_or(0);
+            coordinator.load_partition(index as i32, log, epoch)?;
         }
         Ok(coordinator)
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, TxnValue>> {
         self.txns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Taken only briefly, inside [`Self::lock`] when both are held.
+    fn epochs(&self) -> MutexGuard<'_, HashMap<i32, i32>> {
+        self.coordinator_epochs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The `__transaction_state` partition of `transactional_id`.
@@ -305,8 +335,21 @@ impl TransactionCoordinator {
         sink: &dyn MarkerSink,
     ) -> Result<(), ResponseError> {
         let control = if commit { ControlType::Commit } else { ControlType::Abort };
+        let state_partition = self.partition_of(id);
+        let Some(coordinator_epoch) = self.epochs().get(&state_partition).copied() else {
+            // Unloaded meanwhile: the partition's new coordinator completes the transaction.
+            tracing::info!(transactional_id = id, partition = state_partition, "no markers written: not coordinator");
+            return Err(ResponseError::NotCoordinator);
+        };
         for (topic, partition) in &value.partitions {
-            if let Err(e) = sink.write_marker(topic, *partition, value.producer_id, value.producer_epoch, control) {
+            if let Err(e) = sink.write_marker(
+                topic,
+                *partition,
+                value.producer_id,
+                value.producer_epoch,
+                control,
+                coordinator_epoch,
+            ) {
                 tracing::error!(transactional_id = id, topic, partition, error = %e, "writing a transaction marker failed");
                 return Err(e.kafka_error());
             }
@@ -601,6 +644,8 @@ mod tests {
     struct LogSink {
         logs: HashMap<(String, i32), Arc<PartitionLog>>,
         fail: std::cell::Cell<bool>,
+        /// The coordinator epoch of every marker written, in order.
+        epochs: std::cell::RefCell<Vec<i32>>,
     }
 
     impl MarkerSink for LogSink {
@@ -611,6 +656,7 @@ mod tests {
             pid: i64,
             epoch: i16,
             control: ControlType,
+            coordinator_epoch: i32,
         ) -> Result<(), MarkerError> {
             let no_leader = || MarkerError::NoLeader { topic: topic.to_string(), partition };
             if self.fail.get() {
@@ -618,11 +664,13 @@ mod tests {
                 return Err(no_leader());
             }
             let log = self.logs.get(&(topic.to_string(), partition)).ok_or_else(no_leader)?;
-            log.append_marker(pid, epoch, control, 0, 0, 1).map(|_| ()).map_err(|source| MarkerError::Append {
+            log.append_marker(pid, epoch, control, coordinator_epoch, 0, 1).map_err(|source| MarkerError::Append {
                 topic: topic.to_string(),
                 partition,
                 source,
-            })
+            })?;
+            self.epochs.borrow_mut().push(coordinator_epoch);
+            Ok(())
         }
     }
 
@@ -632,7 +680,11 @@ mod tests {
         let coordinator =
             TransactionCoordinator::load(TxnSettings { max_timeout_ms: 60_000 }, state_logs).unwrap().with_clock(clock);
         let data = Arc::new(store.open_log(LogId(1), LogClass::User).unwrap());
-        let sink = LogSink { logs: [(("t".to_string(), 0), data)].into_iter().collect(), fail: false.into() };
+        let sink = LogSink {
+            logs: [(("t".to_string(), 0), data)].into_iter().collect(),
+            fail: false.into(),
+            epochs: Default::default(),
+        };
         (coordinator, sink)
     }
 
@@ -737,5 +789,65 @@ mod tests {
         let next = coordinator.init_producer_id("app", 10_000, None, 99, &sink).unwrap();
         assert_eq!(next, ProducerIdAndEpoch { producer_id: 3, producer_epoch: 1 });
         assert_eq!(coordinator.list().len(), 1);
+    }
+
+    #[test]
+    fn markers_carry_the_epoch_their_partition_was_loaded_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let state_logs: Vec<Arc<PartitionLog>> =
+            (0..3).map(|i| Arc::new(store.open_log(LogId(100 + i), LogClass::Internal).unwrap())).collect();
+        let settings = TxnSettings { max_timeout_ms: 60_000 };
+        let load = |base_epoch: i32| {
+            let coordinator = TransactionCoordinator::new(settings, 3).with_clock(clock.clone());
+            for (i, log) in state_logs.iter().enumerate() {
+                coordinator.load_partition(i as i32, log.clone(), base_epoch + i as i32).unwrap();
+            }
+            coordinator
+        };
+        let old = load(10);
+        let data = Arc::new(store.open_log(LogId(1), LogClass::User).unwrap());
+        let sink = LogSink {
+            logs: [(("t".to_string(), 0), data)].into_iter().collect(),
+            fail: false.into(),
+            epochs: Default::default(),
+        };
+        let t0 = vec![("t".to_string(), 0)];
+        let old_epoch = 10 + old.partition_of("app");
+        old.init_producer_id("app", 10_000, None, 7, &sink).unwrap();
+        old.add_partitions("app", 7, 0, &t0, false).unwrap();
+        client_append(&sink, &txn_batch(7, 0, 0)).unwrap();
+        old.end_txn("app", 7, 0, true, &sink).unwrap();
+        assert_eq!(*sink.epochs.borrow(), vec![old_epoch]);
+
+        // The next commit is decided, but its markers are lost with the old coordinator.
+        old.add_partitions("app", 7, 0, &t0, false).unwrap();
+        client_append(&sink, &txn_batch(7, 0, 1)).unwrap();
+        sink.fail.set(true);
+        assert!(old.end_txn("app", 7, 0, true, &sink).is_err());
+        sink.fail.set(false);
+
+        // The partition's next leader completes it with its own, newer epoch.
+        let new = load(20);
+        let new_epoch = 20 + new.partition_of("app");
+        new.recover(&sink);
+        assert_eq!(new.describe("app").unwrap().state, TxnState::CompleteCommit);
+        assert_eq!(*sink.epochs.borrow(), vec![old_epoch, new_epoch]);
+
+        // The deposed coordinator's retry is fenced and leaves its copy of the transaction
+        // prepared: completing it is no longer its job.
+        old.recover(&sink);
+        assert_eq!(old.describe("app").unwrap().state, TxnState::PrepareCommit);
+        assert_eq!(*sink.epochs.borrow(), vec![old_epoch, new_epoch]);
+        assert!(matches!(
+            sink.write_marker("t", 0, 7, 0, ControlType::Commit, old_epoch),
+            Err(MarkerError::Append { source: AppendError::TransactionCoordinatorFenced { .. }, .. })
+        ));
+
+        // A partition that is no longer served gets no marker at all.
+        old.unload_partition(old.partition_of("app"));
+        old.abort_timed_out(&sink);
+        assert_eq!(*sink.epochs.borrow(), vec![old_epoch, new_epoch]);
     }
 }

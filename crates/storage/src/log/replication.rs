@@ -11,7 +11,7 @@ use rocksdb::WriteBatch;
 use super::{corrupt, producer_after_batch, read_i64, LogState, PartitionLog};
 use crate::error::{AppendError, StorageError};
 use crate::keys;
-use crate::producer_state::ProducerEntry;
+use crate::producer_state::{ProducerEntry, NO_COORDINATOR_EPOCH};
 
 impl PartitionLog {
     /// Marks the log as one of several replicas: from now on its high watermark moves only
@@ -95,7 +95,10 @@ impl PartitionLog {
         let mut write = WriteBatch::default();
         let new_epoch = self.note_epoch(&state, &mut write, header.partition_leader_epoch, header.base_offset)?;
         if header.is_control() {
-            let control = record_batch::control_type(batch)?
+            // The marker's coordinator epoch is kept even if older than the one known here,
+            // as Kafka's followers do: the leader already judged it, and this replica must
+            // fence later markers exactly as the leader does if it takes over.
+            let marker = record_batch::end_txn_marker(batch)?
                 .ok_or_else(|| BatchError::Invalid("control batch without a control record".into()))?;
             let change = self.stage_marker(
                 &state,
@@ -104,7 +107,7 @@ impl PartitionLog {
                 header.base_offset,
                 header.producer_id,
                 header.producer_epoch,
-                control,
+                marker,
                 header.max_timestamp,
             )?;
             self.store.write(write)?;
@@ -254,7 +257,17 @@ impl PartitionLog {
                     if let Some(first) = previous.and_then(|e| e.current_txn_first_offset) {
                         ongoing.remove(&first);
                     }
-                    let next = ProducerEntry::after_marker(previous, header.producer_epoch, header.max_timestamp);
+                    let coordinator_epoch = record_batch::end_txn_marker(value)
+                        .map_err(|e| corrupt("log batch", e))?
+                        .map(|m| m.coordinator_epoch)
+                        .or(previous.map(|e| e.coordinator_epoch))
+                        .unwrap_or(NO_COORDINATOR_EPOCH);
+                    let next = ProducerEntry::after_marker(
+                        previous,
+                        header.producer_epoch,
+                        coordinator_epoch,
+                        header.max_timestamp,
+                    );
                     producers.insert(header.producer_id, next);
                 } else {
                     let (next, started) = producer_after_batch(

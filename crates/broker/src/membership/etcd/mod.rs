@@ -431,6 +431,7 @@ impl Membership for Cluster {
         producer_id: i64,
         producer_epoch: i16,
         control: ControlType,
+        coordinator_epoch: i32,
     ) -> Result<(), MarkerError> {
         let peer = self.broker(leader).ok_or_else(|| MarkerError::NoLeader { topic: topic.to_string(), partition })?;
         let remote = |source: Box<dyn std::error::Error + Send + Sync>| MarkerError::Remote {
@@ -445,7 +446,7 @@ impl Membership for Cluster {
             .with_producer_id(ProducerId(producer_id))
             .with_producer_epoch(producer_epoch)
             .with_transaction_result(commit)
-            .with_coordinator_epoch(0)
+            .with_coordinator_epoch(coordinator_epoch)
             .with_topics(vec![WritableTxnMarkerTopic::default()
                 .with_name(TopicName(StrBytes::from_string(topic.to_string())))
                 .with_partition_indexes(vec![partition])])]);
@@ -464,7 +465,12 @@ impl Membership for Cluster {
         match (errors.first(), response.markers.is_empty()) {
             (None, false) => Ok(()),
             (None, true) => Err(remote("answered no marker".into())),
-            (Some(&code), _) => Err(remote(format!("refused with error code {code}").into())),
+            // TRANSACTION_COORDINATOR_FENCED among them: a newer coordinator owns the
+            // transaction now, and this one's copy stays prepared until it is unloaded.
+            (Some(&code), _) => {
+                let named = ResponseError::try_from_code(code).map_or_else(|| code.to_string(), |e| format!("{e:?}"));
+                Err(remote(format!("refused with {named}").into()))
+            }
         }
     }
 }
