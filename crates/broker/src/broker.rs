@@ -385,14 +385,16 @@ impl Broker {
         }
     }
 
-    /// The node id Metadata and DescribeCluster name as the controller: the elected one,
-    /// or this broker while none is known (just started, or between two controllers).
-    /// Clients send CreateTopics, DeleteTopics, CreatePartitions and ElectLeaders there,
-    /// and every broker of a Rivulet cluster serves those itself; naming -1 instead leaves
-    /// librdkafka's admin client waiting for a controller it never asks about again (as
-    /// KRaft brokers, which also forward, name some live broker rather than -1).
+    /// The node id Metadata and DescribeCluster name as the controller: this broker.
+    /// Clients send the controller's requests there (CreateTopics, DeleteTopics,
+    /// CreatePartitions, ElectLeaders, AlterPartitionReassignments, ...), and every broker
+    /// of a Rivulet cluster serves those itself, as KRaft brokers (which forward) name some
+    /// live broker. Naming the elected controller would leave admin clients waiting on it
+    /// while it is paused or cut off and its lease has not yet expired; naming -1 leaves
+    /// librdkafka's admin client waiting for a controller it never asks about again.
+    /// `kafka-metadata-quorum` (DescribeQuorum) shows the elected one.
     pub fn controller_id(&self) -> i32 {
-        self.membership.controller_id().unwrap_or(self.config.node_id)
+        self.config.node_id
     }
 
     /// Waits until `transactional_id`'s state writes are replicated (Kafka's coordinator

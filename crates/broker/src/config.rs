@@ -62,6 +62,8 @@ pub const DYNAMIC_KEYS: &[&str] = &[
     "message.max.bytes",
     "min.insync.replicas",
     "unclean.leader.election.enable",
+    "leader.replication.throttled.rate",
+    "follower.replication.throttled.rate",
 ];
 
 /// A `PLAINTEXT://host:port` listener.
@@ -154,6 +156,11 @@ pub struct BrokerConfig {
     pub log_cleaner_dedupe_buffer_size: usize,
     /// `log.cleaner.io.max.bytes.per.second`
     pub log_cleaner_io_max_bytes_per_second: f64,
+    /// `leader.replication.throttled.rate` / `follower.replication.throttled.rate`: bytes
+    /// per second for the replicas a topic's `*.replication.throttled.replicas` names
+    /// (Kafka sets them while reassigning); `i64::MAX` is no limit.
+    pub leader_replication_throttled_rate: i64,
+    pub follower_replication_throttled_rate: i64,
     /// `producer.id.expiration.ms`: a producer with no open transaction that has not
     /// written to a partition for this long is forgotten there.
     pub producer_id_expiration_ms: i64,
@@ -264,6 +271,8 @@ const KNOWN_KEYS: &[&str] = &[
     "log.cleaner.backoff.ms",
     "log.cleaner.dedupe.buffer.size",
     "log.cleaner.io.max.bytes.per.second",
+    "leader.replication.throttled.rate",
+    "follower.replication.throttled.rate",
     "log.cleaner.min.cleanable.ratio",
     "log.cleaner.delete.retention.ms",
     "log.cleaner.min.compaction.lag.ms",
@@ -853,6 +862,10 @@ impl BrokerConfig {
                 .map_or(Ok(128 * 1024 * 1024), |v| parse_positive("log.cleaner.dedupe.buffer.size", v))?,
             log_cleaner_io_max_bytes_per_second: get("log.cleaner.io.max.bytes.per.second")
                 .map_or(Ok(f64::INFINITY), |v| parse_positive("log.cleaner.io.max.bytes.per.second", v))?,
+            leader_replication_throttled_rate: get("leader.replication.throttled.rate")
+                .map_or(Ok(i64::MAX), |v| parse_positive("leader.replication.throttled.rate", v))?,
+            follower_replication_throttled_rate: get("follower.replication.throttled.rate")
+                .map_or(Ok(i64::MAX), |v| parse_positive("follower.replication.throttled.rate", v))?,
             producer_id_expiration_ms: get("producer.id.expiration.ms")
                 .map_or(Ok(86_400_000), |v| parse_positive("producer.id.expiration.ms", v))?,
             producer_id_expiration_check_interval_ms: get("producer.id.expiration.check.interval.ms")
@@ -1005,6 +1018,8 @@ impl BrokerConfig {
                 "log.cleaner.io.max.bytes.per.second",
                 self.raw_or("log.cleaner.io.max.bytes.per.second", "1.7976931348623157E308"),
             ),
+            ("leader.replication.throttled.rate", self.leader_replication_throttled_rate.to_string()),
+            ("follower.replication.throttled.rate", self.follower_replication_throttled_rate.to_string()),
             ("producer.id.expiration.ms", self.producer_id_expiration_ms.to_string()),
             ("producer.id.expiration.check.interval.ms", self.producer_id_expiration_check_interval_ms.to_string()),
             ("log.cleaner.min.cleanable.ratio", self.raw_or("log.cleaner.min.cleanable.ratio", "0.5")),

@@ -97,7 +97,34 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     def("segment.jitter.ms", ConfigType::Long, "0", Some("log.roll.jitter.ms")),
     def("segment.ms", ConfigType::Long, "604800000", Some("log.roll.ms")),
     def("unclean.leader.election.enable", ConfigType::Boolean, "false", Some("unclean.leader.election.enable")),
+    // Replicas whose replication traffic is throttled while a reassignment moves them
+    // (`kafka-reassign-partitions --throttle` sets both).
+    def("leader.replication.throttled.replicas", ConfigType::List, "", None),
+    def("follower.replication.throttled.replicas", ConfigType::List, "", None),
 ];
+
+/// Whether a `*.replication.throttled.replicas` value names `partition` on `broker`: `*`
+/// for all, else `partition:broker` pairs (Kafka's `ThrottledReplicaListValidator`).
+pub fn throttles(list: Option<&String>, partition: i32, broker: i32) -> bool {
+    let Some(list) = list else { return false };
+    list.split(',').map(str::trim).any(|entry| {
+        entry == "*"
+            || entry
+                .split_once(':')
+                .is_some_and(|(p, b)| p.trim().parse::<i32>() == Ok(partition) && b.trim().parse::<i32>() == Ok(broker))
+    })
+}
+
+/// Kafka's `ThrottledReplicaListValidator`: empty, `*`, or `partition:broker` pairs.
+fn valid_throttled_replicas(value: &str) -> bool {
+    let entries: Vec<&str> = value.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
+    entries == ["*"]
+        || entries.iter().all(|entry| {
+            entry
+                .split_once(':')
+                .is_some_and(|(p, b)| p.trim().parse::<i32>().is_ok() && b.trim().parse::<i32>().is_ok())
+        })
+}
 
 pub fn find(name: &str) -> Option<&'static TopicConfigDef> {
     TOPIC_CONFIGS.iter().find(|d| d.name == name)
@@ -116,6 +143,12 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
     };
     if !ok {
         return Err(format!("Invalid value {value} for configuration {name}"));
+    }
+    if name.ends_with(".replication.throttled.replicas") && !valid_throttled_replicas(value) {
+        return Err(format!(
+            "Invalid value {value} for configuration {name}: must be the literal '*' or a list of replicas in \
+             the following format: [partitionId]:[brokerId],[partitionId]:[brokerId],..."
+        ));
     }
     if name == "max.message.bytes" && value.trim().parse::<i32>().is_ok_and(|v| v < 0) {
         return Err(format!("Invalid value {value} for configuration {name}: must be at least 0"));
@@ -338,6 +371,19 @@ impl TopicSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttled_replica_lists_as_kafka_reads_them() {
+        assert!(validate("leader.replication.throttled.replicas", "0:1,1:2").is_ok());
+        assert!(validate("leader.replication.throttled.replicas", "*").is_ok());
+        assert!(validate("follower.replication.throttled.replicas", "").is_ok());
+        assert!(validate("leader.replication.throttled.replicas", "0-1").is_err());
+        assert!(validate("leader.replication.throttled.replicas", "*,0:1").is_err());
+        let list = "0:1, 2:3".to_string();
+        assert!(throttles(Some(&list), 0, 1) && throttles(Some(&list), 2, 3));
+        assert!(!throttles(Some(&list), 0, 3) && !throttles(None, 0, 1));
+        assert!(throttles(Some(&"*".to_string()), 7, 9));
+    }
 
     #[test]
     fn validates_names_types_and_choices() {

@@ -126,6 +126,7 @@ impl MetadataStore for EmbeddedMetadataStore {
                 log_id: first_log_id as u64 + index as u64,
                 leader_epoch: 0,
                 replicas: topic.assignment.get(index as usize).cloned().unwrap_or_default(),
+                ..Default::default()
             })
             .collect();
         let record = TopicRecord {
@@ -165,6 +166,7 @@ impl MetadataStore for EmbeddedMetadataStore {
                 log_id: first_log_id as u64 + i as u64,
                 leader_epoch: 0,
                 replicas: assignment.get(i).cloned().unwrap_or_default(),
+                ..Default::default()
             });
         }
         let json = serde_json::to_vec(&record)

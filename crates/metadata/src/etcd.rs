@@ -461,6 +461,72 @@ impl EtcdMetadataStore {
         Ok(response.succeeded().then(|| response.header().map_or(0, |h| h.revision())))
     }
 
+    /// Rewrites one partition's record (inside its topic's record) and its state together,
+    /// by compare-and-swap on both (and, with a controller lease, only while that
+    /// controller holds its role): `change` sees both as they are and returns what they
+    /// become, or `None` when nothing is to be written. Returns whether this call wrote.
+    pub async fn update_partition<F>(
+        &self,
+        topic: &str,
+        partition: i32,
+        controller: Option<&ControllerLease>,
+        change: F,
+    ) -> Result<bool, MetadataError>
+    where
+        F: Fn(&PartitionRecord, &PartitionState) -> Result<Option<(PartitionRecord, PartitionState)>, MetadataError>,
+    {
+        let topic_key = self.topic_key(topic);
+        let state_key = self.state_key(topic, partition);
+        let mut attempted: Option<(PartitionRecord, PartitionState)> = None;
+        for _ in 0..CAS_ATTEMPTS {
+            let (mut record, topic_revision) =
+                self.read_topic(topic).await?.ok_or_else(|| MetadataError::UnknownTopic(topic.to_string()))?;
+            let (state_bytes, state_revision) = self.get(&state_key).await?;
+            let state: PartitionState = serde_json::from_slice(
+                &state_bytes.ok_or_else(|| corrupt(&state_key, "no partition state for a replicated partition"))?,
+            )
+            .map_err(|e| corrupt(&state_key, e))?;
+            let position = record
+                .partitions
+                .iter()
+                .position(|p| p.index == partition)
+                .ok_or_else(|| MetadataError::UnknownTopic(format!("{topic}-{partition}")))?;
+            // The compare failed because an earlier try of this very write was applied.
+            if attempted.as_ref().is_some_and(|(p, s)| *p == record.partitions[position] && *s == state) {
+                return Ok(true);
+            }
+            let Some((next_partition, next_state)) = change(&record.partitions[position], &state)? else {
+                return Ok(false);
+            };
+            record.partitions[position] = next_partition.clone();
+            let topic_json = serde_json::to_vec(&record).map_err(|e| corrupt(&topic_key, e))?;
+            let state_json = serde_json::to_vec(&next_state).map_err(|e| corrupt(&state_key, e))?;
+            let mut compares = vec![
+                Compare::mod_revision(topic_key.clone(), CompareOp::Equal, topic_revision),
+                Compare::mod_revision(state_key.clone(), CompareOp::Equal, state_revision),
+            ];
+            if let Some(lease) = controller {
+                compares.push(Compare::create_revision(
+                    self.key("controller"),
+                    CompareOp::Equal,
+                    lease.create_revision,
+                ));
+            }
+            let txn = Txn::new().when(compares).and_then([
+                TxnOp::put(topic_key.clone(), topic_json, None),
+                TxnOp::put(state_key.clone(), state_json, None),
+            ]);
+            if self.txn("change a partition's replicas", txn).await?.succeeded() {
+                return Ok(true);
+            }
+            if controller.is_some_and(|lease| !lease.is_alive()) {
+                return Ok(false);
+            }
+            attempted = Some((next_partition, next_state));
+        }
+        Err(MetadataError::Etcd(format!("{topic_key}: too many concurrent updates")))
+    }
+
     /// The value and `mod_revision` of `key` (revision 0 when absent).
     async fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, i64), MetadataError> {
         let response = self
@@ -718,6 +784,7 @@ impl MetadataStore for EtcdMetadataStore {
                     log_id: (first_log_id + i64::from(index)) as u64,
                     leader_epoch: 0,
                     replicas: topic.assignment.get(index as usize).cloned().unwrap_or_default(),
+                    ..Default::default()
                 })
                 .collect(),
             name: topic.name,
@@ -779,6 +846,7 @@ impl MetadataStore for EtcdMetadataStore {
                     log_id: (first_log_id + i as i64) as u64,
                     leader_epoch: 0,
                     replicas: assignment.get(i).cloned().unwrap_or_default(),
+                    ..Default::default()
                 });
             }
             let json = serde_json::to_vec(&record).map_err(|e| corrupt(&key, e))?;

@@ -17,6 +17,7 @@ pub mod assignment;
 mod embedded;
 mod etcd;
 mod model;
+pub mod reassignment;
 
 pub use embedded::EmbeddedMetadataStore;
 pub use etcd::{
@@ -53,6 +54,8 @@ pub enum MetadataError {
     NodeExists(i32),
     #[error("{0}")]
     InvalidReplication(String),
+    #[error("No partition reassignment is in progress.")]
+    NoReassignmentInProgress,
 }
 
 /// Dynamic broker configurations by entity: `""` (the cluster default) or a node id.

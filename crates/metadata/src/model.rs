@@ -20,15 +20,22 @@ pub struct NewTopic {
 }
 
 /// One partition of a topic.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionRecord {
     pub index: i32,
     /// The storage log holding this partition's records.
     pub log_id: u64,
     pub leader_epoch: i32,
-    /// The brokers holding a replica, preferred leader first (empty on a single node).
+    /// The brokers holding a replica, preferred leader first (empty on a single node);
+    /// during a reassignment the target replicas first, then those being removed.
     #[serde(default)]
     pub replicas: Vec<i32>,
+    /// Brokers a reassignment is adding (KIP-455); they fetch but lead only once it ends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<i32>,
+    /// Brokers a reassignment is removing once the added ones are in sync.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<i32>,
 }
 
 /// Who leads a partition and which replicas are in sync (Kafka's `LeaderAndIsr`, stored

@@ -51,6 +51,9 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::DescribeCluster, 0, 2),
     // Cluster mode: preferred / unclean leader election on request.
     api(ApiKey::ElectLeaders, 0, 2),
+    // Cluster mode: moving partitions between brokers (KIP-455; v1 is KIP-860).
+    api(ApiKey::AlterPartitionReassignments, 0, 1),
+    api(ApiKey::ListPartitionReassignments, 0, 0),
     // Classic consumer groups and committed offsets. OffsetCommit v10 / OffsetFetch v10
     // (topic ids) are not in the codec's message schemas.
     api(ApiKey::FindCoordinator, 0, 6),

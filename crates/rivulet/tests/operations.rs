@@ -119,3 +119,51 @@ fn internal_topics_cannot_be_deleted() {
     let offsets = metadata.topics.iter().find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some("__consumer_offsets"));
     assert!(offsets.is_some_and(|t| t.is_internal && t.partitions.len() == 50));
 }
+
+/// AlterPartitionReassignments / ListPartitionReassignments on a single node answer as
+/// Kafka's controller does: a target naming an unregistered broker, a broker twice or no
+/// broker is INVALID_REPLICA_ASSIGNMENT, a cancellation with nothing under way
+/// NO_REASSIGNMENT_IN_PROGRESS, an unknown partition UNKNOWN_TOPIC_OR_PARTITION, the
+/// broker itself changes nothing; nothing is ever listed as moving.
+#[test]
+fn partition_reassignments_on_a_single_node_answer_as_kafka() {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
+    use kafka_protocol::messages::{AlterPartitionReassignmentsRequest, BrokerId, ListPartitionReassignmentsRequest};
+    use rivulet_test_support::requests;
+
+    let broker = BrokerProcess::start(RIVULET, &[]);
+    let mut client = broker.client();
+    let created = client.send(&requests::create_topic("placed", 2, &[]), 7);
+    assert_eq!(created.topics[0].error_code, 0);
+    let target = |partition: i32, replicas: Option<Vec<i32>>| {
+        ReassignablePartition::default()
+            .with_partition_index(partition)
+            .with_replicas(replicas.map(|r| r.into_iter().map(BrokerId).collect()))
+    };
+    let request = AlterPartitionReassignmentsRequest::default().with_timeout_ms(10_000).with_topics(vec![
+        ReassignableTopic::default().with_name(requests::topic_name("placed")).with_partitions(vec![
+            target(0, Some(vec![1])),
+            target(1, Some(vec![1, 2])),
+            target(0, Some(vec![1, 1])),
+            target(0, Some(vec![])),
+            target(1, None),
+            target(7, Some(vec![1])),
+        ]),
+        ReassignableTopic::default()
+            .with_name(requests::topic_name("missing"))
+            .with_partitions(vec![target(0, Some(vec![1]))]),
+    ]);
+    let response = client.send(&request, 0);
+    assert_eq!(response.error_code, 0);
+    let codes: Vec<Vec<i16>> =
+        response.responses.iter().map(|t| t.partitions.iter().map(|p| p.error_code).collect()).collect();
+    // NONE, INVALID_REPLICA_ASSIGNMENT x3, NO_REASSIGNMENT_IN_PROGRESS, UNKNOWN_TOPIC_OR_PARTITION.
+    assert_eq!(codes, vec![vec![0, 39, 39, 39, 85, 3], vec![3]]);
+    let message = response.responses[0].partitions[1].error_message.as_ref().map(|m| m.to_string());
+    assert_eq!(
+        message.as_deref(),
+        Some("The manual partition assignment includes broker 2, but no such broker is registered.")
+    );
+    let listed = client.send(&ListPartitionReassignmentsRequest::default().with_timeout_ms(10_000), 0);
+    assert_eq!((listed.error_code, listed.topics.len()), (0, 0));
+}

@@ -143,6 +143,28 @@ fn read_once(
                 }
                 high_watermark_moved |= replica.maybe_advance_high_watermark();
             }
+            // A follower still catching up on a throttled replica (a reassignment's copy)
+            // gets data only within `leader.replication.throttled.rate`.
+            let throttle_rate = follower
+                .filter(|f| {
+                    crate::topic_config::throttles(
+                        topic.record.configs.get("leader.replication.throttled.replicas"),
+                        p.partition,
+                        broker.replicas.node_id(),
+                    ) && !replica.view().isr.contains(f)
+                })
+                .map(|_| broker.replicas.effective_config().leader_replication_throttled_rate);
+            if throttle_rate.is_some_and(|rate| !broker.replicas.leader_throttle.allows(rate)) {
+                partitions.push(
+                    PartitionData::default()
+                        .with_partition_index(p.partition)
+                        .with_high_watermark(log.high_watermark())
+                        .with_last_stable_offset(log.last_stable_offset())
+                        .with_log_start_offset(log.log_start_offset())
+                        .with_records(Some(Default::default())),
+                );
+                continue;
+            }
             let limit = usize::try_from(p.partition_max_bytes).unwrap_or(0).min(remaining);
             // KIP-74: the first partition with data may exceed the limits by one batch.
             let min_one_batch = total == 0;
@@ -165,6 +187,9 @@ fn read_once(
                     continue;
                 }
             };
+            if let Some(rate) = throttle_rate {
+                broker.replicas.leader_throttle.record(rate, data.records.len());
+            }
             total += data.records.len();
             remaining = remaining.saturating_sub(data.records.len());
             partitions.push(

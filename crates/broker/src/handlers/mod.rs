@@ -17,6 +17,7 @@ mod add_offsets_to_txn;
 mod add_partitions_to_txn;
 mod alter_client_quotas;
 mod alter_configs;
+mod alter_partition_reassignments;
 mod alter_replica_log_dirs;
 mod alter_user_scram_credentials;
 mod api_versions;
@@ -48,6 +49,7 @@ mod leave_group;
 mod list_config_resources;
 mod list_groups;
 mod list_offsets;
+mod list_partition_reassignments;
 mod list_transactions;
 mod metadata;
 mod offset_commit;
@@ -143,6 +145,8 @@ dispatch_table! {
     ListConfigResources => list_config_resources,
     DescribeCluster => describe_cluster,
     ElectLeaders => elect_leaders.await,
+    AlterPartitionReassignments => alter_partition_reassignments.await,
+    ListPartitionReassignments => list_partition_reassignments,
     FindCoordinator => find_coordinator,
     JoinGroup => join_group.await,
     SyncGroup => sync_group.await,

@@ -134,6 +134,16 @@ pub trait Membership: Send + Sync {
         election: ElectionType,
     ) -> Result<Vec<(String, i32, Option<ResponseError>)>, MetadataError>;
 
+    /// Starts or changes (`Some(target)`) or cancels (`None`) the reassignment of a
+    /// partition to other brokers (KIP-455); the controller completes it once the target
+    /// replicas are in sync.
+    async fn alter_reassignment(
+        &self,
+        topic: &str,
+        partition: i32,
+        target: Option<Vec<i32>>,
+    ) -> Result<(), MetadataError>;
+
     /// Writes a transaction marker into a partition led by another broker, from a
     /// coordinator of `coordinator_epoch`.
     #[allow(clippy::too_many_arguments)]
@@ -302,6 +312,21 @@ impl Membership for SingleNode {
                 (topic, partition, Some(error))
             })
             .collect())
+    }
+
+    /// The one broker holds every partition: a target of just this broker changes
+    /// nothing, and no other broker is registered.
+    async fn alter_reassignment(
+        &self,
+        _topic: &str,
+        _partition: i32,
+        target: Option<Vec<i32>>,
+    ) -> Result<(), MetadataError> {
+        let Some(target) = target else {
+            return Err(MetadataError::NoReassignmentInProgress);
+        };
+        let registered: std::collections::HashSet<i32> = [self.me.node_id].into_iter().collect();
+        rivulet_metadata::reassignment::validate_target(&target, &registered)
     }
 
     fn write_remote_marker(

@@ -99,7 +99,26 @@ async fn fetch_round(
     if !diverged.is_empty() {
         truncate(replicas, conn, &diverged).await?;
     }
-    let ready: Vec<&Arc<Replica>> = partitions.iter().filter(|r| !r.needs_truncation.load(Ordering::SeqCst)).collect();
+    // A throttled replica still catching up (a reassignment's copy) fetches only within
+    // `follower.replication.throttled.rate`.
+    let rate = replicas.effective_config().follower_replication_throttled_rate;
+    let local = replicas.node_id();
+    let throttled = |replica: &Replica| {
+        rate != i64::MAX
+            && !replica.view().isr.contains(&local)
+            && replicas.topics.get(&replica.topic).is_some_and(|t| {
+                crate::topic_config::throttles(
+                    t.record.configs.get("follower.replication.throttled.replicas"),
+                    replica.index,
+                    local,
+                )
+            })
+    };
+    let held_back = !replicas.follower_throttle.allows(rate);
+    let ready: Vec<&Arc<Replica>> = partitions
+        .iter()
+        .filter(|r| !(r.needs_truncation.load(Ordering::SeqCst) || held_back && throttled(r)))
+        .collect();
     if ready.is_empty() {
         return Ok(false);
     }
@@ -151,7 +170,11 @@ async fn fetch_round(
             match ResponseError::try_from_code(partition.error_code) {
                 None => {
                     served = true;
-                    append(replica, partition.records.unwrap_or_default(), partition.high_watermark);
+                    let records = partition.records.unwrap_or_default();
+                    if throttled(replica) {
+                        replicas.follower_throttle.record(rate, records.len());
+                    }
+                    append(replica, records, partition.high_watermark);
                     follow_log_start(replica, partition.log_start_offset);
                 }
                 Some(ResponseError::OffsetOutOfRange) if partition.log_start_offset > replica.log.log_end_offset() => {

@@ -6,6 +6,7 @@
 //!   progress, high watermark.
 //! * [`fetcher`] — the follower side: one task per leader copies its logs.
 //! * [`peer`] — a Kafka-protocol client connection to another broker.
+//! * [`throttle`] — the bound on replication traffic while partitions are reassigned.
 //! * [`ReplicaManager`] — builds and drops topics from metadata records, applies a
 //!   cluster's partition states, resolves topic settings against the dynamic broker
 //!   configs, and lets produce, fetch and coordinators wait for appends and for the high
@@ -18,6 +19,7 @@
 pub mod fetcher;
 pub mod peer;
 pub mod replica;
+pub mod throttle;
 pub mod topics;
 
 use std::collections::HashSet;
@@ -57,6 +59,12 @@ pub struct ReplicaManager {
     dynamic: RwLock<(BrokerConfigs, Arc<BrokerConfig>)>,
     /// Bumped after every append so long-polling fetches wake up.
     appended: watch::Sender<u64>,
+    /// `leader.replication.throttled.rate`, over what this leader sends to catching-up
+    /// followers of throttled replicas.
+    pub leader_throttle: throttle::ReplicationThrottle,
+    /// `follower.replication.throttled.rate`, over what this follower fetches for
+    /// throttled replicas it is catching up.
+    pub follower_throttle: throttle::ReplicationThrottle,
 }
 
 impl ReplicaManager {
@@ -69,6 +77,8 @@ impl ReplicaManager {
             topics: TopicRegistry::default(),
             dynamic: RwLock::new((BrokerConfigs::new(), effective)),
             appended,
+            leader_throttle: Default::default(),
+            follower_throttle: Default::default(),
         }
     }
 
@@ -89,15 +99,29 @@ impl ReplicaManager {
         let mut logs = Vec::with_capacity(record.partitions.len());
         let mut replicas = Vec::with_capacity(record.partitions.len());
         let mut transitions = Vec::new();
+        let local = self.config.node_id;
         for partition in &record.partitions {
-            let replica = match existing.and_then(|t| t.replica(partition.index)) {
+            let mut replica = match existing.and_then(|t| t.replica(partition.index)) {
                 Some(replica) => replica.clone(),
                 None => {
                     let log = Arc::new(self.store.open_log(LogId(partition.log_id), class)?);
-                    Arc::new(Replica::new(&record.name, partition.index, log, self.config.node_id))
+                    Arc::new(Replica::new(&record.name, partition.index, log, local))
                 }
             };
-            let transition = replica.update(view_of(partition.index, &partition.replicas));
+            let view = view_of(partition.index, &partition.replicas);
+            let transition = replica.update(view.clone());
+            // A broker a reassignment moved the partition away from keeps no copy (Kafka's
+            // StopReplica with delete), also when it learns of the move after a restart.
+            if !partition.replicas.is_empty()
+                && !partition.replicas.contains(&local)
+                && replica.log.log_end_offset() > 0
+            {
+                self.store.delete_log(LogId(partition.log_id), class)?;
+                tracing::info!(topic = %record.name, partition = partition.index, "no longer a replica: local copy deleted");
+                let log = Arc::new(self.store.open_log(LogId(partition.log_id), class)?);
+                replica = Arc::new(Replica::new(&record.name, partition.index, log, local));
+                replica.update(view);
+            }
             transitions.push((replica.clone(), transition));
             logs.push(replica.log.clone());
             replicas.push(replica);

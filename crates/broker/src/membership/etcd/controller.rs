@@ -4,13 +4,14 @@
 //! is gone (bumping the leader epoch), dead brokers removed from ISRs, leadership moved back
 //! to the preferred replica — each write a compare-and-swap fenced by its controller key.
 //! It also creates the internal topics once enough brokers are alive for their
-//! replication factor.
+//! replication factor, and completes partition reassignments once their target replicas
+//! are in sync.
 
 use std::collections::HashSet;
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 
-use rivulet_metadata::{ClusterSnapshot, ControllerLease, MetadataError, PartitionState};
+use rivulet_metadata::{reassignment, ClusterSnapshot, ControllerLease, MetadataError, PartitionState};
 
 use super::Cluster;
 use crate::group::persist::OFFSETS_TOPIC;
@@ -192,6 +193,24 @@ async fn pass(cluster: &Cluster, lease: &ControllerLease, preferred: bool) -> Re
             .map_or(cluster.config.unclean_leader_election_enable, |v| v.eq_ignore_ascii_case("true"));
         for partition in topic.partitions.iter().filter(|p| !p.replicas.is_empty()) {
             let Some(versioned) = snapshot.states.get(&(topic.name.clone(), partition.index)) else { continue };
+            if reassignment::complete(partition, &versioned.state, &live).is_some() {
+                let completed = cluster
+                    .etcd
+                    .update_partition(&topic.name, partition.index, Some(lease), |record, state| {
+                        Ok(reassignment::complete(record, state, &live))
+                    })
+                    .await?;
+                if completed {
+                    tracing::info!(
+                        topic = %topic.name,
+                        partition = partition.index,
+                        replicas = ?partition.target_replicas(),
+                        removed = ?partition.removing_replicas,
+                        "partition reassignment completed"
+                    );
+                }
+                continue;
+            }
             let Some(next) = decide(&versioned.state, &partition.replicas, &live, unclean, preferred, lease.epoch)
             else {
                 continue;

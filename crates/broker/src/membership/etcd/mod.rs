@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rivulet_metadata::assignment::{assign_replicas, BrokerPlacement};
+use rivulet_metadata::reassignment;
 use rivulet_metadata::{
     BrokerLease, BrokerRegistration, EtcdLocation, EtcdMetadataStore, MetadataError, MetadataStore, PartitionState,
     TopicRecord,
@@ -418,6 +419,49 @@ impl Membership for Cluster {
         }
         self.request_sync();
         Ok(results)
+    }
+
+    /// Writes the new replica list (or the original one back) by compare-and-swap on the
+    /// partition's record and state, then applies it here so a ListPartitionReassignments
+    /// right after shows it.
+    async fn alter_reassignment(
+        &self,
+        topic: &str,
+        partition: i32,
+        target: Option<Vec<i32>>,
+    ) -> Result<(), MetadataError> {
+        let registered: HashSet<i32> = self.live_brokers().iter().map(|b| b.node_id).collect();
+        let written = match &target {
+            Some(target) => {
+                reassignment::validate_target(target, &registered)?;
+                self.etcd
+                    .update_partition(topic, partition, None, |record, state| {
+                        Ok(reassignment::start(record, target).map(|next| (next, state.clone())))
+                    })
+                    .await?
+            }
+            None => {
+                let unclean = self
+                    .replicas
+                    .topics
+                    .get(topic)
+                    .map_or(self.replicas.effective_config().unclean_leader_election_enable, |t| {
+                        t.settings.unclean_leader_election
+                    });
+                self.etcd
+                    .update_partition(topic, partition, None, |record, state| {
+                        reassignment::cancel(record, state, &registered, unclean).map(Some)
+                    })
+                    .await?
+            }
+        };
+        if written {
+            tracing::info!(%topic, partition, ?target, "partition reassignment altered");
+        }
+        if let Err(e) = self.sync().await {
+            tracing::warn!(%topic, partition, error = %e, "applying the reassignment here failed; the sync task retries");
+        }
+        Ok(())
     }
 
     /// Writes the marker through `leader` (WriteTxnMarkers, as Kafka's coordinator sends
