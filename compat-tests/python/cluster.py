@@ -194,13 +194,19 @@ class Cluster:
         return self.wait_for_full_isr(name, partitions, replication_factor, timeout)
 
     def wait_for_full_isr(self, topic: str, partitions: int, replication_factor: int = 3, timeout: float = 30):
+        # Every running broker must say so: each applies metadata changes on its own, as
+        # Kafka's brokers do, so one that has not yet would answer UNKNOWN_TOPIC_OR_PARTITION.
         def full():
-            described = self.describe(topic)
-            ok = sorted(described) == list(range(partitions)) and all(
-                p["leader"] in p["isr"] and len(p["replicas"]) == replication_factor
-                and sorted(p["isr"]) == sorted(p["replicas"])
-                for p in described.values())
-            return described if ok else None
+            described = None
+            for node_id in self.live():
+                described = self.describe(topic, self.brokers[node_id].bootstrap)
+                ok = sorted(described) == list(range(partitions)) and all(
+                    p["leader"] in p["isr"] and len(p["replicas"]) == replication_factor
+                    and sorted(p["isr"]) == sorted(p["replicas"])
+                    for p in described.values())
+                if not ok:
+                    return None
+            return described
 
         return wait_for(full, timeout, f"every partition of {topic} to have {replication_factor} replicas in sync",
                         show=lambda: self.describe(topic))
