@@ -1,7 +1,7 @@
 //! Replication on real RocksDB: a follower copying its leader batch for batch, the
 //! high watermark, the leader-epoch cache and truncation of divergent history.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use rivulet_protocol::record_batch::{BatchBuilder, ControlType};
 use rivulet_storage::{AppendError, AppendOptions, Isolation, LogClass, LogId, PartitionLog, Store, StoreOptions};
 
@@ -165,4 +165,30 @@ fn a_follower_fences_deposed_coordinators_as_its_leader_did() {
     assert_eq!(follower.append_marker(42, 0, ControlType::Abort, 5, 1, 3).unwrap(), 3);
     follower.truncate_to(1).unwrap();
     assert_eq!(follower.append_marker(42, 0, ControlType::Abort, 0, 1, 4).unwrap(), 1);
+}
+
+#[test]
+fn a_follower_accepts_the_gaps_compaction_leaves_but_not_an_overlap() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreOptions::new(dir.path())).unwrap();
+    let follower = store.open_log(LogId(9), LogClass::User).unwrap();
+    follower.set_replicated(true);
+    let at = |offset: i64, tag: &str| {
+        let mut stored = BytesMut::from(&batch(-1, 0, 1, tag)[..]);
+        rivulet_protocol::record_batch::assign_offset(&mut stored, offset, 0);
+        stored.freeze()
+    };
+    assert_eq!(follower.append_replicated(&at(0, "a")).unwrap(), 0);
+    // Offsets 1..=4 were compacted away at the leader before this replica fetched them.
+    assert_eq!(follower.append_replicated(&at(5, "b")).unwrap(), 5);
+    assert_eq!(follower.log_end_offset(), 6);
+    assert!(follower.append_replicated(&at(3, "c")).is_err());
+    assert_eq!(follower.log_end_offset(), 6);
+    let records = everything(&follower);
+    let offsets: Vec<i64> = rivulet_protocol::record_batch::split_batches(&records)
+        .unwrap()
+        .iter()
+        .map(|b| rivulet_protocol::record_batch::BatchHeader::parse(b).unwrap().base_offset)
+        .collect();
+    assert_eq!(offsets, vec![0, 5]);
 }

@@ -86,9 +86,13 @@ impl PartitionLog {
         // The leader's log may be compacted: a batch may hold fewer records than offsets.
         let header = record_batch::validate_stored(batch)?;
         let mut state = self.lock();
-        if header.base_offset != state.log_end_offset {
+        // A batch past the log end is a gap the leader's cleaner made (whole batches of a
+        // compacted log removed after this replica fetched last): Kafka's followers accept
+        // it, and refusing it left a follower retrying forever, never back in the ISR. A
+        // batch before the log end overlaps what is here: a divergence to truncate.
+        if header.base_offset < state.log_end_offset {
             return Err(AppendError::Batch(BatchError::Invalid(format!(
-                "replicated batch at offset {} does not follow the log end {}",
+                "replicated batch at offset {} is before the log end {}",
                 header.base_offset, state.log_end_offset
             ))));
         }
