@@ -9,7 +9,8 @@ These are acceptance tests driven only by real clients and process signals:
   while partition leaders are killed with SIGKILL five times; nothing acknowledged is
   lost, reordered or duplicated.
 - test_min_insync_replicas: with one replica left in sync, acks=all produce is refused
-  with NOT_ENOUGH_REPLICAS; once a second replica is back in sync it succeeds.
+  with NOT_ENOUGH_REPLICAS and an acks=1 record stays above the high watermark (KIP-966);
+  once a second replica is back in sync the high watermark passes it and acks=all succeeds.
 - test_partitioned_follower_leaves_and_rejoins_isr: a frozen (SIGSTOP) follower drops out
   of the ISR after replica.lag.time.max.ms, catches up and rejoins after SIGCONT, and then
   holds exactly the records the leader holds.
@@ -29,6 +30,12 @@ These are acceptance tests driven only by real clients and process signals:
   test_a_group_is_assigned_only_once_the_offsets_log_replicas_have_it: with the followers
   of the coordinator's log partition paused, AddPartitionsToTxn and SyncGroup are not
   answered until they have the write.
+- test_markers_are_written_only_once_the_transaction_log_replicas_have_the_decision: with
+  the followers of the transaction's log partition paused, EndTxn writes no marker (the
+  read_committed last stable offset stays put) until they have the PrepareCommit state.
+- test_a_member_leaves_only_once_the_offsets_log_replicas_have_the_emptied_group: with the
+  followers of the group's offsets log partition paused, the last member's LeaveGroup is
+  not answered until they have the emptied group.
 - test_an_early_metadata_request_does_not_create_the_coordinators_logs: a Metadata request
   for `__consumer_offsets` / `__transaction_state` before the controller created them does
   not auto-create them with the topic defaults.
@@ -36,6 +43,8 @@ These are acceptance tests driven only by real clients and process signals:
 
 import collections
 import re
+import socket
+import struct
 import subprocess
 import threading
 import time
@@ -246,18 +255,31 @@ def test_min_insync_replicas(tmp_path):
         # No retries: the delivery report carries the broker's answer to the first attempt.
         errors = produce_all(survivor, "mir", [0], acks="all", retries=0, **{"message.timeout.ms": 5000})
         assert [e.code() for e in errors] == [KafkaError.NOT_ENOUGH_REPLICAS], errors
+        # acks=1 is taken, but under min.insync.replicas the high watermark stands still
+        # (KIP-966): no consumer sees a record that only one broker holds.
+        assert produce_all(survivor, "mir", [1], acks=1) == []
+        reader = Consumer({"bootstrap.servers": survivor, "group.id": "mir-watermarks"})
+        try:
+            time.sleep(1)
+            assert reader.get_watermark_offsets(TopicPartition("mir", 0), timeout=10) == (0, 0)
 
-        cluster.start(followers[0])
-        wait_for(lambda: sorted(cluster.describe("mir")[0]["isr"]) == sorted([leader, followers[0]]), 30,
-                 "the restarted follower to rejoin the ISR", show=lambda: cluster.describe("mir"))
-        assert produce_all(cluster.live_bootstrap, "mir", [1], acks="all", **{"message.timeout.ms": 30000}) == []
+            cluster.start(followers[0])
+            wait_for(lambda: sorted(cluster.describe("mir")[0]["isr"]) == sorted([leader, followers[0]]), 30,
+                     "the restarted follower to rejoin the ISR", show=lambda: cluster.describe("mir"))
+            wait_for(lambda: reader.get_watermark_offsets(TopicPartition("mir", 0), timeout=5) == (0, 1), 15,
+                     "the high watermark to pass the acks=1 record")
+        finally:
+            reader.close()
+        assert produce_all(cluster.live_bootstrap, "mir", [2], acks="all", **{"message.timeout.ms": 30000}) == []
 
 
 def test_partitioned_follower_leaves_and_rejoins_isr(tmp_path):
     # The follower is frozen longer than replica.lag.time.max.ms but well within its etcd
     # session, so it is the replica lag, not a lost registration, that drops it from the ISR.
     with Cluster(tmp_path, extra=("replica.lag.time.max.ms=3000", "broker.session.timeout.ms=30000")) as cluster:
-        cluster.create_topic("lagging", 1)
+        # min.insync.replicas=1: the follower, left alone at the end, may move its high
+        # watermark (under min.insync.replicas it stands still, KIP-966).
+        cluster.create_topic("lagging", 1, config={"min.insync.replicas": "1"})
         leader = cluster.leader_of("lagging", 0)
         # Freeze a follower that is not the controller, so that only replication stalls.
         controller = cluster.controller()
@@ -636,6 +658,60 @@ def test_a_partition_joins_a_transaction_only_once_the_transaction_log_replicas_
         producer.commit_transaction(60)
 
 
+def test_markers_are_written_only_once_the_transaction_log_replicas_have_the_decision(tmp_path):
+    """EndTxn writes the PrepareCommit state to `__transaction_state` and the commit markers
+    only once the log's in-sync replicas hold that decision: a marker written first could,
+    after a coordinator failover that lost the decision, be followed by the next
+    coordinator's abort markers on the transaction's other partitions. With both followers
+    of the transaction's log partition paused, the data partition's last stable offset must
+    stay before the transaction (written before, the marker moved it at once); once they
+    resume the commit completes."""
+    transactional_id = "decided-after-replication"
+    with Cluster(tmp_path) as cluster:
+        log = cluster.wait_for_full_isr("__transaction_state", 50)[java_partition(transactional_id, 50)]
+        coordinator = log["leader"]
+        followers = [r for r in log["replicas"] if r != coordinator]
+        assert len(followers) == 2, log
+        admin = cluster.admin()
+        new = NewTopic("decided", num_partitions=1, replica_assignment=[[coordinator]],
+                       config={"min.insync.replicas": "1"})
+        admin.create_topics([new])["decided"].result(timeout=30)
+        cluster.wait_for_full_isr("decided", 1, replication_factor=1)
+        bootstrap = cluster.broker(coordinator).bootstrap
+
+        producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": transactional_id,
+                             "transaction.timeout.ms": 60000, "message.timeout.ms": 60000})
+        producer.init_transactions(30)
+        producer.begin_transaction()
+        producer.produce("decided", b"decided", partition=0)
+        assert producer.flush(30) == 0
+        reader = Consumer({"bootstrap.servers": bootstrap, "group.id": "decided-reader",
+                           "isolation.level": "read_committed"})
+        partition = TopicPartition("decided", 0)
+        try:
+            # read_committed: the high offset is the last stable offset, before the open transaction.
+            assert reader.get_watermark_offsets(partition, timeout=10) == (0, 0)
+            outcome = []
+            committer = threading.Thread(target=lambda: outcome.append(producer.commit_transaction(60)), daemon=True)
+            for node in followers:
+                cluster.pause(node)
+            try:
+                committer.start()
+                time.sleep(2)
+                assert reader.get_watermark_offsets(partition, timeout=5) == (0, 0), \
+                    "a commit marker was written before the decision was replicated"
+            finally:
+                for node in followers:
+                    cluster.resume(node)
+            committer.join(60)
+            assert outcome == [None], outcome
+            # The record and its commit marker.
+            wait_for(lambda: reader.get_watermark_offsets(partition, timeout=5) == (0, 2), 15,
+                     "the commit marker", show=lambda: reader.get_watermark_offsets(partition, timeout=5))
+        finally:
+            reader.close()
+
+
 def test_a_group_is_assigned_only_once_the_offsets_log_replicas_have_it(tmp_path):
     """SyncGroup hands out assignments once the group's `__consumer_offsets` in-sync
     replicas hold the stored group, so a coordinator failover keeps the generation its
@@ -684,6 +760,76 @@ def test_a_group_is_assigned_only_once_the_offsets_log_replicas_have_it(tmp_path
                 if message is not None and not message.error():
                     values.append(message.value())
             assert values == [b"waiting"]
+        finally:
+            consumer.close()
+
+
+def leave_group_v0(sock: socket.socket, group: str, member_id: str):
+    """Sends LeaveGroup v0 (key 13) for `member_id` on `sock`; the answer is read separately."""
+    def string(text: str) -> bytes:
+        raw = text.encode()
+        return struct.pack(">h", len(raw)) + raw
+
+    body = struct.pack(">hhi", 13, 0, 7) + string("raw-leave") + string(group) + string(member_id)
+    sock.sendall(struct.pack(">i", len(body)) + body)
+
+
+def read_error_code(sock: socket.socket) -> int:
+    """Reads one response frame and returns the error code after the correlation id."""
+    def exact(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            assert chunk, "connection closed"
+            data += chunk
+        return data
+
+    size, = struct.unpack(">i", exact(4))
+    correlation, error = struct.unpack(">ih", exact(size)[:6])
+    assert correlation == 7
+    return error
+
+
+def test_a_member_leaves_only_once_the_offsets_log_replicas_have_the_emptied_group(tmp_path):
+    """LeaveGroup of a group's last member empties the group, which the coordinator stores;
+    as in Kafka the member is answered once the group's `__consumer_offsets` in-sync
+    replicas hold that write. With both followers of that partition paused (for less than
+    replica.lag.time.max.ms, so they stay in the ISR) the LeaveGroup is not answered
+    (answered before, it returned at once); once they resume it succeeds."""
+    group = "left-after-replication"
+    with Cluster(tmp_path, extra=("group.initial.rebalance.delay.ms=0",)) as cluster:
+        log = cluster.wait_for_full_isr("__consumer_offsets", 50)[java_partition(group, 50)]
+        coordinator = log["leader"]
+        followers = [r for r in log["replicas"] if r != coordinator]
+        assert len(followers) == 2, log
+        cluster.create_topic("leaving", 1)
+        bootstrap = cluster.broker(coordinator).bootstrap
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+                             "session.timeout.ms": 30000})
+        try:
+            consumer.subscribe(["leaving"])
+            wait_for(lambda: consumer.poll(0.2) is None and consumer.assignment(), 30, "the consumer's assignment")
+            admin = cluster.admin(bootstrap)
+            described = admin.describe_consumer_groups([group])[group].result(timeout=30)
+            assert len(described.members) == 1, described.members
+            member_id = described.members[0].member_id
+
+            with socket.create_connection(("127.0.0.1", cluster.broker(coordinator).port), timeout=30) as sock:
+                for node in followers:
+                    cluster.pause(node)
+                try:
+                    leave_group_v0(sock, group, member_id)
+                    sock.settimeout(1.5)
+                    try:
+                        early = read_error_code(sock)
+                    except socket.timeout:
+                        early = None
+                    assert early is None, f"LeaveGroup answered ({early}) before the emptied group was replicated"
+                finally:
+                    for node in followers:
+                        cluster.resume(node)
+                sock.settimeout(30)
+                assert read_error_code(sock) == 0
         finally:
             consumer.close()
 

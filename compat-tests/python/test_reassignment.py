@@ -1,12 +1,14 @@
 """Partition reassignment (KIP-455) in a three-broker cluster, driven by Kafka's own
 `kafka-reassign-partitions` tool (ReassignPartitionsCommand 4.3.1):
 
-- test_a_broker_is_decommissioned_with_the_tools_generated_plan: `--generate` proposes
-  moving every replica off broker 1, `--execute --throttle` starts it while producers keep
-  writing and the throttle holds the copy back (`--verify`: still in progress), `--execute
-  --additional` lifts the throttle, `--verify` reports it done and clears the throttles;
-  broker 1 holds no replica and deleted its copies, and broker 3 alone (the other two
-  killed) serves every acknowledged record, so the copies it was given are complete.
+- test_a_broker_is_decommissioned_with_the_tools_generated_plan: a 6-partition RF=2 topic on
+  brokers {1,2}; `--generate` proposes moving it to {2,3}, `--execute --throttle` starts the
+  move while a producer keeps writing, and the throttle holds broker 3's copying to about its
+  rate (measured with `kafka-log-dirs` and printed; `--verify`: still in progress). The
+  controller is killed mid-move and the next one carries on; `--execute --additional` lifts
+  the throttle, `--verify` reports it done and clears the throttles. Broker 1 holds no
+  replica and deleted its copies, and broker 3 alone (the other two killed) serves every
+  acknowledged record, each once, so the copies it was given are complete.
 - test_a_reassignment_waits_for_its_new_replica_and_can_be_cancelled: throttled to a byte
   per second the move stays in progress (`--list` shows the adding replica), `--cancel` puts
   the original replicas back and broker 3 drops its partial copy; run again without a
@@ -15,6 +17,8 @@
 
 import json
 import re
+import threading
+import time
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
@@ -23,6 +27,9 @@ from cluster import Cluster, wait_for
 from conftest import java
 
 TOOL = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand"
+# The cluster's brokers default to min.insync.replicas=2, under which a lone replica's high
+# watermark stands still (KIP-966); the tests end by reading from one broker alone.
+ALONE = {"min.insync.replicas": "1"}
 
 
 def reassign(cluster: Cluster, *args: str, timeout: float = 120):
@@ -56,12 +63,63 @@ def read_all(bootstrap: str, topic: str, partitions: int, expected: int, timeout
     return values
 
 
+class LoadProducer:
+    """An idempotent acks=all producer writing `load-{i}` round-robin over the partitions
+    from a thread until stopped; `acked` holds every value whose delivery report succeeded."""
+
+    def __init__(self, bootstrap: str, topic: str, rate: int = 200):
+        self.topic, self.rate = topic, rate
+        self.producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
+                                  "linger.ms": 5})
+        self.acked: list[str] = []
+        self.failed: list = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def delivered(self, err, msg):
+        if err is None:
+            self.acked.append(msg.value().decode())
+        else:
+            self.failed.append(err)
+
+    def run(self):
+        i = 0
+        while not self.stop.is_set():
+            self.producer.produce(self.topic, value=f"load-{i}".encode(), on_delivery=self.delivered)
+            self.producer.poll(0)
+            i += 1
+            time.sleep(1 / self.rate)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(10)
+        self.producer.flush(60)
+
+
+def sizes_on(cluster: Cluster, broker: int, topic: str) -> tuple[float, int]:
+    """When (monotonic, after the answer) and how many bytes of `topic` `broker` holds, from
+    `kafka-log-dirs --describe` (DescribeLogDirs)."""
+    out = java("org.apache.kafka.tools.LogDirsCommand", "--bootstrap-server", cluster.live_bootstrap, "--describe",
+               "--broker-list", str(broker), "--topic-list", topic)
+    at = time.monotonic()
+    assert out.returncode == 0, out.stdout + out.stderr
+    report = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("{")))
+    return at, sum(p["size"] for b in report["brokers"] for d in b["logDirs"] for p in d["partitions"])
+
+
 def test_a_broker_is_decommissioned_with_the_tools_generated_plan(tmp_path):
-    partitions = 3
+    partitions = 6
+    throttle = 100_000
     with Cluster(tmp_path) as cluster:
         admin = cluster.admin()
-        assignment = [[1, 2], [2, 1], [1, 2]]
-        admin.create_topics([NewTopic("moving", num_partitions=partitions, replica_assignment=assignment)])["moving"].result(timeout=30)
+        assignment = [[1, 2] if p % 2 == 0 else [2, 1] for p in range(partitions)]
+        # min.insync.replicas=1: broker 3, left alone at the end, may then move its high watermark.
+        admin.create_topics([NewTopic("moving", num_partitions=partitions, replica_assignment=assignment,
+                                      config=ALONE)])["moving"].result(timeout=30)
         cluster.wait_for_full_isr("moving", partitions, replication_factor=2)
         # About 3 MB for broker 3 to copy: at 100 kB/s that takes half a minute.
         before = [f"before-{i}-" + "x" * 1000 for i in range(3000)]
@@ -79,25 +137,49 @@ def test_a_broker_is_decommissioned_with_the_tools_generated_plan(tmp_path):
         plan_file = tmp_path / "plan.json"
         plan_file.write_text(proposed)
 
-        executed = reassign(cluster, "--reassignment-json-file", str(plan_file), "--execute", "--throttle", "100000")
-        assert executed.returncode == 0, executed.stdout + executed.stderr
-        assert "Successfully started partition reassignment" in executed.stdout, executed.stdout + executed.stderr
-        # Writes go on while replicas move.
-        during = [f"during-{i}" for i in range(1000)]
-        produce(cluster.bootstrap, "moving", during)
-        held = reassign(cluster, "--reassignment-json-file", str(plan_file), "--verify")
-        assert "is still in progress" in held.stdout, held.stdout + held.stderr
-        lifted = reassign(cluster, "--reassignment-json-file", str(plan_file), "--execute", "--additional",
-                          "--throttle", "1000000000")
-        assert lifted.returncode == 0, lifted.stdout + lifted.stderr
+        # A producer keeps writing through the whole move, the controller's failover included.
+        with LoadProducer(cluster.bootstrap, "moving") as load:
+            executed = reassign(cluster, "--reassignment-json-file", str(plan_file), "--execute",
+                                "--throttle", str(throttle))
+            assert executed.returncode == 0, executed.stdout + executed.stderr
+            assert "Successfully started partition reassignment" in executed.stdout, executed.stdout + executed.stderr
 
-        def verified():
-            out = reassign(cluster, "--reassignment-json-file", str(plan_file), "--verify")
-            assert out.returncode == 0, out.stdout + out.stderr
-            done = [f"Reassignment of partition moving-{p} is completed." in out.stdout for p in range(partitions)]
-            return all(done) and out.stdout
+            # The throttle holds broker 3's copying to about its rate.
+            first_at, first = sizes_on(cluster, 3, "moving")
+            time.sleep(8)
+            last_at, last = sizes_on(cluster, 3, "moving")
+            rate = (last - first) / (last_at - first_at)
+            print(f"\nthrottled copy to broker 3: {last - first} bytes in {last_at - first_at:.1f} s = "
+                  f"{rate / 1000:.1f} kB/s (throttle {throttle / 1000:.0f} kB/s)")
+            assert 0 < last - first, (first, last)
+            # Unthrottled, the 3 MB would be copied in well under a second.
+            assert rate < 3 * throttle, rate
+            held = reassign(cluster, "--reassignment-json-file", str(plan_file), "--verify")
+            assert "is still in progress" in held.stdout, held.stdout + held.stderr
 
-        done = wait_for(verified, 90, "the reassignment to complete", interval=1)
+            # The controller dies mid-move; the next one carries on from the state in etcd.
+            epoch, controller = wait_for(cluster.controller, 15, "a controller election")
+            cluster.kill(controller)
+            wait_for(lambda: (c := cluster.controller()) and c[0] > epoch and c[1] != controller, 30,
+                     f"another broker to take over from controller {controller}", show=cluster.log_tails)
+            cluster.start(controller)
+            listed = reassign(cluster, "--list")
+            assert listed.returncode == 0 and "moving-" in listed.stdout, listed.stdout + listed.stderr
+
+            lifted = reassign(cluster, "--reassignment-json-file", str(plan_file), "--execute", "--additional",
+                              "--throttle", "1000000000")
+            assert lifted.returncode == 0, lifted.stdout + lifted.stderr
+
+            def verified():
+                out = reassign(cluster, "--reassignment-json-file", str(plan_file), "--verify")
+                assert out.returncode == 0, out.stdout + out.stderr
+                done = [f"Reassignment of partition moving-{p} is completed." in out.stdout for p in range(partitions)]
+                return all(done) and out.stdout
+
+            done = wait_for(verified, 90, "the reassignment to complete", interval=1)
+            time.sleep(1)
+        assert load.failed == [], load.failed[:5]
+        assert len(load.acked) > 1000, len(load.acked)
         assert "Clearing broker-level throttles" in done, done
         described = wait_for(lambda: (d := cluster.describe("moving"))
                              and all(sorted(p["isr"]) == [2, 3] and p["leader"] in (2, 3) for p in d.values()) and d,
@@ -106,22 +188,25 @@ def test_a_broker_is_decommissioned_with_the_tools_generated_plan(tmp_path):
         # Broker 1 deleted its copies once it was no longer a replica.
         wait_for(lambda: "no longer a replica: local copy deleted" in cluster.broker(1).log_tail(400), 15,
                  "broker 1 to delete its copies", show=lambda: cluster.broker(1).log_tail(20))
+        wait_for(lambda: sizes_on(cluster, 1, "moving")[1] == 0, 15, "broker 1 to hold nothing of the topic")
         listed = reassign(cluster, "--list")
         assert listed.returncode == 0 and "moving-" not in listed.stdout, listed.stdout + listed.stderr
 
-        # Broker 3 was given its copies by the move: alone, it serves every record.
+        # Broker 3 was given its copies by the move: alone, it serves every acknowledged record.
         cluster.kill(1)
         cluster.kill(2)
         wait_for(lambda: all(p["leader"] == 3 for p in cluster.describe("moving", cluster.live_bootstrap).values()),
                  30, "broker 3 to lead every partition", show=lambda: cluster.describe("moving", cluster.live_bootstrap))
-        values = read_all(cluster.live_bootstrap, "moving", partitions, 4000)
-        assert sorted(values) == sorted(before + during)
+        expected = before + load.acked
+        values = read_all(cluster.live_bootstrap, "moving", partitions, len(expected))
+        assert sorted(set(values)) == sorted(expected)
+        assert len(values) == len(set(values))
 
 
 def test_a_reassignment_waits_for_its_new_replica_and_can_be_cancelled(tmp_path):
     with Cluster(tmp_path) as cluster:
         admin = cluster.admin()
-        admin.create_topics([NewTopic("stuck", num_partitions=1, replica_assignment=[[1, 2]])])["stuck"].result(
+        admin.create_topics([NewTopic("stuck", num_partitions=1, replica_assignment=[[1, 2]], config=ALONE)])["stuck"].result(
             timeout=30)
         cluster.wait_for_full_isr("stuck", 1, replication_factor=2)
         # Several fetches' worth, so a throttle of one byte per second holds the copy back.

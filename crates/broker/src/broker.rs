@@ -561,6 +561,24 @@ impl MarkerSink for Broker {
         }
         Ok(())
     }
+
+    fn decision_stored(&self, state_partition: i32) -> Result<(), MarkerError> {
+        let undecided = |reason: String| MarkerError::Undecided { partition: state_partition, reason };
+        if self.replicas.replicated_now(TRANSACTION_STATE_TOPIC, state_partition) {
+            return Ok(());
+        }
+        // The coordinator calls this holding its lock, as it does a remote marker write;
+        // waiting needs a runtime that can lend this thread.
+        let handle = tokio::runtime::Handle::try_current().map_err(|e| undecided(e.to_string()))?;
+        if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            return Err(undecided("not replicated yet".to_string()));
+        }
+        let wait = self.replicas.await_replicated(TRANSACTION_STATE_TOPIC, state_partition, Duration::from_secs(5));
+        match tokio::task::block_in_place(|| handle.block_on(wait)) {
+            None => Ok(()),
+            Some(error) => Err(undecided(format!("{error:?}"))),
+        }
+    }
 }
 
 #[cfg(test)]

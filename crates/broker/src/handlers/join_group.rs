@@ -1,5 +1,10 @@
 //! JoinGroup (key 11): join a group and wait until the rebalance's join phase completes.
 //! Needs READ on the group (GROUP_AUTHORIZATION_FAILED).
+//!
+//! A join answered with a generation waits until what the coordinator stored for the group
+//! (a static member's new id, an emptied group) is in the ISR of its `__consumer_offsets`
+//! partition, as Kafka answers once the group's records are committed; otherwise the
+//! member is told COORDINATOR_NOT_AVAILABLE or NOT_COORDINATOR and joins again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,6 +71,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: JoinGro
         require_known_member_id: version >= 4,
     };
     let member_id = join.member_id.clone();
+    let group_id = join.group_id.clone();
     let wait_limit = Duration::from_millis(rebalance_timeout_ms.max(0) as u64) + Duration::from_secs(10);
     let result = match broker.groups.join(join) {
         Pending::Ready(result) => result,
@@ -79,6 +85,15 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: JoinGro
                 ..Default::default()
             },
         },
+    };
+    let result = match result.error {
+        None => match super::group_stored(broker, &group_id).await {
+            None => result,
+            Some(error) => {
+                JoinResult { error: Some(error), generation_id: -1, member_id: result.member_id, ..Default::default() }
+            }
+        },
+        Some(_) => result,
     };
     encode(result, version)
 }

@@ -151,7 +151,7 @@ dispatch_table! {
     JoinGroup => join_group.await,
     SyncGroup => sync_group.await,
     Heartbeat => heartbeat,
-    LeaveGroup => leave_group,
+    LeaveGroup => leave_group.await,
     OffsetCommit => offset_commit.await,
     OffsetFetch => offset_fetch,
     OffsetDelete => offset_delete,
@@ -174,6 +174,19 @@ dispatch_table! {
     DeleteAcls => delete_acls.await,
     DescribeClientQuotas => describe_client_quotas,
     AlterClientQuotas => alter_client_quotas.await,
+}
+
+/// How long a group's stored state may take to reach its partition's in-sync replicas.
+const GROUP_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Waits until what the group coordinator wrote for `group` so far is in the ISR of the
+/// group's `__consumer_offsets` partition, as Kafka's coordinator answers a membership
+/// change only once its records are committed: a coordinator failover then still knows
+/// the generation and members it answered with. `None` when stored; otherwise
+/// COORDINATOR_NOT_AVAILABLE (not replicated in time) or NOT_COORDINATOR (leadership moved).
+pub(crate) async fn group_stored(broker: &Broker, group: &str) -> Option<ResponseError> {
+    let partition = broker.groups.partition_of(group);
+    broker.replicas.await_replicated(crate::group::persist::OFFSETS_TOPIC, partition, GROUP_STORE_TIMEOUT).await
 }
 
 /// Runs `work` (a change that waits on the cluster: etcd, the sync applying it) on a task

@@ -16,15 +16,11 @@ use rivulet_protocol::ResponseError;
 
 use super::{code, str_bytes};
 use crate::broker::Broker;
-use crate::group::persist::OFFSETS_TOPIC;
 use crate::group::{Pending, SyncResult};
 use crate::request_context::RequestContext;
 
 /// How long a member waits for the leader's assignment before being told to rejoin.
 const SYNC_WAIT_LIMIT: Duration = Duration::from_secs(300);
-
-/// How long the stored group may take to reach the partition's in-sync replicas.
-const STORE_REPLICATION_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: SyncGroupRequest) -> SyncGroupResponse {
     let version = ctx.api_version;
@@ -47,14 +43,12 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: SyncGro
             _ => SyncResult { error: Some(ResponseError::RebalanceInProgress), ..Default::default() },
         },
     };
-    let result = if result.error.is_none() {
-        let partition = broker.groups.partition_of(request.group_id.0.as_str());
-        match broker.replicas.await_replicated(OFFSETS_TOPIC, partition, STORE_REPLICATION_TIMEOUT).await {
+    let result = match result.error {
+        None => match super::group_stored(broker, request.group_id.0.as_str()).await {
             None => result,
             Some(error) => SyncResult { error: Some(error), ..Default::default() },
-        }
-    } else {
-        result
+        },
+        Some(_) => result,
     };
     let response = SyncGroupResponse::default().with_error_code(code(result.error)).with_assignment(result.assignment);
     if version >= 5 {

@@ -127,6 +127,9 @@ impl ReplicaManager {
             replicas.push(replica);
         }
         let settings = TopicSettings::resolve(&record.configs, &self.effective_config());
+        for replica in &replicas {
+            replica.set_min_insync(settings.min_insync_replicas);
+        }
         Ok((Topic { record, logs, replicas, settings }, transitions))
     }
 
@@ -218,6 +221,9 @@ impl ReplicaManager {
         for topic in self.topics.all() {
             let settings = TopicSettings::resolve(&topic.record.configs, &effective);
             if settings != topic.settings {
+                for replica in &topic.replicas {
+                    replica.set_min_insync(settings.min_insync_replicas);
+                }
                 self.topics.insert(Arc::new(Topic {
                     record: topic.record.clone(),
                     logs: topic.logs.clone(),
@@ -261,6 +267,16 @@ impl ReplicaManager {
 
     pub fn subscribe_appends(&self) -> watch::Receiver<u64> {
         self.appended.subscribe()
+    }
+
+    /// Whether everything written so far to `topic`-`partition` (by this broker, its
+    /// leader) is already in the ISR, without waiting. False when it is not led here.
+    pub fn replicated_now(&self, topic: &str, partition: i32) -> bool {
+        let Some(replica) = self.topics.get(topic).and_then(|t| t.replica(partition).cloned()) else {
+            return false;
+        };
+        replica.maybe_advance_high_watermark();
+        replica.is_leader() && replica.log.high_watermark() >= replica.log.log_end_offset()
     }
 
     /// Waits until everything written so far to `topic`-`partition` (by this broker, its

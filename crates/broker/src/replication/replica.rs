@@ -6,7 +6,7 @@
 //! same code then acknowledges at once because the ISR is just the leader.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -70,6 +70,8 @@ pub struct Replica {
     /// As a follower: the log must be checked against the leader's epochs before the next
     /// fetch (KIP-279), because the leader changed.
     pub needs_truncation: AtomicBool,
+    /// The topic's `min.insync.replicas`: below it the high watermark stands still.
+    min_insync: AtomicUsize,
 }
 
 impl std::fmt::Debug for Replica {
@@ -97,6 +99,7 @@ impl Replica {
             followers: Mutex::new(HashMap::new()),
             isr_change_pending: AtomicBool::new(false),
             needs_truncation: AtomicBool::new(false),
+            min_insync: AtomicUsize::new(1),
         }
     }
 
@@ -220,11 +223,25 @@ impl Replica {
         None
     }
 
+    /// Takes the topic's `min.insync.replicas` (at start and when configs change).
+    pub fn set_min_insync(&self, min_insync: usize) {
+        self.min_insync.store(min_insync, Ordering::Relaxed);
+    }
+
     /// Moves the high watermark to the smallest log end among the in-sync replicas
     /// (Kafka's `maybeIncrementLeaderHW`). Returns whether it moved.
+    ///
+    /// While the ISR is smaller than `min.insync.replicas` (at most the replication factor)
+    /// it does not move, as in Kafka since KIP-966 (KAFKA-15583): a write that only the
+    /// leader holds is neither visible to consumers nor taken as replicated by a
+    /// coordinator, so losing that one broker cannot take back what was acknowledged or read.
     pub fn maybe_advance_high_watermark(&self) -> bool {
         let view = self.view();
         if view.leader != self.local {
+            return false;
+        }
+        let min_insync = self.min_insync.load(Ordering::Relaxed).min(view.replicas.len().max(1));
+        if view.isr.len() < min_insync {
             return false;
         }
         let mut hw = self.log.log_end_offset();
@@ -333,6 +350,36 @@ mod tests {
         assert_eq!(replica.log.high_watermark(), 10);
         // The epoch this leader started is in the log's epoch cache.
         assert_eq!(replica.log.end_offset_for_epoch(3), (3, 10));
+    }
+
+    #[test]
+    fn the_high_watermark_stands_still_while_the_isr_is_under_min_insync() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let replica = leader_of_three(dir.path());
+        replica.set_min_insync(2);
+        append(&replica, 10);
+        replica.record_follower_fetch(2, 10, 0);
+        replica.record_follower_fetch(3, 10, 0);
+        assert!(replica.maybe_advance_high_watermark());
+        assert_eq!(replica.log.high_watermark(), 10);
+        // Only the leader left in sync: new records stay above the high watermark.
+        replica.set_isr(vec![1], 8);
+        append(&replica, 5);
+        assert!(!replica.maybe_advance_high_watermark());
+        assert_eq!(replica.log.high_watermark(), 10);
+        // A follower back in sync with them lets it move.
+        replica.record_follower_fetch(2, 15, 0);
+        replica.set_isr(vec![1, 2], 9);
+        assert!(replica.maybe_advance_high_watermark());
+        assert_eq!(replica.log.high_watermark(), 15);
+        // A min.insync.replicas above the replication factor counts as the factor.
+        replica.set_min_insync(5);
+        replica.set_isr(vec![1, 2, 3], 10);
+        append(&replica, 1);
+        replica.record_follower_fetch(2, 16, 0);
+        replica.record_follower_fetch(3, 16, 0);
+        assert!(replica.maybe_advance_high_watermark());
+        assert_eq!(replica.log.high_watermark(), 16);
     }
 
     #[test]

@@ -82,11 +82,14 @@ impl GroupCoordinator {
         Ok(())
     }
 
-    pub(super) fn persist_group(&self, group: &Group) {
+    /// Stores `group`'s metadata. On failure the error (logged here) is what the members
+    /// waiting on the change are answered with, as a change is only answered once stored.
+    pub(super) fn persist_group(&self, group: &Group) -> Result<(), ResponseError> {
         let value = Some(RecordValue::Group(group.to_value()));
-        if let Err(e) = self.write(&group.id, &[(RecordKey::Group { group: group.id.clone() }, value)]) {
+        self.write(&group.id, &[(RecordKey::Group { group: group.id.clone() }, value)]).map_err(|e| {
             tracing::error!(group = %group.id, error = %e, "persisting group metadata failed");
-        }
+            e.kafka_error()
+        })
     }
 }
 

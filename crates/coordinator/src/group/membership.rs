@@ -116,7 +116,9 @@ impl GroupCoordinator {
             // A restarted static member gets its assignment back without a rebalance; a
             // leader is told to skip assigning (KIP-814), and its SyncGroup in the stable
             // group returns the current assignment whatever it sends.
-            self.persist_group(group);
+            if let Err(error) = self.persist_group(group) {
+                return Pending::Ready(JoinResult::error(error, &new_id));
+            }
             tracing::info!(group = %group.id, member = %new_id, "static member rejoined without a rebalance");
             let mut result = group.join_result_for(&new_id);
             result.skip_assignment = was_leader;
@@ -216,7 +218,8 @@ impl GroupCoordinator {
             group.leader = None;
             group.deadline_ms = None;
             group.set_state(GroupState::Empty, now);
-            self.persist_group(group);
+            // No member is left to answer; a failure is logged.
+            let _ = self.persist_group(group);
             return;
         }
         group.protocol_name = group.select_protocol();
@@ -267,7 +270,8 @@ impl GroupCoordinator {
                     group.protocol_name = None;
                     group.leader = None;
                     group.set_state(GroupState::Empty, now);
-                    self.persist_group(group);
+                    // The members are gone; a failure is logged.
+                    let _ = self.persist_group(group);
                 } else {
                     self.prepare_rebalance(group, now);
                 }
@@ -346,7 +350,18 @@ impl GroupCoordinator {
                     }
                     group.deadline_ms = None;
                     group.set_state(GroupState::Stable, now);
-                    self.persist_group(group);
+                    if let Err(error) = self.persist_group(group) {
+                        // As Kafka's coordinator when storing the assignment fails: every
+                        // member gets the error and the group rebalances.
+                        for member in group.members.values_mut() {
+                            member.assignment = Bytes::new();
+                            if let Some(waiter) = member.sync_waiter.take() {
+                                let _ = waiter.send(SyncResult::error(error));
+                            }
+                        }
+                        self.prepare_rebalance(group, now);
+                        return Pending::Wait(rx);
+                    }
                     tracing::info!(group = %group.id, generation = group.generation, "rebalance: group stable");
                     let ids: Vec<String> = group.members.keys().cloned().collect();
                     for id in ids {

@@ -51,6 +51,17 @@ pub trait MarkerSink {
         control: ControlType,
         coordinator_epoch: i32,
     ) -> Result<(), MarkerError>;
+
+    /// Waits until the decision written to `__transaction_state`-`state_partition` (a
+    /// Prepare state) is in that partition's in-sync replicas. Markers are written only
+    /// after it, as Kafka sends them only once the PrepareCommit / PrepareAbort append
+    /// completed: a marker written first would, after a coordinator failover that lost the
+    /// decision, let the next coordinator end the same transaction the other way on other
+    /// partitions. The default (for sinks that do not replicate) has nothing to wait for.
+    fn decision_stored(&self, state_partition: i32) -> Result<(), MarkerError> {
+        let _ = state_partition;
+        Ok(())
+    }
 }
 
 /// Why a transaction marker could not be written. The transaction then stays in its
@@ -69,6 +80,9 @@ pub enum MarkerError {
         #[source]
         source: AppendError,
     },
+    /// The decision is not replicated yet, so no marker may be written.
+    #[error("the decision in __transaction_state-{partition} is not replicated: {reason}")]
+    Undecided { partition: i32, reason: String },
     /// The partition's leader, another broker, did not write the marker (WriteTxnMarkers).
     #[error("broker {leader} did not write the marker for {topic}-{partition}: {source}")]
     Remote {
@@ -341,6 +355,10 @@ impl TransactionCoordinator {
             tracing::info!(transactional_id = id, partition = state_partition, "no markers written: not coordinator");
             return Err(ResponseError::NotCoordinator);
         };
+        if let Err(e) = sink.decision_stored(state_partition) {
+            tracing::warn!(transactional_id = id, error = %e, "no markers written yet");
+            return Err(e.kafka_error());
+        }
         for (topic, partition) in &value.partitions {
             if let Err(e) = sink.write_marker(
                 topic,
