@@ -65,9 +65,9 @@ compat: build deps-test deps-etcd
 	RIVULET_BIN=$(BIN) $(VENV)/bin/pytest -q compat-tests/python --junitxml=$(RIVULET_CACHE)/compat-results.xml || true
 	$(VENV)/bin/python compat-tests/report.py $(RIVULET_CACHE)/compat-results.xml
 
-## chaos: fault campaigns (seeds 1, 2, 3; 20 faults each: kill -9, SIGSTOP, etcd outages) against
+## chaos: fault campaigns (seeds 1, 2, 3; 20 faults each: kill -9, SIGSTOP, network partitions, etcd outages) against
 ## a 3-broker loopback cluster under idempotent producers and a consumer group; the checker
-## exits non-zero on a lost, duplicated or reordered acknowledged record (docs/chaos.md).
+## exits non-zero on a lost, duplicated or reordered acknowledged record (docs/reliability.md).
 chaos: build deps-test deps-etcd
 	RIVULET_BIN=$(BIN) $(VENV)/bin/python compat-tests/python/chaos.py --seeds 1,2,3 --faults 20 --duration-s 240
 

@@ -1,7 +1,8 @@
 """A bounded fault campaign against a three-broker cluster, and a checker for its history.
 
 What a clean run shows: while brokers are killed with SIGKILL, frozen with SIGSTOP for
-longer than their etcd session, and etcd itself is stopped, an RF=3 topic with
+longer than their etcd session, cut off from etcd (and from everyone else) by TCP proxies
+on loopback for longer than their session, and etcd itself is stopped, an RF=3 topic with
 min.insync.replicas=2 written by idempotent acks=all producers and read by a consumer
 group that commits its offsets
 
@@ -72,7 +73,7 @@ CLIENT_LOG_LEVEL = 2
 
 # Fault kinds and their relative weights. Kills come in roles so that the leader, a
 # follower, the controller and the group coordinator each die now and then.
-FAULT_WEIGHTS = {"kill": 5, "pause": 3, "etcd": 2}
+FAULT_WEIGHTS = {"kill": 5, "pause": 3, "etcd": 2, "partition": 3}
 KILL_ROLES = ("leader", "follower", "controller", "coordinator", "any")
 
 
@@ -240,7 +241,7 @@ class TxnCopier(threading.Thread):
         super().__init__(daemon=True, name="txn-copier")
         self.bootstrap, self.stop = bootstrap, stop
         # librdkafka's transaction-manager debug log, the evidence if a transactional call
-        # blocks past its timeout (see docs/chaos.md).
+        # blocks past its timeout (see docs/reliability.md).
         self.logger = logging.getLogger(f"txn-copier-{id(self)}")
         self.logger.propagate = False
         self.logger.setLevel(logging.DEBUG)
@@ -366,8 +367,8 @@ class TxnCopier(threading.Thread):
 
 
 class Nemesis:
-    """Injects one fault at a time: kill -9 then restart, SIGSTOP then SIGCONT, or etcd
-    stop then start. Every fault heals before the next begins; the pause between faults is
+    """Injects one fault at a time: kill -9 then restart, SIGSTOP then SIGCONT, a broker cut
+    off from etcd (or from etcd and everyone) then healed, or etcd stop then start. Every fault heals before the next begins; the pause between faults is
     random and often shorter than a restarted broker needs to rejoin the ISR, so a later
     fault can hit a partition that has only two replicas in sync."""
 
@@ -440,6 +441,7 @@ class Nemesis:
         kind = self.rng.choices(kinds, weights=[FAULT_WEIGHTS[k] for k in kinds])[0]
         role = self.rng.choice(KILL_ROLES)
         u, partition, pick = self.rng.random(), self.rng.randrange(PARTITIONS), self.rng.random()
+        v = self.rng.random()
         fault = {"n": len(self.history) + 1, "kind": kind, "start": self.now()}
         if kind == "kill":
             down = 1.0 + 4.0 * u
@@ -458,6 +460,18 @@ class Nemesis:
             self.cluster.pause(node)
             time.sleep(paused)
             self.cluster.resume(node)
+        elif kind == "partition":
+            # Longer than broker.session.timeout.ms: the broker's lease expires while it
+            # still runs and, cut off only from etcd, may still be reached by clients.
+            cut = SESSION_TIMEOUT_S + 1.0 + 3.0 * u
+            inbound = v < 0.5
+            node, described = self._resolve(role, partition, pick)
+            what = "etcd and everyone" if inbound else "etcd"
+            fault.update(node=node, role=described, down_s=round(cut, 1), cut_from=what)
+            log(f"fault {fault['n']}: broker {node} ({described}) cut off from {what} for {cut:.1f} s")
+            self.cluster.partition(node, inbound=inbound)
+            time.sleep(cut)
+            self.cluster.heal(node)
         else:
             down = 2.0 + 4.0 * u
             fault.update(node="etcd", down_s=round(down, 1))
@@ -478,6 +492,8 @@ class Nemesis:
             self.check_processes()
 
     def heal(self):
+        for node in NODE_IDS:
+            self.cluster.heal(node)
         for node in list(self.cluster.paused):
             self.cluster.resume(node)
         if self.cluster.etcd.proc.poll() is not None:
@@ -645,7 +661,7 @@ def run_campaign(workdir: Path, seed: int, faults: int = 20, duration_s: float =
     an invariant was violated). `txn=False` leaves out the transactional copier."""
     rng = random.Random(seed)
     summary = {"seed": seed, "faults_requested": faults, "duration_s": duration_s}
-    with Cluster(workdir, extra=("group.initial.rebalance.delay.ms=0",)) as cluster:
+    with Cluster(workdir, extra=("group.initial.rebalance.delay.ms=0",), proxies=True) as cluster:
         cluster.create_topic(TOPIC, PARTITIONS, config={"min.insync.replicas": "2"})
         if txn:
             cluster.create_topic(COPY_TOPIC, PARTITIONS, config={"min.insync.replicas": "2"})

@@ -24,6 +24,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from conftest import Broker, Etcd
+from netproxy import Proxy
 
 NODE_IDS = (1, 2, 3)
 
@@ -72,18 +73,30 @@ def wait_for(predicate, timeout: float = 15, what: str = "condition", show=None,
 class Cluster:
     """Etcd plus brokers 1..3 with CLUSTER_SETTINGS and `extra`; use it as a context manager."""
 
-    def __init__(self, tmp_path: Path, extra=(), root: str = "cluster"):
+    def __init__(self, tmp_path: Path, extra=(), root: str = "cluster", proxies: bool = False):
+        """With `proxies`, each broker reaches etcd through a proxy of its own and advertises
+        a proxy in front of its listener (which clients and the other brokers then use), so
+        `partition()` can cut it off (see netproxy.py)."""
         etcd_dir = tmp_path / "etcd"
         etcd_dir.mkdir(parents=True, exist_ok=True)
         self.etcd = Etcd(etcd_dir)
         settings = (f"metadata.store={self.etcd.url(root)}", *CLUSTER_SETTINGS, *extra)
         self.brokers = {}
         self.paused = set()
+        self.etcd_proxies: dict[int, Proxy] = {}
+        self.inbound_proxies: dict[int, Proxy] = {}
         for node_id in NODE_IDS:
             data_dir = tmp_path / f"broker-{node_id}"
             data_dir.mkdir(parents=True, exist_ok=True)
             # node.id comes after Broker.start()'s node.id=1 and after the shared settings.
-            self.brokers[node_id] = Broker(data_dir, extra=(*settings, f"node.id={node_id}"))
+            broker = Broker(data_dir, extra=(*settings, f"node.id={node_id}"))
+            if proxies:
+                to_etcd = self.etcd_proxies[node_id] = Proxy(self.etcd.client_port)
+                inbound = self.inbound_proxies[node_id] = Proxy(broker.port)
+                # Later overrides win: Broker.start() advertises the listener itself first.
+                broker.extra += [f"metadata.store=etcd://127.0.0.1:{to_etcd.port}/{root}",
+                                 f"advertised.listeners=PLAINTEXT://127.0.0.1:{inbound.port}"]
+            self.brokers[node_id] = broker
 
     def __enter__(self):
         try:
@@ -125,11 +138,27 @@ class Cluster:
         os.kill(self.brokers[node_id].proc.pid, signal.SIGCONT)
         self.paused.discard(node_id)
 
+    def partition(self, node_id: int, inbound: bool):
+        """Cuts broker `node_id` off etcd and, with `inbound`, everyone off it (clients and
+        the other brokers; it can still reach them). Needs `proxies=True`."""
+        self.etcd_proxies[node_id].cut()
+        if inbound:
+            self.inbound_proxies[node_id].cut()
+
+    def heal(self, node_id: int):
+        """Ends every partition of broker `node_id`."""
+        for proxies in (self.etcd_proxies, self.inbound_proxies):
+            if node_id in proxies:
+                proxies[node_id].heal()
+
     def stop_all(self):
         for broker in self.brokers.values():
             broker.kill()  # SIGKILL also ends a SIGSTOPped process
         self.paused.clear()
         self.etcd.stop()
+        for proxies in (self.etcd_proxies, self.inbound_proxies):
+            for proxy in proxies.values():
+                proxy.close()
 
     def running(self, node_id: int) -> bool:
         """Alive and not paused."""

@@ -1,9 +1,9 @@
 """A short fault campaign (chaos.py) as a test: seed 1, eight faults, a two-minute nemesis.
 
-Kills, SIGSTOP pauses and etcd outages hit a three-broker cluster while idempotent acks=all
-producers and a committing consumer group run; the checker then requires that nothing
-acknowledged was lost, duplicated, reordered or moved, and that the group's committed
-offsets stayed within the log and never went backwards. See docs/chaos.md.
+Kills, SIGSTOP pauses, network partitions and etcd outages hit a three-broker cluster
+while idempotent acks=all producers and a committing consumer group run; the checker then
+requires that nothing acknowledged was lost, duplicated, reordered or moved, and that the
+group's committed offsets stayed within the log and never went backwards. See docs/reliability.md.
 
 Marked `chaos`: `make test` deselects it, `make chaos` runs the longer campaigns.
 """
