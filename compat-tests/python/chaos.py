@@ -349,7 +349,12 @@ class TxnCopier(threading.Thread):
                     if aborted:
                         consumer = self._consumer()
                     else:
-                        producer.flush(5)
+                        # A fenced producer (e.g. its transaction outlived transaction.timeout.ms
+                        # and the coordinator aborted it) reports its fatal error here too.
+                        try:
+                            producer.flush(5)
+                        except KafkaException as flush_error:
+                            self.errors[f"flush:{flush_error.args[0].name()}"] += 1
                         producer = None
         except Exception as e:  # noqa: BLE001 - reported as a harness error
             self.error = repr(e)
