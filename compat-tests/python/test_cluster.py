@@ -615,6 +615,26 @@ def java_partition(key: str, partitions: int) -> int:
     return (0 if h == -(1 << 31) else abs(h)) % partitions
 
 
+def log_partition_replicas(cluster: Cluster, log_topic: str, key: str) -> tuple[int, list[int]]:
+    """The leader (the coordinator of `key`) and the two followers of `key`'s partition of a
+    coordinator log (`__consumer_offsets` / `__transaction_state`), once the controller has
+    created the log with every replica in sync."""
+    log = cluster.wait_for_full_isr(log_topic, 50)[java_partition(key, 50)]
+    coordinator = log["leader"]
+    followers = [r for r in log["replicas"] if r != coordinator]
+    assert len(followers) == 2, log
+    return coordinator, followers
+
+
+def topic_on(cluster: Cluster, name: str, node: int):
+    """A one-partition topic whose only replica is on `node`: pausing other brokers then
+    holds back only the coordinator logs, never the data partition."""
+    admin = cluster.admin()  # must outlive its futures
+    new = NewTopic(name, num_partitions=1, replica_assignment=[[node]], config={"min.insync.replicas": "1"})
+    admin.create_topics([new])[name].result(timeout=30)
+    cluster.wait_for_full_isr(name, 1, replication_factor=1)
+
+
 def test_a_partition_joins_a_transaction_only_once_the_transaction_log_replicas_have_it(tmp_path):
     """AddPartitionsToTxn is answered once `__transaction_state`'s in-sync replicas hold the
     change, so a coordinator failover cannot forget a partition of an open transaction.
@@ -622,18 +642,8 @@ def test_a_partition_joins_a_transaction_only_once_the_transaction_log_replicas_
     must wait (answered before, it was delivered at once); it completes once they resume."""
     transactional_id = "joins-after-replication"
     with Cluster(tmp_path) as cluster:
-        # The controller creates the transaction log once enough brokers are up.
-        log = cluster.wait_for_full_isr("__transaction_state", 50)[java_partition(transactional_id, 50)]
-        coordinator = log["leader"]
-        followers = [r for r in log["replicas"] if r != coordinator]
-        assert len(followers) == 2, log
-        # The data partition lives on the coordinator alone, so only the transaction log
-        # needs the paused brokers.
-        admin = cluster.admin()
-        new = NewTopic("joined", num_partitions=1, replica_assignment=[[coordinator]],
-                       config={"min.insync.replicas": "1"})
-        admin.create_topics([new])["joined"].result(timeout=30)
-        cluster.wait_for_full_isr("joined", 1, replication_factor=1)
+        coordinator, followers = log_partition_replicas(cluster, "__transaction_state", transactional_id)
+        topic_on(cluster, "joined", coordinator)
 
         producer = Producer({"bootstrap.servers": cluster.broker(coordinator).bootstrap,
                              "transactional.id": transactional_id, "transaction.timeout.ms": 60000,
@@ -668,15 +678,8 @@ def test_markers_are_written_only_once_the_transaction_log_replicas_have_the_dec
     resume the commit completes."""
     transactional_id = "decided-after-replication"
     with Cluster(tmp_path) as cluster:
-        log = cluster.wait_for_full_isr("__transaction_state", 50)[java_partition(transactional_id, 50)]
-        coordinator = log["leader"]
-        followers = [r for r in log["replicas"] if r != coordinator]
-        assert len(followers) == 2, log
-        admin = cluster.admin()
-        new = NewTopic("decided", num_partitions=1, replica_assignment=[[coordinator]],
-                       config={"min.insync.replicas": "1"})
-        admin.create_topics([new])["decided"].result(timeout=30)
-        cluster.wait_for_full_isr("decided", 1, replication_factor=1)
+        coordinator, followers = log_partition_replicas(cluster, "__transaction_state", transactional_id)
+        topic_on(cluster, "decided", coordinator)
         bootstrap = cluster.broker(coordinator).bootstrap
 
         producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": transactional_id,
@@ -720,17 +723,8 @@ def test_a_group_is_assigned_only_once_the_offsets_log_replicas_have_it(tmp_path
     and reads once they resume."""
     group = "assigned-after-replication"
     with Cluster(tmp_path, extra=("group.initial.rebalance.delay.ms=0",)) as cluster:
-        log = cluster.wait_for_full_isr("__consumer_offsets", 50)[java_partition(group, 50)]
-        coordinator = log["leader"]
-        followers = [r for r in log["replicas"] if r != coordinator]
-        assert len(followers) == 2, log
-        # The data partition lives on the coordinator alone, so only the offsets log needs
-        # the paused brokers.
-        admin = cluster.admin()
-        new = NewTopic("assigned", num_partitions=1, replica_assignment=[[coordinator]],
-                       config={"min.insync.replicas": "1"})
-        admin.create_topics([new])["assigned"].result(timeout=30)
-        cluster.wait_for_full_isr("assigned", 1, replication_factor=1)
+        coordinator, followers = log_partition_replicas(cluster, "__consumer_offsets", group)
+        topic_on(cluster, "assigned", coordinator)
         bootstrap = cluster.broker(coordinator).bootstrap
         producer = Producer({"bootstrap.servers": bootstrap})
         producer.produce("assigned", b"waiting", partition=0)
@@ -798,10 +792,7 @@ def test_a_member_leaves_only_once_the_offsets_log_replicas_have_the_emptied_gro
     (answered before, it returned at once); once they resume it succeeds."""
     group = "left-after-replication"
     with Cluster(tmp_path, extra=("group.initial.rebalance.delay.ms=0",)) as cluster:
-        log = cluster.wait_for_full_isr("__consumer_offsets", 50)[java_partition(group, 50)]
-        coordinator = log["leader"]
-        followers = [r for r in log["replicas"] if r != coordinator]
-        assert len(followers) == 2, log
+        coordinator, followers = log_partition_replicas(cluster, "__consumer_offsets", group)
         cluster.create_topic("leaving", 1)
         bootstrap = cluster.broker(coordinator).bootstrap
         consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
