@@ -12,7 +12,7 @@ DATA_DIR ?= $(CURDIR)/data
 # Everything is built with the release profile only: RocksDB (C++) compiles once.
 CARGO_FLAGS := --release --locked
 
-.PHONY: all build run test test-rust test-compat lint fmt deps-build deps-etcd deps-test compat chaos bench bench-cluster bench-cleaner clean
+.PHONY: all build run test test-rust test-compat lint fmt deps-build deps-etcd deps-test deps-fuzz compat chaos fuzz fuzz-seed bench bench-cluster bench-cleaner clean
 
 all: build
 
@@ -70,6 +70,22 @@ compat: build deps-test deps-etcd
 ## exits non-zero on a lost, duplicated or reordered acknowledged record (docs/reliability.md).
 chaos: build deps-test deps-etcd
 	RIVULET_BIN=$(BIN) $(VENV)/bin/python compat-tests/python/chaos.py --seeds 1,2,3 --faults 20 --duration-s 240
+
+## fuzz: every fuzz target (request frames, record batches, coordinator records, peer
+## responses) under AFL++ for up to FUZZ_SECONDS each (default 900); crashes land in
+## fuzz/regressions/ and fail the run, the grown corpus in fuzz/corpus/, the execution
+## counts in fuzz/runs.tsv. `make test` replays the corpus and every regression.
+fuzz: deps-fuzz
+	bash fuzz/run.sh
+
+## fuzz-seed: adds to fuzz/corpus/ what real clients (librdkafka, kafka-python, the Java
+## tools) send to a broker through a recording loopback proxy.
+fuzz-seed: build deps-test
+	RIVULET_BIN=$(BIN) $(VENV)/bin/python fuzz/seed_corpus.py
+
+## deps-fuzz: cargo-afl from crates.io, which builds AFL++ itself.
+deps-fuzz:
+	@cargo afl --version >/dev/null 2>&1 || cargo install cargo-afl --locked
 
 ## lint: formatting and clippy, warnings as errors.
 lint: deps-build

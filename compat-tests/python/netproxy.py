@@ -6,6 +6,9 @@ processes on loopback, without iptables or any address but 127.0.0.1.
     proxy.heal()                        # traffic flows again
     proxy.close()
 
+    Proxy(target_port, tap=record)      # record(connection, "in" | "out", data) sees every
+                                        # chunk passed: "in" towards the target
+
 A cut holds traffic rather than resetting connections, as a real partition drops packets:
 the proxy stops reading, so the senders' data waits in socket buffers and their peers hear
 nothing until their own timeouts fire (gRPC keepalives, Kafka request timeouts). A
@@ -14,7 +17,9 @@ connection that outlives the cut carries on; one its owner gave up on is closed 
 
 import select
 import socket
+import itertools
 import threading
+from typing import Callable
 
 from conftest import free_port
 
@@ -22,8 +27,10 @@ _POLL_S = 0.05
 
 
 class Proxy:
-    def __init__(self, target_port: int):
+    def __init__(self, target_port: int, tap: Callable[[int, str, bytes], None] | None = None):
         self.target_port = target_port
+        self._tap = tap
+        self._connections = itertools.count()
         self.port = free_port()
         self._cut = threading.Event()
         self._closed = threading.Event()
@@ -91,9 +98,9 @@ class Proxy:
             self._drop(client)
             return
         self._track(upstream)
-        self._pump(client, upstream)
+        self._pump(client, upstream, next(self._connections))
 
-    def _pump(self, a: socket.socket, b: socket.socket):
+    def _pump(self, a: socket.socket, b: socket.socket, connection: int):
         peers = {a: b, b: a}
         try:
             while not self._closed.is_set():
@@ -105,6 +112,8 @@ class Proxy:
                     data = s.recv(65536)
                     if not data:
                         return
+                    if self._tap:
+                        self._tap(connection, "in" if s is a else "out", data)
                     peers[s].sendall(data)
         except OSError:
             return
