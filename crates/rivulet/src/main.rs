@@ -51,10 +51,26 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // One line with the whole cause chain, so the reason is the last thing logged.
-            tracing::error!("rivulet stopped: {e:#}");
+            tracing::error!("rivulet stopped: {}", cause_chain(&e));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each said once: the library errors repeat their
+/// source in their own message (so they read well alone), which `{:#}` would print again.
+fn cause_chain(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 fn start(cli: &Cli) -> anyhow::Result<()> {
