@@ -36,12 +36,16 @@ These are acceptance tests driven only by real clients and process signals:
 - test_a_member_leaves_only_once_the_offsets_log_replicas_have_the_emptied_group: with the
   followers of the group's offsets log partition paused, the last member's LeaveGroup is
   not answered until they have the emptied group.
+- test_a_leader_restarted_within_its_session_leads_again_only_under_a_new_epoch: a leader
+  killed and restarted while the controller saw nothing does not take up its old
+  leadership; the controller, seeing its new registration, moves it under a new epoch.
 - test_an_early_metadata_request_does_not_create_the_coordinators_logs: a Metadata request
   for `__consumer_offsets` / `__transaction_state` before the controller created them does
   not auto-create them with the topic defaults.
 """
 
 import collections
+import concurrent.futures
 import re
 import socket
 import struct
@@ -841,5 +845,66 @@ def test_an_early_metadata_request_does_not_create_the_coordinators_logs(tmp_pat
         cluster.start(3)
         for topic in ("__consumer_offsets", "__transaction_state"):
             assert len(cluster.wait_for_full_isr(topic, 50)) == 50
+    finally:
+        cluster.stop_all()
+
+
+STATE_CHANGED = re.compile(r"partition state changed.*\btopic=(\S+) partition=(\d+) leader=(-?\d+) leader_epoch=(\d+)")
+
+
+def state_changes(broker, topic: str, partition: int, since: int = 0) -> list[tuple[int, int]]:
+    """(leader, leader_epoch) of every `partition state changed` line the broker (as
+    controller) logged for the partition, after byte `since` of its log."""
+    with open(broker.log_path, "rb") as f:
+        f.seek(since)
+        text = f.read().decode(errors="replace")
+    return [(int(leader), int(epoch)) for t, p, leader, epoch in STATE_CHANGED.findall(text)
+            if t == topic and int(p) == partition]
+
+
+def test_a_leader_restarted_within_its_session_leads_again_only_under_a_new_epoch(tmp_path):
+    """KRaft fences a restarted broker by its broker epoch: a `kill -9`ed leader that comes
+    back before anyone re-elected does not take up its old leadership (its page cache, and
+    what it acknowledged, may be gone); the controller, seeing the new incarnation, moves
+    the leadership under a new epoch and the restarted broker rejoins as a follower.
+
+    The controller is frozen from the kill until the restarted broker is back, so it only
+    ever sees the broker alive: nothing but the incarnation tells it the broker restarted.
+    Broker 1 runs with a session longer than that freeze, so it is the controller
+    throughout."""
+    cluster = Cluster(tmp_path, extra=("broker.session.timeout.ms=30000",))
+    for node_id in (2, 3):
+        cluster.brokers[node_id].extra.append("broker.session.timeout.ms=3000")
+    try:
+        cluster.start(1)
+        wait_for(lambda: cluster.controller() == (1, 1) or None, 30, "broker 1 to be elected controller")
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            for f in [pool.submit(cluster.start, n) for n in (2, 3)]:
+                f.result()
+        described = cluster.create_topic("restarted", 3)
+        partition, restarted = next((p, d["leader"]) for p, d in sorted(described.items()) if d["leader"] != 1)
+        assert produce_all(cluster.bootstrap, "restarted", range(100), partition=partition, acks="all") == []
+        controller = cluster.broker(1)
+        since = controller.log_path.stat().st_size
+
+        cluster.kill(restarted)
+        cluster.pause(1)
+        try:
+            cluster.start(restarted)  # returns once registered again (after the old lease) and serving
+            time.sleep(1)  # its own metadata sync has run
+            # Nobody has re-elected yet, and the restarted broker does not lead.
+            errors = produce_all(cluster.broker(restarted).bootstrap, "restarted", [1000], partition=partition,
+                                 acks="1", **{"message.timeout.ms": 3000})
+            assert [e.code() for e in errors] == [KafkaError._MSG_TIMED_OUT], errors
+        finally:
+            cluster.resume(1)
+
+        changes = wait_for(lambda: state_changes(controller, "restarted", partition, since) or None, 20,
+                           "the controller to re-elect", show=cluster.log_tails)
+        leader, epoch = changes[0]
+        assert leader != restarted and epoch >= 1, changes
+        cluster.wait_for_full_isr("restarted", 3)
+        assert [int(m.value()) for m in read_partitions(cluster.bootstrap, "restarted", [partition])[partition]] \
+            == list(range(100))
     finally:
         cluster.stop_all()

@@ -162,6 +162,10 @@ pub struct ClusterSnapshot {
     pub revision: i64,
     /// Live brokers in node id order.
     pub brokers: Vec<BrokerRegistration>,
+    /// Each live broker's incarnation: the revision its registration was created at.
+    /// A partition state written before it speaks of an earlier life of that broker
+    /// (Kafka's broker epoch).
+    pub incarnations: HashMap<i32, i64>,
     pub controller: Option<i32>,
     pub controller_epoch: i32,
     /// Topics in name order.
@@ -378,7 +382,10 @@ impl EtcdMetadataStore {
             let parts: Vec<&str> = rest.split('/').collect();
             match parts.as_slice() {
                 ["brokers", "ids", _] => {
-                    snapshot.brokers.push(serde_json::from_slice(kv.value()).map_err(|e| corrupt(&key, e))?);
+                    let broker: BrokerRegistration =
+                        serde_json::from_slice(kv.value()).map_err(|e| corrupt(&key, e))?;
+                    snapshot.incarnations.insert(broker.node_id, kv.create_revision());
+                    snapshot.brokers.push(broker);
                 }
                 ["brokers", "topics", _] => {
                     snapshot.topics.push(serde_json::from_slice(kv.value()).map_err(|e| corrupt(&key, e))?);
@@ -589,12 +596,12 @@ impl EtcdMetadataStore {
         let key = self.key(&format!("brokers/ids/{}", registration.node_id));
         let value = serde_json::to_vec(registration).map_err(|e| corrupt(&key, e))?;
         let lease = Lease::grant(self, ttl).await?;
-        if self.create_leased("register the broker", &key, value, lease.id).await?.is_none() {
+        let Some(incarnation) = self.create_leased("register the broker", &key, value, lease.id).await? else {
             lease.revoke().await;
             return Err(MetadataError::NodeExists(registration.node_id));
-        }
-        tracing::info!(node_id = registration.node_id, key = %key, "broker registered in etcd");
-        Ok(BrokerLease { _lease: lease })
+        };
+        tracing::info!(node_id = registration.node_id, key = %key, incarnation, "broker registered in etcd");
+        Ok(BrokerLease { _lease: lease, incarnation })
     }
 
     /// Every live broker, in node id order.
@@ -726,9 +733,15 @@ impl Drop for Lease {
 /// Keeps a broker registered while held.
 pub struct BrokerLease {
     _lease: Lease,
+    incarnation: i64,
 }
 
 impl BrokerLease {
+    /// The revision this registration was created at (see [`ClusterSnapshot::incarnations`]).
+    pub fn incarnation(&self) -> i64 {
+        self.incarnation
+    }
+
     /// False once the lease may have expired: the registration is gone or going.
     pub fn is_alive(&self) -> bool {
         self._lease.is_alive()

@@ -7,7 +7,7 @@
 //! replication factor, and completes partition reassignments once their target replicas
 //! are in sync.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 
@@ -77,6 +77,18 @@ pub fn decide(
         }
     }
     None
+}
+
+/// The brokers that registered anew since `state` was written at `revision` (a restart,
+/// an expired session): they no longer hold what the state grants them. As if they had
+/// died, they lose the leadership (a new epoch) and leave the ISR, and rejoin as followers
+/// (KRaft fences a broker's old epoch the same way). A leaderless partition may elect
+/// them: its ISR is all there is.
+pub fn restarted_since(state: &PartitionState, revision: i64, incarnations: &HashMap<i32, i64>) -> HashSet<i32> {
+    if state.leader < 0 {
+        return HashSet::new();
+    }
+    incarnations.iter().filter(|&(_, &registered)| registered > revision).map(|(&broker, _)| broker).collect()
 }
 
 /// Which election an ElectLeaders request asks for (Kafka's `ElectionType`).
@@ -211,7 +223,9 @@ async fn pass(cluster: &Cluster, lease: &ControllerLease, preferred: bool) -> Re
                 }
                 continue;
             }
-            let Some(next) = decide(&versioned.state, &partition.replicas, &live, unclean, preferred, lease.epoch)
+            let fenced = restarted_since(&versioned.state, versioned.revision, &snapshot.incarnations);
+            let live_here = if fenced.is_empty() { live.clone() } else { live.difference(&fenced).copied().collect() };
+            let Some(next) = decide(&versioned.state, &partition.replicas, &live_here, unclean, preferred, lease.epoch)
             else {
                 continue;
             };
@@ -227,6 +241,7 @@ async fn pass(cluster: &Cluster, lease: &ControllerLease, preferred: bool) -> Re
                     leader_epoch = next.leader_epoch,
                     isr = ?next.isr,
                     controller_epoch = lease.epoch,
+                    restarted = ?fenced,
                     "partition state changed"
                 );
             }
@@ -267,6 +282,19 @@ mod tests {
 
     fn live(ids: &[i32]) -> HashSet<i32> {
         ids.iter().copied().collect()
+    }
+
+    #[test]
+    fn a_broker_registered_after_the_state_was_written_is_fenced_from_it() {
+        let incarnations = HashMap::from([(1, 10), (2, 50), (3, 20)]);
+        let restarted = restarted_since(&state(2, 4, &[1, 2, 3]), 30, &incarnations);
+        assert_eq!(restarted, live(&[2]));
+        // Fenced, the restarted leader is replaced from the ISR under a new epoch...
+        let next = decide(&state(2, 4, &[1, 2, 3]), &[2, 1, 3], &live(&[1, 3]), false, false, 7).unwrap();
+        assert_eq!(next, PartitionState { leader: 1, leader_epoch: 5, isr: vec![1, 3], controller_epoch: 7 });
+        // ...and once the partition is leaderless, its ISR may elect the restarted broker.
+        assert!(restarted_since(&state(-1, 5, &[2]), 30, &incarnations).is_empty());
+        assert!(restarted_since(&state(2, 4, &[1, 2, 3]), 60, &incarnations).is_empty());
     }
 
     #[test]

@@ -130,6 +130,26 @@ impl Cluster {
         self.registration.lock().unwrap_or_else(|p| p.into_inner()).is_alive()
     }
 
+    /// This broker's incarnation: the revision its current registration was created at.
+    fn incarnation(&self) -> i64 {
+        self.registration.lock().unwrap_or_else(|p| p.into_inner()).incarnation()
+    }
+
+    /// Leaderships granted to an earlier life of this broker (before a restart or an
+    /// expired session) are not taken up: that life may have acknowledged records this one
+    /// lost with its page cache, and followers would truncate to what is left. They stay
+    /// leaderless here until the controller, which sees the new incarnation, elects again
+    /// with a new leader epoch — Kafka's broker epoch fencing.
+    fn set_aside_earlier_leaderships(&self, snapshot: &mut rivulet_metadata::ClusterSnapshot) {
+        let incarnation = self.incarnation();
+        for ((topic, partition), versioned) in &mut snapshot.states {
+            if versioned.state.leader == self.config.node_id && versioned.revision < incarnation {
+                tracing::debug!(%topic, partition, leader_epoch = versioned.state.leader_epoch, "leadership of an earlier incarnation; waiting for the controller");
+                versioned.state.leader = -1;
+            }
+        }
+    }
+
     /// Asks the sync task to read etcd again now.
     pub fn request_sync(&self) {
         self.sync_requested.notify_one();
@@ -138,7 +158,8 @@ impl Cluster {
     /// Reads the cluster from etcd and applies it. Returns the revision read.
     pub async fn sync(&self) -> Result<i64, JoinError> {
         let _applying = self.applying.lock().await;
-        let snapshot = self.etcd.snapshot().await?;
+        let mut snapshot = self.etcd.snapshot().await?;
+        self.set_aside_earlier_leaderships(&mut snapshot);
         *self.brokers.write().unwrap_or_else(|p| p.into_inner()) = snapshot.brokers.clone();
         *self.controller.write().unwrap_or_else(|p| p.into_inner()) = snapshot.controller;
         *self.applied.write().unwrap_or_else(|p| p.into_inner()) = (snapshot.controller_epoch, snapshot.revision);
