@@ -12,7 +12,7 @@ DATA_DIR ?= $(CURDIR)/data
 # Everything is built with the release profile only: RocksDB (C++) compiles once.
 CARGO_FLAGS := --release --locked
 
-.PHONY: all build run test test-rust test-compat lint fmt deps-build deps-etcd deps-test deps-fuzz compat chaos fuzz fuzz-seed bench bench-cluster bench-cleaner clean
+.PHONY: all build run test test-rust test-compat lint fmt deps-build deps-etcd deps-test deps-fuzz compat chaos soak fuzz fuzz-seed bench bench-cluster bench-cleaner clean
 
 all: build
 
@@ -70,6 +70,12 @@ compat: build deps-test deps-etcd
 ## exits non-zero on a lost, duplicated or reordered acknowledged record (docs/reliability.md).
 chaos: build deps-test deps-etcd
 	RIVULET_BIN=$(BIN) $(VENV)/bin/python compat-tests/python/chaos.py --seeds 1,2,3 --faults 20 --duration-s 240
+
+## soak: 30 minutes of the same workloads with a fault every minute (pauses, network
+## partitions, etcd outages); prints each broker's memory and open descriptors over time
+## and fails on a violated invariant or an ERROR logged after the cluster healed.
+soak: build deps-test deps-etcd
+	RIVULET_BIN=$(BIN) $(VENV)/bin/python compat-tests/python/chaos.py --soak-minutes 30
 
 ## fuzz: every fuzz target (request frames, record batches, coordinator records, peer
 ## responses) under AFL++ for up to FUZZ_SECONDS each (default 900); crashes land in

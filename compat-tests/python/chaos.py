@@ -31,6 +31,14 @@ copier's committed offsets, each once and unchanged (exactly-once).
 
     python chaos.py --seed 7 --faults 20 --duration-s 240
     python chaos.py --seeds 1,2,3
+    python chaos.py --soak-minutes 30
+
+A soak (`--soak-minutes M`) runs the same workloads and checks for M minutes with one
+fault a minute, and in addition samples every broker's resident memory and open file
+descriptors every 30 s (printed, and summarised as the growth from the fifth minute to the
+end) and requires that no broker logs an ERROR once the cluster has healed. Its faults
+keep the broker processes (SIGSTOP, network partitions, etcd stopped; no kill -9), so each
+broker's memory and descriptors are one process's over the whole soak.
 
 Prints one JSON summary per campaign on stdout and exits 1 if any invariant was violated
 (then the tail of every broker's log is printed to stderr and the data is kept).
@@ -74,6 +82,10 @@ CLIENT_LOG_LEVEL = 2
 # Fault kinds and their relative weights. Kills come in roles so that the leader, a
 # follower, the controller and the group coordinator each die now and then.
 FAULT_WEIGHTS = {"kill": 5, "pause": 3, "etcd": 2, "partition": 3}
+SOAK_FAULT_WEIGHTS = {"pause": 3, "etcd": 2, "partition": 3}
+SOAK_FAULT_INTERVAL_S = 60.0
+RESOURCE_SAMPLE_S = 30.0
+SETTLED_QUIET_S = 30.0  # after healing, how long the logs must stay free of ERROR lines
 KILL_ROLES = ("leader", "follower", "controller", "coordinator", "any")
 
 
@@ -377,8 +389,13 @@ class Nemesis:
     random and often shorter than a restarted broker needs to rejoin the ISR, so a later
     fault can hit a partition that has only two replicas in sync."""
 
-    def __init__(self, cluster: Cluster, rng: random.Random, t0: float):
+    def __init__(self, cluster: Cluster, rng: random.Random, t0: float, weights: dict | None = None,
+                 interval_s: float | None = None):
+        """`weights` overrides FAULT_WEIGHTS; with `interval_s` a fault starts every
+        `interval_s` seconds instead of after a random pause."""
         self.cluster, self.rng, self.t0 = cluster, rng, t0
+        self.weights = weights or FAULT_WEIGHTS
+        self.interval_s = interval_s
         self.history = []
         self.crashes = []  # brokers found dead without the nemesis having killed them
         self.restart_failures = []
@@ -442,8 +459,8 @@ class Nemesis:
     def inject(self):
         # Every random draw happens here, unconditionally and in one order, so that a seed
         # fixes the whole schedule whatever the cluster answers while roles are resolved.
-        kinds = list(FAULT_WEIGHTS)
-        kind = self.rng.choices(kinds, weights=[FAULT_WEIGHTS[k] for k in kinds])[0]
+        kinds = list(self.weights)
+        kind = self.rng.choices(kinds, weights=[self.weights[k] for k in kinds])[0]
         role = self.rng.choice(KILL_ROLES)
         u, partition, pick = self.rng.random(), self.rng.randrange(PARTITIONS), self.rng.random()
         v = self.rng.random()
@@ -490,10 +507,13 @@ class Nemesis:
     def run(self, faults: int, deadline: float):
         # Leave the workloads a few quiet seconds first so that every partition has data.
         time.sleep(3)
+        start = time.monotonic()
         while len(self.history) < faults and time.monotonic() < deadline:
             self.inject()
             settle = self.rng.uniform(1.0, 5.0)
-            time.sleep(min(settle, max(0.0, deadline - time.monotonic())))
+            if self.interval_s:
+                settle = start + len(self.history) * self.interval_s - time.monotonic()
+            time.sleep(min(max(0.0, settle), max(0.0, deadline - time.monotonic())))
             self.check_processes()
 
     def heal(self):
@@ -507,6 +527,60 @@ class Nemesis:
             proc = self.cluster.brokers[node].proc
             if proc is None or proc.poll() is not None:
                 self._restart(node)
+
+
+class ResourceSampler(threading.Thread):
+    """Every RESOURCE_SAMPLE_S, each running broker's resident memory (VmRSS) and number of
+    open file descriptors, from /proc."""
+
+    def __init__(self, cluster: Cluster, stop: threading.Event, t0: float):
+        super().__init__(name="resources", daemon=True)
+        self.cluster, self.stop, self.t0 = cluster, stop, t0
+        self.samples = []  # (t, node, pid, rss_kib, fds)
+
+    def sample(self):
+        for node, broker in self.cluster.brokers.items():
+            proc = broker.proc
+            if proc is None or proc.poll() is not None:
+                continue
+            try:
+                status = Path(f"/proc/{proc.pid}/status").read_text()
+                rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+                fds = len(os.listdir(f"/proc/{proc.pid}/fd"))
+            except (OSError, StopIteration, ValueError):
+                continue
+            self.samples.append((round(time.monotonic() - self.t0, 1), node, proc.pid, rss, fds))
+
+    def run(self):
+        while not self.stop.wait(RESOURCE_SAMPLE_S):
+            self.sample()
+
+    def summary(self, warmup_s: float) -> dict:
+        """Per broker: the samples by minute, and the growth of memory and descriptors from
+        the first sample after `warmup_s` to the last (one process throughout, or say so)."""
+        out = {}
+        for node in NODE_IDS:
+            rows = [r for r in self.samples if r[1] == node]
+            if not rows:
+                continue
+            settled = [r for r in rows if r[0] >= warmup_s] or rows
+            first, last = settled[0], settled[-1]
+            out[node] = {
+                "pids": sorted({r[2] for r in rows}),
+                "rss_mib": {"from": round(first[3] / 1024, 1), "to": round(last[3] / 1024, 1),
+                            "max": round(max(r[3] for r in settled) / 1024, 1)},
+                "fds": {"from": first[4], "to": last[4], "max": max(r[4] for r in settled)},
+                "by_minute": [(round(t / 60, 1), round(rss / 1024, 1), fds) for t, _, _, rss, fds in rows
+                              if int(t) % 60 < RESOURCE_SAMPLE_S],
+            }
+        return out
+
+
+def error_lines(broker, since: int) -> list[str]:
+    """The ERROR lines a broker logged after byte `since` of its log."""
+    with open(broker.log_path, "rb") as f:
+        f.seek(since)
+        return [line for line in f.read().decode(errors="replace").splitlines() if " ERROR " in line]
 
 
 # Checker
@@ -661,11 +735,13 @@ def check(producers: list[ProducerWorker], log_records: dict, ends: dict, consum
             "log_records": sum(len(r) for r in log_records.values()), "acked": len(acked)}
 
 
-def run_campaign(workdir: Path, seed: int, faults: int = 20, duration_s: float = 240, txn: bool = True) -> dict:
+def run_campaign(workdir: Path, seed: int, faults: int = 20, duration_s: float = 240, txn: bool = True,
+                 soak: bool = False) -> dict:
     """Runs one campaign in `workdir` and returns its JSON-able summary (`ok` is False if
-    an invariant was violated). `txn=False` leaves out the transactional copier."""
+    an invariant was violated). `txn=False` leaves out the transactional copier; `soak`
+    makes it a soak (one fault a minute, no kills, resources sampled, logs checked)."""
     rng = random.Random(seed)
-    summary = {"seed": seed, "faults_requested": faults, "duration_s": duration_s}
+    summary = {"seed": seed, "faults_requested": faults, "duration_s": duration_s, "soak": soak}
     with Cluster(workdir, extra=("group.initial.rebalance.delay.ms=0",), proxies=True) as cluster:
         cluster.create_topic(TOPIC, PARTITIONS, config={"min.insync.replicas": "2"})
         if txn:
@@ -678,8 +754,10 @@ def run_campaign(workdir: Path, seed: int, faults: int = 20, duration_s: float =
                    for i in range(GROUP_MEMBERS)]
         sampler = OffsetSampler(cluster.bootstrap, stop_sampling, t0)
         copier = TxnCopier(cluster.bootstrap, stop_consuming, workdir / "txn-copier.log") if txn else None
-        nemesis = Nemesis(cluster, rng, t0)
-        for thread in (*producers, *members, sampler, *([copier] if copier else [])):
+        nemesis = Nemesis(cluster, rng, t0, **({"weights": SOAK_FAULT_WEIGHTS, "interval_s": SOAK_FAULT_INTERVAL_S}
+                                                 if soak else {}))
+        resources = ResourceSampler(cluster, stop_sampling, t0)
+        for thread in (*producers, *members, sampler, resources, *([copier] if copier else [])):
             thread.start()
         harness_errors = []
         notes = []  # waits that timed out: liveness, not safety
@@ -708,6 +786,10 @@ def run_campaign(workdir: Path, seed: int, faults: int = 20, duration_s: float =
         except AssertionError as e:
             healed = False
             log(f"the cluster did not heal: {e}")
+        # From here on the cluster is whole again: a soak requires silence in the logs.
+        healed_at = {n: b.log_path.stat().st_size for n, b in cluster.brokers.items()}
+        if soak:
+            time.sleep(SETTLED_QUIET_S)
 
         # Wait until the high watermarks cover every acknowledged offset before reading.
         acked_end = collections.defaultdict(int)
@@ -777,8 +859,11 @@ def run_campaign(workdir: Path, seed: int, faults: int = 20, duration_s: float =
                 copy_findings = check_copy(at, copy_records, copier_committed)
             except AssertionError as e:
                 harness_errors.append(f"the copier's check is skipped: {e}")
+        errors_after_recovery = {n: error_lines(b, healed_at[n]) for n, b in cluster.brokers.items()}
         stop_sampling.set()
         sampler.join(timeout=15)
+        resources.join(timeout=5)
+        resources.sample()
         try:
             final_committed = wait_for(sampler.sample, 30, "the group's committed offsets")
         except AssertionError as e:
@@ -816,6 +901,8 @@ def run_campaign(workdir: Path, seed: int, faults: int = 20, duration_s: float =
             violations.append("restart_failed")
         if any(panics.values()):
             violations.append("broker_panicked")
+        if soak and any(errors_after_recovery.values()):
+            violations.append("errors_after_recovery")
         summary.update({
             "faults_injected": len(nemesis.history),
             "fault_kinds": dict(collections.Counter(f["kind"] for f in nemesis.history)),
@@ -840,6 +927,8 @@ def run_campaign(workdir: Path, seed: int, faults: int = 20, duration_s: float =
             "unavailability": {"windows": len(windows), "total_s": round(sum(w["s"] for w in windows), 1),
                                "longest_s": max((w["s"] for w in windows), default=0), "list": windows},
             "crashes": nemesis.crashes, "restart_failures": nemesis.restart_failures, "panics": panics,
+            "resources": resources.summary(warmup_s=300 if soak else 30),
+            "errors_after_recovery": {n: lines[:10] for n, lines in errors_after_recovery.items()},
             "harness_errors": harness_errors, "notes": notes,
             "faults": nemesis.history,
             "violations": violations,
@@ -855,16 +944,18 @@ def run_campaign(workdir: Path, seed: int, faults: int = 20, duration_s: float =
     return summary
 
 
-def run_isolated(workdir: Path, seed: int, faults: int, duration_s: float, txn: bool = True) -> dict:
+def run_isolated(workdir: Path, seed: int, faults: int, duration_s: float, txn: bool = True,
+                 soak: bool = False) -> dict:
     """Runs one campaign in a child process with its own process group, and kills that
     group afterwards. The client library runs native code in the campaign's process; if
     that crashes, the brokers and etcd it started would otherwise outlive it (a SIGSTOPped
     broker forever). A crash or an overrun is reported as a failed campaign."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--seed", str(seed), "--faults", str(faults),
-           "--duration-s", str(duration_s), "--workdir", str(workdir), *([] if txn else ["--no-txn"])]
+           "--duration-s", str(duration_s), "--workdir", str(workdir), *([] if txn else ["--no-txn"]),
+           *(["--soak"] if soak else [])]
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True)
     # The nemesis, then healing, draining and checking, each bounded by its own deadlines.
-    limit = duration_s + 480
+    limit = duration_s + 480 + (SETTLED_QUIET_S if soak else 0)
     try:
         out, _ = child.communicate(timeout=limit)
         problem = None if child.returncode in (0, 1) else f"campaign process exited with {child.returncode}"
@@ -899,10 +990,17 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, help="keep every campaign's data here (default: a temporary "
                                                       "directory, deleted if the campaign is clean)")
     parser.add_argument("--no-txn", action="store_true", help="leave out the transactional copier")
+    parser.add_argument("--soak-minutes", type=float, help="a soak instead: this long, one fault a minute")
+    parser.add_argument("--soak", action="store_true", help=argparse.SUPPRESS)  # the child of a soak
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # see run_isolated
     args = parser.parse_args()
+    if args.soak_minutes:
+        args.soak = True
+        args.faults = int(args.soak_minutes * 60 / SOAK_FAULT_INTERVAL_S)
+        args.duration_s = args.soak_minutes * 60
     if args.child:
-        summary = run_campaign(args.workdir, args.seed, args.faults, args.duration_s, txn=not args.no_txn)
+        summary = run_campaign(args.workdir, args.seed, args.faults, args.duration_s, txn=not args.no_txn,
+                               soak=args.soak)
         print(json.dumps(summary, default=str), flush=True)
         return 0 if summary["ok"] else 1
 
@@ -912,7 +1010,7 @@ def main() -> int:
         workdir = (args.workdir / f"seed-{seed}") if args.workdir else Path(tempfile.mkdtemp(prefix=f"chaos-{seed}-"))
         workdir.mkdir(parents=True, exist_ok=True)
         log(f"seed {seed}: up to {args.faults} faults in {args.duration_s:.0f} s, data in {workdir}")
-        summary = run_isolated(workdir, seed, args.faults, args.duration_s, txn=not args.no_txn)
+        summary = run_isolated(workdir, seed, args.faults, args.duration_s, txn=not args.no_txn, soak=args.soak)
         summary["workdir"] = str(workdir)
         print(json.dumps(summary, indent=1, default=str), flush=True)
         results.append({k: summary.get(k) for k in ("seed", "faults_injected", "acked", "lost", "duplicates",
