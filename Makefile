@@ -12,7 +12,7 @@ DATA_DIR ?= $(CURDIR)/data
 # Everything is built with the release profile only: RocksDB (C++) compiles once.
 CARGO_FLAGS := --release --locked
 
-.PHONY: all build run test test-rust test-compat lint fmt deps-build deps-etcd deps-test deps-fuzz compat chaos soak fuzz fuzz-seed bench bench-cluster bench-cleaner clean
+.PHONY: all build run test test-rust test-compat lint fmt deps-build deps-etcd deps-test deps-fuzz compat chaos soak fuzz test-fuzz fuzz-seed bench bench-cluster bench-cleaner clean
 
 all: build
 
@@ -51,7 +51,7 @@ deps-test:
 
 ## test: every test — unit, integration (real broker processes), and the client suite
 ## (without the tests marked `slow`, e.g. 1,000,000 offset commits; `make compat` runs them).
-test: build deps-test test-rust test-compat
+test: build deps-test test-rust test-compat test-fuzz
 
 test-rust: deps-build deps-etcd
 	cargo test $(CARGO_FLAGS) --workspace
@@ -80,7 +80,8 @@ soak: build deps-test deps-etcd
 ## fuzz: every fuzz target (request frames, record batches, coordinator records, peer
 ## responses) under AFL++ for up to FUZZ_SECONDS each (default 900); crashes land in
 ## fuzz/regressions/ and fail the run, the grown corpus in fuzz/corpus/, the execution
-## counts in fuzz/runs.tsv. `make test` replays the corpus and every regression.
+## counts in fuzz/runs.tsv. `make test` replays the corpus and every regression, and runs
+## each target for a few seconds (test-fuzz).
 fuzz: deps-fuzz
 	bash fuzz/run.sh
 
@@ -88,6 +89,11 @@ fuzz: deps-fuzz
 ## tools) send to a broker through a recording loopback proxy.
 fuzz-seed: build deps-test
 	RIVULET_BIN=$(BIN) $(VENV)/bin/python fuzz/seed_corpus.py
+
+## test-fuzz: a short AFL++ run of every target (15 s each), starting from the corpus and
+## every regression: fails if any of them crashes again or a new crash is found.
+test-fuzz: deps-fuzz
+	FUZZ_SMOKE=1 bash fuzz/run.sh
 
 ## deps-fuzz: cargo-afl from crates.io, which builds AFL++ itself.
 deps-fuzz:

@@ -533,7 +533,12 @@ impl<'a> Reader<'a> {
     /// A length prefix; `None` is null.
     fn len(&mut self, classic_i16: bool) -> Result<Option<usize>> {
         let len: i64 = if self.flexible {
-            self.varint()? as i64 - 1
+            // Compact lengths are stored plus one; zero is null. A varint this long cannot
+            // describe bytes that follow, but must not overflow on the way to saying so.
+            match self.varint()? {
+                0 => -1,
+                n => i64::try_from(n - 1).map_err(|_| self.malformed("length beyond the record"))?,
+            }
         } else if classic_i16 {
             i64::from(self.i16()?)
         } else {
