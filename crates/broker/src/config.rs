@@ -16,7 +16,9 @@ use crate::request_context::SecurityProtocol;
 use crate::security::authorizer::{AuthorizerConfig, AUTHORIZER_CLASSES};
 use crate::security::jaas::{self, JaasEntry};
 use crate::security::tls::{self, TlsListener};
-use crate::security::{PlainUsers, SaslListener, SaslMechanism, PLAIN_LOGIN_MODULE, SCRAM_LOGIN_MODULE};
+use crate::security::{
+    InterBroker, PlainUsers, SaslListener, SaslLogin, SaslMechanism, PLAIN_LOGIN_MODULE, SCRAM_LOGIN_MODULE,
+};
 
 /// A configuration problem found at start.
 #[derive(Debug, thiserror::Error)]
@@ -425,6 +427,8 @@ pub struct ListenerSecurity {
     /// The ACL authorizer every request passes (`authorizer.class.name`); none by default,
     /// as in Kafka: then every request is allowed and the ACL APIs answer SECURITY_DISABLED.
     pub authorizer: Option<AuthorizerConfig>,
+    /// How this broker reaches and authenticates to the other brokers of its cluster.
+    pub inter_broker: InterBroker,
 }
 
 /// The mechanisms of a SASL listener: `listener.name.<listener>.sasl.enabled.mechanisms`,
@@ -599,19 +603,7 @@ fn resolve_security(props: &BTreeMap<String, String>, listeners: &[Listener]) ->
             }
         }
     }
-    const INTER_BROKER: &str = "brokers of a Rivulet cluster talk PLAINTEXT to each other; inter-broker \
-                                TLS and SASL are not implemented";
-    if let Some(value) = props.get("security.inter.broker.protocol") {
-        if SecurityProtocol::from_name(value.trim()) != Some(SecurityProtocol::Plaintext) {
-            return Err(unsupported("security.inter.broker.protocol", value, INTER_BROKER));
-        }
-    }
-    if let Some(value) = props.get("inter.broker.listener.name") {
-        let protocol = map.get(&value.trim().to_ascii_uppercase()).copied();
-        if protocol != Some(SecurityProtocol::Plaintext) {
-            return Err(unsupported("inter.broker.listener.name", value, INTER_BROKER));
-        }
-    }
+    security.inter_broker = resolve_inter_broker(props, listeners, &security, &mut used)?;
     security.authorizer = resolve_authorizer(props, &mut used)?;
     for (key, value) in props {
         let security_key = UNENFORCED_SECURITY_KEYS.contains(&key.as_str())
@@ -634,6 +626,133 @@ fn resolve_security(props: &BTreeMap<String, String>, listeners: &[Listener]) ->
         }
     }
     Ok(security)
+}
+
+/// The listener brokers reach each other at and how this broker authenticates there, as
+/// Kafka resolves it: `inter.broker.listener.name`, else the listener named after
+/// `security.inter.broker.protocol` (setting both is an error), else (neither set) the
+/// listener named PLAINTEXT if there is one and the first listener otherwise. On a SASL
+/// listener the mechanism is `sasl.mechanism.inter.broker.protocol` (Kafka's default,
+/// GSSAPI, is not served) and the login the `username` / `password` of the listener's
+/// JAAS entry for it; on a TLS listener peers are verified against its truststore.
+///
+/// A missing login, mechanism or truststore does not stop a single broker (it has no
+/// peers) but is kept in [`InterBroker::unusable`] for a cluster broker to refuse.
+fn resolve_inter_broker(
+    props: &BTreeMap<String, String>,
+    listeners: &[Listener],
+    security: &ListenerSecurity,
+    used: &mut Vec<String>,
+) -> Result<InterBroker, ConfigError> {
+    const NAME_KEY: &str = "inter.broker.listener.name";
+    const PROTOCOL_KEY: &str = "security.inter.broker.protocol";
+    const MECHANISM_KEY: &str = "sasl.mechanism.inter.broker.protocol";
+    used.extend([NAME_KEY, PROTOCOL_KEY, MECHANISM_KEY].map(String::from));
+    let defined = || listeners.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", ");
+    let find = |name: &str| listeners.iter().find(|l| l.name.eq_ignore_ascii_case(name));
+    let listener = match (props.get(NAME_KEY), props.get(PROTOCOL_KEY)) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                NAME_KEY,
+                props.get(NAME_KEY).map_or("", String::as_str),
+                &format!("only one of {NAME_KEY} and {PROTOCOL_KEY} should be set"),
+            ))
+        }
+        (Some(name), None) => find(name.trim()).ok_or_else(|| {
+            invalid(
+                NAME_KEY,
+                name,
+                &format!("must be a listener name defined in listeners and advertised.listeners ({})", defined()),
+            )
+        })?,
+        (None, Some(protocol)) => {
+            let protocol_name = SecurityProtocol::from_name(protocol.trim())
+                .ok_or_else(|| invalid(PROTOCOL_KEY, protocol, "unknown security protocol"))?
+                .name();
+            find(protocol_name).ok_or_else(|| {
+                invalid(
+                    PROTOCOL_KEY,
+                    protocol,
+                    &format!(
+                        "no listener is named {protocol_name} ({}); name the inter-broker listener with {NAME_KEY}",
+                        defined()
+                    ),
+                )
+            })?
+        }
+        (None, None) => match find("PLAINTEXT").or(listeners.first()) {
+            Some(l) => l,
+            None => return Ok(InterBroker::default()),
+        },
+    };
+    let mut inter_broker = InterBroker { listener: listener.name.clone(), ..InterBroker::default() };
+    let protocol = security.protocols.get(&listener.name).copied().unwrap_or(SecurityProtocol::Plaintext);
+    if matches!(protocol, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl) {
+        let tls = security.tls.get(&listener.name).cloned();
+        if tls.as_ref().is_some_and(|t| t.client.is_some()) {
+            inter_broker.tls = tls;
+        } else {
+            inter_broker.unusable = Some((
+                "ssl.truststore.location".into(),
+                format!(
+                    "the inter-broker listener {} is {}: brokers verify each other's certificates against its \
+                     truststore (ssl.truststore.type=PEM with ssl.truststore.location or ssl.truststore.certificates)",
+                    listener.name,
+                    protocol.name()
+                ),
+            ));
+        }
+    }
+    if matches!(protocol, SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl) {
+        let enabled = security.sasl.get(&listener.name).map(|s| s.mechanisms.clone()).unwrap_or_default();
+        let Some(value) = props.get(MECHANISM_KEY) else {
+            inter_broker.unusable.get_or_insert((
+                MECHANISM_KEY.into(),
+                format!(
+                    "the inter-broker listener {} is {} and Kafka's default mechanism (GSSAPI) is not implemented: \
+                     set {MECHANISM_KEY} to one of its sasl.enabled.mechanisms",
+                    listener.name,
+                    protocol.name()
+                ),
+            ));
+            return Ok(inter_broker);
+        };
+        let mechanism = SaslMechanism::from_name(value.trim()).filter(|m| enabled.contains(m)).ok_or_else(|| {
+            invalid(
+                MECHANISM_KEY,
+                value,
+                &format!(
+                    "must be one of the inter-broker listener {}'s sasl.enabled.mechanisms ({})",
+                    listener.name,
+                    enabled.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })?;
+        let prefix = format!("listener.name.{}.", listener.name.to_ascii_lowercase());
+        let entry = jaas_entry(props, &prefix, mechanism)?;
+        let login = entry.as_ref().and_then(|(_, e)| Some((e.options.get("username")?, e.options.get("password")?)));
+        match login {
+            Some((username, password)) => {
+                inter_broker.sasl =
+                    Some(SaslLogin { mechanism, username: username.clone(), password: password.clone() })
+            }
+            None => {
+                let key = entry.map_or_else(
+                    || format!("{prefix}{}.sasl.jaas.config", mechanism.name().to_ascii_lowercase()),
+                    |(key, _)| key,
+                );
+                inter_broker.unusable.get_or_insert((
+                    key,
+                    format!(
+                        "brokers log in to each other's {} listener with the username and password options of \
+                         its {} JAAS entry, and they are not set",
+                        listener.name, mechanism
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(inter_broker)
 }
 
 /// `metadata.store.username` / `metadata.store.password`: the etcd user the brokers
@@ -736,6 +855,14 @@ impl BrokerConfig {
                 })
                 .collect(),
         };
+        let inter_broker_listener = &security.inter_broker.listener;
+        if !inter_broker_listener.is_empty() && !advertised_listeners.iter().any(|l| &l.name == inter_broker_listener) {
+            return Err(invalid(
+                "inter.broker.listener.name",
+                inter_broker_listener,
+                "must be a listener name defined in advertised.listeners: the other brokers reach this one there",
+            ));
+        }
         let log_dirs: Vec<PathBuf> = get("log.dirs")
             .or(get("log.dir"))
             .unwrap_or("/tmp/rivulet-logs")
@@ -894,6 +1021,12 @@ impl BrokerConfig {
             raw: RawProperties::default(),
             dynamic: BTreeMap::new(),
         };
+        // A broker of a cluster must be able to log in to its peers; a single one has none.
+        if config.metadata_store.is_some() {
+            if let Some((key, reason)) = &config.security.inter_broker.unusable {
+                return Err(invalid(key, props.get(key.as_str()).map_or("", |_| "(as set)"), reason));
+            }
+        }
         // Defaults of topic configs, read when topics resolve their settings: checked here
         // so a bad value stops the broker rather than being ignored.
         for key in [
@@ -921,8 +1054,9 @@ impl BrokerConfig {
         let unknown = props
             .keys()
             .filter(|k| !KNOWN_KEYS.contains(&k.as_str()) && !ACCEPTED_KAFKA_KEYS.contains(&k.as_str()))
-            // Per-listener SASL keys reaching here were resolved above.
-            .filter(|k| !k.starts_with("listener.name."))
+            // Security keys reaching here were resolved above (any other one stopped the
+            // start as unenforced).
+            .filter(|k| !UNENFORCED_SECURITY_PREFIXES.iter().any(|prefix| k.starts_with(prefix)))
             .cloned()
             .collect();
         Ok((BrokerConfig { raw: RawProperties(props), ..config }, unknown))
@@ -1131,14 +1265,6 @@ mod tests {
             ),
             (
                 &[
-                    ("listeners", "PLAINTEXT://:9092,SASL_PLAINTEXT://:9094"),
-                    ("sasl.enabled.mechanisms", "SCRAM-SHA-256"),
-                    ("inter.broker.listener.name", "SASL_PLAINTEXT"),
-                ],
-                "inter.broker.listener.name",
-            ),
-            (
-                &[
                     ("listeners", "SASL_PLAINTEXT://:9094"),
                     ("sasl.enabled.mechanisms", "SCRAM-SHA-256"),
                     ("sasl.server.callback.handler.class", "com.example.Handler"),
@@ -1158,7 +1284,6 @@ mod tests {
                 &[("listeners", "EXTERNAL://:9093"), ("listener.security.protocol.map", "EXTERNAL:SSL")],
                 "ssl.keystore.type",
             ),
-            (&[("security.inter.broker.protocol", "SASL_SSL")], "security.inter.broker.protocol"),
             (&[("authorizer.class.name", "com.example.CustomAuthorizer")], "authorizer.class.name"),
             (&[("super.users", "User:admin")], "super.users"),
             (&[("sasl.enabled.mechanisms", "PLAIN")], "sasl.enabled.mechanisms"),
@@ -1291,6 +1416,79 @@ mod tests {
     }
 
     #[test]
+    fn the_inter_broker_listener_and_login_resolve_as_kafka_does() {
+        const JAAS: &str = "org.apache.kafka.common.security.plain.PlainLoginModule required \
+                            username=\"broker\" password=\"broker-secret\" user_broker=\"broker-secret\";";
+        let sasl = [
+            ("listeners", "PLAINTEXT://:9092,INTERNAL://:9094"),
+            ("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,INTERNAL:SASL_PLAINTEXT"),
+            ("sasl.enabled.mechanisms", "PLAIN,SCRAM-SHA-512"),
+            ("listener.name.internal.plain.sasl.jaas.config", JAAS),
+        ];
+        let resolve = |extra: &[(&str, &str)]| {
+            let mut pairs = sasl.to_vec();
+            pairs.extend_from_slice(extra);
+            BrokerConfig::from_properties(props(&pairs))
+        };
+        // Neither key: the listener named PLAINTEXT, with no login.
+        let (config, _) = resolve(&[]).unwrap();
+        assert_eq!(config.security.inter_broker.listener, "PLAINTEXT");
+        assert!(config.security.inter_broker.sasl.is_none() && config.security.inter_broker.unusable.is_none());
+        // Named, with a mechanism: the login is the JAAS entry's username and password.
+        let (config, unknown) =
+            resolve(&[("inter.broker.listener.name", "internal"), ("sasl.mechanism.inter.broker.protocol", "PLAIN")])
+                .unwrap();
+        assert!(unknown.is_empty(), "{unknown:?}");
+        let inter_broker = &config.security.inter_broker;
+        assert_eq!(inter_broker.listener, "INTERNAL");
+        let login = inter_broker.sasl.as_ref().unwrap();
+        assert_eq!(
+            (login.mechanism, login.username.as_str(), login.password.as_str()),
+            (SaslMechanism::Plain, "broker", "broker-secret")
+        );
+        assert!(!format!("{config:?}").contains("broker-secret"));
+        // SCRAM without a JAAS entry for it, or no mechanism at all: a single broker starts,
+        // a cluster broker is refused naming what is missing.
+        for (extra, key) in [
+            (
+                &[
+                    ("inter.broker.listener.name", "INTERNAL"),
+                    ("sasl.mechanism.inter.broker.protocol", "SCRAM-SHA-512"),
+                ][..],
+                "listener.name.internal.scram-sha-512.sasl.jaas.config",
+            ),
+            (&[("inter.broker.listener.name", "INTERNAL")][..], "sasl.mechanism.inter.broker.protocol"),
+        ] {
+            let (config, _) = resolve(extra).unwrap();
+            assert_eq!(config.security.inter_broker.unusable.as_ref().map(|(k, _)| k.as_str()), Some(key));
+            let mut clustered = extra.to_vec();
+            clustered.push(("metadata.store", "etcd://127.0.0.1:2379/prod"));
+            let err = resolve(&clustered).unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
+        // Errors Kafka gives too.
+        for (extra, message) in [
+            (
+                &[("inter.broker.listener.name", "INTERNAL"), ("security.inter.broker.protocol", "SASL_PLAINTEXT")][..],
+                "only one of inter.broker.listener.name and security.inter.broker.protocol",
+            ),
+            (&[("inter.broker.listener.name", "REPLICATION")][..], "must be a listener name defined"),
+            (&[("security.inter.broker.protocol", "SASL_SSL")][..], "no listener is named SASL_SSL"),
+            (
+                &[("inter.broker.listener.name", "INTERNAL"), ("sasl.mechanism.inter.broker.protocol", "GSSAPI")][..],
+                "must be one of the inter-broker listener INTERNAL's sasl.enabled.mechanisms (PLAIN, SCRAM-SHA-512)",
+            ),
+            (
+                &[("inter.broker.listener.name", "INTERNAL"), ("advertised.listeners", "PLAINTEXT://h:9092")][..],
+                "must be a listener name defined in advertised.listeners",
+            ),
+        ] {
+            let err = resolve(extra).unwrap_err();
+            assert!(err.to_string().contains(message), "{extra:?}: {err}");
+        }
+    }
+
+    #[test]
     fn plaintext_listeners_with_kafkas_stock_protocol_map_start() {
         // Kafka 4's config/server.properties, as shipped.
         let (config, unknown) = BrokerConfig::from_properties(props(&[
@@ -1301,7 +1499,6 @@ mod tests {
             ),
             ("inter.broker.listener.name", "PLAINTEXT"),
             ("controller.listener.names", "CONTROLLER"),
-            ("security.inter.broker.protocol", "PLAINTEXT"),
         ]))
         .unwrap();
         assert_eq!(config.listeners.len(), 2);

@@ -28,8 +28,10 @@ use rivulet_metadata::BrokerRegistration;
 
 /// Where the other brokers are, as the membership last saw them.
 pub trait Peers: Send + Sync {
-    /// The live broker `node_id`, if it is one.
+    /// The live broker `node_id`, if it is one, at its inter-broker listener.
     fn peer(&self, node_id: i32) -> Option<BrokerRegistration>;
+    /// How to reach and authenticate to that listener.
+    fn inter_broker(&self) -> &crate::security::InterBroker;
     /// Asks for the cluster's metadata to be read again (e.g. the leader moved).
     fn request_sync(&self);
 }
@@ -39,11 +41,19 @@ pub trait Peers: Send + Sync {
 const FETCH_VERSION: i16 = 12;
 const OFFSET_FOR_LEADER_EPOCH_VERSION: i16 = 4;
 const PARTITION_MAX_BYTES: i32 = 1024 * 1024;
+/// Wait before connecting again to a leader that could not be reached.
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(300);
+/// Longest wait after refused logins in a row.
+const AUTHENTICATION_BACKOFF_MAX: Duration = Duration::from_secs(10);
 const RESPONSE_MAX_BYTES: i32 = 16 * 1024 * 1024;
 
 /// Runs until this broker follows nothing on `leader` any more.
 pub async fn run(replicas: Weak<ReplicaManager>, peers: Weak<dyn Peers>, leader: i32) {
     let mut connection: Option<PeerConnection> = None;
+    // Refused logins in a row: each waits twice as long as the one before (up to
+    // AUTHENTICATION_BACKOFF_MAX), so a misconfigured broker neither hammers its peers nor
+    // floods its log, and still joins soon after the credential is fixed.
+    let mut refused_logins: u32 = 0;
     loop {
         let (Some(strong), Some(cluster)) = (replicas.upgrade(), peers.upgrade()) else { return };
         let partitions = strong.followed_from(leader);
@@ -58,12 +68,26 @@ pub async fn run(replicas: Weak<ReplicaManager>, peers: Weak<dyn Peers>, leader:
                 continue;
             };
             let client_id = format!("rivulet-replica-{}", strong.node_id());
-            match PeerConnection::connect(&peer.host, peer.port, client_id).await {
-                Ok(c) => connection = Some(c),
+            match PeerConnection::connect(&peer.host, peer.port, client_id, cluster.inter_broker()).await {
+                Ok(c) => {
+                    refused_logins = 0;
+                    connection = Some(c);
+                }
                 Err(e) => {
-                    tracing::debug!(leader, error = %e, "cannot reach the leader");
+                    let backoff = if e.is_authentication() {
+                        refused_logins = refused_logins.saturating_add(1);
+                        let backoff = RECONNECT_BACKOFF
+                            .saturating_mul(1 << refused_logins.min(6))
+                            .min(AUTHENTICATION_BACKOFF_MAX);
+                        tracing::warn!(leader, error = %e, retry_in = ?backoff, "inter-broker authentication failed: cannot follow the leader");
+                        backoff
+                    } else {
+                        tracing::debug!(leader, error = %e, "cannot reach the leader");
+                        RECONNECT_BACKOFF
+                    };
                     drop(strong);
-                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    drop(cluster);
+                    tokio::time::sleep(backoff).await;
                     continue;
                 }
             }

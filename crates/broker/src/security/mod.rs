@@ -15,6 +15,7 @@ pub mod tls;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use scram::ScramMechanism;
 
@@ -88,6 +89,41 @@ impl SaslListener {
     pub fn mechanism_names(&self) -> Vec<&'static str> {
         self.mechanisms.iter().map(|m| m.name()).collect()
     }
+}
+
+/// The login a broker presents to its peers' SASL inter-broker listener
+/// (`sasl.mechanism.inter.broker.protocol`, and the `username` / `password` options of
+/// that listener's JAAS entry, as Kafka's inter-broker clients log in). Debug hides the
+/// password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SaslLogin {
+    pub mechanism: SaslMechanism,
+    pub username: String,
+    pub password: String,
+}
+
+impl fmt::Debug for SaslLogin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SaslLogin").field("mechanism", &self.mechanism).field("username", &self.username).finish()
+    }
+}
+
+/// How this broker connects to the other brokers of its cluster: the listener it reaches
+/// them at (`inter.broker.listener.name` or `security.inter.broker.protocol`), TLS towards
+/// it, and the SASL login it presents there.
+#[derive(Debug, Clone, Default)]
+pub struct InterBroker {
+    /// The listener's name as written in `listeners`; empty when none was resolved (a
+    /// configuration built by hand in tests).
+    pub listener: String,
+    /// TLS towards an `SSL` or `SASL_SSL` inter-broker listener.
+    pub tls: Option<Arc<tls::TlsListener>>,
+    /// The login on a `SASL_PLAINTEXT` or `SASL_SSL` inter-broker listener.
+    pub sasl: Option<SaslLogin>,
+    /// Why this broker could not authenticate to its peers (the key at fault, and what is
+    /// missing). A broker of a cluster refuses to start with it; a single broker has no
+    /// peers and starts.
+    pub unusable: Option<(String, String)>,
 }
 
 /// The JAAS login module PLAIN's users are read from.

@@ -271,6 +271,91 @@ impl ScramServer {
     }
 }
 
+/// `saslname` with RFC 5802's escapes applied (`,` → `=2C`, `=` → `=3D`).
+fn encode_sasl_name(name: &str) -> String {
+    name.replace('=', "=3D").replace(',', "=2C")
+}
+
+/// The client side of one exchange, as a broker runs it towards another broker's SCRAM
+/// listener (Kafka's `ScramSaslClient`): client-first, then client-final for the
+/// server-first received, then the server's signature checked, so a peer that does not
+/// know the credential cannot pose as the broker it connects to.
+pub struct ScramClient {
+    mechanism: ScramMechanism,
+    password: String,
+    client_nonce: String,
+    client_first_bare: String,
+    /// The server signature server-final must carry, once client-final was made.
+    expected_server_signature: Option<Vec<u8>>,
+}
+
+impl ScramClient {
+    pub fn new(mechanism: ScramMechanism, user: &str, password: &str, client_nonce: String) -> Self {
+        let client_first_bare = format!("n={},r={client_nonce}", encode_sasl_name(user));
+        ScramClient {
+            mechanism,
+            password: password.to_string(),
+            client_nonce,
+            client_first_bare,
+            expected_server_signature: None,
+        }
+    }
+
+    /// client-first: no channel binding, no authorization id.
+    pub fn client_first(&self) -> Vec<u8> {
+        format!("n,,{}", self.client_first_bare).into_bytes()
+    }
+
+    /// client-final for `server_first` (`r=<nonce>,s=<salt>,i=<iterations>`).
+    pub fn client_final(&mut self, server_first: &[u8]) -> Result<Vec<u8>, ScramError> {
+        let invalid = |what: &str| ScramError::Refused(format!("Invalid SCRAM server first message: {what}"));
+        let text = std::str::from_utf8(server_first).map_err(|_| invalid("not UTF-8"))?;
+        let mut fields = text.split(',');
+        let nonce = fields.next().and_then(|f| f.strip_prefix("r=")).ok_or_else(|| invalid("no nonce"))?;
+        let salt = fields.next().and_then(|f| f.strip_prefix("s=")).ok_or_else(|| invalid("no salt"))?;
+        let iterations = fields.next().and_then(|f| f.strip_prefix("i=")).ok_or_else(|| invalid("no iterations"))?;
+        if !nonce.starts_with(&self.client_nonce) || nonce.len() == self.client_nonce.len() {
+            return Err(invalid("the nonce does not extend the client's"));
+        }
+        let salt = BASE64.decode(salt).map_err(|_| invalid("salt is not base64"))?;
+        let iterations: i32 = iterations.parse().map_err(|_| invalid("iterations is not a number"))?;
+        // The same bounds the server side keeps: a peer must not make this broker spend
+        // minutes hashing.
+        if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
+            return Err(invalid("iterations out of range"));
+        }
+        let salted = self.mechanism.salted_password(self.password.as_bytes(), &salt, iterations.unsigned_abs());
+        let client_key = self.mechanism.hmac(&salted, b"Client Key");
+        let stored_key = self.mechanism.hash(&client_key);
+        let without_proof = format!("c=biws,r={nonce}");
+        let auth_message = format!("{},{text},{without_proof}", self.client_first_bare);
+        let client_signature = self.mechanism.hmac(&stored_key, auth_message.as_bytes());
+        let proof: Vec<u8> = client_key.iter().zip(&client_signature).map(|(k, s)| k ^ s).collect();
+        let server_key = self.mechanism.hmac(&salted, b"Server Key");
+        self.expected_server_signature = Some(self.mechanism.hmac(&server_key, auth_message.as_bytes()));
+        Ok(format!("{without_proof},p={}", BASE64.encode(proof)).into_bytes())
+    }
+
+    /// Checks server-final (`v=<server signature>`, or `e=<error>`).
+    pub fn verify_server_final(&self, server_final: &[u8]) -> Result<(), ScramError> {
+        let text = std::str::from_utf8(server_final)
+            .map_err(|_| ScramError::Refused("Invalid SCRAM server final message: not UTF-8".into()))?;
+        if let Some(error) = text.strip_prefix("e=") {
+            return Err(ScramError::Refused(format!("the server refused: {error}")));
+        }
+        let signature =
+            text.split(',')
+                .next()
+                .and_then(|f| f.strip_prefix("v="))
+                .and_then(|v| BASE64.decode(v).ok())
+                .ok_or_else(|| ScramError::Refused("Invalid SCRAM server final message: no signature".into()))?;
+        match &self.expected_server_signature {
+            Some(expected) if bool::from(expected.ct_eq(&signature)) => Ok(()),
+            _ => Err(ScramError::Refused("the server's signature is wrong: it does not know the credential".into())),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,6 +391,53 @@ mod tests {
             b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=AAzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
         );
         assert_eq!(wrong, Err(ScramError::InvalidCredentials));
+    }
+
+    /// The client of RFC 7677's example produces its client-final and accepts its
+    /// server-final; and a client talks to the server side here end to end.
+    #[test]
+    fn rfc7677_sha256_client() {
+        let mechanism = ScramMechanism::Sha256;
+        let mut client = ScramClient::new(mechanism, "user", "pencil", "rOprNGfwEbeRWgbNEkqO".into());
+        assert_eq!(client.client_first(), b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO");
+        let client_final = client
+            .client_final(b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096")
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(client_final).unwrap(),
+            "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
+        );
+        assert_eq!(client.verify_server_final(b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="), Ok(()));
+        assert!(client.verify_server_final(b"v=AArriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=").is_err());
+        assert!(client.verify_server_final(b"e=invalid-proof").is_err());
+        // A server nonce that does not extend the client's, or absurd iterations: refused.
+        let mut client = ScramClient::new(mechanism, "user", "pencil", "abc".into());
+        assert!(client.client_final(b"r=xyz,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096").is_err());
+        assert!(client.client_final(b"r=abcdef,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=100000000").is_err());
+
+        for mechanism in ScramMechanism::ALL {
+            let salt = b"0123456789abcdef";
+            let credential = mechanism.credential(&mechanism.salted_password(b"s,e=cret", salt, 4096), salt, 4096);
+            for (password, accepted) in [("s,e=cret", true), ("secret", false)] {
+                let mut client = ScramClient::new(mechanism, "bro=ker,1", password, "client-nonce".into());
+                let mut server = ScramServer::new(mechanism, "server-nonce".into());
+                let first = parse_client_first(&client.client_first()).unwrap();
+                assert_eq!(first.user, "bro=ker,1");
+                let server_first = server.server_first(first, Some(credential.clone())).unwrap();
+                let client_final = client.client_final(&server_first).unwrap();
+                match server.server_final(&client_final) {
+                    Ok((user, server_final)) => {
+                        assert!(accepted);
+                        assert_eq!(user, "bro=ker,1");
+                        assert_eq!(client.verify_server_final(&server_final), Ok(()));
+                    }
+                    Err(e) => {
+                        assert!(!accepted);
+                        assert_eq!(e, ScramError::InvalidCredentials);
+                    }
+                }
+            }
+        }
     }
 
     #[test]

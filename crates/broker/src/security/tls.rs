@@ -10,6 +10,10 @@
 //! Kafka's default principal builder gives it. Every key may be set per listener
 //! (`listener.name.<listener>.ssl.…`), which wins over the global one.
 //!
+//! The same settings make the client side of the inter-broker listener: peers' certificates
+//! verified against its truststore (their host name too, unless
+//! `ssl.endpoint.identification.algorithm` is empty), this broker's certificate offered.
+//!
 //! What is not served is refused at start rather than ignored (fail closed): JKS and
 //! PKCS12 stores, encrypted keys, cipher-suite lists and principal mapping rules other than
 //! `DEFAULT`.
@@ -18,10 +22,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig};
 
 /// `ssl.client.auth`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,12 +42,20 @@ pub enum ClientAuth {
 pub struct TlsListener {
     pub server: Arc<ServerConfig>,
     pub client_auth: ClientAuth,
+    /// How this broker connects to other brokers' listeners of the same name when it is
+    /// the inter-broker listener: their certificates verified against the truststore (the
+    /// host name too, unless `ssl.endpoint.identification.algorithm` is empty), this
+    /// broker's own certificate offered for mutual TLS. None without a truststore.
+    pub client: Option<Arc<ClientConfig>>,
 }
 
 impl fmt::Debug for TlsListener {
     /// The key stays out of logs; only what is enforced is shown.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TlsListener").field("client_auth", &self.client_auth).finish_non_exhaustive()
+        f.debug_struct("TlsListener")
+            .field("client_auth", &self.client_auth)
+            .field("client", &self.client.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -105,10 +119,19 @@ pub fn resolve(
 ) -> Result<TlsListener, TlsConfigError> {
     let mut settings = Settings { props, prefix: format!("listener.name.{}.", listener.to_ascii_lowercase()), used };
 
-    // Settings Kafka has that change nothing here, or that only a client uses.
+    // Kafka's default `https`: a peer broker's certificate must name the host it is
+    // reached at. Empty turns that off (certificates are still verified).
+    let verify_host_name = match settings.get("ssl.endpoint.identification.algorithm") {
+        None => true,
+        Some((key, value)) => match value.trim().to_ascii_lowercase().as_str() {
+            "https" => true,
+            "" => false,
+            _ => return Err(TlsConfigError::new(&key, value, "expected https or empty")),
+        },
+    };
+    // Settings Kafka has that change nothing here.
     for key in [
         "ssl.protocol",
-        "ssl.endpoint.identification.algorithm",
         "ssl.keymanager.algorithm",
         "ssl.trustmanager.algorithm",
         "ssl.secure.random.implementation",
@@ -156,6 +179,17 @@ pub fn resolve(
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(|e| TlsConfigError::new("ssl.enabled.protocols", "", e.to_string()))?;
+    let client = match &roots {
+        None => None,
+        Some(roots) => Some(Arc::new(client_config(
+            roots.clone(),
+            provider.clone(),
+            &versions,
+            verify_host_name,
+            certs.clone(),
+            key.clone_key(),
+        )?)),
+    };
     let builder = match (client_auth, roots) {
         (ClientAuth::None, _) => builder.with_no_client_auth(),
         (_, None) => {
@@ -179,7 +213,77 @@ pub fn resolve(
     let server = builder.with_single_cert(certs, key).map_err(|e| {
         TlsConfigError::new("ssl.keystore.location", "", format!("the key does not fit the certificate chain: {e}"))
     })?;
-    Ok(TlsListener { server: Arc::new(server), client_auth })
+    Ok(TlsListener { server: Arc::new(server), client_auth, client })
+}
+
+/// The TLS client side of the inter-broker listener (see [`TlsListener::client`]).
+fn client_config(
+    roots: RootCertStore,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    verify_host_name: bool,
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<ClientConfig, TlsConfigError> {
+    let unusable = |e: &dyn fmt::Display| {
+        TlsConfigError::new("ssl.truststore.location", "", format!("unusable for connections to other brokers: {e}"))
+    };
+    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| unusable(&e))?;
+    let verifier: Arc<dyn ServerCertVerifier> =
+        if verify_host_name { verifier } else { Arc::new(AnyHostName(verifier)) };
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .map_err(|e| unusable(&e))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    builder.with_client_auth_cert(certs, key).map_err(|e| unusable(&e))
+}
+
+/// Verifies a server's certificate chain but not the name in it
+/// (`ssl.endpoint.identification.algorithm=` empty, as Kafka allows).
+#[derive(Debug)]
+struct AnyHostName(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for AnyHostName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName | rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
 }
 
 /// `ssl.enabled.protocols` (default `TLSv1.2,TLSv1.3`, as Kafka's).

@@ -297,7 +297,11 @@ impl Cluster {
 
 impl Peers for Cluster {
     fn peer(&self, node_id: i32) -> Option<BrokerRegistration> {
-        self.broker(node_id)
+        self.broker(node_id).map(|b| b.for_listener(&self.config.security.inter_broker.listener))
+    }
+
+    fn inter_broker(&self) -> &crate::security::InterBroker {
+        &self.config.security.inter_broker
     }
 
     fn request_sync(&self) {
@@ -498,7 +502,7 @@ impl Membership for Cluster {
         control: ControlType,
         coordinator_epoch: i32,
     ) -> Result<(), MarkerError> {
-        let peer = self.broker(leader).ok_or_else(|| MarkerError::NoLeader { topic: topic.to_string(), partition })?;
+        let peer = self.peer(leader).ok_or_else(|| MarkerError::NoLeader { topic: topic.to_string(), partition })?;
         let remote = |source: Box<dyn std::error::Error + Send + Sync>| MarkerError::Remote {
             leader,
             topic: topic.to_string(),
@@ -517,7 +521,9 @@ impl Membership for Cluster {
                 .with_partition_indexes(vec![partition])])]);
         let client_id = format!("rivulet-txn-coordinator-{}", self.me.node_id);
         let call = async {
-            let mut connection = peer::PeerConnection::connect(&peer.host, peer.port, client_id).await?;
+            let mut connection =
+                peer::PeerConnection::connect(&peer.host, peer.port, client_id, &self.config.security.inter_broker)
+                    .await?;
             connection.call(WRITE_TXN_MARKERS_VERSION, &request, Duration::from_secs(15)).await
         };
         let response = tokio::task::block_in_place(|| handle.block_on(call)).map_err(|e| remote(e.into()))?;
