@@ -228,6 +228,7 @@ const KNOWN_KEYS: &[&str] = &[
     "message.max.bytes",
     "socket.request.max.bytes",
     "max.connections",
+    "connections.max.reauth.ms",
     "connections.max.idle.ms",
     "connection.failed.authentication.delay.ms",
     "quota.window.num",
@@ -399,13 +400,8 @@ const DEFAULT_PROTOCOL_MAP: &str = "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:S
 
 /// Security settings Kafka acts on that Rivulet does not enforce yet: each one, when set,
 /// stops the broker at start (see [`ConfigError::UnsupportedSecurity`]).
-const UNENFORCED_SECURITY_KEYS: &[&str] = &[
-    "authorizer.class.name",
-    "super.users",
-    "allow.everyone.if.no.acl.found",
-    "principal.builder.class",
-    "connections.max.reauth.ms",
-];
+const UNENFORCED_SECURITY_KEYS: &[&str] =
+    &["authorizer.class.name", "super.users", "allow.everyone.if.no.acl.found", "principal.builder.class"];
 
 /// Prefixes of the same kind: TLS (`ssl.`), SASL (`sasl.`), per-listener security
 /// overrides (`listener.name.<listener>.ssl.keystore.location`, ...) and delegation tokens.
@@ -503,7 +499,23 @@ fn resolve_sasl(
     used.push("sasl.enabled.mechanisms".into());
     used.push(format!("{prefix}sasl.enabled.mechanisms"));
     let mut plain_users = PlainUsers::default();
+    let mut max_reauth_ms = Vec::new();
     for &mechanism in &mechanisms {
+        // KIP-368: `listener.name.<listener>.<mechanism>.connections.max.reauth.ms`, else
+        // `listener.name.<listener>.connections.max.reauth.ms`, else the global
+        // `connections.max.reauth.ms` (Kafka's order); 0 (the default) is no
+        // re-authentication.
+        let mechanism_key = format!("{prefix}{}.connections.max.reauth.ms", mechanism.name().to_ascii_lowercase());
+        let listener_key = format!("{prefix}connections.max.reauth.ms");
+        let mut reauth = 0;
+        for key in [mechanism_key.as_str(), listener_key.as_str(), "connections.max.reauth.ms"] {
+            used.push(key.to_string());
+            if let Some(v) = props.get(key) {
+                reauth = parse_non_negative::<u64>(key, v)?;
+                break;
+            }
+        }
+        max_reauth_ms.push((mechanism, reauth));
         let entry = jaas_entry(props, &prefix, mechanism)?;
         used.push("sasl.jaas.config".into());
         used.push(format!("{prefix}{}.sasl.jaas.config", mechanism.name().to_ascii_lowercase()));
@@ -550,7 +562,7 @@ fn resolve_sasl(
             (SaslMechanism::Scram(_), _) => {}
         }
     }
-    Ok(SaslListener { mechanisms, plain_users })
+    Ok(SaslListener { mechanisms, plain_users, max_reauth_ms })
 }
 
 /// Resolves the security protocol of every listener (Kafka's
@@ -1021,6 +1033,9 @@ impl BrokerConfig {
             raw: RawProperties::default(),
             dynamic: BTreeMap::new(),
         };
+        if let Some(v) = get("connections.max.reauth.ms") {
+            parse_non_negative::<u64>("connections.max.reauth.ms", v)?;
+        }
         // A broker of a cluster must be able to log in to its peers; a single one has none.
         if config.metadata_store.is_some() {
             if let Some((key, reason)) = &config.security.inter_broker.unusable {
@@ -1271,14 +1286,6 @@ mod tests {
                 ],
                 "sasl.server.callback.handler.class",
             ),
-            (
-                &[
-                    ("listeners", "SASL_PLAINTEXT://:9094"),
-                    ("sasl.enabled.mechanisms", "SCRAM-SHA-256"),
-                    ("connections.max.reauth.ms", "60000"),
-                ],
-                "connections.max.reauth.ms",
-            ),
             (&[("listeners", "SASL_SSL://:9095")], "ssl.keystore.type"),
             (
                 &[("listeners", "EXTERNAL://:9093"), ("listener.security.protocol.map", "EXTERNAL:SSL")],
@@ -1413,6 +1420,38 @@ mod tests {
         assert_eq!(ms(&[("log.retention.minutes", "2"), ("log.retention.ms", "5")]), 5);
         assert_eq!(ms(&[("log.retention.ms", "-1")]), -1);
         assert!(BrokerConfig::from_properties(props(&[("log.cleanup.policy", "shred")])).is_err());
+    }
+
+    #[test]
+    fn session_lifetimes_resolve_per_listener_and_mechanism() {
+        let (config, unknown) = BrokerConfig::from_properties(props(&[
+            ("listeners", "PLAINTEXT://:9092,SASL_PLAINTEXT://:9094"),
+            ("sasl.enabled.mechanisms", "PLAIN,SCRAM-SHA-256"),
+            ("listener.name.sasl_plaintext.plain.sasl.jaas.config", PLAIN_JAAS),
+            ("connections.max.reauth.ms", "60000"),
+            ("listener.name.sasl_plaintext.plain.connections.max.reauth.ms", "1500"),
+        ]))
+        .unwrap();
+        assert!(unknown.is_empty(), "{unknown:?}");
+        let sasl = &config.security.sasl["SASL_PLAINTEXT"];
+        assert_eq!(sasl.max_reauth_ms(SaslMechanism::Plain), 1500);
+        let scram = SaslMechanism::Scram(crate::security::scram::ScramMechanism::Sha256);
+        assert_eq!(sasl.max_reauth_ms(scram), 60_000);
+        // The listener's own value comes between the mechanism's and the global one.
+        let (config, _) = BrokerConfig::from_properties(props(&[
+            ("listeners", "SASL_PLAINTEXT://:9094"),
+            ("sasl.enabled.mechanisms", "PLAIN,SCRAM-SHA-256"),
+            ("listener.name.sasl_plaintext.plain.sasl.jaas.config", PLAIN_JAAS),
+            ("connections.max.reauth.ms", "60000"),
+            ("listener.name.sasl_plaintext.connections.max.reauth.ms", "30000"),
+            ("listener.name.sasl_plaintext.plain.connections.max.reauth.ms", "1500"),
+        ]))
+        .unwrap();
+        let sasl = &config.security.sasl["SASL_PLAINTEXT"];
+        assert_eq!((sasl.max_reauth_ms(SaslMechanism::Plain), sasl.max_reauth_ms(scram)), (1500, 30_000));
+        // Without a SASL listener the setting is accepted (it governs nothing), but checked.
+        assert!(BrokerConfig::from_properties(props(&[("connections.max.reauth.ms", "0")])).is_ok());
+        assert!(BrokerConfig::from_properties(props(&[("connections.max.reauth.ms", "-1")])).is_err());
     }
 
     #[test]

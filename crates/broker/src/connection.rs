@@ -31,6 +31,8 @@ pub enum ConnectionError {
     Closed(String),
     #[error("idle for longer than connections.max.idle.ms ({0} ms)")]
     Idle(u64),
+    #[error("SASL session expired (connections.max.reauth.ms) without re-authentication")]
+    SessionExpired,
 }
 
 /// Reads one frame. `Ok(None)` is a clean end of stream between frames.
@@ -104,6 +106,8 @@ pub async fn serve<S>(
         match outcome {
             Ok(()) => tracing::debug!("connection closed by peer"),
             Err(ConnectionError::Io(e)) => tracing::debug!(error = %e, "connection dropped"),
+            // Routine for clients that cannot re-authenticate; Kafka logs it at debug too.
+            Err(e @ ConnectionError::SessionExpired) => tracing::debug!(error = %e, "closing connection"),
             Err(e) => tracing::warn!(error = %e, "closing connection"),
         }
     }
@@ -137,14 +141,29 @@ where
             }
             Request::Known { header, api_key, body } => {
                 let ctx = RequestContext::new(&header, api_key, &connection);
+                if let Some(auth) = authenticator.as_mut().filter(|a| a.is_complete()) {
+                    let now = std::time::Instant::now();
+                    let reauthenticates =
+                        matches!(&*body, RequestKind::SaslHandshake(_)) && auth.begin_reauthentication(now);
+                    if !reauthenticates && auth.session_expired(now) {
+                        // KIP-368: the client did not re-authenticate in time (Kafka's
+                        // "Disconnecting expired channel"); nothing more is served.
+                        METRICS.expired_connections_killed.inc();
+                        return Err(ConnectionError::SessionExpired);
+                    }
+                }
                 if let Some(auth) = authenticator.as_mut().filter(|a| !a.is_complete()) {
+                    let reauthenticating = auth.is_reauthenticating();
                     let step = match &*body {
                         RequestKind::ApiVersions(_) => auth.on_api_versions(),
                         RequestKind::SaslHandshake(request) => auth.on_handshake(ctx.api_version, request),
-                        RequestKind::SaslAuthenticate(request) => auth.on_authenticate(broker, request).await,
+                        RequestKind::SaslAuthenticate(request) => {
+                            auth.on_authenticate(broker, ctx.api_version, request).await
+                        }
                         _ => auth.on_other(&format!("{api_key:?}")),
                     };
                     let mechanism = auth.mechanism().map_or("", |m| m.name());
+                    let failure = if reauthenticating { "reauthentication_failure" } else { "failure" };
                     let response = match step {
                         Step::Serve => None,
                         Step::Continue(response) => {
@@ -161,10 +180,18 @@ where
                             connection.principal = Arc::new(principal);
                             Some(encode_response(ctx.correlation_id, ctx.api_version, &response)?)
                         }
+                        Step::Reauthenticated(response) => {
+                            METRICS
+                                .authentications
+                                .with_label_values(&[&connection.listener_name, mechanism, "reauthentication_success"])
+                                .inc();
+                            tracing::debug!(principal = %connection.principal, mechanism, "re-authenticated");
+                            Some(encode_response(ctx.correlation_id, ctx.api_version, &response)?)
+                        }
                         Step::Failed(response, reason) => {
                             METRICS
                                 .authentications
-                                .with_label_values(&[&connection.listener_name, mechanism, "failure"])
+                                .with_label_values(&[&connection.listener_name, mechanism, failure])
                                 .inc();
                             tracing::info!(%reason, mechanism, "authentication failed");
                             // KIP-306: the answer and the close wait, slowing password guessing.
@@ -178,7 +205,7 @@ where
                         Step::Close(reason) => {
                             METRICS
                                 .authentications
-                                .with_label_values(&[&connection.listener_name, mechanism, "failure"])
+                                .with_label_values(&[&connection.listener_name, mechanism, failure])
                                 .inc();
                             return Err(ConnectionError::Closed(reason));
                         }

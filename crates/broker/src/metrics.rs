@@ -23,9 +23,14 @@ pub struct Metrics {
     pub request_seconds: HistogramVec,
     pub connections: IntGauge,
     pub failed_produce: IntCounter,
-    /// SASL authentications by listener, mechanism and outcome (`success` / `failure`):
-    /// Kafka's `successful-authentication-total` / `failed-authentication-total`.
+    /// SASL authentications by listener, mechanism and outcome (`success` / `failure`, and
+    /// `reauthentication_success` / `reauthentication_failure` for KIP-368's): Kafka's
+    /// `successful-authentication-total`, `failed-authentication-total`,
+    /// `successful-reauthentication-total` and `failed-reauthentication-total`.
     pub authentications: IntCounterVec,
+    /// Connections closed because their SASL session expired without re-authentication
+    /// (Kafka's `expired-connections-killed-count`).
+    pub expired_connections_killed: IntCounter,
     /// Requests (or parts of one) the authorizer denied, by API and resource type.
     pub authorization_denied: IntCounterVec,
     /// ACL bindings created and deleted through CreateAcls / DeleteAcls (`operation`).
@@ -62,6 +67,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
         &["listener", "mechanism", "outcome"],
     )?;
     registry.register(Box::new(authentications.clone()))?;
+    let expired_connections_killed = IntCounter::new(
+        "kafka_server_socketservermetrics_expired_connections_killed_total",
+        "Connections closed when their SASL session expired without re-authentication",
+    )?;
+    registry.register(Box::new(expired_connections_killed.clone()))?;
     let authorization_denied = IntCounterVec::new(
         Opts::new("kafka_server_authorizer_denied_total", "Operations the authorizer denied"),
         &["request", "resource_type"],
@@ -102,6 +112,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         connections,
         failed_produce,
         authentications,
+        expired_connections_killed,
         authorization_denied,
         acl_changes,
         log_size,

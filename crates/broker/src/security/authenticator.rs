@@ -7,8 +7,15 @@
 //!
 //! SaslHandshake v0 (raw SASL tokens outside Kafka framing, only clients older than
 //! Kafka 1.0 send them) is refused by closing the connection.
+//!
+//! KIP-368: with `connections.max.reauth.ms` set for the mechanism, a session lasts that
+//! long (SaslAuthenticate v1+ tells the client in `session_lifetime_ms`). The client
+//! re-authenticates on the same connection with SaslHandshake and SaslAuthenticate again,
+//! with the same mechanism and as the same principal, or the connection closes; once the
+//! session expired, any other request closes it.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rivulet_protocol::kafka_protocol::messages::{
@@ -30,6 +37,8 @@ pub enum Step {
     Continue(Box<ResponseKind>),
     /// Send this response; the connection is now authenticated as this user.
     Authenticated(Box<ResponseKind>, String),
+    /// Send this response; the session is renewed for the same user (KIP-368).
+    Reauthenticated(Box<ResponseKind>),
     /// Wait `connection.failed.authentication.delay.ms`, send this response, close.
     Failed(Box<ResponseKind>, String),
     /// Close without an answer.
@@ -50,7 +59,24 @@ pub struct Authenticator {
     listener: Arc<SaslListener>,
     state: State,
     mechanism: Option<SaslMechanism>,
+    /// The user the connection authenticated as first: a re-authentication must not
+    /// change it.
+    user: Option<String>,
+    /// When the current session ends (KIP-368); none when it never does.
+    session_expires: Option<Instant>,
+    /// A re-authentication is under way (begun by a SaslHandshake on an authenticated
+    /// connection).
+    reauthenticating: bool,
+    /// Whether the last SaslAuthenticate's version (v1+) lets the client learn its session
+    /// lifetime and re-authenticate.
+    supports_reauthentication: bool,
+    /// When the last re-authentication began.
+    last_reauthentication: Option<Instant>,
 }
+
+/// Kafka's `MIN_REAUTH_INTERVAL_ONE_SECOND_NANOS`: a client may re-authenticate at most
+/// once a second.
+const MIN_REAUTH_INTERVAL: Duration = Duration::from_secs(1);
 
 fn authenticate_response(error: Option<(ResponseError, String)>, auth_bytes: Vec<u8>) -> Box<ResponseKind> {
     let mut response = SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(auth_bytes));
@@ -68,11 +94,50 @@ fn invalid_credentials_message(mechanism: SaslMechanism) -> String {
 
 impl Authenticator {
     pub fn new(listener: Arc<SaslListener>) -> Self {
-        Authenticator { listener, state: State::Handshake, mechanism: None }
+        Authenticator {
+            listener,
+            state: State::Handshake,
+            mechanism: None,
+            user: None,
+            session_expires: None,
+            reauthenticating: false,
+            supports_reauthentication: false,
+            last_reauthentication: None,
+        }
     }
 
     pub fn is_complete(&self) -> bool {
         matches!(self.state, State::Complete)
+    }
+
+    /// Whether the session ended: the client should have re-authenticated by `now`.
+    pub fn session_expired(&self, now: Instant) -> bool {
+        self.is_complete() && self.session_expires.is_some_and(|end| now >= end)
+    }
+
+    /// Whether a re-authentication is under way.
+    pub fn is_reauthenticating(&self) -> bool {
+        self.reauthenticating
+    }
+
+    /// A SaslHandshake arrived on the authenticated connection: it begins a
+    /// re-authentication (KIP-368), after which the connection serves nothing else until it
+    /// is done, if Kafka's `KafkaChannel.maybeBeginServerReauthentication` would begin one:
+    /// the session has a lifetime, the client authenticated with SaslAuthenticate v1+ and
+    /// the last re-authentication began at least a second ago. Otherwise (false) the
+    /// handshake is an ordinary request, answered ILLEGAL_SASL_STATE.
+    pub fn begin_reauthentication(&mut self, now: Instant) -> bool {
+        if !self.is_complete()
+            || self.session_expires.is_none()
+            || !self.supports_reauthentication
+            || self.last_reauthentication.is_some_and(|at| now.saturating_duration_since(at) < MIN_REAUTH_INTERVAL)
+        {
+            return false;
+        }
+        self.last_reauthentication = Some(now);
+        self.state = State::Handshake;
+        self.reauthenticating = true;
+        true
     }
 
     /// The mechanism the client chose, once it did.
@@ -87,7 +152,7 @@ impl Authenticator {
 
     pub fn on_api_versions(&self) -> Step {
         match self.state {
-            State::Handshake => Step::Serve,
+            State::Handshake if !self.reauthenticating => Step::Serve,
             _ => self.illegal("ApiVersions"),
         }
     }
@@ -109,11 +174,22 @@ impl Authenticator {
         let enabled: Vec<_> = self.listener.mechanism_names().into_iter().map(str_bytes).collect();
         let requested = request.mechanism.as_str();
         let chosen = SaslMechanism::from_name(requested).filter(|m| self.listener.mechanisms.contains(m));
+        let chosen = match (chosen, self.mechanism) {
+            // Kafka refuses a re-authentication with another mechanism than the session's.
+            (Some(m), Some(previous)) if self.reauthenticating && m != previous => None,
+            (chosen, _) => chosen,
+        };
         let Some(mechanism) = chosen else {
             let response = SaslHandshakeResponse::default()
                 .with_error_code(ResponseError::UnsupportedSaslMechanism.code())
                 .with_mechanisms(enabled);
-            return Step::Failed(Box::new(response.into()), format!("unsupported SASL mechanism {requested}"));
+            let reason = match self.mechanism {
+                Some(previous) if self.reauthenticating => {
+                    format!("SASL mechanism changed from {previous} to {requested} during re-authentication")
+                }
+                _ => format!("unsupported SASL mechanism {requested}"),
+            };
+            return Step::Failed(Box::new(response.into()), reason);
         };
         self.mechanism = Some(mechanism);
         self.state = match mechanism {
@@ -126,15 +202,45 @@ impl Authenticator {
         Step::Continue(Box::new(SaslHandshakeResponse::default().with_mechanisms(enabled).into()))
     }
 
-    pub async fn on_authenticate(&mut self, broker: &Arc<Broker>, request: &SaslAuthenticateRequest) -> Step {
+    pub async fn on_authenticate(
+        &mut self,
+        broker: &Arc<Broker>,
+        version: i16,
+        request: &SaslAuthenticateRequest,
+    ) -> Step {
         let token = &request.auth_bytes[..];
-        match std::mem::replace(&mut self.state, State::Handshake) {
+        let step = match std::mem::replace(&mut self.state, State::Handshake) {
             State::Plain => self.plain(token),
             State::Scram(server) => self.scram(broker, *server, token).await,
             state @ (State::Handshake | State::Complete) => {
                 self.state = state;
-                self.illegal("SaslAuthenticate")
+                return self.illegal("SaslAuthenticate");
             }
+        };
+        let Step::Authenticated(mut response, user) = step else { return step };
+        if self.reauthenticating {
+            let previous = self.user.as_deref().unwrap_or_default();
+            if previous != user {
+                let message =
+                    format!("Cannot change principals during re-authentication from User:{previous}: User:{user}");
+                let response =
+                    authenticate_response(Some((ResponseError::SaslAuthenticationFailed, message.clone())), Vec::new());
+                return Step::Failed(response, message);
+            }
+        }
+        let lifetime_ms = self.mechanism.map_or(0, |m| self.listener.max_reauth_ms(m));
+        self.session_expires = (lifetime_ms > 0).then(|| Instant::now() + Duration::from_millis(lifetime_ms));
+        self.supports_reauthentication = version >= 1;
+        // The field exists from v1; a v0 client is not told and is cut off at expiry, as
+        // Kafka does with clients that cannot re-authenticate.
+        if let (true, ResponseKind::SaslAuthenticate(r)) = (version >= 1, response.as_mut()) {
+            r.session_lifetime_ms = i64::try_from(lifetime_ms).unwrap_or(i64::MAX);
+        }
+        if std::mem::replace(&mut self.reauthenticating, false) {
+            Step::Reauthenticated(response)
+        } else {
+            self.user = Some(user.clone());
+            Step::Authenticated(response, user)
         }
     }
 

@@ -83,11 +83,19 @@ pub struct SaslListener {
     pub mechanisms: Vec<SaslMechanism>,
     /// Users of PLAIN, from the listener's JAAS configuration (empty unless PLAIN is on).
     pub plain_users: PlainUsers,
+    /// KIP-368's `connections.max.reauth.ms` of each mechanism (0: sessions never expire).
+    pub max_reauth_ms: Vec<(SaslMechanism, u64)>,
 }
 
 impl SaslListener {
     pub fn mechanism_names(&self) -> Vec<&'static str> {
         self.mechanisms.iter().map(|m| m.name()).collect()
+    }
+
+    /// How long a session authenticated with `mechanism` lasts before the client must
+    /// re-authenticate; 0 is for ever.
+    pub fn max_reauth_ms(&self, mechanism: SaslMechanism) -> u64 {
+        self.max_reauth_ms.iter().find(|(m, _)| *m == mechanism).map_or(0, |(_, ms)| *ms)
     }
 }
 
