@@ -91,6 +91,11 @@ pub struct BrokerConfig {
     pub message_max_bytes: usize,
     pub socket_request_max_bytes: usize,
     pub max_connections: usize,
+    /// `max.connections.per.ip`: connections one client address may hold at once (Kafka's
+    /// default is unlimited, `i32::MAX`).
+    pub max_connections_per_ip: usize,
+    /// `max.connections.per.ip.overrides` (`host:count,...`), host names resolved at start.
+    pub max_connections_per_ip_overrides: BTreeMap<std::net::IpAddr, usize>,
     /// Connections silent for longer are closed (Kafka's `connections.max.idle.ms`).
     pub connections_max_idle_ms: u64,
     pub log_message_timestamp_type_log_append: bool,
@@ -229,6 +234,8 @@ const KNOWN_KEYS: &[&str] = &[
     "socket.request.max.bytes",
     "max.connections",
     "connections.max.reauth.ms",
+    "max.connections.per.ip",
+    "max.connections.per.ip.overrides",
     "connections.max.idle.ms",
     "connection.failed.authentication.delay.ms",
     "quota.window.num",
@@ -767,6 +774,34 @@ fn resolve_inter_broker(
     Ok(inter_broker)
 }
 
+/// `max.connections.per.ip.overrides`: `host:count` pairs, as Kafka's
+/// `SocketServer.connectionQuotas` reads them; a host name counts for every address it
+/// resolves to now.
+fn per_ip_overrides(value: Option<&str>) -> Result<BTreeMap<std::net::IpAddr, usize>, ConfigError> {
+    use std::net::ToSocketAddrs as _;
+    const KEY: &str = "max.connections.per.ip.overrides";
+    let mut overrides = BTreeMap::new();
+    let Some(value) = value else { return Ok(overrides) };
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (host, count) =
+            item.rsplit_once(':').ok_or_else(|| invalid(KEY, value, &format!("expected host:count, got {item}")))?;
+        let count: usize = parse_non_negative(KEY, count.trim())?;
+        let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+        let addresses: Vec<std::net::IpAddr> = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => vec![ip],
+            Err(_) => (host, 0u16)
+                .to_socket_addrs()
+                .map_err(|e| invalid(KEY, value, &format!("cannot resolve {host}: {e}")))?
+                .map(|a| a.ip())
+                .collect(),
+        };
+        for ip in addresses {
+            overrides.insert(ip, count);
+        }
+    }
+    Ok(overrides)
+}
+
 /// `metadata.store.username` / `metadata.store.password`: the etcd user the brokers
 /// authenticate as when etcd runs with authentication enabled. Both or neither.
 fn etcd_credentials(
@@ -927,6 +962,9 @@ impl BrokerConfig {
                     parse_positive("socket.request.max.bytes", v)
                 })?,
             max_connections: get("max.connections").map_or(Ok(10_000), |v| parse_positive("max.connections", v))?,
+            max_connections_per_ip: get("max.connections.per.ip")
+                .map_or(Ok(i32::MAX as usize), |v| parse_non_negative("max.connections.per.ip", v))?,
+            max_connections_per_ip_overrides: per_ip_overrides(get("max.connections.per.ip.overrides"))?,
             connections_max_idle_ms: get("connections.max.idle.ms")
                 .map_or(Ok(600_000), |v| parse_positive("connections.max.idle.ms", v))?,
             log_message_timestamp_type_log_append: log_append,
@@ -1033,6 +1071,13 @@ impl BrokerConfig {
             raw: RawProperties::default(),
             dynamic: BTreeMap::new(),
         };
+        if config.max_connections_per_ip == 0 && config.max_connections_per_ip_overrides.is_empty() {
+            return Err(invalid(
+                "max.connections.per.ip",
+                "0",
+                "can be set to zero only if max.connections.per.ip.overrides is set",
+            ));
+        }
         if let Some(v) = get("connections.max.reauth.ms") {
             parse_non_negative::<u64>("connections.max.reauth.ms", v)?;
         }
@@ -1129,6 +1174,8 @@ impl BrokerConfig {
             ("message.max.bytes", self.message_max_bytes.to_string()),
             ("socket.request.max.bytes", self.socket_request_max_bytes.to_string()),
             ("max.connections", self.max_connections.to_string()),
+            ("max.connections.per.ip", self.max_connections_per_ip.to_string()),
+            ("max.connections.per.ip.overrides", self.raw_or("max.connections.per.ip.overrides", "")),
             ("connections.max.idle.ms", self.connections_max_idle_ms.to_string()),
             ("connection.failed.authentication.delay.ms", self.failed_authentication_delay_ms.to_string()),
             ("quota.window.num", self.quota_window_num.to_string()),

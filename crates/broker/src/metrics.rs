@@ -31,6 +31,8 @@ pub struct Metrics {
     /// Connections closed because their SASL session expired without re-authentication
     /// (Kafka's `expired-connections-killed-count`).
     pub expired_connections_killed: IntCounter,
+    /// Connections refused because their address held `max.connections.per.ip` already.
+    pub connections_rejected_per_ip: IntCounter,
     /// Requests (or parts of one) the authorizer denied, by API and resource type.
     pub authorization_denied: IntCounterVec,
     /// ACL bindings created and deleted through CreateAcls / DeleteAcls (`operation`).
@@ -72,6 +74,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
         "Connections closed when their SASL session expired without re-authentication",
     )?;
     registry.register(Box::new(expired_connections_killed.clone()))?;
+    let connections_rejected_per_ip = IntCounter::new(
+        "kafka_server_socketservermetrics_connections_rejected_per_ip_total",
+        "Connections refused because their address held max.connections.per.ip already",
+    )?;
+    registry.register(Box::new(connections_rejected_per_ip.clone()))?;
     let authorization_denied = IntCounterVec::new(
         Opts::new("kafka_server_authorizer_denied_total", "Operations the authorizer denied"),
         &["request", "resource_type"],
@@ -113,6 +120,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         failed_produce,
         authentications,
         expired_connections_killed,
+        connections_rejected_per_ip,
         authorization_denied,
         acl_changes,
         log_size,

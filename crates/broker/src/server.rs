@@ -1,7 +1,8 @@
 //! Listening sockets and the accept loop.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
@@ -73,15 +74,69 @@ pub async fn bind(broker: &Broker) -> Result<Vec<BoundListener>, ServeError> {
     Ok(listeners)
 }
 
+/// Connections held per client address, against `max.connections.per.ip` and its
+/// overrides (Kafka's `ConnectionQuotas`), over all listeners.
+pub struct PerIpLimits {
+    default: usize,
+    overrides: BTreeMap<IpAddr, usize>,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One counted connection; dropping it frees its place.
+pub struct IpPermit {
+    limits: Arc<PerIpLimits>,
+    ip: IpAddr,
+}
+
+impl PerIpLimits {
+    pub fn new(default: usize, overrides: BTreeMap<IpAddr, usize>) -> Arc<Self> {
+        Arc::new(PerIpLimits { default, overrides, open: Mutex::new(HashMap::new()) })
+    }
+
+    fn limit(&self, ip: IpAddr) -> usize {
+        self.overrides.get(&ip).copied().unwrap_or(self.default)
+    }
+
+    /// A place for one more connection from `ip`, or its limit if it holds that many.
+    pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Result<IpPermit, usize> {
+        let limit = self.limit(ip);
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(ip).or_insert(0);
+        if *count >= limit {
+            if *count == 0 {
+                open.remove(&ip);
+            }
+            return Err(limit);
+        }
+        *count += 1;
+        Ok(IpPermit { limits: self.clone(), ip })
+    }
+}
+
+impl Drop for IpPermit {
+    fn drop(&mut self) {
+        let mut open = self.limits.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// Accepts connections on every listener until `shutdown` turns true.
 pub async fn run(broker: Arc<Broker>, listeners: Vec<BoundListener>, shutdown: watch::Receiver<bool>) {
     let permits = Arc::new(Semaphore::new(broker.config.max_connections));
+    let per_ip =
+        PerIpLimits::new(broker.config.max_connections_per_ip, broker.config.max_connections_per_ip_overrides.clone());
     let mut tasks = Vec::new();
     for BoundListener { name, socket: listener } in listeners {
         let acceptor =
             broker.config.security.tls.get(&*name).map(|t| tokio_rustls::TlsAcceptor::from(t.server.clone()));
         let broker = broker.clone();
         let permits = permits.clone();
+        let per_ip = per_ip.clone();
         let mut shutdown = shutdown.clone();
         tasks.push(tokio::spawn(async move {
             loop {
@@ -95,6 +150,16 @@ pub async fn run(broker: Arc<Broker>, listeners: Vec<BoundListener>, shutdown: w
                         // Usually EMFILE: back off briefly instead of spinning.
                         tracing::warn!(error = %e, "accept failed");
                         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let ip_permit = match per_ip.try_acquire(peer.ip()) {
+                    Ok(permit) => permit,
+                    Err(limit) => {
+                        // Kafka's "Rejected connection from ..., address already has the
+                        // configured maximum of N connections": closed at once, unanswered.
+                        tracing::info!(%peer, limit, "refusing connection: max.connections.per.ip reached for this address");
+                        METRICS.connections_rejected_per_ip.inc();
                         continue;
                     }
                 };
@@ -112,6 +177,7 @@ pub async fn run(broker: Arc<Broker>, listeners: Vec<BoundListener>, shutdown: w
                         Some(acceptor) => serve_tls(broker, acceptor, stream, peer, name).await,
                     }
                     drop(permit);
+                    drop(ip_permit);
                 });
             }
         }));
@@ -241,5 +307,19 @@ mod tests {
         stop.send(true).unwrap();
         serving.await.unwrap();
         broker.shutdown();
+    }
+
+    #[test]
+    fn per_ip_limits_count_each_address_and_free_on_drop() {
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        let other: IpAddr = "127.0.0.2".parse().unwrap();
+        let limits = PerIpLimits::new(2, [(other, 0)].into_iter().collect());
+        let first = limits.try_acquire(local).unwrap();
+        let _second = limits.try_acquire(local).unwrap();
+        assert_eq!(limits.try_acquire(local).err(), Some(2));
+        assert_eq!(limits.try_acquire(other).err(), Some(0));
+        drop(first);
+        assert!(limits.try_acquire(local).is_ok());
+        assert!(limits.open.lock().unwrap().get(&other).is_none());
     }
 }
