@@ -58,12 +58,14 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 from confluent_kafka import (OFFSET_BEGINNING, Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException,
                              Producer, TopicPartition)
 
 from cluster import NODE_IDS, Cluster, wait_for
+from conftest import free_port
 
 TOPIC = "chaos"
 PARTITIONS = 6
@@ -531,12 +533,25 @@ class Nemesis:
 
 class ResourceSampler(threading.Thread):
     """Every RESOURCE_SAMPLE_S, each running broker's resident memory (VmRSS) and number of
-    open file descriptors, from /proc."""
+    open file descriptors, from /proc, and what its storage engine holds in memory
+    (memtables and block cache, from its /metrics)."""
 
-    def __init__(self, cluster: Cluster, stop: threading.Event, t0: float):
+    def __init__(self, cluster: Cluster, stop: threading.Event, t0: float, metrics_ports: dict[int, int]):
         super().__init__(name="resources", daemon=True)
-        self.cluster, self.stop, self.t0 = cluster, stop, t0
-        self.samples = []  # (t, node, pid, rss_kib, fds)
+        self.cluster, self.stop, self.t0, self.metrics_ports = cluster, stop, t0, metrics_ports
+        self.samples = []  # (t, node, pid, rss_kib, fds, storage_mib)
+
+    def storage_mib(self, node: int) -> float | None:
+        """Memtables plus block cache, in MiB (None if /metrics does not answer)."""
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_ports[node]}/metrics", timeout=3).read()
+        except (OSError, KeyError):
+            return None
+        total = 0.0
+        for line in text.decode().splitlines():
+            if line.startswith("rivulet_storage_memory_bytes{"):
+                total += float(line.split()[-1])
+        return round(total / 2**20, 1)
 
     def sample(self):
         for node, broker in self.cluster.brokers.items():
@@ -549,7 +564,7 @@ class ResourceSampler(threading.Thread):
                 fds = len(os.listdir(f"/proc/{proc.pid}/fd"))
             except (OSError, StopIteration, ValueError):
                 continue
-            self.samples.append((round(time.monotonic() - self.t0, 1), node, proc.pid, rss, fds))
+            self.samples.append((round(time.monotonic() - self.t0, 1), node, proc.pid, rss, fds, self.storage_mib(node)))
 
     def run(self):
         while not self.stop.wait(RESOURCE_SAMPLE_S):
@@ -570,8 +585,9 @@ class ResourceSampler(threading.Thread):
                 "rss_mib": {"from": round(first[3] / 1024, 1), "to": round(last[3] / 1024, 1),
                             "max": round(max(r[3] for r in settled) / 1024, 1)},
                 "fds": {"from": first[4], "to": last[4], "max": max(r[4] for r in settled)},
-                "by_minute": [(round(t / 60, 1), round(rss / 1024, 1), fds) for t, _, _, rss, fds in rows
-                              if int(t) % 60 < RESOURCE_SAMPLE_S],
+                # (minute, resident MiB, open descriptors, storage engine MiB)
+                "by_minute": [(round(t / 60, 1), round(rss / 1024, 1), fds, storage)
+                              for t, _, _, rss, fds, storage in rows if int(t) % 60 < RESOURCE_SAMPLE_S],
             }
         return out
 
@@ -742,7 +758,13 @@ def run_campaign(workdir: Path, seed: int, faults: int = 20, duration_s: float =
     makes it a soak (one fault a minute, no kills, resources sampled, logs checked)."""
     rng = random.Random(seed)
     summary = {"seed": seed, "faults_requested": faults, "duration_s": duration_s, "soak": soak}
-    with Cluster(workdir, extra=("group.initial.rebalance.delay.ms=0",), proxies=True) as cluster:
+    cluster = Cluster(workdir, extra=("group.initial.rebalance.delay.ms=0",), proxies=True)
+    metrics_ports = {}
+    for node, broker in cluster.brokers.items():
+        # /metrics per broker: the storage engine's memory, sampled beside the resident size.
+        metrics_ports[node] = free_port()
+        broker.extra.append(f"rivulet.metrics.listener=127.0.0.1:{metrics_ports[node]}")
+    with cluster:
         cluster.create_topic(TOPIC, PARTITIONS, config={"min.insync.replicas": "2"})
         if txn:
             cluster.create_topic(COPY_TOPIC, PARTITIONS, config={"min.insync.replicas": "2"})
@@ -756,7 +778,7 @@ def run_campaign(workdir: Path, seed: int, faults: int = 20, duration_s: float =
         copier = TxnCopier(cluster.bootstrap, stop_consuming, workdir / "txn-copier.log") if txn else None
         nemesis = Nemesis(cluster, rng, t0, **({"weights": SOAK_FAULT_WEIGHTS, "interval_s": SOAK_FAULT_INTERVAL_S}
                                                  if soak else {}))
-        resources = ResourceSampler(cluster, stop_sampling, t0)
+        resources = ResourceSampler(cluster, stop_sampling, t0, metrics_ports)
         for thread in (*producers, *members, sampler, resources, *([copier] if copier else [])):
             thread.start()
         harness_errors = []

@@ -45,6 +45,9 @@ pub struct Metrics {
     /// Producers whose state the local replicas keep (Kafka's
     /// `kafka.server:type=ReplicaManager,name=ProducerIdCount`), read at every scrape.
     pub producer_id_count: IntGauge,
+    /// Memory RocksDB holds, by kind (`memtables`, `table_readers`, `block_cache`): what a
+    /// growing resident size is made of.
+    pub storage_memory: IntGaugeVec,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -94,6 +97,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
     let log_size = per_partition("kafka_log_log_size", "Bytes of a partition's record batches")?;
     let log_start_offset = per_partition("kafka_log_log_logstartoffset", "A partition's log start offset")?;
     let log_end_offset = per_partition("kafka_log_log_logendoffset", "A partition's log end offset")?;
+    let storage_memory = IntGaugeVec::new(
+        Opts::new("rivulet_storage_memory_bytes", "Memory the storage engine holds, by kind"),
+        &["kind"],
+    )?;
+    registry.register(Box::new(storage_memory.clone()))?;
     let producer_id_count = IntGauge::new(
         "kafka_server_replicamanager_produceridcount",
         "Producers whose idempotence state the local replicas keep",
@@ -127,6 +135,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         log_start_offset,
         log_end_offset,
         producer_id_count,
+        storage_memory,
     })
 }
 
@@ -160,6 +169,9 @@ pub fn refresh_log_gauges(broker: &crate::broker::Broker) {
         }
     }
     METRICS.producer_id_count.set(producers as i64);
+    for (kind, bytes) in broker.store.memory_usage() {
+        METRICS.storage_memory.with_label_values(&[kind]).set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
 }
 
 /// Serves `GET /metrics` on `listener` until the task is dropped. Anything else gets 404.
