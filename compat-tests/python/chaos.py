@@ -531,6 +531,26 @@ class Nemesis:
                 self._restart(node)
 
 
+def dump_stacks(cluster: Cluster, workdir: Path):
+    """Every running broker's thread stacks (gdb, if installed) into
+    `workdir/stacks-broker-N.txt`: a broker that stopped answering shows where it waits."""
+    if shutil.which("gdb") is None:
+        log("gdb is not installed: no thread stacks taken")
+        return
+    for node, broker in cluster.brokers.items():
+        proc = broker.proc
+        if proc is None or proc.poll() is not None:
+            continue
+        out = workdir / f"stacks-broker-{node}.txt"
+        try:
+            with open(out, "w") as f:
+                subprocess.run(["gdb", "-p", str(proc.pid), "-batch", "-ex", "thread apply all bt 40"],
+                               stdout=f, stderr=subprocess.STDOUT, timeout=120)
+            log(f"thread stacks of broker {node} in {out}")
+        except (OSError, subprocess.SubprocessError) as e:
+            log(f"no thread stacks of broker {node}: {e}")
+
+
 class ResourceSampler(threading.Thread):
     """Every RESOURCE_SAMPLE_S, each running broker's resident memory (VmRSS) and number of
     open file descriptors, from /proc, and what its storage engine holds in memory
@@ -808,6 +828,7 @@ def run_campaign(workdir: Path, seed: int, faults: int = 20, duration_s: float =
         except AssertionError as e:
             healed = False
             log(f"the cluster did not heal: {e}")
+            dump_stacks(cluster, workdir)
         # From here on the cluster is whole again: a soak requires silence in the logs.
         healed_at = {n: b.log_path.stat().st_size for n, b in cluster.brokers.items()}
         if soak:

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode,
-    Options, WriteBatch, WriteOptions, DB,
+    ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode, Options, WriteBatch,
+    WriteOptions, DB,
 };
 
 use crate::error::StorageError;
@@ -83,22 +83,8 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Memory all memtables together may hold before the largest is flushed.
-const MEMTABLE_BUDGET_BYTES: usize = 64 * 1024 * 1024;
-/// The one block cache every column family shares (RocksDB would give each its own 32 MiB).
-const BLOCK_CACHE_BYTES: usize = 32 * 1024 * 1024;
-
-/// Options every column family starts from: tables read through the shared block cache.
-fn cf_options(cache: &Cache) -> Options {
-    let mut table = BlockBasedOptions::default();
-    table.set_block_cache(cache);
+fn log_cf_options() -> Options {
     let mut opts = Options::default();
-    opts.set_block_based_table_factory(&table);
-    opts
-}
-
-fn log_cf_options(cache: &Cache) -> Options {
-    let mut opts = cf_options(cache);
     // Batches arrive compressed by the producer (or are tiny); compressing again costs CPU
     // for little gain.
     opts.set_compression_type(DBCompressionType::None);
@@ -115,18 +101,13 @@ impl Store {
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
         db_opts.set_max_total_wal_size(options.max_total_wal_bytes);
-        // One budget for the memtables of every column family: past it RocksDB flushes the
-        // largest, so a broker's memory stops growing with the data written since the last
-        // flush (each log column family alone could otherwise hold up to 4 x 64 MiB).
-        db_opts.set_db_write_buffer_size(MEMTABLE_BUDGET_BYTES);
         db_opts.set_max_background_jobs(2);
         db_opts.set_keep_log_file_num(4);
-        let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let descriptors = keys::ALL_CFS.iter().map(|&name| {
             let cf_opts = if name == keys::CF_LOG || name == keys::CF_LOG_INTERNAL {
-                log_cf_options(&cache)
+                log_cf_options()
             } else {
-                let mut o = cf_options(&cache);
+                let mut o = Options::default();
                 o.set_compression_type(DBCompressionType::Lz4);
                 o
             };
@@ -247,8 +228,9 @@ impl Store {
 
     /// The memory RocksDB holds, by kind, summed over the column families: memtables
     /// (`rocksdb.cur-size-all-mem-tables`), table readers' indexes and filters
-    /// (`rocksdb.estimate-table-readers-mem`) and cached blocks (`rocksdb.block-cache-usage`,
-    /// of the one cache they share). A property RocksDB cannot give counts as 0.
+    /// (`rocksdb.estimate-table-readers-mem`) and cached blocks (`rocksdb.block-cache-usage`;
+    /// each column family has a cache of its own). A property RocksDB cannot give counts as
+    /// 0.
     pub fn memory_usage(&self) -> Vec<(&'static str, u64)> {
         let mut kinds = [
             ("memtables", "rocksdb.cur-size-all-mem-tables", 0u64),
@@ -257,10 +239,9 @@ impl Store {
         ];
         for name in keys::ALL_CFS {
             let Ok(cf) = self.cf(name) else { continue };
-            for (kind, property, total) in &mut kinds {
+            for (_, property, total) in &mut kinds {
                 if let Ok(Some(value)) = self.inner.db.property_int_value_cf(cf, *property) {
-                    // Every column family reports the shared cache whole.
-                    *total = if *kind == "block_cache" { (*total).max(value) } else { total.saturating_add(value) };
+                    *total = total.saturating_add(value);
                 }
             }
         }
