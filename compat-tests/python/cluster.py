@@ -20,7 +20,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from confluent_kafka import KafkaException
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from conftest import Broker, Etcd
@@ -266,3 +266,31 @@ class Cluster:
 
     def log_tails(self, lines: int = 30) -> str:
         return "\n".join(f"--- broker {n} ---\n{b.log_tail(lines)}" for n, b in self.brokers.items())
+
+
+def read_partitions(bootstrap, topic, partitions, timeout=60.0, config: dict | None = None) -> dict[int, list]:
+    """Every record of the given partitions from the beginning up to each one's high
+    watermark at the start of the read, as {partition: [Message, ...]} in offset order.
+    `config` adds client settings (security, ...)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, **(config or {}), "group.id": f"reader-{topic}-{time.time()}",
+                         "enable.auto.commit": False})
+    try:
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        records = {p: [] for p in partitions}
+        remaining = {p for p in partitions if ends[p] > 0}
+        deadline = time.time() + timeout
+        while remaining:
+            assert time.time() < deadline, \
+                f"read timed out: ends {ends}, got {({p: len(r) for p, r in records.items()})}"
+            for m in consumer.consume(num_messages=10_000, timeout=1):
+                if m.error() is not None:
+                    assert m.error().code() == KafkaError._PARTITION_EOF, m.error()
+                    continue
+                if m.offset() < ends[m.partition()]:
+                    records[m.partition()].append(m)
+                if m.offset() >= ends[m.partition()] - 1:
+                    remaining.discard(m.partition())
+        return records
+    finally:
+        consumer.close()

@@ -57,7 +57,7 @@ from confluent_kafka import (OFFSET_BEGINNING, Consumer, ConsumerGroupTopicParti
                              Producer, TopicPartition)
 from confluent_kafka.admin import NewTopic
 
-from cluster import Cluster, wait_for
+from cluster import Cluster, read_partitions, wait_for
 from conftest import JAVA_LIB, compile_java, java, kafka_topics, run_java_program
 
 DESCRIBE_LINE = re.compile(
@@ -78,33 +78,6 @@ def topic_command_partitions(broker, topic) -> dict[int, dict]:
         partitions[int(partition)] = {"leader": -1 if leader == "none" else int(leader),
                                       "replicas": ids(replicas), "isr": ids(isr)}
     return partitions
-
-
-def read_partitions(bootstrap, topic, partitions, timeout=60.0) -> dict[int, list]:
-    """Every record of the given partitions from the beginning up to each one's high
-    watermark at the start of the read, as {partition: [Message, ...]} in offset order."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{topic}-{time.time()}",
-                         "enable.auto.commit": False})
-    try:
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        records = {p: [] for p in partitions}
-        remaining = {p for p in partitions if ends[p] > 0}
-        deadline = time.time() + timeout
-        while remaining:
-            assert time.time() < deadline, \
-                f"read timed out: ends {ends}, got {({p: len(r) for p, r in records.items()})}"
-            for m in consumer.consume(num_messages=10_000, timeout=1):
-                if m.error() is not None:
-                    assert m.error().code() == KafkaError._PARTITION_EOF, m.error()
-                    continue
-                if m.offset() < ends[m.partition()]:
-                    records[m.partition()].append(m)
-                if m.offset() >= ends[m.partition()] - 1:
-                    remaining.discard(m.partition())
-        return records
-    finally:
-        consumer.close()
 
 
 def snapshot(message) -> tuple:

@@ -38,12 +38,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType, AdminClient, NewTopic,
                                    ResourcePatternType, ResourceType, ScramCredentialInfo, ScramMechanism,
                                    UserScramCredentialUpsertion)
 
-from cluster import Cluster, wait_for
+from cluster import Cluster, read_partitions, wait_for
 from conftest import RIVULET_BIN, Etcd, free_port
 
 BROKER_PASSWORD = "broker-secret"
@@ -164,27 +164,8 @@ def failed(results: list) -> list:
 def read_all(config: dict, topic: str, partitions, timeout: float = 30) -> dict[int, list]:
     """Every record of `partitions` up to each one's high watermark at the start of the
     read: {partition: [(offset, value), ...]}."""
-    consumer = Consumer({**config, "group.id": f"reader-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False})
-    try:
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        records = {p: [] for p in partitions}
-        remaining = {p for p in partitions if ends[p] > 0}
-        deadline = time.time() + timeout
-        while remaining:
-            got = {p: len(r) for p, r in records.items()}
-            assert time.time() < deadline, f"read timed out: ends {ends}, got {got}"
-            for m in consumer.consume(num_messages=10_000, timeout=0.5):
-                if m.error() is not None:
-                    assert m.error().code() == KafkaError._PARTITION_EOF, m.error()
-                    continue
-                if m.offset() < ends[m.partition()]:
-                    records[m.partition()].append((m.offset(), m.value()))
-                if m.offset() >= ends[m.partition()] - 1:
-                    remaining.discard(m.partition())
-        return records
-    finally:
-        consumer.close()
+    read = read_partitions(config["bootstrap.servers"], topic, partitions, timeout, config=config)
+    return {p: [(m.offset(), m.value()) for m in messages] for p, messages in read.items()}
 
 
 def read_committed(config: dict, topic: str, partitions: int, want: int, timeout: float = 30) -> list[bytes]:

@@ -41,6 +41,9 @@ pub enum PeerError {
     TooLarge(usize),
     #[error("response to correlation id {got}, expected {expected}")]
     Correlation { got: i32, expected: i32 },
+    /// The TLS handshake failed (most often: a certificate the truststore does not accept).
+    #[error("TLS with {address}: {reason}")]
+    Tls { address: String, reason: String },
     /// The peer refused this broker's login, or could not prove it knows the credential.
     #[error("authentication to {address} failed: {reason}")]
     Authentication { address: String, reason: String },
@@ -51,12 +54,7 @@ impl PeerError {
     /// mechanism the peer does not enable, an untrusted certificate): worth a warning,
     /// where an unreachable peer during a failover is routine.
     pub fn is_authentication(&self) -> bool {
-        match self {
-            PeerError::Authentication { .. } => true,
-            // rustls reports a refused certificate as an I/O error of kind InvalidData.
-            PeerError::Connect { reason, .. } => reason.starts_with("TLS"),
-            _ => false,
-        }
+        matches!(self, PeerError::Authentication { .. } | PeerError::Tls { .. })
     }
 }
 
@@ -84,13 +82,15 @@ impl PeerConnection {
         let stream: Box<dyn PeerStream> = match security.tls.as_ref().and_then(|t| t.client.clone()) {
             None => Box::new(tcp),
             Some(client) => {
+                let tls_failed = |reason: String| PeerError::Tls { address: address.clone(), reason };
                 let name = ServerName::try_from(host.to_string())
-                    .map_err(|e| failed(format!("TLS: {host} is not a valid server name: {e}")))?;
+                    .map_err(|e| tls_failed(format!("{host} is not a valid server name: {e}")))?;
                 let handshake = tokio_rustls::TlsConnector::from(client).connect(name, tcp);
                 let tls = tokio::time::timeout(SETUP_TIMEOUT, handshake)
                     .await
+                    // A peer too slow to answer (paused, overloaded) is unreachable, not refusing.
                     .map_err(|_| failed("TLS handshake timed out".into()))?
-                    .map_err(|e| failed(format!("TLS handshake: {e}")))?;
+                    .map_err(|e| tls_failed(format!("handshake: {e}")))?;
                 Box::new(tls)
             }
         };
