@@ -17,7 +17,8 @@ use crate::security::authorizer::{AuthorizerConfig, AUTHORIZER_CLASSES};
 use crate::security::jaas::{self, JaasEntry};
 use crate::security::tls::{self, TlsListener};
 use crate::security::{
-    InterBroker, PlainUsers, SaslListener, SaslLogin, SaslMechanism, PLAIN_LOGIN_MODULE, SCRAM_LOGIN_MODULE,
+    oauthbearer, InterBroker, PlainUsers, SaslListener, SaslLogin, SaslMechanism, PLAIN_LOGIN_MODULE,
+    SCRAM_LOGIN_MODULE,
 };
 
 /// A configuration problem found at start.
@@ -452,7 +453,8 @@ fn enabled_mechanisms(
                 "GSSAPI (Kafka's default)",
                 format!(
                     "listener {listener} is SASL_PLAINTEXT and Kerberos (GSSAPI) is not implemented; set \
-                     sasl.enabled.mechanisms (or {listener_key}) to PLAIN, SCRAM-SHA-256 and/or SCRAM-SHA-512"
+                     sasl.enabled.mechanisms (or {listener_key}) to PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 \
+                     and/or OAUTHBEARER"
                 ),
             ))
         }
@@ -463,7 +465,10 @@ fn enabled_mechanisms(
             unsupported(
                 key,
                 value,
-                format!("SASL mechanism {name} is not implemented (PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 are)"),
+                format!(
+                    "SASL mechanism {name} is not implemented (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 and \
+                     OAUTHBEARER are)"
+                ),
             )
         })?;
         if !mechanisms.contains(&mechanism) {
@@ -507,6 +512,7 @@ fn resolve_sasl(
     used.push(format!("{prefix}sasl.enabled.mechanisms"));
     let mut plain_users = PlainUsers::default();
     let mut max_reauth_ms = Vec::new();
+    let mut oauthbearer = None;
     for &mechanism in &mechanisms {
         // KIP-368: `listener.name.<listener>.<mechanism>.connections.max.reauth.ms`, else
         // `listener.name.<listener>.connections.max.reauth.ms`, else the global
@@ -567,9 +573,152 @@ fn resolve_sasl(
             }
             // SCRAM's users are in the metadata store; its JAAS options only serve clients.
             (SaslMechanism::Scram(_), _) => {}
+            (SaslMechanism::OAuthBearer, entry) => {
+                let validator = resolve_oauthbearer(props, &prefix, listener_name, entry, used)?;
+                oauthbearer = Some(Arc::new(validator));
+            }
         }
     }
-    Ok(SaslListener { mechanisms, plain_users, max_reauth_ms })
+    Ok(SaslListener { mechanisms, plain_users, max_reauth_ms, oauthbearer })
+}
+
+/// How OAUTHBEARER tokens are validated on a listener, as Kafka picks its server callback
+/// handler: `listener.name.<l>.oauthbearer.sasl.server.callback.handler.class` set to
+/// `OAuthBearerValidatorCallbackHandler` verifies signed JWTs against the JWKS of
+/// `sasl.oauthbearer.jwks.endpoint.url` (a `file:` URL here); unset, the unsecured
+/// validator (Kafka's default, for development) takes its options from the listener's
+/// `OAuthBearerLoginModule` JAAS entry.
+fn resolve_oauthbearer(
+    props: &BTreeMap<String, String>,
+    prefix: &str,
+    listener_name: &str,
+    entry: Option<(String, JaasEntry)>,
+    used: &mut Vec<String>,
+) -> Result<oauthbearer::Validator, ConfigError> {
+    let handler_key = format!("{prefix}oauthbearer.sasl.server.callback.handler.class");
+    used.push(handler_key.clone());
+    let handler = props.get(&handler_key).map(|v| v.trim());
+    // The key and value of the JWKS URL, named if the file cannot be used.
+    let mut jwks_url = None;
+    // A listener-and-mechanism key, else a listener key, else the global one.
+    let mut setting = |key: &str| -> Option<(String, String)> {
+        let candidates = [format!("{prefix}oauthbearer.{key}"), format!("{prefix}{key}"), key.to_string()];
+        used.extend(candidates.iter().cloned());
+        candidates.into_iter().find_map(|k| props.get(&k).map(|v| (k, v.trim().to_string())))
+    };
+    let entry = match entry {
+        Some((key, entry)) if entry.login_module != oauthbearer::LOGIN_MODULE => {
+            if key.starts_with("listener.name.") {
+                return Err(invalid(
+                    &key,
+                    "(hidden)",
+                    &format!(
+                        "OAUTHBEARER needs the login module {}, not {}",
+                        oauthbearer::LOGIN_MODULE,
+                        entry.login_module
+                    ),
+                ));
+            }
+            None
+        }
+        other => other,
+    };
+    let config = match handler {
+        None | Some(oauthbearer::UNSECURED_CALLBACK_HANDLER) => {
+            let option = |name: &str| {
+                entry.as_ref().and_then(|(_, e)| e.options.get(name)).map(|v| v.trim()).filter(|v| !v.is_empty())
+            };
+            let jaas_key =
+                entry.as_ref().map_or_else(|| format!("{prefix}oauthbearer.sasl.jaas.config"), |(k, _)| k.clone());
+            let clock_skew_ms = match option("unsecuredValidatorAllowableClockSkewMs") {
+                None => 0,
+                Some(v) => v.parse::<u64>().map_err(|_| {
+                    invalid(
+                        &jaas_key,
+                        "(hidden)",
+                        "unsecuredValidatorAllowableClockSkewMs must be a non-negative integer",
+                    )
+                })?,
+            };
+            tracing::warn!(
+                listener = %listener_name,
+                "OAUTHBEARER accepts unsecured (unsigned) JWTs on this listener, as Kafka's default validator does: \
+                 for development only; set {handler_key}={} and sasl.oauthbearer.jwks.endpoint.url to verify signed tokens",
+                oauthbearer::VALIDATOR_CALLBACK_HANDLER
+            );
+            oauthbearer::ValidatorConfig::Unsecured {
+                principal_claim: option("unsecuredValidatorPrincipalClaimName").unwrap_or("sub").to_string(),
+                scope_claim: option("unsecuredValidatorScopeClaimName").unwrap_or("scope").to_string(),
+                required_scope: option("unsecuredValidatorRequiredScope")
+                    .map(|s| s.split(' ').filter(|s| !s.is_empty()).map(String::from).collect())
+                    .unwrap_or_default(),
+                clock_skew_ms,
+            }
+        }
+        Some(oauthbearer::VALIDATOR_CALLBACK_HANDLER) => {
+            const URL_KEY: &str = "sasl.oauthbearer.jwks.endpoint.url";
+            let Some((url_key, url)) = setting(URL_KEY) else {
+                return Err(invalid(
+                    &handler_key,
+                    oauthbearer::VALIDATOR_CALLBACK_HANDLER,
+                    &format!("signed tokens are verified against the keys of {URL_KEY}, which is not set"),
+                ));
+            };
+            let path = url.strip_prefix("file://").or_else(|| url.strip_prefix("file:")).ok_or_else(|| {
+                unsupported(
+                    &url_key,
+                    &url,
+                    "only file: URLs are served (a JWKS file, read again when it changes); fetching keys over \
+                     HTTP(S) is not implemented",
+                )
+            })?;
+            jwks_url = Some((url_key.clone(), url.clone()));
+            let list = |v: Option<(String, String)>| -> Vec<String> {
+                v.map(|(_, v)| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+                    .unwrap_or_default()
+            };
+            let expected_audience = list(setting("sasl.oauthbearer.expected.audience"));
+            let expected_issuer = setting("sasl.oauthbearer.expected.issuer").map(|(_, v)| v).filter(|v| !v.is_empty());
+            let sub_claim = setting("sasl.oauthbearer.sub.claim.name").map_or_else(|| "sub".to_string(), |(_, v)| v);
+            let scope_claim =
+                setting("sasl.oauthbearer.scope.claim.name").map_or_else(|| "scope".to_string(), |(_, v)| v);
+            let clock_skew_s = match setting("sasl.oauthbearer.clock.skew.seconds") {
+                Some((key, v)) => parse_non_negative::<u64>(&key, &v)?,
+                None => 30,
+            };
+            // The refresh settings concern HTTPS endpoints; a file is read again when it changes.
+            for key in [
+                "sasl.oauthbearer.jwks.endpoint.refresh.ms",
+                "sasl.oauthbearer.jwks.endpoint.retry.backoff.ms",
+                "sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms",
+            ] {
+                setting(key);
+            }
+            oauthbearer::ValidatorConfig::Jwks {
+                path: path.into(),
+                expected_audience,
+                expected_issuer,
+                sub_claim,
+                scope_claim,
+                clock_skew_s,
+            }
+        }
+        Some(other) => {
+            return Err(unsupported(
+                &handler_key,
+                other,
+                format!(
+                    "custom server callback handlers are not served; use {} (signed JWTs, JWKS file) or leave it \
+                     unset (unsecured JWTs, for development)",
+                    oauthbearer::VALIDATOR_CALLBACK_HANDLER
+                ),
+            ))
+        }
+    };
+    oauthbearer::Validator::new(config).map_err(|reason| {
+        let (key, value) = jwks_url.unwrap_or_default();
+        invalid(&key, &value, &reason)
+    })
 }
 
 /// Resolves the security protocol of every listener (Kafka's
@@ -747,6 +896,14 @@ fn resolve_inter_broker(
                 ),
             )
         })?;
+        if mechanism == SaslMechanism::OAuthBearer {
+            inter_broker.unusable.get_or_insert((
+                MECHANISM_KEY.into(),
+                "brokers log in to each other with PLAIN or SCRAM; OAUTHBEARER between brokers is not implemented"
+                    .into(),
+            ));
+            return Ok(inter_broker);
+        }
         let prefix = format!("listener.name.{}.", listener.name.to_ascii_lowercase());
         let entry = jaas_entry(props, &prefix, mechanism)?;
         let login = entry.as_ref().and_then(|(_, e)| Some((e.options.get("username")?, e.options.get("password")?)));
@@ -1322,7 +1479,7 @@ mod tests {
                 "sasl.enabled.mechanisms",
             ),
             (
-                &[("listeners", "SASL_PLAINTEXT://:9094"), ("sasl.enabled.mechanisms", "OAUTHBEARER")],
+                &[("listeners", "SASL_PLAINTEXT://:9094"), ("sasl.enabled.mechanisms", "GSSAPI")],
                 "sasl.enabled.mechanisms",
             ),
             (
@@ -1353,6 +1510,85 @@ mod tests {
             assert!(matches!(err, ConfigError::UnsupportedSecurity { .. }), "{pairs:?}: {err}");
             assert!(err.to_string().starts_with(&format!("{key}=")), "{pairs:?}: {err}");
         }
+    }
+
+    #[test]
+    fn oauthbearer_validators_resolve_as_kafkas_callback_handlers() {
+        use crate::security::oauthbearer::{ValidatorConfig, VALIDATOR_CALLBACK_HANDLER};
+        let base = [("listeners", "SASL_PLAINTEXT://:9094"), ("sasl.enabled.mechanisms", "PLAIN,OAUTHBEARER")];
+        let plain = ("listener.name.sasl_plaintext.plain.sasl.jaas.config", PLAIN_JAAS);
+        // Unsecured by default, with the validator options of the JAAS entry.
+        let jaas = (
+            "listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config",
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required \
+             unsecuredValidatorRequiredScope=\"kafka admin\" unsecuredValidatorAllowableClockSkewMs=\"2000\";",
+        );
+        let (config, _) = BrokerConfig::from_properties(props(&[base[0], base[1], plain, jaas])).unwrap();
+        let validator = config.security.sasl["SASL_PLAINTEXT"].oauthbearer.clone().unwrap();
+        assert_eq!(
+            validator.config,
+            ValidatorConfig::Unsecured {
+                principal_claim: "sub".into(),
+                scope_claim: "scope".into(),
+                required_scope: vec!["kafka".into(), "admin".into()],
+                clock_skew_ms: 2000
+            }
+        );
+        // Signed tokens: the JWKS file must exist at start, and only file: URLs are served.
+        let dir = tempfile::tempdir().unwrap();
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(&jwks, r#"{"keys":[{"kty":"RSA","kid":"k1","n":"sXch","e":"AQAB"}]}"#).unwrap();
+        let url = format!("file://{}", jwks.display());
+        let handler =
+            ("listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class", VALIDATOR_CALLBACK_HANDLER);
+        let signed = [
+            base[0],
+            base[1],
+            plain,
+            handler,
+            ("sasl.oauthbearer.jwks.endpoint.url", url.as_str()),
+            ("sasl.oauthbearer.expected.audience", "kafka, other"),
+            ("listener.name.sasl_plaintext.sasl.oauthbearer.expected.issuer", "https://issuer"),
+        ];
+        let (config, unknown) = BrokerConfig::from_properties(props(&signed)).unwrap();
+        assert!(unknown.is_empty(), "{unknown:?}");
+        let ValidatorConfig::Jwks { expected_audience, expected_issuer, clock_skew_s, .. } =
+            config.security.sasl["SASL_PLAINTEXT"].oauthbearer.clone().unwrap().config.clone()
+        else {
+            panic!("not the signed validator")
+        };
+        assert_eq!(
+            (expected_audience, expected_issuer, clock_skew_s),
+            (vec!["kafka".into(), "other".into()], Some("https://issuer".into()), 30)
+        );
+        let missing =
+            [base[0], base[1], plain, handler, ("sasl.oauthbearer.jwks.endpoint.url", "file:///nonexistent/jwks.json")];
+        let err = BrokerConfig::from_properties(props(&missing)).unwrap_err().to_string();
+        assert!(
+            err.starts_with("invalid value 'file:///nonexistent/jwks.json' for sasl.oauthbearer.jwks.endpoint.url"),
+            "{err}"
+        );
+        let https = [base[0], base[1], plain, handler, ("sasl.oauthbearer.jwks.endpoint.url", "https://idp/jwks")];
+        let err = BrokerConfig::from_properties(props(&https)).unwrap_err();
+        assert!(matches!(err, ConfigError::UnsupportedSecurity { .. }), "{err}");
+        let custom = [
+            base[0],
+            base[1],
+            plain,
+            ("listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class", "com.example.Validator"),
+        ];
+        assert!(matches!(
+            BrokerConfig::from_properties(props(&custom)).unwrap_err(),
+            ConfigError::UnsupportedSecurity { .. }
+        ));
+        // Not between brokers.
+        let inter = [base[0], base[1], plain, ("sasl.mechanism.inter.broker.protocol", "OAUTHBEARER")];
+        let (config, _) = BrokerConfig::from_properties(props(&inter)).unwrap();
+        assert!(config
+            .security
+            .inter_broker
+            .unusable
+            .is_some_and(|(key, _)| key == "sasl.mechanism.inter.broker.protocol"));
     }
 
     #[test]

@@ -135,6 +135,10 @@ impl PeerConnection {
                 let server_final = self.sasl_step(Bytes::from(client_final)).await?;
                 client.verify_server_final(&server_final).map_err(|e| refused(format!("{e:?}")))?;
             }
+            // The configuration refuses OAUTHBEARER as the inter-broker mechanism.
+            SaslMechanism::OAuthBearer => {
+                return Err(refused("OAUTHBEARER between brokers is not implemented".to_string()));
+            }
         }
         Ok(())
     }

@@ -23,6 +23,7 @@ use rivulet_protocol::kafka_protocol::messages::{
 };
 use rivulet_protocol::{ResponseError, ResponseKind};
 
+use super::oauthbearer;
 use super::scram::{self, ScramError, ScramMechanism, ScramServer};
 use super::{SaslListener, SaslMechanism};
 use crate::broker::Broker;
@@ -51,6 +52,13 @@ enum State {
     /// A mechanism is chosen; waiting for its next token.
     Plain,
     Scram(Box<ScramServer>),
+    OAuthBearer,
+    /// The token was refused and the client told why (a JSON error): it must answer with
+    /// `%x01`, then the authentication fails with this message (logged with the reason).
+    OAuthBearerRefused {
+        message: String,
+        reason: String,
+    },
     Complete,
 }
 
@@ -72,6 +80,9 @@ pub struct Authenticator {
     supports_reauthentication: bool,
     /// When the last re-authentication began.
     last_reauthentication: Option<Instant>,
+    /// When the credential presented expires (an OAUTHBEARER token's `exp`): a session
+    /// with a lifetime ends no later (KIP-368).
+    credential_expires: Option<std::time::SystemTime>,
 }
 
 /// Kafka's `MIN_REAUTH_INTERVAL_ONE_SECOND_NANOS`: a client may re-authenticate at most
@@ -103,6 +114,7 @@ impl Authenticator {
             reauthenticating: false,
             supports_reauthentication: false,
             last_reauthentication: None,
+            credential_expires: None,
         }
     }
 
@@ -194,6 +206,7 @@ impl Authenticator {
         self.mechanism = Some(mechanism);
         self.state = match mechanism {
             SaslMechanism::Plain => State::Plain,
+            SaslMechanism::OAuthBearer => State::OAuthBearer,
             SaslMechanism::Scram(m) => match scram::new_server_nonce() {
                 Ok(nonce) => State::Scram(Box::new(ScramServer::new(m, nonce))),
                 Err(e) => return Step::Close(format!("no randomness for a SCRAM nonce: {e}")),
@@ -212,6 +225,14 @@ impl Authenticator {
         let step = match std::mem::replace(&mut self.state, State::Handshake) {
             State::Plain => self.plain(token),
             State::Scram(server) => self.scram(broker, *server, token).await,
+            State::OAuthBearer => self.oauthbearer(token),
+            State::OAuthBearerRefused { message, reason } if token == [0x01] => {
+                let response =
+                    authenticate_response(Some((ResponseError::SaslAuthenticationFailed, message)), Vec::new());
+                Step::Failed(response, reason)
+            }
+            // Anything else after a refusal starts over, as Kafka's server does.
+            State::OAuthBearerRefused { .. } => self.oauthbearer(token),
             state @ (State::Handshake | State::Complete) => {
                 self.state = state;
                 return self.illegal("SaslAuthenticate");
@@ -228,7 +249,13 @@ impl Authenticator {
                 return Step::Failed(response, message);
             }
         }
-        let lifetime_ms = self.mechanism.map_or(0, |m| self.listener.max_reauth_ms(m));
+        let mut lifetime_ms = self.mechanism.map_or(0, |m| self.listener.max_reauth_ms(m));
+        // Kafka's `SaslServerAuthenticator`: with re-authentication on, a session ends when
+        // its credential does, if that is sooner.
+        if let (true, Some(expires)) = (lifetime_ms > 0, self.credential_expires) {
+            let left = expires.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+            lifetime_ms = lifetime_ms.min((left.as_millis() as u64).max(1));
+        }
         self.session_expires = (lifetime_ms > 0).then(|| Instant::now() + Duration::from_millis(lifetime_ms));
         self.supports_reauthentication = version >= 1;
         // The field exists from v1; a v0 client is not told and is cut off at expiry, as
@@ -272,6 +299,48 @@ impl Authenticator {
         }
         self.state = State::Complete;
         Step::Authenticated(authenticate_response(None, Vec::new()), (*user).to_string())
+    }
+
+    /// OAUTHBEARER (RFC 7628): the bearer token of the client's first message, validated
+    /// as the listener says (see [`oauthbearer`]).
+    fn oauthbearer(&mut self, token: &[u8]) -> Step {
+        let generic = || {
+            let message = invalid_credentials_message(SaslMechanism::OAuthBearer);
+            authenticate_response(Some((ResponseError::SaslAuthenticationFailed, message)), Vec::new())
+        };
+        let first = match oauthbearer::parse_client_first(token) {
+            Ok(first) => first,
+            Err(reason) => return Step::Failed(generic(), reason),
+        };
+        let Some(validator) = self.listener.oauthbearer.clone() else {
+            return Step::Failed(generic(), "OAUTHBEARER has no validator on this listener".to_string());
+        };
+        match validator.validate(&first.token) {
+            Ok(valid) => {
+                if !first.authzid.is_empty() && first.authzid != valid.principal {
+                    let message = format!(
+                        "Authentication failed: Client requested an authorization id ({}) that is different from \
+                         the token's principal name ({})",
+                        first.authzid, valid.principal
+                    );
+                    let response = authenticate_response(
+                        Some((ResponseError::SaslAuthenticationFailed, message.clone())),
+                        Vec::new(),
+                    );
+                    return Step::Failed(response, message);
+                }
+                self.credential_expires =
+                    Some(std::time::SystemTime::UNIX_EPOCH + Duration::from_millis(valid.expires_ms));
+                self.state = State::Complete;
+                Step::Authenticated(authenticate_response(None, Vec::new()), valid.principal)
+            }
+            Err(rejection) => {
+                let message = rejection.json();
+                tracing::info!(reason = %rejection.reason, "OAUTHBEARER token refused");
+                self.state = State::OAuthBearerRefused { message: message.clone(), reason: rejection.reason };
+                Step::Continue(authenticate_response(None, message.into_bytes()))
+            }
+        }
     }
 
     async fn scram(&mut self, broker: &Arc<Broker>, mut server: ScramServer, token: &[u8]) -> Step {

@@ -1,5 +1,5 @@
 //! Security of client connections: TLS on `SSL` and `SASL_SSL` listeners ([`tls`]), SASL
-//! (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) on `SASL_PLAINTEXT` and `SASL_SSL` listeners, as
+//! (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER) on `SASL_PLAINTEXT` and `SASL_SSL` listeners, as
 //! Kafka's `SaslServerAuthenticator` runs it (KIP-43, KIP-152), the SCRAM credentials
 //! KIP-554's APIs manage, and the ACL authorizer every handler consults ([`authorizer`]).
 //!
@@ -10,6 +10,7 @@
 pub mod authenticator;
 pub mod authorizer;
 pub mod jaas;
+pub mod oauthbearer;
 pub mod scram;
 pub mod tls;
 
@@ -24,6 +25,7 @@ use scram::ScramMechanism;
 pub enum SaslMechanism {
     Plain,
     Scram(ScramMechanism),
+    OAuthBearer,
 }
 
 impl SaslMechanism {
@@ -31,6 +33,7 @@ impl SaslMechanism {
         match self {
             SaslMechanism::Plain => "PLAIN",
             SaslMechanism::Scram(m) => m.name(),
+            SaslMechanism::OAuthBearer => "OAUTHBEARER",
         }
     }
 
@@ -38,6 +41,8 @@ impl SaslMechanism {
     pub fn from_name(name: &str) -> Option<Self> {
         if name == "PLAIN" {
             Some(SaslMechanism::Plain)
+        } else if name == "OAUTHBEARER" {
+            Some(SaslMechanism::OAuthBearer)
         } else {
             ScramMechanism::from_name(name).map(SaslMechanism::Scram)
         }
@@ -85,6 +90,8 @@ pub struct SaslListener {
     pub plain_users: PlainUsers,
     /// KIP-368's `connections.max.reauth.ms` of each mechanism (0: sessions never expire).
     pub max_reauth_ms: Vec<(SaslMechanism, u64)>,
+    /// How OAUTHBEARER tokens are validated (none unless OAUTHBEARER is on).
+    pub oauthbearer: Option<Arc<oauthbearer::Validator>>,
 }
 
 impl SaslListener {
