@@ -16,6 +16,10 @@ INTERNAL one mapped to SASL_SSL, with certificates made by the test (openssl) fo
   and every acknowledged record is read back exactly once; a transaction over partitions
   led by different brokers commits (markers go broker to broker) and read_committed sees it
   while an aborted one stays invisible.
+- test_controller_failover_and_acl_changes_over_sasl_ssl: an ACL created through one broker
+  lets alice produce to partitions led by each of the three, and deleted through another
+  stops her on every live leader; the controller is killed, a successor is elected, creates
+  a topic that replicates over SASL_SSL, and the killed broker rejoins every ISR.
 - test_scram_between_brokers: SCRAM-SHA-512 between brokers. Before the brokers' SCRAM
   user exists their fetches fail (and say so); once `alter_user_scram_credentials` created
   it, a topic made before it and one made after it both reach all three replicas
@@ -38,8 +42,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
-from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType, AdminClient, NewTopic,
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType, AdminClient, NewTopic,
                                    ResourcePatternType, ResourceType, ScramCredentialInfo, ScramMechanism,
                                    UserScramCredentialUpsertion)
 
@@ -327,6 +331,68 @@ def test_brokers_replicate_over_sasl_ssl(tmp_path, certs):
         producer.abort_transaction(30)
         seen = read_committed(admin_config, "ib-txn", 3, 15)
         assert sorted(seen) == sorted(f"committed-{p}-{i}".encode() for p in range(3) for i in range(5)), seen
+
+
+def test_controller_failover_and_acl_changes_over_sasl_ssl(tmp_path, certs):
+    """ACLs created and deleted through one broker apply on every broker (each leader
+    checks alice's produce); the controller is killed and its successor, elected while
+    brokers talk over SASL_SSL only, creates a topic that replicates; the killed broker
+    comes back into every ISR."""
+    topic = "ctl-acl"
+    with secured_cluster(tmp_path, certs, extra=AUTHORIZER) as cluster:
+        admin_config = internal_client(cluster, certs, "admin")
+        alice = internal_client(cluster, certs, "alice")
+        admin = AdminClient(admin_config)  # must outlive its futures
+        describe_topics = AclBinding(ResourceType.TOPIC, "*", ResourcePatternType.LITERAL, "User:ANONYMOUS", "*",
+                                     AclOperation.DESCRIBE, AclPermissionType.ALLOW)
+        for future in admin.create_acls([describe_topics]).values():
+            future.result(timeout=15)
+        create_topics(admin_config, NewTopic(topic, 3, 3))
+        described = cluster.wait_for_full_isr(topic, 3)
+        assert sorted(d["leader"] for d in described.values()) == [1, 2, 3], described
+
+        def alice_writes_everywhere() -> bool:
+            results = [r for p in range(3) for r in produce(alice, topic, [b"a"], p, timeout=15)]
+            return not failed(results)
+
+        def alice_refused_everywhere() -> bool:
+            results = [r for p in range(3) for r in produce(alice, topic, [b"a"], p, timeout=15)]
+            return len(failed(results)) == 3 and all(
+                r[2].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED for r in failed(results))
+
+        assert alice_refused_everywhere()
+        # Created through broker 1's INTERNAL listener only.
+        via_one = AdminClient({**admin_config, "bootstrap.servers": f"127.0.0.1:{cluster.broker(1).internal_port}"})
+        write = AclBinding(ResourceType.TOPIC, "ctl-", ResourcePatternType.PREFIXED, "User:alice", "*",
+                           AclOperation.WRITE, AclPermissionType.ALLOW)
+        for future in via_one.create_acls([write]).values():
+            future.result(timeout=15)
+        wait_for(alice_writes_everywhere, 15, "alice's WRITE to apply on the leaders of all three partitions")
+
+        # The controller goes; another broker is elected and creates a topic that replicates.
+        epoch, controller = wait_for(cluster.controller, 15, "a controller")
+        cluster.kill(controller)
+        new_epoch, new_controller = wait_for(
+            lambda: (c := cluster.controller()) and c[0] > epoch and c or None, 30, "a new controller")
+        assert new_controller != controller
+        print(f"broker {new_controller} took over from broker {controller} (controller epoch {new_epoch})")
+        create_topics(admin_config, NewTopic("ctl-after-failover", 2, 2))
+        cluster.wait_for_full_isr("ctl-after-failover", 2, replication_factor=2, timeout=30)
+        results = [r for p in range(2) for r in produce(alice, "ctl-after-failover", [f"x{p}".encode()], p)]
+        assert not failed(results), results
+
+        # Deleted through another broker: refused again on every live leader.
+        other = next(n for n in (1, 2, 3) if n not in (1, controller))
+        via_other = AdminClient({**admin_config, "bootstrap.servers": f"127.0.0.1:{cluster.broker(other).internal_port}"})
+        for future in via_other.delete_acls([AclBindingFilter(ResourceType.TOPIC, "ctl-", ResourcePatternType.PREFIXED,
+                                                              "User:alice", "*", AclOperation.WRITE,
+                                                              AclPermissionType.ALLOW)]).values():
+            assert len(future.result(timeout=15)) == 1
+        wait_for(lambda: cluster.leader_of(topic, 0) != controller and alice_refused_everywhere(), 30,
+                 "alice refused again once the ACL is deleted")
+
+        cluster.start(controller)
+        cluster.wait_for_full_isr(topic, 3, timeout=45)
 
 
 def test_scram_between_brokers(tmp_path, certs):
