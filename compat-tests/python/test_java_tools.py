@@ -150,3 +150,38 @@ def test_kafka_topics_alter_adds_partitions(broker):
     consumed = subprocess.run(["kcat", "-b", broker.bootstrap, "-t", "growing", "-p", "4", "-C", "-e", "-o", "beginning", "-q"],
                               capture_output=True, timeout=60)
     assert consumed.stdout.decode().splitlines() == ["in-new-partition"]
+
+
+def test_kafka_topics_describe_pages_through_describe_topic_partitions(tmp_path):
+    """`kafka-topics --describe` (Kafka 4 AdminClient) uses DescribeTopicPartitions and
+    follows its cursor: with 7 partitions a page, three topics of 30, 12 and 1 partitions
+    take 7 requests (43 partitions, a page boundary inside every big topic), and every
+    partition is listed once."""
+    import urllib.request
+
+    from conftest import Broker, free_port
+
+    metrics_port = free_port()
+    broker = Broker(tmp_path, extra=[f"rivulet.metrics.listener=127.0.0.1:{metrics_port}"]).start()
+    try:
+        sizes = {"paged-a": 30, "paged-b": 12, "paged-c": 1}
+        for topic, partitions in sizes.items():
+            assert kafka_topics(broker, "--create", "--topic", topic, "--partitions", str(partitions)).returncode == 0
+
+        def requests() -> float:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+            return sum(float(l.split()[-1]) for l in text.splitlines()
+                       if l.startswith("kafka_network_requestmetrics_requests_total")
+                       and 'request="DescribeTopicPartitions"' in l)
+
+        before = requests()
+        out = kafka_topics(broker, "--describe", "--topic", "paged-.*", "--partition-size-limit-per-response", "7")
+        assert out.returncode == 0, out.stderr
+        listed = [(l.split("Topic: ")[1].split("\t")[0], int(l.split("Partition: ")[1].split("\t")[0]))
+                  for l in out.stdout.splitlines() if "\tPartition: " in l]
+        # The tool prints topics in its own order; each topic's partitions in order, once.
+        assert sorted(listed) == [(t, p) for t, n in sizes.items() for p in range(n)], out.stdout
+        assert all(listed[i] < listed[i + 1] for i in range(len(listed) - 1) if listed[i][0] == listed[i + 1][0])
+        assert requests() - before == 7, (requests() - before, out.stdout)
+    finally:
+        broker.kill()

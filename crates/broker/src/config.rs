@@ -114,6 +114,9 @@ pub struct BrokerConfig {
     pub offsets_retention_minutes: u64,
     /// `offset.metadata.max.bytes`
     pub offset_metadata_max_bytes: usize,
+    /// `max.request.partition.size.limit`: the most partitions one DescribeTopicPartitions
+    /// response holds (Kafka's default 2,000).
+    pub max_request_partition_size_limit: i32,
     /// `metadata.store`: `None` keeps metadata in the broker's own RocksDB; an
     /// `etcd://host:port[,host:port][/root]` URL keeps it in etcd.
     pub metadata_store: Option<rivulet_metadata::EtcdLocation>,
@@ -264,6 +267,7 @@ const KNOWN_KEYS: &[&str] = &[
     "transaction.max.timeout.ms",
     "transaction.abort.timed.out.transaction.cleanup.interval.ms",
     "offset.metadata.max.bytes",
+    "max.request.partition.size.limit",
     "offsets.topic.replication.factor",
     "transaction.state.log.replication.factor",
     "min.insync.replicas",
@@ -1139,6 +1143,8 @@ impl BrokerConfig {
                 .map_or(Ok(10_080), |v| parse_positive("offsets.retention.minutes", v))?,
             offset_metadata_max_bytes: get("offset.metadata.max.bytes")
                 .map_or(Ok(4096), |v| parse_non_negative("offset.metadata.max.bytes", v))?,
+            max_request_partition_size_limit: get("max.request.partition.size.limit")
+                .map_or(Ok(2000), |v| parse_positive("max.request.partition.size.limit", v))?,
             metadata_store: match get("metadata.store") {
                 None | Some("") | Some("embedded") => None,
                 Some(v) => {
@@ -1343,6 +1349,7 @@ impl BrokerConfig {
             ("offsets.topic.num.partitions", self.offsets_topic_num_partitions.to_string()),
             ("offsets.retention.minutes", self.offsets_retention_minutes.to_string()),
             ("offset.metadata.max.bytes", self.offset_metadata_max_bytes.to_string()),
+            ("max.request.partition.size.limit", self.max_request_partition_size_limit.to_string()),
             (
                 "metadata.store",
                 self.metadata_store.as_ref().map_or_else(

@@ -35,6 +35,7 @@ mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
 mod describe_quorum;
+mod describe_topic_partitions;
 mod describe_transactions;
 mod describe_user_scram_credentials;
 mod elect_leaders;
@@ -127,6 +128,7 @@ macro_rules! dispatch_table {
 dispatch_table! {
     ApiVersions => api_versions,
     Metadata => metadata.await,
+    DescribeTopicPartitions => describe_topic_partitions,
     Produce => produce.await,
     Fetch => fetch.await,
     ListOffsets => list_offsets,
