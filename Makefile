@@ -12,7 +12,7 @@ DATA_DIR ?= $(CURDIR)/data
 # Everything is built with the release profile only: RocksDB (C++) compiles once.
 CARGO_FLAGS := --release --locked
 
-.PHONY: all build run test test-rust test-compat lint fmt deps-build deps-etcd deps-test deps-fuzz compat chaos soak fuzz test-fuzz fuzz-seed bench bench-cluster bench-cleaner clean
+.PHONY: all build run test test-rust test-compat lint fmt deps-build deps-etcd deps-test deps-fuzz compat chaos soak fuzz test-fuzz fuzz-seed bench bench-cluster bench-cleaner bench-ssl clean
 
 all: build
 
@@ -119,6 +119,12 @@ bench-cluster: build deps-test deps-etcd
 ## writes bench/results/cleaner.json.
 bench-cleaner: build deps-test
 	RIVULET_BIN=$(BIN) $(VENV)/bin/python bench/cleaner.py
+
+## bench-ssl: Rivulet and Apache Kafka 4.3.1 side by side, each with a PLAINTEXT and an SSL
+## listener: produce and consume throughput, p99 and broker CPU per GiB over TLS beside
+## PLAINTEXT (RECORDS, RUNS); writes bench/results/ssl.json.
+bench-ssl: build deps-test
+	RIVULET_BIN=$(BIN) $(VENV)/bin/python bench/tls.py
 
 ## bench-produce: Rivulet alone with ProducerPerformance (1,000,000 x 1 KiB, acks=1).
 bench-produce: build deps-test

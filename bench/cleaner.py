@@ -16,81 +16,34 @@ nothing would be cleaned in a run of this size); Rivulet needs no segments. Size
 Prints a Markdown table and writes bench/results/cleaner.json.
 """
 
-import base64
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+import brokers
+from brokers import TOOLS, free_port, wait_port
+
 HERE = Path(__file__).resolve().parent
-CACHE = Path(os.environ.get("RIVULET_CACHE", Path.home() / ".cache" / "rivulet"))
-BIN = Path(os.environ.get("RIVULET_BIN", Path(os.environ.get("CARGO_TARGET_DIR", CACHE / "target")) / "release" / "rivulet"))
-TOOLS = CACHE / "java-lib"
-KAFKA_LIB = CACHE / "kafka-lib"
 RECORDS = int(os.environ.get("RECORDS", "300000"))
 KEYS = 5000
 VALUE = b"v" * 100
 RUNS = 3
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def start_rivulet(work: Path, port: int):
+    return brokers.start_rivulet(work, port, {"log.cleaner.backoff.ms": 500})
 
 
-def wait_port(port: int, proc: subprocess.Popen, what: str):
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        assert proc.poll() is None, f"{what} exited"
-        try:
-            admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"})
-            admin.list_topics(timeout=2)
-            return
-        except Exception:  # noqa: BLE001 - not up yet
-            time.sleep(0.2)
-    raise RuntimeError(f"{what} did not start")
-
-
-def start_rivulet(work: Path, port: int) -> subprocess.Popen:
-    log = open(work / "rivulet.log", "wb")
-    return subprocess.Popen([str(BIN), "--override", f"listeners=PLAINTEXT://127.0.0.1:{port}",
-                             "--override", f"log.dirs={work / 'rivulet-data'}",
-                             "--override", "log.cleaner.backoff.ms=500"], stdout=subprocess.DEVNULL, stderr=log)
-
-
-def start_kafka(work: Path, port: int) -> subprocess.Popen:
-    controller = free_port()
-    props = work / "kafka.properties"
-    props.write_text(f"""process.roles=broker,controller
-node.id=1
-controller.quorum.bootstrap.servers=127.0.0.1:{controller}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
-controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-log.dirs={work / 'kafka-data'}
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-log.cleaner.backoff.ms=500
-""")
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-    subprocess.run(["java", "-cp", f"{KAFKA_LIB}/*", "kafka.tools.StorageTool", "format", "-t", cluster_id,
-                    "-c", str(props), "--standalone"], check=True, capture_output=True)
-    log = open(work / "kafka.log", "wb")
-    # The JVM settings of Kafka's own start script (kafka-server-start.sh).
-    return subprocess.Popen(["java", "-Xmx1G", "-Xms1G", "-cp", f"{KAFKA_LIB}/*", "kafka.Kafka", str(props)],
-                            stdout=log, stderr=log)
+def start_kafka(work: Path, port: int):
+    return brokers.start_kafka(work, port, {"log.cleaner.backoff.ms": 500})
 
 
 def produce(bootstrap: str, topic: str) -> float:
@@ -154,8 +107,7 @@ def run(name: str, start, work: Path) -> dict:
                     reclaim.append({"before": before, "after": after, "seconds": seconds})
         return {"produce_rec_s": produce_rates, "reclaim": reclaim}
     finally:
-        proc.kill()
-        proc.wait()
+        brokers.stop(proc)
 
 
 def main():
