@@ -608,10 +608,11 @@ fn resolve_security(props: &BTreeMap<String, String>, listeners: &[Listener]) ->
             }
             SecurityProtocol::Ssl | SecurityProtocol::SaslSsl => {
                 let tls = tls::resolve(props, &listener.name, &mut used).map_err(|e| {
+                    let reason = format!("listener {}: {}", listener.name, e.reason);
                     if e.unsupported {
-                        ConfigError::UnsupportedSecurity { key: e.key, value: e.value, reason: e.reason }
+                        ConfigError::UnsupportedSecurity { key: e.key, value: e.value, reason }
                     } else {
-                        ConfigError::Invalid { key: e.key, value: e.value, reason: e.reason }
+                        ConfigError::Invalid { key: e.key, value: e.value, reason }
                     }
                 })?;
                 security.tls.insert(listener.name.clone(), Arc::new(tls));
@@ -637,7 +638,7 @@ fn resolve_security(props: &BTreeMap<String, String>, listeners: &[Listener]) ->
                 "no listener is SSL or SASL_SSL, so no TLS setting would be enforced".to_string()
             } else {
                 "this setting is not implemented (authorizers, re-authentication, delegation tokens, SASL \
-                 mechanisms other than PLAIN and SCRAM, and TLS settings other than PEM stores are not)"
+                 mechanisms other than PLAIN and SCRAM, and TLS settings other than PEM and PKCS12 stores are not)"
                     .to_string()
             };
             let shown = if is_sensitive(key) { "(hidden)" } else { value };
@@ -715,7 +716,8 @@ fn resolve_inter_broker(
                 "ssl.truststore.location".into(),
                 format!(
                     "the inter-broker listener {} is {}: brokers verify each other's certificates against its \
-                     truststore (ssl.truststore.type=PEM with ssl.truststore.location or ssl.truststore.certificates)",
+                     truststore (ssl.truststore.type=PEM or PKCS12 with ssl.truststore.location, or PEM \
+                     ssl.truststore.certificates)",
                     listener.name,
                     protocol.name()
                 ),
@@ -1312,9 +1314,9 @@ mod tests {
     #[test]
     fn unenforced_security_settings_stop_the_broker() {
         let cases: &[(&[(&str, &str)], &str)] = &[
-            // TLS needs a PEM key store; Kafka's default store type (JKS) is not read.
+            // TLS needs a PEM or PKCS12 key store; Kafka's default store type (JKS) is not read.
             (&[("listeners", "SSL://:9093")], "ssl.keystore.type"),
-            (&[("listeners", "SSL://:9093"), ("ssl.keystore.type", "PKCS12")], "ssl.keystore.type"),
+            (&[("listeners", "SSL://:9093"), ("ssl.keystore.type", "JKS")], "ssl.keystore.type"),
             // Kafka's default mechanism, GSSAPI, is not served: one must be chosen.
             (&[("listeners", "PLAINTEXT://:9092,SASL_PLAINTEXT://:9094")], "sasl.enabled.mechanisms"),
             (
@@ -1381,6 +1383,35 @@ mod tests {
             BrokerConfig::from_properties(props(&[("authorizer.class.name", STANDARD), ("super.users", "admin")]))
                 .unwrap_err();
         assert!(matches!(err, ConfigError::Invalid { .. }), "{err}");
+    }
+
+    #[test]
+    fn pkcs12_store_passwords_stay_out_of_debug_and_errors_name_the_listener() {
+        let store = |name: &str| format!("{}/src/security/testdata/{name}", env!("CARGO_MANIFEST_DIR"));
+        let (keystore, truststore) = (store("keytool-keystore.p12"), store("keytool-truststore.p12"));
+        let pairs = [
+            ("listeners", "PLAINTEXT://:9092,EXTERNAL://:9093"),
+            ("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,EXTERNAL:SSL"),
+            ("listener.name.external.ssl.keystore.type", "PKCS12"),
+            ("listener.name.external.ssl.keystore.location", &keystore),
+            ("listener.name.external.ssl.keystore.password", "store-secret"),
+            ("listener.name.external.ssl.truststore.type", "PKCS12"),
+            ("listener.name.external.ssl.truststore.location", &truststore),
+            ("listener.name.external.ssl.truststore.password", "trust-secret"),
+            ("listener.name.external.ssl.client.auth", "required"),
+        ];
+        let (config, unknown) = BrokerConfig::from_properties(props(&pairs)).unwrap();
+        assert!(unknown.is_empty(), "{unknown:?}");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("store-secret") && !shown.contains("trust-secret"), "{shown}");
+        let mut wrong = pairs;
+        wrong[4].1 = "not-the-password";
+        let err = BrokerConfig::from_properties(props(&wrong)).unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { .. }), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("listener.name.external.ssl.keystore.password"), "{message}");
+        assert!(message.contains("listener EXTERNAL"), "{message}");
+        assert!(!message.contains("not-the-password"), "{message}");
     }
 
     #[test]

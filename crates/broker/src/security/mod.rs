@@ -10,6 +10,7 @@
 pub mod authenticator;
 pub mod authorizer;
 pub mod jaas;
+pub mod pkcs12;
 pub mod scram;
 pub mod tls;
 
