@@ -554,6 +554,225 @@ fn truststore(settings: &mut Settings<'_>) -> Result<Option<RootCertStore>, TlsC
     Ok(Some(roots))
 }
 
+/// The `metadata.store.ssl.*` keys: TLS towards etcd, named after Kafka's
+/// `zookeeper.ssl.*` settings for ZooKeeper, whose role etcd takes.
+pub const METADATA_STORE_TLS_KEYS: &[&str] = &[
+    "metadata.store.ssl.client.enable",
+    "metadata.store.ssl.truststore.location",
+    "metadata.store.ssl.truststore.type",
+    "metadata.store.ssl.truststore.password",
+    "metadata.store.ssl.keystore.location",
+    "metadata.store.ssl.keystore.type",
+    "metadata.store.ssl.keystore.password",
+    "metadata.store.ssl.endpoint.identification.algorithm",
+];
+
+/// TLS towards etcd (`metadata.store.ssl.*`), as Kafka's ZooKeeper client takes
+/// `zookeeper.ssl.*`: `metadata.store.ssl.client.enable=true` turns it on; etcd's
+/// certificate is verified against `metadata.store.ssl.truststore.location` (required) and,
+/// unless `metadata.store.ssl.endpoint.identification.algorithm` is empty, must name the
+/// host it is reached at; `metadata.store.ssl.keystore.location` is the broker's certificate
+/// for etcd's `--client-cert-auth`. Stores are PEM or PKCS12: `….type`, or without it the
+/// file name tells, as ZooKeeper's client reads it (`.p12`, `.pfx`: PKCS12; `.jks`: JKS,
+/// refused; anything else PEM). `None` when TLS is off; any other `metadata.store.ssl.*`
+/// key, or one set while TLS is off, is refused (fail closed: never plaintext to an etcd
+/// the operator meant to reach over TLS).
+pub fn metadata_store_tls(
+    props: &BTreeMap<String, String>,
+) -> Result<Option<rivulet_metadata::EtcdTls>, TlsConfigError> {
+    const ENABLE: &str = "metadata.store.ssl.client.enable";
+    let set: Vec<(&str, &str)> = props
+        .iter()
+        .filter(|(k, _)| k.starts_with("metadata.store.ssl."))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    if let Some((key, value)) = set.iter().find(|(k, _)| !METADATA_STORE_TLS_KEYS.contains(k)) {
+        return Err(TlsConfigError::unsupported(
+            key,
+            value,
+            format!("not a TLS setting for etcd that Rivulet reads ({})", METADATA_STORE_TLS_KEYS.join(", ")),
+        ));
+    }
+    let enabled = match props.get(ENABLE).map(|v| v.trim().to_ascii_lowercase()) {
+        None => false,
+        Some(v) if v == "true" => true,
+        Some(v) if v == "false" => false,
+        Some(v) => return Err(TlsConfigError::new(ENABLE, &v, "expected true or false")),
+    };
+    if !enabled {
+        if let Some((key, value)) = set.iter().find(|(k, _)| *k != ENABLE) {
+            return Err(TlsConfigError::new(
+                key,
+                value,
+                format!("TLS to etcd is off ({ENABLE} is not true), so this setting would not be enforced"),
+            ));
+        }
+        return Ok(None);
+    }
+    let get = |key: &'static str| props.get(key).map(|v| (key, v.as_str()));
+
+    let verify_host_name = match get("metadata.store.ssl.endpoint.identification.algorithm") {
+        None => true,
+        Some((key, value)) => match value.trim().to_ascii_lowercase().as_str() {
+            "https" => true,
+            "" => false,
+            _ => return Err(TlsConfigError::new(key, value, "expected HTTPS or empty")),
+        },
+    };
+
+    let Some((location_key, path)) = get("metadata.store.ssl.truststore.location") else {
+        return Err(TlsConfigError::new(
+            "metadata.store.ssl.truststore.location",
+            "",
+            "TLS to etcd needs the CA certificates etcd's certificate is verified against",
+        ));
+    };
+    let password = get("metadata.store.ssl.truststore.password");
+    let trust_anchors = match file_store_type(get("metadata.store.ssl.truststore.type"), location_key, path)? {
+        StoreType::Pem => {
+            if let Some((key, value)) = password {
+                return Err(TlsConfigError::new(key, value, "a PEM truststore has no password"));
+            }
+            let pem = read_file(location_key, path)?;
+            let certs = CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| TlsConfigError::new(location_key, path, format!("unreadable: {e}")))?;
+            if certs.is_empty() {
+                return Err(TlsConfigError::new(location_key, path, "no certificate found in the truststore"));
+            }
+            certs
+        }
+        StoreType::Pkcs12 => {
+            let store = read_file(location_key, path)?;
+            let (password_key, password) = password.unwrap_or(("", ""));
+            crate::security::pkcs12::trust_anchors(&store, password).map_err(|e| {
+                if password_key.is_empty() && matches!(e, crate::security::pkcs12::Pkcs12Error::WrongPassword) {
+                    TlsConfigError::new(
+                        "metadata.store.ssl.truststore.password",
+                        "",
+                        format!("the PKCS12 truststore {path} cannot be opened without its password: set it"),
+                    )
+                } else {
+                    pkcs12_error(e, "truststore", path, location_key, password_key)
+                }
+            })?
+        }
+    };
+
+    let identity = match get("metadata.store.ssl.keystore.location") {
+        None => {
+            for key in ["metadata.store.ssl.keystore.type", "metadata.store.ssl.keystore.password"] {
+                if let Some((key, value)) = get(key) {
+                    return Err(TlsConfigError::new(key, value, "needs metadata.store.ssl.keystore.location"));
+                }
+            }
+            None
+        }
+        Some((location_key, path)) => {
+            let password = get("metadata.store.ssl.keystore.password");
+            let (certs, key) = match file_store_type(get("metadata.store.ssl.keystore.type"), location_key, path)? {
+                StoreType::Pem => {
+                    if let Some((key, value)) = password {
+                        return Err(TlsConfigError::unsupported(
+                            key,
+                            value,
+                            "encrypted PEM keys are not supported: give the key unencrypted in a file only the broker \
+                             can read, or use a PKCS12 key store",
+                        ));
+                    }
+                    let pem = read_file(location_key, path)?;
+                    let certs = CertificateDer::pem_slice_iter(&pem)
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| TlsConfigError::new(location_key, path, format!("unreadable: {e}")))?;
+                    if certs.is_empty() {
+                        return Err(TlsConfigError::new(location_key, path, "no certificate found in the key store"));
+                    }
+                    let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+                        TlsConfigError::new(location_key, path, format!("no unencrypted private key found ({e})"))
+                    })?;
+                    (certs, key)
+                }
+                StoreType::Pkcs12 => {
+                    let Some((password_key, password)) = password else {
+                        return Err(TlsConfigError::new(
+                            "metadata.store.ssl.keystore.password",
+                            "",
+                            format!("the PKCS12 key store {path} needs its password"),
+                        ));
+                    };
+                    let store = read_file(location_key, path)?;
+                    let (_, certs, key) = crate::security::pkcs12::key_entry(&store, password)
+                        .map_err(|e| pkcs12_error(e, "key store", path, location_key, password_key))?;
+                    (certs, key)
+                }
+            };
+            let signer = rustls::crypto::ring::sign::any_supported_type(&key)
+                .map_err(|e| TlsConfigError::new(location_key, path, format!("unusable private key: {e}")))?;
+            rustls::sign::CertifiedKey::new(certs.clone(), signer).keys_match().map_err(|e| {
+                TlsConfigError::new(location_key, path, format!("the key does not fit the certificate chain: {e}"))
+            })?;
+            let chain: String = certs.iter().map(|c| pem("CERTIFICATE", c.as_ref())).collect();
+            let key = match &key {
+                PrivateKeyDer::Pkcs1(k) => pem("RSA PRIVATE KEY", k.secret_pkcs1_der()),
+                PrivateKeyDer::Sec1(k) => pem("EC PRIVATE KEY", k.secret_sec1_der()),
+                PrivateKeyDer::Pkcs8(k) => pem("PRIVATE KEY", k.secret_pkcs8_der()),
+                _ => return Err(TlsConfigError::new(location_key, path, "unsupported private key format")),
+            };
+            Some((chain, key))
+        }
+    };
+    Ok(Some(rivulet_metadata::EtcdTls {
+        trust_anchors: trust_anchors.into_iter().map(|c| c.to_vec()).collect(),
+        identity,
+        verify_host_name,
+    }))
+}
+
+/// A store's type from its `type` setting, else from its file name as ZooKeeper's client
+/// tells it (`.p12`/`.pfx` PKCS12, `.jks` JKS, anything else PEM).
+fn file_store_type(
+    type_setting: Option<(&str, &str)>,
+    location_key: &str,
+    path: &str,
+) -> Result<StoreType, TlsConfigError> {
+    let (key, value) = match type_setting {
+        Some(setting) => setting,
+        None => {
+            let lower = path.to_ascii_lowercase();
+            if lower.ends_with(".p12") || lower.ends_with(".pfx") {
+                return Ok(StoreType::Pkcs12);
+            }
+            if !lower.ends_with(".jks") {
+                return Ok(StoreType::Pem);
+            }
+            (location_key, path)
+        }
+    };
+    match value.trim().to_ascii_uppercase().as_str() {
+        "PEM" => Ok(StoreType::Pem),
+        "PKCS12" => Ok(StoreType::Pkcs12),
+        _ if key == location_key || value.trim().eq_ignore_ascii_case("JKS") => Err(TlsConfigError::unsupported(
+            key,
+            value,
+            "JKS stores are not read: use PEM or PKCS12 (`keytool -importkeystore -deststoretype PKCS12`)",
+        )),
+        _ => Err(TlsConfigError::unsupported(key, value, "only PEM and PKCS12 stores are read")),
+    }
+}
+
+/// `der` as a PEM block labelled `label`.
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in encoded.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
 /// The principal name of a verified client certificate: its subject as RFC 2253 writes
 /// it (`CN=app,OU=payments,O=team`, the most specific part first), which is what Kafka's
 /// `DefaultKafkaPrincipalBuilder` takes from `X500Principal.getName()`.
