@@ -73,13 +73,15 @@ def wait_for(predicate, timeout: float = 15, what: str = "condition", show=None,
 class Cluster:
     """Etcd plus brokers 1..3 with CLUSTER_SETTINGS and `extra`; use it as a context manager."""
 
-    def __init__(self, tmp_path: Path, extra=(), root: str = "cluster", proxies: bool = False):
+    def __init__(self, tmp_path: Path, extra=(), root: str = "cluster", proxies: bool = False,
+                 etcd_tls: Path | None = None):
         """With `proxies`, each broker reaches etcd through a proxy of its own and advertises
         a proxy in front of its listener (which clients and the other brokers then use), so
-        `partition()` can cut it off (see netproxy.py)."""
+        `partition()` can cut it off (see netproxy.py). With `etcd_tls`, etcd serves TLS
+        (see `conftest.Etcd`): `extra` then carries the brokers' metadata.store.ssl.* settings."""
         etcd_dir = tmp_path / "etcd"
         etcd_dir.mkdir(parents=True, exist_ok=True)
-        self.etcd = Etcd(etcd_dir)
+        self.etcd = Etcd(etcd_dir, tls=etcd_tls)
         settings = (f"metadata.store={self.etcd.url(root)}", *CLUSTER_SETTINGS, *extra)
         self.brokers = {}
         self.paused = set()

@@ -91,16 +91,25 @@ class Broker:
 class Etcd:
     """An `etcd` server (Debian's etcd-server) on free loopback ports; `stop()` kills it and
     `start()` brings it back on the same ports and data. `Etcd(path, start=False)` only
-    picks the ports, so a broker can be started before its etcd."""
+    picks the ports, so a broker can be started before its etcd.
 
-    def __init__(self, data_dir: Path, start: bool = True):
+    With `tls` (a directory holding `ca.pem`, `etcd.pem`, `etcd.key`, `client.pem` and
+    `client.key`) it serves clients over TLS only and requires their certificates
+    (`--client-cert-auth`); peers stay on plain loopback."""
+
+    def __init__(self, data_dir: Path, start: bool = True, tls: Path | None = None):
         self.client_port, peer_port = free_port(), free_port()
-        client, peer = f"http://127.0.0.1:{self.client_port}", f"http://127.0.0.1:{peer_port}"
+        self.tls = tls
+        scheme = "https" if tls else "http"
+        client, peer = f"{scheme}://127.0.0.1:{self.client_port}", f"http://127.0.0.1:{peer_port}"
         self.log_path = data_dir / "etcd.log"
         self.args = ["etcd", "--name", "test", "--data-dir", str(data_dir / "etcd-data"),
                      "--listen-client-urls", client, "--advertise-client-urls", client,
                      "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                      "--initial-cluster", f"test={peer}"]
+        if tls:
+            self.args += ["--cert-file", str(tls / "etcd.pem"), "--key-file", str(tls / "etcd.key"),
+                          "--trusted-ca-file", str(tls / "ca.pem"), "--client-cert-auth"]
         self.proc = None
         if start:
             self.start()
@@ -120,9 +129,18 @@ class Etcd:
 
     def healthy(self) -> bool:
         """Whether `GET /health` says etcd has a leader and serves reads."""
-        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via an http_proxy
+        handlers = [urllib.request.ProxyHandler({})]  # never via an http_proxy
+        scheme = "http"
+        if self.tls:
+            import ssl
+            context = ssl.create_default_context(cafile=str(self.tls / "ca.pem"))
+            context.check_hostname = False  # a probe only: tests may give etcd a certificate for another host
+            context.load_cert_chain(str(self.tls / "client.pem"), str(self.tls / "client.key"))
+            handlers.append(urllib.request.HTTPSHandler(context=context))
+            scheme = "https"
+        direct = urllib.request.build_opener(*handlers)
         try:
-            with direct.open(f"http://127.0.0.1:{self.client_port}/health", timeout=1) as response:
+            with direct.open(f"{scheme}://127.0.0.1:{self.client_port}/health", timeout=1) as response:
                 return b'"health":"true"' in response.read()
         except OSError:
             return False

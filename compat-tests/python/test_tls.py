@@ -1,7 +1,9 @@
 """TLS on SSL and SASL_SSL listeners, with certificates made by the test (openssl) and
 real clients over real sockets: confluent-kafka, Kafka 4.3.1's Java tools with a PEM
 truststore, mutual TLS naming the client by its certificate, SASL PLAIN over TLS, and the
-failures a broker must survive (a plaintext client on the TLS port, a cut handshake)."""
+failures a broker must survive (a plaintext client on the TLS port, a cut handshake).
+PKCS12 stores as `openssl pkcs12 -export` and Java 17's keytool make them serve the broker
+and the Java tools, and a wrong store password stops the broker naming the setting."""
 
 import socket
 import subprocess
@@ -13,7 +15,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from conftest import Broker, free_port, java
+from conftest import RIVULET_BIN, Broker, free_port, java
 
 PLAIN_JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
               'user_alice="alice-secret";')
@@ -45,12 +47,16 @@ def certs(tmp_path_factory) -> Path:
     return d
 
 
-def tls_broker(tmp_path, certs: Path, *extra: str, protocol: str = "SSL") -> Broker:
+def tls_broker(tmp_path, certs: Path, *extra: str, protocol: str = "SSL",
+               keystore: tuple[str, ...] | None = None) -> Broker:
+    """A broker with a PLAINTEXT and a `protocol` listener; its key store is `broker.pem`
+    unless `keystore` gives the ssl.keystore.* settings."""
     tls_port = free_port()
     broker = Broker(tmp_path)
     listeners = f"PLAINTEXT://127.0.0.1:{broker.port},{protocol}://127.0.0.1:{tls_port}"
-    broker.extra = [f"listeners={listeners}", f"advertised.listeners={listeners}",
-                    "ssl.keystore.type=PEM", f"ssl.keystore.location={certs / 'broker.pem'}", *extra]
+    if keystore is None:
+        keystore = ("ssl.keystore.type=PEM", f"ssl.keystore.location={certs / 'broker.pem'}")
+    broker.extra = [f"listeners={listeners}", f"advertised.listeners={listeners}", *keystore, *extra]
     broker.tls_bootstrap = f"127.0.0.1:{tls_port}"
     return broker.start()
 
@@ -157,3 +163,107 @@ def test_sasl_plain_over_tls(tmp_path, certs):
         assert cannot_connect(ssl_client(broker, certs))
     finally:
         broker.kill()
+
+
+STORE_PASSWORD = "st0re-Secret"
+
+
+def keytool(*args: str, cwd: Path):
+    out = subprocess.run(["keytool", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def pkcs12_keystore(certs: Path, name: str) -> Path:
+    """`name`'s key and certificate chain (with the CA) as `openssl pkcs12 -export` writes a
+    store by default (OpenSSL 3: PBES2, AES-256, HMAC-SHA256)."""
+    store = certs / f"{name}.p12"
+    if not store.exists():
+        openssl("pkcs12", "-export", "-inkey", f"{name}.key", "-in", f"{name}.pem", "-certfile", "ca.pem",
+                "-name", name, "-out", store.name, "-passout", f"pass:{STORE_PASSWORD}", cwd=certs)
+    return store
+
+
+def pkcs12_settings(store: Path, prefix: str = "") -> tuple[str, ...]:
+    return (f"{prefix}ssl.keystore.type=PKCS12", f"{prefix}ssl.keystore.location={store}",
+            f"{prefix}ssl.keystore.password={STORE_PASSWORD}")
+
+
+def test_pkcs12_key_store_made_by_openssl_serves_confluent_kafka(tmp_path, certs):
+    # Per listener, as Kafka allows: the global PEM settings are overridden for the SSL listener.
+    keystore = ("ssl.keystore.type=PEM", f"ssl.keystore.location={certs / 'broker.pem'}",
+                *pkcs12_settings(pkcs12_keystore(certs, "server"), prefix="listener.name.ssl."))
+    broker = tls_broker(tmp_path, certs, keystore=keystore)
+    try:
+        assert round_trip(ssl_client(broker, certs)) == [f"v{i}".encode() for i in range(20)]
+    finally:
+        broker.kill()
+
+
+@pytest.fixture(scope="module")
+def keytool_stores(certs, tmp_path_factory) -> Path:
+    """Stores as Kafka's documentation has them made with Java 17's keytool: the broker's
+    key pair generated in a PKCS12 key store, its certificate signed by the CA and imported
+    back with the CA's; a PKCS12 truststore holding the CA (Java's trusted-certificate
+    entries). Plus the client's key store, exported by openssl, for the Java tools."""
+    d = tmp_path_factory.mktemp("keytool")
+    store = ["-storetype", "PKCS12", "-keystore", "broker.p12", "-storepass", STORE_PASSWORD]
+    keytool("-genkeypair", "-alias", "broker", "-keyalg", "EC", "-groupname", "secp256r1", "-validity", "2",
+            "-dname", "CN=localhost", *store, cwd=d)
+    keytool("-certreq", "-alias", "broker", "-file", "broker.csr", *store, cwd=d)
+    (d / "broker.ext").write_text("basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+                                  "subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl("x509", "-req", "-in", str(d / "broker.csr"), "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", str(d / "broker-signed.pem"), "-days", "2", "-extfile", str(d / "broker.ext"), cwd=certs)
+    keytool("-importcert", "-noprompt", "-alias", "ca", "-file", str(certs / "ca.pem"), *store, cwd=d)
+    keytool("-importcert", "-noprompt", "-alias", "broker", "-file", "broker-signed.pem", *store, cwd=d)
+    keytool("-importcert", "-noprompt", "-alias", "ca", "-file", str(certs / "ca.pem"), "-storetype", "PKCS12",
+            "-keystore", "truststore.p12", "-storepass", STORE_PASSWORD, cwd=d)
+    pkcs12_keystore(certs, "client")
+    return d
+
+
+def test_keytool_pkcs12_stores_serve_mutual_tls_to_confluent_kafka_and_the_java_tools(tmp_path, certs,
+                                                                                       keytool_stores, monkeypatch):
+    monkeypatch.setenv("RUST_LOG", "info,rivulet_broker::connection=debug")
+    broker = tls_broker(tmp_path, certs, "ssl.client.auth=required", "ssl.truststore.type=PKCS12",
+                        f"ssl.truststore.location={keytool_stores / 'truststore.p12'}",
+                        f"ssl.truststore.password={STORE_PASSWORD}",
+                        keystore=(*pkcs12_settings(keytool_stores / "broker.p12"), f"ssl.key.password={STORE_PASSWORD}"))
+    try:
+        assert cannot_connect(ssl_client(broker, certs))
+        with_certificate = ssl_client(broker, certs, **{"ssl.certificate.location": str(certs / "client.pem"),
+                                                        "ssl.key.location": str(certs / "client.key")})
+        assert round_trip(with_certificate, 5) == [f"v{i}".encode() for i in range(5)]
+        assert "principal=User:CN=app,OU=payments,O=Team" in broker.log_path.read_text()
+
+        # Kafka 4.3.1's kafka-topics with PKCS12 stores on the client side: the keytool-made
+        # truststore and the client's openssl-made key store.
+        client_props = tmp_path / "client.properties"
+        client_props.write_text(
+            f"security.protocol=SSL\nssl.truststore.type=PKCS12\n"
+            f"ssl.truststore.location={keytool_stores / 'truststore.p12'}\nssl.truststore.password={STORE_PASSWORD}\n"
+            f"ssl.keystore.type=PKCS12\nssl.keystore.location={certs / 'client.p12'}\n"
+            f"ssl.keystore.password={STORE_PASSWORD}\n")
+        out = java("org.apache.kafka.tools.TopicCommand", "--bootstrap-server", broker.tls_bootstrap,
+                   "--command-config", str(client_props), "--create", "--topic", "made-with-pkcs12",
+                   "--partitions", "2")
+        assert out.returncode == 0, out.stdout + out.stderr
+        out = java("org.apache.kafka.tools.TopicCommand", "--bootstrap-server", broker.tls_bootstrap,
+                   "--command-config", str(client_props), "--list")
+        assert "made-with-pkcs12" in out.stdout.split(), out.stdout + out.stderr
+    finally:
+        broker.kill()
+
+
+def test_a_wrong_pkcs12_store_password_stops_the_broker_naming_the_setting(tmp_path, certs):
+    store = pkcs12_keystore(certs, "server")
+    port = free_port()
+    out = subprocess.run([str(RIVULET_BIN), "--override", f"listeners=SSL://127.0.0.1:{port}",
+                          "--override", "ssl.keystore.type=PKCS12", "--override", f"ssl.keystore.location={store}",
+                          "--override", "ssl.keystore.password=not-the-password",
+                          "--override", f"log.dirs={tmp_path / 'data'}"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0
+    assert "ssl.keystore.password" in out.stderr and "listener SSL" in out.stderr, out.stderr
+    assert "password is wrong" in out.stderr, out.stderr
+    assert "not-the-password" not in out.stderr + out.stdout

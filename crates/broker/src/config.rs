@@ -262,6 +262,14 @@ const KNOWN_KEYS: &[&str] = &[
     "metadata.store",
     "metadata.store.username",
     "metadata.store.password",
+    "metadata.store.ssl.client.enable",
+    "metadata.store.ssl.truststore.location",
+    "metadata.store.ssl.truststore.type",
+    "metadata.store.ssl.truststore.password",
+    "metadata.store.ssl.keystore.location",
+    "metadata.store.ssl.keystore.type",
+    "metadata.store.ssl.keystore.password",
+    "metadata.store.ssl.endpoint.identification.algorithm",
     "broker.session.timeout.ms",
     "metadata.store.connection.timeout.ms",
     "transaction.max.timeout.ms",
@@ -761,10 +769,11 @@ fn resolve_security(props: &BTreeMap<String, String>, listeners: &[Listener]) ->
             }
             SecurityProtocol::Ssl | SecurityProtocol::SaslSsl => {
                 let tls = tls::resolve(props, &listener.name, &mut used).map_err(|e| {
+                    let reason = format!("listener {}: {}", listener.name, e.reason);
                     if e.unsupported {
-                        ConfigError::UnsupportedSecurity { key: e.key, value: e.value, reason: e.reason }
+                        ConfigError::UnsupportedSecurity { key: e.key, value: e.value, reason }
                     } else {
-                        ConfigError::Invalid { key: e.key, value: e.value, reason: e.reason }
+                        ConfigError::Invalid { key: e.key, value: e.value, reason }
                     }
                 })?;
                 security.tls.insert(listener.name.clone(), Arc::new(tls));
@@ -790,7 +799,7 @@ fn resolve_security(props: &BTreeMap<String, String>, listeners: &[Listener]) ->
                 "no listener is SSL or SASL_SSL, so no TLS setting would be enforced".to_string()
             } else {
                 "this setting is not implemented (authorizers, re-authentication, delegation tokens, SASL \
-                 mechanisms other than PLAIN and SCRAM, and TLS settings other than PEM stores are not)"
+                 mechanisms other than PLAIN and SCRAM, and TLS settings other than PEM and PKCS12 stores are not)"
                     .to_string()
             };
             let shown = if is_sensitive(key) { "(hidden)" } else { value };
@@ -868,7 +877,8 @@ fn resolve_inter_broker(
                 "ssl.truststore.location".into(),
                 format!(
                     "the inter-broker listener {} is {}: brokers verify each other's certificates against its \
-                     truststore (ssl.truststore.type=PEM with ssl.truststore.location or ssl.truststore.certificates)",
+                     truststore (ssl.truststore.type=PEM or PKCS12 with ssl.truststore.location, or PEM \
+                     ssl.truststore.certificates)",
                     listener.name,
                     protocol.name()
                 ),
@@ -982,6 +992,18 @@ fn etcd_credentials(
             Err(invalid("metadata.store.password", "(hidden)", "needs metadata.store.username beside it"))
         }
     }
+}
+
+/// `metadata.store.ssl.*`: TLS towards etcd (see [`tls::metadata_store_tls`]).
+fn etcd_tls(props: &BTreeMap<String, String>) -> Result<Option<rivulet_metadata::EtcdTls>, ConfigError> {
+    tls::metadata_store_tls(props).map_err(|e| {
+        let reason = format!("TLS to etcd: {}", e.reason);
+        if e.unsupported {
+            ConfigError::UnsupportedSecurity { key: e.key, value: e.value, reason }
+        } else {
+            ConfigError::Invalid { key: e.key, value: e.value, reason }
+        }
+    })
 }
 
 /// `authorizer.class.name` with its `super.users` and `allow.everyone.if.no.acl.found`:
@@ -1146,11 +1168,23 @@ impl BrokerConfig {
             max_request_partition_size_limit: get("max.request.partition.size.limit")
                 .map_or(Ok(2000), |v| parse_positive("max.request.partition.size.limit", v))?,
             metadata_store: match get("metadata.store") {
-                None | Some("") | Some("embedded") => None,
+                None | Some("") | Some("embedded") => {
+                    if etcd_tls(&props)?.is_some() {
+                        return Err(invalid(
+                            "metadata.store.ssl.client.enable",
+                            "true",
+                            "metadata.store is embedded: there is no etcd to reach over TLS",
+                        ));
+                    }
+                    None
+                }
                 Some(v) => {
                     let mut location = rivulet_metadata::EtcdLocation::parse(v)
                         .map_err(|reason| invalid("metadata.store", v, &reason))?;
                     location.credentials = etcd_credentials(&props)?;
+                    if let Some(tls) = etcd_tls(&props)? {
+                        location = location.with_tls(tls);
+                    }
                     Some(location)
                 }
             },
@@ -1354,7 +1388,10 @@ impl BrokerConfig {
                 "metadata.store",
                 self.metadata_store.as_ref().map_or_else(
                     || "embedded".to_string(),
-                    |l| format!("etcd://{}{}", l.endpoints.join(",").replace("http://", ""), l.root),
+                    |l| {
+                        let endpoints = l.endpoints.join(",").replace("https://", "").replace("http://", "");
+                        format!("etcd://{endpoints}{}", l.root)
+                    },
                 ),
             ),
             ("metadata.store.connection.timeout.ms", self.metadata_store_connection_timeout_ms.to_string()),
@@ -1476,9 +1513,9 @@ mod tests {
     #[test]
     fn unenforced_security_settings_stop_the_broker() {
         let cases: &[(&[(&str, &str)], &str)] = &[
-            // TLS needs a PEM key store; Kafka's default store type (JKS) is not read.
+            // TLS needs a PEM or PKCS12 key store; Kafka's default store type (JKS) is not read.
             (&[("listeners", "SSL://:9093")], "ssl.keystore.type"),
-            (&[("listeners", "SSL://:9093"), ("ssl.keystore.type", "PKCS12")], "ssl.keystore.type"),
+            (&[("listeners", "SSL://:9093"), ("ssl.keystore.type", "JKS")], "ssl.keystore.type"),
             // Kafka's default mechanism, GSSAPI, is not served: one must be chosen.
             (&[("listeners", "PLAINTEXT://:9092,SASL_PLAINTEXT://:9094")], "sasl.enabled.mechanisms"),
             (
@@ -1624,6 +1661,117 @@ mod tests {
             BrokerConfig::from_properties(props(&[("authorizer.class.name", STANDARD), ("super.users", "admin")]))
                 .unwrap_err();
         assert!(matches!(err, ConfigError::Invalid { .. }), "{err}");
+    }
+
+    #[test]
+    fn pkcs12_store_passwords_stay_out_of_debug_and_errors_name_the_listener() {
+        let store = |name: &str| format!("{}/src/security/testdata/{name}", env!("CARGO_MANIFEST_DIR"));
+        let (keystore, truststore) = (store("keytool-keystore.p12"), store("keytool-truststore.p12"));
+        let pairs = [
+            ("listeners", "PLAINTEXT://:9092,EXTERNAL://:9093"),
+            ("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,EXTERNAL:SSL"),
+            ("listener.name.external.ssl.keystore.type", "PKCS12"),
+            ("listener.name.external.ssl.keystore.location", &keystore),
+            ("listener.name.external.ssl.keystore.password", "store-secret"),
+            ("listener.name.external.ssl.truststore.type", "PKCS12"),
+            ("listener.name.external.ssl.truststore.location", &truststore),
+            ("listener.name.external.ssl.truststore.password", "trust-secret"),
+            ("listener.name.external.ssl.client.auth", "required"),
+        ];
+        let (config, unknown) = BrokerConfig::from_properties(props(&pairs)).unwrap();
+        assert!(unknown.is_empty(), "{unknown:?}");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("store-secret") && !shown.contains("trust-secret"), "{shown}");
+        let mut wrong = pairs;
+        wrong[4].1 = "not-the-password";
+        let err = BrokerConfig::from_properties(props(&wrong)).unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { .. }), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("listener.name.external.ssl.keystore.password"), "{message}");
+        assert!(message.contains("listener EXTERNAL"), "{message}");
+        assert!(!message.contains("not-the-password"), "{message}");
+    }
+
+    #[test]
+    fn tls_to_etcd_reads_its_stores_and_fails_closed() {
+        let store = |name: &str| format!("{}/src/security/testdata/{name}", env!("CARGO_MANIFEST_DIR"));
+        let (ca, keystore, truststore) =
+            (store("ca.pem"), store("keytool-keystore.p12"), store("keytool-truststore.p12"));
+        let etcd = ("metadata.store", "etcd://127.0.0.1:2379,127.0.0.1:2380/prod");
+        let on = ("metadata.store.ssl.client.enable", "true");
+        // PKCS12 told by the file name, as ZooKeeper's client tells it; the name check off.
+        let (config, unknown) = BrokerConfig::from_properties(props(&[
+            etcd,
+            on,
+            ("metadata.store.ssl.truststore.location", &truststore),
+            ("metadata.store.ssl.truststore.password", "trust-secret"),
+            ("metadata.store.ssl.keystore.location", &keystore),
+            ("metadata.store.ssl.keystore.password", "store-secret"),
+            ("metadata.store.ssl.endpoint.identification.algorithm", ""),
+            ("metadata.store.username", "rivulet"),
+            ("metadata.store.password", "etcd-secret"),
+        ]))
+        .unwrap();
+        assert!(unknown.is_empty(), "{unknown:?}");
+        let location = config.metadata_store.clone().unwrap();
+        assert_eq!(location.endpoints, ["https://127.0.0.1:2379", "https://127.0.0.1:2380"]);
+        let tls = location.tls.as_ref().unwrap();
+        assert_eq!((tls.trust_anchors.len(), tls.identity.is_some(), tls.verify_host_name), (1, true, false));
+        let shown = format!("{config:?}");
+        for secret in ["trust-secret", "store-secret", "etcd-secret", "PRIVATE KEY"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        // PEM, host names verified by default, no client certificate.
+        let (config, _) =
+            BrokerConfig::from_properties(props(&[etcd, on, ("metadata.store.ssl.truststore.location", &ca)])).unwrap();
+        let tls = config.metadata_store.unwrap().tls.unwrap();
+        assert_eq!((tls.trust_anchors.len(), tls.identity.is_some(), tls.verify_host_name), (1, false, true));
+
+        let ca_only = ("metadata.store.ssl.truststore.location", ca.as_str());
+        let refused: &[(&[(&str, &str)], &str)] = &[
+            // Set while TLS is off, or without an etcd: never plaintext instead.
+            (&[etcd, ca_only], "metadata.store.ssl.truststore.location"),
+            (&[etcd, ("metadata.store.ssl.client.enable", "false"), ca_only], "metadata.store.ssl.truststore.location"),
+            (&[on, ca_only], "metadata.store.ssl.client.enable"),
+            (&[etcd, on], "metadata.store.ssl.truststore.location"),
+            (
+                &[etcd, on, ca_only, ("metadata.store.ssl.enabled.protocols", "TLSv1.3")],
+                "metadata.store.ssl.enabled.protocols",
+            ),
+            (&[etcd, ("metadata.store.ssl.client.enable", "yes")], "metadata.store.ssl.client.enable"),
+            (
+                &[etcd, on, ("metadata.store.ssl.truststore.location", "/etc/zk/truststore.jks")],
+                "metadata.store.ssl.truststore.location",
+            ),
+            (
+                &[etcd, on, ca_only, ("metadata.store.ssl.endpoint.identification.algorithm", "none")],
+                "metadata.store.ssl.endpoint.identification.algorithm",
+            ),
+            (
+                &[etcd, on, ca_only, ("metadata.store.ssl.keystore.location", &keystore)],
+                "metadata.store.ssl.keystore.password",
+            ),
+            (
+                &[
+                    etcd,
+                    on,
+                    ca_only,
+                    ("metadata.store.ssl.keystore.location", &keystore),
+                    ("metadata.store.ssl.keystore.password", "Wr0ng-pass"),
+                ],
+                "metadata.store.ssl.keystore.password",
+            ),
+            (
+                &[etcd, on, ca_only, ("metadata.store.ssl.keystore.password", "Wr0ng-pass")],
+                "metadata.store.ssl.keystore.password",
+            ),
+        ];
+        for (pairs, key) in refused {
+            let err = BrokerConfig::from_properties(props(pairs)).unwrap_err();
+            let message = err.to_string();
+            assert!(message.contains(key), "{pairs:?}: {message}");
+            assert!(!message.contains("Wr0ng-pass"), "{message}");
+        }
     }
 
     #[test]

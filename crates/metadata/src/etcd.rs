@@ -64,14 +64,46 @@ pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_millis(18_000);
 /// First and longest pause between retries of a call.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Connection to etcd: how long a connect may take, a call, and the HTTP/2 keep-alive
+/// (interval, timeout) that notices a dead connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+const KEEP_ALIVE: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(5));
 
-/// Where an etcd-backed store lives: endpoints and the root of its keys, and the user
-/// to authenticate as when etcd has authentication enabled.
+/// Where an etcd-backed store lives: endpoints and the root of its keys, the user to
+/// authenticate as when etcd has authentication enabled, and TLS when etcd serves it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EtcdLocation {
     pub endpoints: Vec<String>,
     pub root: String,
     pub credentials: Option<EtcdCredentials>,
+    /// Set with [`EtcdLocation::with_tls`], which makes the endpoints `https://`.
+    pub tls: Option<EtcdTls>,
+}
+
+/// TLS towards etcd (`metadata.store.ssl.*`, after Kafka's `zookeeper.ssl.*`): the
+/// certificates etcd's is verified against and, for etcd's `--client-cert-auth`, the
+/// broker's own. `Debug` leaves the private key out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EtcdTls {
+    /// Trust anchors (DER certificates) etcd's certificate chain must lead to.
+    pub trust_anchors: Vec<Vec<u8>>,
+    /// The certificate chain (PEM, own certificate first) and private key (PEM) offered
+    /// to etcd, if any.
+    pub identity: Option<(String, String)>,
+    /// Whether etcd's certificate must name the host it is reached at
+    /// (`metadata.store.ssl.endpoint.identification.algorithm=HTTPS`, the default).
+    pub verify_host_name: bool,
+}
+
+impl std::fmt::Debug for EtcdTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdTls")
+            .field("trust_anchors", &self.trust_anchors.len())
+            .field("client_certificate", &self.identity.is_some())
+            .field("verify_host_name", &self.verify_host_name)
+            .finish()
+    }
 }
 
 /// An etcd user and its password (etcd's `--user`). `Debug` shows the user only.
@@ -110,7 +142,103 @@ impl EtcdLocation {
         if endpoints.is_empty() {
             return Err(format!("'{url}' names no endpoint"));
         }
-        Ok(Self { endpoints, root, credentials: None })
+        Ok(Self { endpoints, root, credentials: None, tls: None })
+    }
+
+    /// The same location reached over TLS: `https://` endpoints.
+    pub fn with_tls(mut self, tls: EtcdTls) -> Self {
+        for endpoint in &mut self.endpoints {
+            if let Some(address) = endpoint.strip_prefix("http://") {
+                *endpoint = format!("https://{address}");
+            }
+        }
+        self.tls = Some(tls);
+        self
+    }
+}
+
+/// The channel to etcd over TLS: etcd's certificate verified against the trust anchors
+/// (and its host name, unless turned off), the broker's own certificate offered if it has
+/// one. Built here rather than by etcd-client, whose TLS options always verify the name.
+fn tls_channel(endpoints: &[String], tls: &EtcdTls) -> Result<etcd_client::Channel, MetadataError> {
+    use rustls::client::WebPkiServerVerifier;
+    use rustls::pki_types::CertificateDer;
+    use tonic::transport::{Channel, ClientTlsConfig, Endpoint, Identity};
+
+    let invalid = |what: &str, e: &dyn std::fmt::Display| MetadataError::Etcd(format!("TLS to etcd: {what}: {e}"));
+    let mut roots = rustls::RootCertStore::empty();
+    for der in &tls.trust_anchors {
+        roots.add(CertificateDer::from(der.clone())).map_err(|e| invalid("unusable trusted certificate", &e))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| invalid("unusable trusted certificates", &e))?;
+    let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> =
+        if tls.verify_host_name { verifier } else { Arc::new(AnyHostName(verifier)) };
+    let mut config = ClientTlsConfig::new();
+    if let Some((chain, key)) = &tls.identity {
+        config = config.identity(Identity::from_pem(chain, key));
+    }
+    let mut channels = Vec::with_capacity(endpoints.len());
+    for url in endpoints {
+        let endpoint = Endpoint::from_shared(url.clone())
+            .map_err(|e| invalid(url, &e))?
+            .tls_config_with_verifier(config.clone(), verifier.clone())
+            .map_err(|e| invalid(url, &e))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(CALL_TIMEOUT)
+            .keep_alive_while_idle(true)
+            .http2_keep_alive_interval(KEEP_ALIVE.0)
+            .keep_alive_timeout(KEEP_ALIVE.1);
+        channels.push(endpoint);
+    }
+    Ok(etcd_client::Channel::Tonic(Channel::balance_list(channels.into_iter())))
+}
+
+/// Verifies a server's certificate chain but not the name in it
+/// (`metadata.store.ssl.endpoint.identification.algorithm` empty, as ZooKeeper's client
+/// allows).
+#[derive(Debug)]
+struct AnyHostName(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyHostName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName | rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(rustls::client::danger::ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
     }
 }
 
@@ -226,6 +354,8 @@ pub struct EtcdMetadataStore {
     connection_timeout: Duration,
     /// The current producer-id block: next id and block end.
     producer_ids: Mutex<(i64, i64)>,
+    /// Whether etcd is reached over TLS (`metadata.store.ssl.client.enable`).
+    tls: bool,
 }
 
 impl EtcdMetadataStore {
@@ -233,9 +363,9 @@ impl EtcdMetadataStore {
     /// waited for up to `connection_timeout`; then the error names the endpoints.
     pub async fn connect(location: &EtcdLocation, connection_timeout: Duration) -> Result<Self, MetadataError> {
         let mut options = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(5))
-            .with_timeout(Duration::from_secs(10))
-            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5));
+            .with_connect_timeout(CONNECT_TIMEOUT)
+            .with_timeout(CALL_TIMEOUT)
+            .with_keep_alive(KEEP_ALIVE.0, KEEP_ALIVE.1);
         if let Some(credentials) = &location.credentials {
             // etcd hands out a token that expires (`--auth-token-ttl`); the client fetches
             // a new one with the same credentials when it does.
@@ -243,11 +373,16 @@ impl EtcdMetadataStore {
                 options.with_user(credentials.user.clone(), credentials.password.clone()).with_auto_token_refresh(true);
         }
         // The channel connects lazily: nothing is sent until the first call below.
-        let client = Client::connect(&location.endpoints, Some(options)).await.map_err(etcd_error)?;
+        let client = match &location.tls {
+            None => Client::connect(&location.endpoints, Some(options)).await,
+            Some(tls) => Client::from_channel(tls_channel(&location.endpoints, tls)?, Some(options)).await,
+        }
+        .map_err(etcd_error)?;
         let store = Self {
             client,
             root: location.root.clone(),
             endpoints: location.endpoints.join(","),
+            tls: location.tls.is_some(),
             connection_timeout,
             producer_ids: Mutex::new((0, 0)),
         };
@@ -283,7 +418,7 @@ impl EtcdMetadataStore {
                 return Err(MetadataError::Unreachable {
                     endpoints: self.endpoints.clone(),
                     timeout_ms: self.connection_timeout.as_millis() as u64,
-                    reason: error.to_string(),
+                    reason: self.unreachable_reason(&error),
                 });
             }
             let pause = backoff.min(left);
@@ -299,6 +434,21 @@ impl EtcdMetadataStore {
             backoff = (backoff * 2).min(MAX_BACKOFF);
             attempt += 1;
         }
+    }
+
+    /// Why etcd did not answer, with a hint when plain gRPC met a server that took the
+    /// connection and dropped it, as an etcd serving TLS does (a refused connection is
+    /// rather an etcd that is not there).
+    fn unreachable_reason(&self, error: &etcd_client::Error) -> String {
+        let reason = error.to_string();
+        let refused = reason.contains("tcp connect error") || reason.contains("Connection refused");
+        if self.tls || refused {
+            return reason;
+        }
+        format!(
+            "{reason}; etcd took the connection and dropped it: if it serves TLS (https client URLs), set \
+             metadata.store.ssl.client.enable=true with metadata.store.ssl.truststore.location"
+        )
     }
 
     async fn txn(&self, what: &'static str, txn: Txn) -> Result<etcd_client::TxnResponse, MetadataError> {
@@ -1103,7 +1253,8 @@ mod tests {
             EtcdLocation {
                 endpoints: vec!["http://127.0.0.1:2379".into()],
                 root: "/rivulet".into(),
-                credentials: None
+                credentials: None,
+                tls: None,
             }
         );
         let credentials = EtcdCredentials { user: "rivulet".into(), password: "s3cret".into() };
@@ -1114,5 +1265,13 @@ mod tests {
         for bad in ["http://a:1", "etcd://", "etcd://a", "etcd://a:x"] {
             assert!(EtcdLocation::parse(bad).is_err(), "{bad}");
         }
+        let tls = EtcdTls {
+            trust_anchors: vec![vec![1]],
+            identity: Some(("chain".into(), "-----BEGIN PRIVATE KEY-----".into())),
+            verify_host_name: true,
+        };
+        let l = l.with_tls(tls);
+        assert_eq!(l.endpoints, vec!["https://a:1", "https://b:2"]);
+        assert!(!format!("{l:?}").contains("PRIVATE KEY"));
     }
 }

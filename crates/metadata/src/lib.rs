@@ -22,7 +22,7 @@ pub mod reassignment;
 pub use embedded::EmbeddedMetadataStore;
 pub use etcd::{
     BrokerLease, BrokerRegistration, ClusterSnapshot, ControllerLease, EtcdCredentials, EtcdLocation,
-    EtcdMetadataStore, ListenerEndpoint, VersionedState, DEFAULT_CONNECTION_TIMEOUT,
+    EtcdMetadataStore, EtcdTls, ListenerEndpoint, VersionedState, DEFAULT_CONNECTION_TIMEOUT,
 };
 pub use model::{
     AclBinding, AclOperation, NewTopic, PartitionRecord, PartitionState, PatternType, PermissionType, QuotaEntity,

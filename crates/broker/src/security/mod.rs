@@ -11,6 +11,7 @@ pub mod authenticator;
 pub mod authorizer;
 pub mod jaas;
 pub mod oauthbearer;
+pub mod pkcs12;
 pub mod scram;
 pub mod tls;
 

@@ -3,20 +3,29 @@
 //!
 //! Key and certificates come as PEM (`ssl.keystore.type=PEM`): one file holding the private
 //! key and the certificate chain (`ssl.keystore.location`), or both inline
-//! (`ssl.keystore.key`, `ssl.keystore.certificate.chain`). Client certificates
-//! (`ssl.client.auth=required|requested`) are verified against a PEM truststore
-//! (`ssl.truststore.location` or `ssl.truststore.certificates`); a verified client's
-//! principal is its certificate's subject in RFC 2253 form (`User:CN=app,O=team`), as
-//! Kafka's default principal builder gives it. Every key may be set per listener
+//! (`ssl.keystore.key`, `ssl.keystore.certificate.chain`); or as a PKCS12 key store
+//! (`ssl.keystore.type=PKCS12`, `ssl.keystore.location`, `ssl.keystore.password`, and
+//! `ssl.key.password` if given, which must then be the store password, as in every store
+//! keytool and openssl write) holding exactly one private key entry with its chain.
+//! Client certificates (`ssl.client.auth=required|requested`) are verified against a
+//! truststore: PEM (`ssl.truststore.location` or `ssl.truststore.certificates`) or PKCS12
+//! (`ssl.truststore.type=PKCS12`, `ssl.truststore.location`, `ssl.truststore.password`)
+//! whose trusted certificate entries are the trust anchors, as Java's trust manager takes
+//! them (see [`crate::security::pkcs12`]). A verified client's principal is its
+//! certificate's subject in RFC 2253 form (`User:CN=app,O=team`), as Kafka's default
+//! principal builder gives it. Every key may be set per listener
 //! (`listener.name.<listener>.ssl.…`), which wins over the global one.
 //!
 //! The same settings make the client side of the inter-broker listener: peers' certificates
 //! verified against its truststore (their host name too, unless
 //! `ssl.endpoint.identification.algorithm` is empty), this broker's certificate offered.
 //!
-//! What is not served is refused at start rather than ignored (fail closed): JKS and
-//! PKCS12 stores, encrypted keys, cipher-suite lists and principal mapping rules other than
-//! `DEFAULT`.
+//! What is not served is refused at start rather than ignored (fail closed): JKS stores
+//! (Kafka's default type: convert them with `keytool -importkeystore -deststoretype
+//! PKCS12`), encrypted PEM keys, a PKCS12 key password other than the store password,
+//! cipher-suite lists and principal mapping rules other than `DEFAULT`. A store that cannot
+//! be opened (a wrong password, a damaged file) stops the broker naming the key to fix;
+//! passwords are never shown.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -196,8 +205,8 @@ pub fn resolve(
             return Err(TlsConfigError::new(
                 "ssl.client.auth",
                 if client_auth == ClientAuth::Required { "required" } else { "requested" },
-                "client certificates need a truststore (ssl.truststore.type=PEM with ssl.truststore.location or \
-                 ssl.truststore.certificates)",
+                "client certificates need a truststore (ssl.truststore.type=PEM or PKCS12 with \
+                 ssl.truststore.location, or PEM ssl.truststore.certificates)",
             ))
         }
         (_, Some(roots)) => {
@@ -313,15 +322,65 @@ fn protocol_versions(
     Ok(versions)
 }
 
+/// Kafka's store types (`ssl.keystore.type`, `ssl.truststore.type`): PEM and PKCS12 are
+/// read; JKS, Kafka's default, is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoreType {
+    Pem,
+    Pkcs12,
+}
+
+/// The store type `type_key` names (`what`: "key store" or "truststore").
+fn store_type(settings: &mut Settings<'_>, type_key: &str, what: &str) -> Result<StoreType, TlsConfigError> {
+    let convert = "convert a JKS store with `keytool -importkeystore -srckeystore store.jks -destkeystore store.p12 \
+                   -deststoretype PKCS12`";
+    match settings.get(type_key) {
+        Some((_, t)) if t.trim().eq_ignore_ascii_case("PEM") => Ok(StoreType::Pem),
+        Some((_, t)) if t.trim().eq_ignore_ascii_case("PKCS12") => Ok(StoreType::Pkcs12),
+        Some((key, t)) if t.trim().eq_ignore_ascii_case("JKS") => Err(TlsConfigError::unsupported(
+            &key,
+            t,
+            format!("JKS {what}s are not read: set {type_key}=PKCS12 (or PEM); {convert}"),
+        )),
+        Some((key, t)) => Err(TlsConfigError::unsupported(&key, t, format!("only PEM and PKCS12 {what}s are read"))),
+        None => Err(TlsConfigError::unsupported(
+            type_key,
+            "JKS (Kafka's default)",
+            format!("JKS {what}s are not read: set {type_key}=PKCS12 or {type_key}=PEM; {convert}"),
+        )),
+    }
+}
+
+/// What a PKCS12 store's failure to open says about the settings: a wrong password names
+/// the password's key, anything else the store's location.
+fn pkcs12_error(
+    e: crate::security::pkcs12::Pkcs12Error,
+    what: &str,
+    path: &str,
+    location_key: &str,
+    password_key: &str,
+) -> TlsConfigError {
+    let (key, value) = match e {
+        crate::security::pkcs12::Pkcs12Error::WrongPassword => (password_key, ""),
+        _ => (location_key, path),
+    };
+    TlsConfigError::new(key, value, format!("the PKCS12 {what} {path} cannot be used: {e}"))
+}
+
 /// The broker's certificate chain and private key.
 fn keystore(
     settings: &mut Settings<'_>,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsConfigError> {
-    let store_type = settings.get("ssl.keystore.type");
+    let store_type = store_type(settings, "ssl.keystore.type", "key store");
     let location = settings.get("ssl.keystore.location");
     let inline_chain = settings.get("ssl.keystore.certificate.chain");
     let inline_key = settings.get("ssl.keystore.key");
-    if let Some((key, value)) = settings.get("ssl.key.password") {
+    let key_password = settings.get("ssl.key.password");
+    let store_password = settings.get("ssl.keystore.password");
+    if store_type? == StoreType::Pkcs12 {
+        return pkcs12_keystore(location, inline_chain.or(inline_key), store_password, key_password);
+    }
+    if let Some((key, value)) = key_password {
         return Err(TlsConfigError::unsupported(
             &key,
             value,
@@ -329,27 +388,8 @@ fn keystore(
              only the broker can read",
         ));
     }
-    if let Some((key, value)) = settings.get("ssl.keystore.password") {
+    if let Some((key, value)) = store_password {
         return Err(TlsConfigError::new(&key, value, "a PEM key store has no password (Kafka refuses one too)"));
-    }
-    match &store_type {
-        Some((_, t)) if t.trim().eq_ignore_ascii_case("PEM") => {}
-        Some((key, t)) => {
-            return Err(TlsConfigError::unsupported(
-                key,
-                t,
-                "only PEM key stores are supported; convert the store, e.g. `openssl pkcs12 -in store.p12 -nodes`, \
-                 and set ssl.keystore.type=PEM",
-            ))
-        }
-        None => {
-            return Err(TlsConfigError::unsupported(
-                "ssl.keystore.type",
-                "JKS (Kafka's default)",
-                "only PEM key stores are supported: set ssl.keystore.type=PEM with ssl.keystore.location (key and \
-                 certificate chain in one PEM file) or ssl.keystore.key and ssl.keystore.certificate.chain",
-            ))
-        }
     }
     let (chain_source, key_source, key_name) = match (location, inline_chain, inline_key) {
         (Some((key, path)), None, None) => {
@@ -383,48 +423,354 @@ fn keystore(
     Ok((certs, private))
 }
 
+/// A PKCS12 key store (`ssl.keystore.type=PKCS12`), as Kafka reads one: a file and its
+/// store password, both required; `ssl.key.password`, when set, must be the store's
+/// password too, as keytool and openssl write every PKCS12 store.
+fn pkcs12_keystore(
+    location: Option<(String, &str)>,
+    inline: Option<(String, &str)>,
+    store_password: Option<(String, &str)>,
+    key_password: Option<(String, &str)>,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsConfigError> {
+    if let Some((key, _)) = inline {
+        return Err(TlsConfigError::new(
+            &key,
+            "",
+            "a key and certificate chain given inline are PEM (ssl.keystore.type=PEM); a PKCS12 key store is a file \
+             (ssl.keystore.location)",
+        ));
+    }
+    let Some((location_key, path)) = location else {
+        return Err(TlsConfigError::new(
+            "ssl.keystore.location",
+            "",
+            "a PKCS12 key store (ssl.keystore.type=PKCS12) needs ssl.keystore.location and ssl.keystore.password",
+        ));
+    };
+    let Some((password_key, password)) = store_password else {
+        return Err(TlsConfigError::new(
+            "ssl.keystore.password",
+            "",
+            format!("the PKCS12 key store {path} needs its password (Kafka requires it too)"),
+        ));
+    };
+    if let Some((key, key_password)) = key_password {
+        if key_password != password {
+            return Err(TlsConfigError::new(
+                &key,
+                "",
+                format!(
+                    "differs from {password_key}: a PKCS12 store protects its key with the store password \
+                     (keytool and openssl write them equal); leave {key} out or set it to the store password"
+                ),
+            ));
+        }
+    }
+    let store = read_file(&location_key, path)?;
+    let (alias, certs, key) = crate::security::pkcs12::key_entry(&store, password)
+        .map_err(|e| pkcs12_error(e, "key store", path, &location_key, &password_key))?;
+    tracing::debug!(path, alias, certificates = certs.len(), "PKCS12 key store read");
+    Ok((certs, key))
+}
+
 /// The certificates client certificates are verified against, if a truststore is set.
 fn truststore(settings: &mut Settings<'_>) -> Result<Option<RootCertStore>, TlsConfigError> {
-    let store_type = settings.get("ssl.truststore.type");
+    // Consulted even without a store, so setting only the type is no unenforced setting.
+    let _ = settings.get("ssl.truststore.type");
     let location = settings.get("ssl.truststore.location");
     let inline = settings.get("ssl.truststore.certificates");
-    if let Some((key, value)) = settings.get("ssl.truststore.password") {
-        return Err(TlsConfigError::new(&key, value, "a PEM truststore has no password (Kafka refuses one too)"));
+    let password = settings.get("ssl.truststore.password");
+    if location.is_none() && inline.is_none() {
+        if let Some((key, value)) = password {
+            return Err(TlsConfigError::new(&key, value, "a truststore password needs ssl.truststore.location"));
+        }
+        return Ok(None);
     }
-    let pem = match (location, inline) {
-        (None, None) => return Ok(None),
-        (Some((key, path)), None) => read_file(&key, path)?,
-        (None, Some((_, certificates))) => certificates.as_bytes().to_vec(),
-        (Some((key, _)), Some(_)) => {
+    let store_type = store_type(settings, "ssl.truststore.type", "truststore")?;
+    let (certs, location_key) = match (store_type, location, inline) {
+        (_, Some((key, _)), Some(_)) => {
             return Err(TlsConfigError::new(
                 &key,
                 "",
                 "set ssl.truststore.location or ssl.truststore.certificates, not both",
             ))
         }
-    };
-    match &store_type {
-        Some((_, t)) if t.trim().eq_ignore_ascii_case("PEM") => {}
-        Some((key, t)) => return Err(TlsConfigError::unsupported(key, t, "only PEM truststores are supported")),
-        None => {
-            return Err(TlsConfigError::unsupported(
-                "ssl.truststore.type",
-                "JKS (Kafka's default)",
-                "only PEM truststores are supported: set ssl.truststore.type=PEM",
+        (StoreType::Pem, location, inline) => {
+            if let Some((key, value)) = password {
+                return Err(TlsConfigError::new(
+                    &key,
+                    value,
+                    "a PEM truststore has no password (Kafka refuses one too)",
+                ));
+            }
+            let (pem, key) = match (location, inline) {
+                (Some((key, path)), _) => (read_file(&key, path)?, key),
+                (None, Some((key, certificates))) => (certificates.as_bytes().to_vec(), key),
+                (None, None) => return Ok(None),
+            };
+            let certs = CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| TlsConfigError::new(&key, "", format!("unreadable: {e}")))?;
+            (certs, key)
+        }
+        (StoreType::Pkcs12, None, Some((key, _))) => {
+            return Err(TlsConfigError::new(
+                &key,
+                "",
+                "certificates given inline are PEM (ssl.truststore.type=PEM); a PKCS12 truststore is a file \
+                 (ssl.truststore.location)",
             ))
         }
-    }
+        (StoreType::Pkcs12, Some((location_key, path)), None) => {
+            let store = read_file(&location_key, path)?;
+            // Kafka opens a truststore without a password too, unchecked; here its integrity
+            // is always checked, so a store with a password needs it given.
+            let (password_key, password) = match &password {
+                Some((key, value)) => (key.clone(), *value),
+                None => (String::new(), ""),
+            };
+            let certs = crate::security::pkcs12::trust_anchors(&store, password).map_err(|e| {
+                if password_key.is_empty() && matches!(e, crate::security::pkcs12::Pkcs12Error::WrongPassword) {
+                    TlsConfigError::new(
+                        "ssl.truststore.password",
+                        "",
+                        format!("the PKCS12 truststore {path} cannot be opened without its password: set it"),
+                    )
+                } else {
+                    pkcs12_error(e, "truststore", path, &location_key, &password_key)
+                }
+            })?;
+            (certs, location_key)
+        }
+        (StoreType::Pkcs12, None, None) => return Ok(None),
+    };
     let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        let cert = cert.map_err(|e| TlsConfigError::new("ssl.truststore.location", "", format!("unreadable: {e}")))?;
-        roots
-            .add(cert)
-            .map_err(|e| TlsConfigError::new("ssl.truststore.location", "", format!("unusable certificate: {e}")))?;
+    for cert in certs {
+        roots.add(cert).map_err(|e| TlsConfigError::new(&location_key, "", format!("unusable certificate: {e}")))?;
     }
     if roots.is_empty() {
-        return Err(TlsConfigError::new("ssl.truststore.location", "", "no certificate found in the truststore"));
+        return Err(TlsConfigError::new(&location_key, "", "no certificate found in the truststore"));
     }
     Ok(Some(roots))
+}
+
+/// The `metadata.store.ssl.*` keys: TLS towards etcd, named after Kafka's
+/// `zookeeper.ssl.*` settings for ZooKeeper, whose role etcd takes.
+pub const METADATA_STORE_TLS_KEYS: &[&str] = &[
+    "metadata.store.ssl.client.enable",
+    "metadata.store.ssl.truststore.location",
+    "metadata.store.ssl.truststore.type",
+    "metadata.store.ssl.truststore.password",
+    "metadata.store.ssl.keystore.location",
+    "metadata.store.ssl.keystore.type",
+    "metadata.store.ssl.keystore.password",
+    "metadata.store.ssl.endpoint.identification.algorithm",
+];
+
+/// TLS towards etcd (`metadata.store.ssl.*`), as Kafka's ZooKeeper client takes
+/// `zookeeper.ssl.*`: `metadata.store.ssl.client.enable=true` turns it on; etcd's
+/// certificate is verified against `metadata.store.ssl.truststore.location` (required) and,
+/// unless `metadata.store.ssl.endpoint.identification.algorithm` is empty, must name the
+/// host it is reached at; `metadata.store.ssl.keystore.location` is the broker's certificate
+/// for etcd's `--client-cert-auth`. Stores are PEM or PKCS12: `….type`, or without it the
+/// file name tells, as ZooKeeper's client reads it (`.p12`, `.pfx`: PKCS12; `.jks`: JKS,
+/// refused; anything else PEM). `None` when TLS is off; any other `metadata.store.ssl.*`
+/// key, or one set while TLS is off, is refused (fail closed: never plaintext to an etcd
+/// the operator meant to reach over TLS).
+pub fn metadata_store_tls(
+    props: &BTreeMap<String, String>,
+) -> Result<Option<rivulet_metadata::EtcdTls>, TlsConfigError> {
+    const ENABLE: &str = "metadata.store.ssl.client.enable";
+    let set: Vec<(&str, &str)> = props
+        .iter()
+        .filter(|(k, _)| k.starts_with("metadata.store.ssl."))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    if let Some((key, value)) = set.iter().find(|(k, _)| !METADATA_STORE_TLS_KEYS.contains(k)) {
+        return Err(TlsConfigError::unsupported(
+            key,
+            value,
+            format!("not a TLS setting for etcd that Rivulet reads ({})", METADATA_STORE_TLS_KEYS.join(", ")),
+        ));
+    }
+    let enabled = match props.get(ENABLE).map(|v| v.trim().to_ascii_lowercase()) {
+        None => false,
+        Some(v) if v == "true" => true,
+        Some(v) if v == "false" => false,
+        Some(v) => return Err(TlsConfigError::new(ENABLE, &v, "expected true or false")),
+    };
+    if !enabled {
+        if let Some((key, value)) = set.iter().find(|(k, _)| *k != ENABLE) {
+            return Err(TlsConfigError::new(
+                key,
+                value,
+                format!("TLS to etcd is off ({ENABLE} is not true), so this setting would not be enforced"),
+            ));
+        }
+        return Ok(None);
+    }
+    let get = |key: &'static str| props.get(key).map(|v| (key, v.as_str()));
+
+    let verify_host_name = match get("metadata.store.ssl.endpoint.identification.algorithm") {
+        None => true,
+        Some((key, value)) => match value.trim().to_ascii_lowercase().as_str() {
+            "https" => true,
+            "" => false,
+            _ => return Err(TlsConfigError::new(key, value, "expected HTTPS or empty")),
+        },
+    };
+
+    let Some((location_key, path)) = get("metadata.store.ssl.truststore.location") else {
+        return Err(TlsConfigError::new(
+            "metadata.store.ssl.truststore.location",
+            "",
+            "TLS to etcd needs the CA certificates etcd's certificate is verified against",
+        ));
+    };
+    let password = get("metadata.store.ssl.truststore.password");
+    let trust_anchors = match file_store_type(get("metadata.store.ssl.truststore.type"), location_key, path)? {
+        StoreType::Pem => {
+            if let Some((key, value)) = password {
+                return Err(TlsConfigError::new(key, value, "a PEM truststore has no password"));
+            }
+            let pem = read_file(location_key, path)?;
+            let certs = CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| TlsConfigError::new(location_key, path, format!("unreadable: {e}")))?;
+            if certs.is_empty() {
+                return Err(TlsConfigError::new(location_key, path, "no certificate found in the truststore"));
+            }
+            certs
+        }
+        StoreType::Pkcs12 => {
+            let store = read_file(location_key, path)?;
+            let (password_key, password) = password.unwrap_or(("", ""));
+            crate::security::pkcs12::trust_anchors(&store, password).map_err(|e| {
+                if password_key.is_empty() && matches!(e, crate::security::pkcs12::Pkcs12Error::WrongPassword) {
+                    TlsConfigError::new(
+                        "metadata.store.ssl.truststore.password",
+                        "",
+                        format!("the PKCS12 truststore {path} cannot be opened without its password: set it"),
+                    )
+                } else {
+                    pkcs12_error(e, "truststore", path, location_key, password_key)
+                }
+            })?
+        }
+    };
+
+    let identity = match get("metadata.store.ssl.keystore.location") {
+        None => {
+            for key in ["metadata.store.ssl.keystore.type", "metadata.store.ssl.keystore.password"] {
+                if let Some((key, value)) = get(key) {
+                    return Err(TlsConfigError::new(key, value, "needs metadata.store.ssl.keystore.location"));
+                }
+            }
+            None
+        }
+        Some((location_key, path)) => {
+            let password = get("metadata.store.ssl.keystore.password");
+            let (certs, key) = match file_store_type(get("metadata.store.ssl.keystore.type"), location_key, path)? {
+                StoreType::Pem => {
+                    if let Some((key, value)) = password {
+                        return Err(TlsConfigError::unsupported(
+                            key,
+                            value,
+                            "encrypted PEM keys are not supported: give the key unencrypted in a file only the broker \
+                             can read, or use a PKCS12 key store",
+                        ));
+                    }
+                    let pem = read_file(location_key, path)?;
+                    let certs = CertificateDer::pem_slice_iter(&pem)
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| TlsConfigError::new(location_key, path, format!("unreadable: {e}")))?;
+                    if certs.is_empty() {
+                        return Err(TlsConfigError::new(location_key, path, "no certificate found in the key store"));
+                    }
+                    let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+                        TlsConfigError::new(location_key, path, format!("no unencrypted private key found ({e})"))
+                    })?;
+                    (certs, key)
+                }
+                StoreType::Pkcs12 => {
+                    let Some((password_key, password)) = password else {
+                        return Err(TlsConfigError::new(
+                            "metadata.store.ssl.keystore.password",
+                            "",
+                            format!("the PKCS12 key store {path} needs its password"),
+                        ));
+                    };
+                    let store = read_file(location_key, path)?;
+                    let (_, certs, key) = crate::security::pkcs12::key_entry(&store, password)
+                        .map_err(|e| pkcs12_error(e, "key store", path, location_key, password_key))?;
+                    (certs, key)
+                }
+            };
+            let signer = rustls::crypto::ring::sign::any_supported_type(&key)
+                .map_err(|e| TlsConfigError::new(location_key, path, format!("unusable private key: {e}")))?;
+            rustls::sign::CertifiedKey::new(certs.clone(), signer).keys_match().map_err(|e| {
+                TlsConfigError::new(location_key, path, format!("the key does not fit the certificate chain: {e}"))
+            })?;
+            let chain: String = certs.iter().map(|c| pem("CERTIFICATE", c.as_ref())).collect();
+            let key = match &key {
+                PrivateKeyDer::Pkcs1(k) => pem("RSA PRIVATE KEY", k.secret_pkcs1_der()),
+                PrivateKeyDer::Sec1(k) => pem("EC PRIVATE KEY", k.secret_sec1_der()),
+                PrivateKeyDer::Pkcs8(k) => pem("PRIVATE KEY", k.secret_pkcs8_der()),
+                _ => return Err(TlsConfigError::new(location_key, path, "unsupported private key format")),
+            };
+            Some((chain, key))
+        }
+    };
+    Ok(Some(rivulet_metadata::EtcdTls {
+        trust_anchors: trust_anchors.into_iter().map(|c| c.to_vec()).collect(),
+        identity,
+        verify_host_name,
+    }))
+}
+
+/// A store's type from its `type` setting, else from its file name as ZooKeeper's client
+/// tells it (`.p12`/`.pfx` PKCS12, `.jks` JKS, anything else PEM).
+fn file_store_type(
+    type_setting: Option<(&str, &str)>,
+    location_key: &str,
+    path: &str,
+) -> Result<StoreType, TlsConfigError> {
+    let (key, value) = match type_setting {
+        Some(setting) => setting,
+        None => {
+            let lower = path.to_ascii_lowercase();
+            if lower.ends_with(".p12") || lower.ends_with(".pfx") {
+                return Ok(StoreType::Pkcs12);
+            }
+            if !lower.ends_with(".jks") {
+                return Ok(StoreType::Pem);
+            }
+            (location_key, path)
+        }
+    };
+    match value.trim().to_ascii_uppercase().as_str() {
+        "PEM" => Ok(StoreType::Pem),
+        "PKCS12" => Ok(StoreType::Pkcs12),
+        _ if key == location_key || value.trim().eq_ignore_ascii_case("JKS") => Err(TlsConfigError::unsupported(
+            key,
+            value,
+            "JKS stores are not read: use PEM or PKCS12 (`keytool -importkeystore -deststoretype PKCS12`)",
+        )),
+        _ => Err(TlsConfigError::unsupported(key, value, "only PEM and PKCS12 stores are read")),
+    }
+}
+
+/// `der` as a PEM block labelled `label`.
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in encoded.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
 }
 
 /// The principal name of a verified client certificate: its subject as RFC 2253 writes
@@ -506,7 +852,8 @@ mod tests {
         let mut used = Vec::new();
         let err = resolve(&props, "SSL", &mut used).unwrap_err();
         assert_eq!(err.key, "ssl.keystore.type");
-        assert!(err.reason.contains("only PEM"), "{}", err.reason);
+        assert!(err.unsupported && err.reason.contains("JKS key stores are not read"), "{}", err.reason);
+        assert!(err.reason.contains("-deststoretype PKCS12"), "{}", err.reason);
         let props: BTreeMap<String, String> = [
             ("ssl.keystore.type".to_string(), "PEM".to_string()),
             ("listener.name.ssl.ssl.keystore.location".to_string(), "/nonexistent.pem".to_string()),
@@ -529,5 +876,129 @@ mod tests {
         .collect();
         let err = resolve(&props, "SSL", &mut Vec::new()).unwrap_err();
         assert_eq!((err.key.as_str(), err.value.as_str()), ("ssl.key.password", "(hidden)"));
+    }
+
+    fn testdata(name: &str) -> String {
+        format!("{}/src/security/testdata/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn pkcs12_stores_serve_a_listener_and_its_client_certificates() {
+        let keytool_keystore = testdata("keytool-keystore.p12");
+        let openssl_keystore = testdata("openssl-keystore.p12");
+        let truststore = testdata("keytool-truststore.p12");
+        // Per listener, as for PEM stores; the key password, when given, is the store password.
+        let settings = props(&[
+            ("ssl.keystore.type", "PEM"),
+            ("listener.name.ssl.ssl.keystore.type", "PKCS12"),
+            ("listener.name.ssl.ssl.keystore.location", &keytool_keystore),
+            ("listener.name.ssl.ssl.keystore.password", "store-secret"),
+            ("listener.name.ssl.ssl.key.password", "store-secret"),
+            ("ssl.truststore.type", "PKCS12"),
+            ("ssl.truststore.location", &truststore),
+            ("ssl.truststore.password", "trust-secret"),
+            ("ssl.client.auth", "required"),
+        ]);
+        let mut used = Vec::new();
+        let tls = resolve(&settings, "SSL", &mut used).unwrap();
+        assert_eq!(tls.client_auth, ClientAuth::Required);
+        assert!(tls.client.is_some());
+        assert!(settings.keys().all(|k| used.contains(k)), "{used:?}");
+        let settings = props(&[
+            ("ssl.keystore.type", "pkcs12"),
+            ("ssl.keystore.location", &openssl_keystore),
+            ("ssl.keystore.password", "store-secret"),
+        ]);
+        assert!(resolve(&settings, "SSL", &mut Vec::new()).unwrap().client.is_none());
+    }
+
+    #[test]
+    fn pkcs12_stores_that_cannot_be_opened_name_the_key_and_hide_the_password() {
+        let keystore = testdata("openssl-keystore.p12");
+        let truststore = testdata("keytool-truststore.p12");
+        let base = [("ssl.keystore.type", "PKCS12"), ("ssl.keystore.location", keystore.as_str())];
+        let trusting = |extra: &[(&'static str, &'static str)]| {
+            let mut pairs = vec![
+                ("ssl.keystore.type", "PKCS12"),
+                ("ssl.keystore.location", keystore.as_str()),
+                ("ssl.keystore.password", "store-secret"),
+                ("ssl.truststore.type", "PKCS12"),
+                ("ssl.truststore.location", truststore.as_str()),
+            ];
+            pairs.extend_from_slice(extra);
+            props(&pairs)
+        };
+        let openssl_truststore = testdata("openssl-truststore.p12");
+        let cases: Vec<(BTreeMap<String, String>, &str, &str)> = vec![
+            (
+                props(&[base[0], base[1], ("listener.name.ssl.ssl.keystore.password", "Wr0ng-pass")]),
+                "listener.name.ssl.ssl.keystore.password",
+                "password is wrong",
+            ),
+            (props(&base), "ssl.keystore.password", "needs its password"),
+            (
+                props(&[
+                    base[0],
+                    base[1],
+                    ("ssl.keystore.password", "store-secret"),
+                    ("ssl.key.password", "Wr0ng-pass"),
+                ]),
+                "ssl.key.password",
+                "differs from ssl.keystore.password",
+            ),
+            (
+                props(&[base[0], ("ssl.keystore.location", "/nonexistent.p12"), ("ssl.keystore.password", "x")]),
+                "ssl.keystore.location",
+                "cannot read",
+            ),
+            (
+                props(&[base[0], ("ssl.keystore.location", &truststore), ("ssl.keystore.password", "trust-secret")]),
+                "ssl.keystore.location",
+                "no private key entry",
+            ),
+            (
+                props(&[base[0], ("ssl.keystore.location", &testdata("ca.pem")), ("ssl.keystore.password", "x")]),
+                "ssl.keystore.location",
+                "not a readable PKCS12 store",
+            ),
+            (
+                props(&[
+                    base[0],
+                    ("ssl.keystore.location", &testdata("two-keys.p12")),
+                    ("ssl.keystore.password", "store-secret"),
+                ]),
+                "ssl.keystore.location",
+                "2 private key entries (broker, other)",
+            ),
+            (trusting(&[]), "ssl.truststore.password", "cannot be opened without its password"),
+            (trusting(&[("ssl.truststore.password", "Wr0ng-pass")]), "ssl.truststore.password", "password is wrong"),
+            (
+                props(&[
+                    base[0],
+                    base[1],
+                    ("ssl.keystore.password", "store-secret"),
+                    ("ssl.truststore.type", "PKCS12"),
+                    ("ssl.truststore.location", &openssl_truststore),
+                    ("ssl.truststore.password", "trust-secret"),
+                ]),
+                "ssl.truststore.location",
+                "keytool -importcert",
+            ),
+        ];
+        for (settings, key, reason) in cases {
+            let err = resolve(&settings, "SSL", &mut Vec::new()).unwrap_err();
+            assert_eq!(err.key, key, "{err:?}");
+            assert!(err.reason.contains(reason), "{err:?}");
+            assert!(!format!("{err:?}").contains("Wr0ng-pass") && !format!("{err:?}").contains("store-secret"));
+        }
+        // JKS, Kafka's default, is refused as not served, with the conversion to PKCS12.
+        let err = resolve(&props(&[("ssl.keystore.type", "JKS")]), "SSL", &mut Vec::new()).unwrap_err();
+        assert!(err.unsupported && err.reason.contains("keytool -importkeystore"), "{err:?}");
+        let err = resolve(&trusting(&[("ssl.truststore.type", "JKS")]), "SSL", &mut Vec::new()).unwrap_err();
+        assert_eq!(err.key, "ssl.truststore.type");
     }
 }
