@@ -97,6 +97,13 @@ pub struct BrokerConfig {
     pub max_connections_per_ip: usize,
     /// `max.connections.per.ip.overrides` (`host:count,...`), host names resolved at start.
     pub max_connections_per_ip_overrides: BTreeMap<std::net::IpAddr, usize>,
+    /// `max.connection.creation.rate`: new connections per second the broker accepts over
+    /// all its listeners but the inter-broker one (KIP-612); `None` (Kafka's default,
+    /// `i32::MAX`) is no limit.
+    pub max_connection_creation_rate: Option<u32>,
+    /// `listener.name.<listener>.max.connection.creation.rate`, by listener name as in
+    /// `listeners`: the same limit for one listener.
+    pub listener_max_connection_creation_rate: BTreeMap<String, u32>,
     /// Connections silent for longer are closed (Kafka's `connections.max.idle.ms`).
     pub connections_max_idle_ms: u64,
     pub log_message_timestamp_type_log_append: bool,
@@ -240,6 +247,7 @@ const KNOWN_KEYS: &[&str] = &[
     "connections.max.reauth.ms",
     "max.connections.per.ip",
     "max.connections.per.ip.overrides",
+    "max.connection.creation.rate",
     "connections.max.idle.ms",
     "connection.failed.authentication.delay.ms",
     "quota.window.num",
@@ -784,6 +792,13 @@ fn resolve_security(props: &BTreeMap<String, String>, listeners: &[Listener]) ->
             }
         }
     }
+    // Not a security setting, but under the listener prefix: read by `from_properties`.
+    for listener in listeners {
+        let key = connection_creation_rate_key(&listener.name);
+        if props.contains_key(&key) {
+            used.push(key);
+        }
+    }
     security.inter_broker = resolve_inter_broker(props, listeners, &security, &mut used)?;
     security.authorizer = resolve_authorizer(props, &mut used)?;
     for (key, value) in props {
@@ -943,6 +958,21 @@ fn resolve_inter_broker(
         }
     }
     Ok(inter_broker)
+}
+
+/// `listener.name.<listener>.max.connection.creation.rate` (Kafka writes listener names
+/// lower-case in such keys).
+fn connection_creation_rate_key(listener: &str) -> String {
+    format!("listener.name.{}.max.connection.creation.rate", listener.to_ascii_lowercase())
+}
+
+/// A `max.connection.creation.rate` (Kafka's INT, at least 0); `i32::MAX` is no limit.
+fn connection_creation_rate(key: &str, value: &str) -> Result<Option<u32>, ConfigError> {
+    let rate: u32 = parse_non_negative(key, value)?;
+    if rate > i32::MAX as u32 {
+        return Err(invalid(key, value, "must fit in an INT"));
+    }
+    Ok((rate < i32::MAX as u32).then_some(rate))
 }
 
 /// `max.connections.per.ip.overrides`: `host:count` pairs, as Kafka's
@@ -1126,6 +1156,13 @@ impl BrokerConfig {
                 _ => FlushPolicy::OsManaged,
             },
         };
+        let mut listener_max_connection_creation_rate = BTreeMap::new();
+        for listener in &listeners {
+            let key = connection_creation_rate_key(&listener.name);
+            if let Some(rate) = get(&key).map(|v| connection_creation_rate(&key, v)).transpose()?.flatten() {
+                listener_max_connection_creation_rate.insert(listener.name.clone(), rate);
+            }
+        }
         let config = BrokerConfig {
             node_id,
             listeners,
@@ -1148,6 +1185,9 @@ impl BrokerConfig {
             max_connections_per_ip: get("max.connections.per.ip")
                 .map_or(Ok(i32::MAX as usize), |v| parse_non_negative("max.connections.per.ip", v))?,
             max_connections_per_ip_overrides: per_ip_overrides(get("max.connections.per.ip.overrides"))?,
+            max_connection_creation_rate: get("max.connection.creation.rate")
+                .map_or(Ok(None), |v| connection_creation_rate("max.connection.creation.rate", v))?,
+            listener_max_connection_creation_rate,
             connections_max_idle_ms: get("connections.max.idle.ms")
                 .map_or(Ok(600_000), |v| parse_positive("connections.max.idle.ms", v))?,
             log_message_timestamp_type_log_append: log_append,
@@ -1373,6 +1413,7 @@ impl BrokerConfig {
             ("max.connections", self.max_connections.to_string()),
             ("max.connections.per.ip", self.max_connections_per_ip.to_string()),
             ("max.connections.per.ip.overrides", self.raw_or("max.connections.per.ip.overrides", "")),
+            ("max.connection.creation.rate", self.max_connection_creation_rate.unwrap_or(i32::MAX as u32).to_string()),
             ("connections.max.idle.ms", self.connections_max_idle_ms.to_string()),
             ("connection.failed.authentication.delay.ms", self.failed_authentication_delay_ms.to_string()),
             ("quota.window.num", self.quota_window_num.to_string()),
@@ -1464,6 +1505,32 @@ mod tests {
 
     fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn connection_creation_rates_broker_wide_and_per_listener() {
+        let (config, unknown) = BrokerConfig::from_properties(BTreeMap::new()).unwrap();
+        assert_eq!(config.max_connection_creation_rate, None);
+        assert!(config.listener_max_connection_creation_rate.is_empty() && unknown.is_empty());
+        let (config, unknown) = BrokerConfig::from_properties(props(&[
+            ("listeners", "PLAINTEXT://:19092,INTERNAL://:19093"),
+            ("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT"),
+            ("max.connection.creation.rate", "10"),
+            ("listener.name.internal.max.connection.creation.rate", "5"),
+        ]))
+        .unwrap();
+        assert!(unknown.is_empty(), "{unknown:?}");
+        assert_eq!(config.max_connection_creation_rate, Some(10));
+        assert_eq!(config.listener_max_connection_creation_rate, [("INTERNAL".to_string(), 5)].into_iter().collect());
+        let (config, _) =
+            BrokerConfig::from_properties(props(&[("max.connection.creation.rate", "2147483647")])).unwrap();
+        assert_eq!(config.max_connection_creation_rate, None);
+        assert!(BrokerConfig::from_properties(props(&[("max.connection.creation.rate", "-1")])).is_err());
+        assert!(BrokerConfig::from_properties(props(&[("max.connection.creation.rate", "2147483648")])).is_err());
+        // A listener that does not exist is refused, as any other unknown listener setting.
+        assert!(
+            BrokerConfig::from_properties(props(&[("listener.name.nope.max.connection.creation.rate", "5")])).is_err()
+        );
     }
 
     #[test]

@@ -2,12 +2,16 @@
 //! request at a time, so responses leave in request order however deep the client
 //! pipelines (as Kafka's `Processor` mutes a channel until its response is sent).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rivulet_protocol::frame::{check_frame_size, SIZE_PREFIX_BYTES};
 use rivulet_protocol::request::{decode_request, Request};
-use rivulet_protocol::response::{encode_api_versions_fallback, encode_response};
+use rivulet_protocol::response::{
+    encode_api_versions_fallback, encode_response, set_throttle_time_ms, throttle_time_ms,
+};
 use rivulet_protocol::{ProtocolError, RequestKind, ResponseKind};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::Instrument;
@@ -15,6 +19,7 @@ use tracing::Instrument;
 use crate::broker::Broker;
 use crate::handlers::{self, Reply};
 use crate::metrics::METRICS;
+use crate::quota::{self, QuotaType};
 use crate::request_context::{ConnectionContext, KafkaPrincipal, RequestContext, SecurityProtocol};
 use crate::security::authenticator::{Authenticator, Step};
 
@@ -134,12 +139,15 @@ where
             return Err(ConnectionError::Idle(idle_ms));
         };
         let Some(frame) = next? else { break };
+        // Requests are timed only while some request_percentage is set.
+        let decode_started = broker.quotas.request_quotas_enabled().then(std::time::Instant::now);
         let response = match decode_request(frame)? {
             Request::ApiVersionsFallback { correlation_id, version } => {
                 tracing::debug!(version, "ApiVersions of an unknown version: answering with v0 (KIP-511)");
                 encode_api_versions_fallback(correlation_id)?
             }
             Request::Known { header, api_key, body } => {
+                let decoded = decode_started.map(|started| started.elapsed());
                 let ctx = RequestContext::new(&header, api_key, &connection);
                 if let Some(auth) = authenticator.as_mut().filter(|a| a.is_complete()) {
                     let now = std::time::Instant::now();
@@ -225,11 +233,32 @@ where
                 );
                 let api_name = format!("{api_key:?}");
                 let started = std::time::Instant::now();
-                let reply = handlers::handle(broker, &ctx, *body).instrument(span).await;
+                // KIP-124: the time spent on the request counts against the client's
+                // request_percentage, unless Kafka exempts the request.
+                let timed = decoded.filter(|_| !quota::exempt_from_request_quota(&body, ctx.api_version));
+                let (reply, busy) =
+                    polled(handlers::handle(broker, &ctx, *body).instrument(span), timed.is_some()).await;
                 let response = match reply {
-                    Reply::Response(body) => {
-                        throttle = throttle_of(&body);
-                        encode_response(ctx.correlation_id, ctx.api_version, &body)?
+                    Reply::Response(mut body) => {
+                        let request_throttle = match timed {
+                            Some(decoded) => millis(broker.quotas.record_request(
+                                &ctx.principal.name,
+                                ctx.client_id.as_str(),
+                                decoded + busy,
+                            )),
+                            None => 0,
+                        };
+                        throttle = apply_throttles(broker, &ctx, &mut body, request_throttle);
+                        let encode_started = timed.map(|_| std::time::Instant::now());
+                        let encoded = encode_response(ctx.correlation_id, ctx.api_version, &body)?;
+                        if let Some(encode_started) = encode_started {
+                            broker.quotas.record_request_unthrottled(
+                                &ctx.principal.name,
+                                ctx.client_id.as_str(),
+                                encode_started.elapsed(),
+                            );
+                        }
+                        encoded
                     }
                     Reply::NoResponse => continue,
                     Reply::Close(reason) => return Err(ConnectionError::Closed(reason)),
@@ -254,12 +283,50 @@ where
     Ok(())
 }
 
-/// The throttle a response tells its client to wait for (only quota-checked APIs carry one
-/// here).
-fn throttle_of(response: &ResponseKind) -> i32 {
-    match response {
-        ResponseKind::Produce(r) => r.throttle_time_ms,
-        ResponseKind::Fetch(r) => r.throttle_time_ms,
-        _ => 0,
+/// Runs `future`, and when `timed` adds up the time it spends being polled: the time the
+/// request's handler actually runs, without what it waits for (replication, a long-poll
+/// fetch, a rebalance), as Kafka counts a request handler thread's time and not purgatory's.
+async fn polled<F: Future>(future: F, timed: bool) -> (F::Output, Duration) {
+    if !timed {
+        return (future.await, Duration::ZERO);
     }
+    let mut future = std::pin::pin!(future);
+    let mut busy = Duration::ZERO;
+    let output = std::future::poll_fn(|cx| {
+        let started = std::time::Instant::now();
+        let poll = future.as_mut().poll(cx);
+        busy += started.elapsed();
+        poll
+    })
+    .await;
+    (output, busy)
+}
+
+fn millis(throttle: Duration) -> i32 {
+    i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX)
+}
+
+/// Sets the response's `throttle_time_ms` to the longer of the byte-rate throttle its
+/// handler set (Produce, Fetch) and `request_throttle`, as Kafka's `KafkaApis` does, and
+/// returns it: the connection then reads nothing for that long. A fetch throttled for its
+/// request time is answered without records, as one throttled for its byte rate is.
+fn apply_throttles(broker: &Broker, ctx: &RequestContext, body: &mut ResponseKind, request_throttle: i32) -> i32 {
+    let byte_throttle = throttle_time_ms(body).unwrap_or(0);
+    if request_throttle > 0 {
+        if let ResponseKind::Fetch(fetch) = body {
+            handlers::throttle_fetch_for_request_time(broker, ctx, fetch);
+        }
+    }
+    let throttle = byte_throttle.max(request_throttle);
+    if throttle > 0 {
+        set_throttle_time_ms(body, throttle);
+        let quota = match body {
+            _ if request_throttle >= byte_throttle => QuotaType::Request,
+            ResponseKind::Fetch(_) => QuotaType::Fetch,
+            _ => QuotaType::Produce,
+        };
+        METRICS.quota_throttled_responses.with_label_values(&[quota.name()]).inc();
+        METRICS.quota_throttle_seconds.with_label_values(&[quota.name()]).inc_by(f64::from(throttle) / 1000.0);
+    }
+    throttle
 }

@@ -8,7 +8,8 @@ use std::sync::LazyLock;
 use std::sync::Weak;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -33,6 +34,19 @@ pub struct Metrics {
     pub expired_connections_killed: IntCounter,
     /// Connections refused because their address held `max.connections.per.ip` already.
     pub connections_rejected_per_ip: IntCounter,
+    /// New connections held back by a connection creation rate (KIP-612), by listener and
+    /// quota: `broker` or `listener` (`max.connection.creation.rate`: accepted late) and
+    /// `ip` (`connection_creation_rate` quotas: closed after the delay, unanswered). Kafka's
+    /// `connection-accept-throttle-time` and `ip-connection-accept-throttle-time`.
+    pub connections_throttled: IntCounterVec,
+    /// How long those connections were held, by the same labels.
+    pub connection_throttle_seconds: CounterVec,
+    /// Responses that told their client to wait (`throttle_time_ms`, the connection muted
+    /// meanwhile), by the quota that set the longer throttle: `Produce`, `Fetch` or `Request`
+    /// (Kafka's `QuotaType` of its `throttle-time` sensors).
+    pub quota_throttled_responses: IntCounterVec,
+    /// How long those responses told clients to wait, by the same label.
+    pub quota_throttle_seconds: CounterVec,
     /// Requests (or parts of one) the authorizer denied, by API and resource type.
     pub authorization_denied: IntCounterVec,
     /// ACL bindings created and deleted through CreateAcls / DeleteAcls (`operation`).
@@ -82,6 +96,35 @@ fn build() -> Result<Metrics, prometheus::Error> {
         "Connections refused because their address held max.connections.per.ip already",
     )?;
     registry.register(Box::new(connections_rejected_per_ip.clone()))?;
+    let connections_throttled = IntCounterVec::new(
+        Opts::new(
+            "kafka_server_socketservermetrics_connection_accept_throttled_total",
+            "New connections held back by max.connection.creation.rate (broker, listener) or an IP's connection_creation_rate (ip: closed)",
+        ),
+        &["listener", "quota"],
+    )?;
+    registry.register(Box::new(connections_throttled.clone()))?;
+    let connection_throttle_seconds = CounterVec::new(
+        Opts::new(
+            "kafka_server_socketservermetrics_connection_accept_throttle_time_seconds_total",
+            "Time new connections were held back by a connection creation rate",
+        ),
+        &["listener", "quota"],
+    )?;
+    registry.register(Box::new(connection_throttle_seconds.clone()))?;
+    let quota_throttled_responses = IntCounterVec::new(
+        Opts::new(
+            "kafka_server_quota_throttled_responses_total",
+            "Responses throttled by a client quota, by quota type",
+        ),
+        &["quota_type"],
+    )?;
+    registry.register(Box::new(quota_throttled_responses.clone()))?;
+    let quota_throttle_seconds = CounterVec::new(
+        Opts::new("kafka_server_quota_throttle_time_seconds_total", "Throttle time told to clients, by quota type"),
+        &["quota_type"],
+    )?;
+    registry.register(Box::new(quota_throttle_seconds.clone()))?;
     let authorization_denied = IntCounterVec::new(
         Opts::new("kafka_server_authorizer_denied_total", "Operations the authorizer denied"),
         &["request", "resource_type"],
@@ -129,6 +172,10 @@ fn build() -> Result<Metrics, prometheus::Error> {
         authentications,
         expired_connections_killed,
         connections_rejected_per_ip,
+        connections_throttled,
+        connection_throttle_seconds,
+        quota_throttled_responses,
+        quota_throttle_seconds,
         authorization_denied,
         acl_changes,
         log_size,

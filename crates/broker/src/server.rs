@@ -1,15 +1,22 @@
-//! Listening sockets and the accept loop.
+//! Listening sockets and the accept loop, with Kafka's `ConnectionQuotas` limits on what it
+//! accepts: in Kafka's order, `max.connection.creation.rate` (broker-wide and per listener:
+//! the acceptor waits), an address's `connection_creation_rate` quota (the connection is
+//! closed after the throttle), `max.connections.per.ip` and `max.connections` (closed at
+//! once).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use crate::broker::Broker;
+use crate::config::BrokerConfig;
 use crate::connection;
 use crate::metrics::METRICS;
+use crate::quota::{bounded_throttle, QuotaWindow, Rate};
 use crate::request_context::KafkaPrincipal;
 use crate::security::tls;
 
@@ -125,11 +132,120 @@ impl Drop for IpPermit {
     }
 }
 
+/// One connection-creation rate and its limit.
+struct LimitedRate {
+    limit: f64,
+    rate: Mutex<Rate>,
+}
+
+impl LimitedRate {
+    fn new(limit: u32) -> Self {
+        LimitedRate { limit: f64::from(limit), rate: Mutex::new(Rate::new()) }
+    }
+}
+
+/// How many idle per-address rates are kept before the idle ones are dropped.
+const IDLE_IP_RATES: usize = 1024;
+
+/// New connections per second, as Kafka's `ConnectionQuotas` limits them (KIP-612), over
+/// the same window as client quotas, a throttle lasting at most one sample:
+///
+/// * `max.connection.creation.rate` for the broker (every listener but the inter-broker one
+///   when there are several: Kafka's protected listener) and
+///   `listener.name.<listener>.max.connection.creation.rate` for one listener: every new
+///   connection counts, and over a limit the listener's acceptor waits the throttle before
+///   it takes the connection (the longer of the two).
+/// * an address's `connection_creation_rate` quota (a client quota of an `ip` entity): a
+///   connection over it is not served and, as Kafka's `ConnectionThrottledException`
+///   does, closed once the throttle has passed; it then counts in no rate.
+pub struct ConnectionRates {
+    window: QuotaWindow,
+    broker: Option<LimitedRate>,
+    listeners: HashMap<String, LimitedRate>,
+    protected: Option<String>,
+    ips: Mutex<HashMap<IpAddr, Rate>>,
+}
+
+impl ConnectionRates {
+    pub fn new(config: &BrokerConfig, window: QuotaWindow) -> Arc<Self> {
+        let inter_broker = &config.security.inter_broker.listener;
+        Arc::new(ConnectionRates {
+            window,
+            broker: config.max_connection_creation_rate.map(LimitedRate::new),
+            listeners: config
+                .listener_max_connection_creation_rate
+                .iter()
+                .map(|(name, limit)| (name.clone(), LimitedRate::new(*limit)))
+                .collect(),
+            protected: (config.listeners.len() > 1 && !inter_broker.is_empty()).then(|| inter_broker.clone()),
+            ips: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn max_throttle(&self) -> Duration {
+        self.window.sample
+    }
+
+    /// The broker-wide rate, unless `listener` is the protected one.
+    fn broker_rate(&self, listener: &str) -> Option<&LimitedRate> {
+        self.broker.as_ref().filter(|_| self.protected.as_deref() != Some(listener))
+    }
+
+    /// Adds `amount` connections to `limited` and returns the throttle it calls for.
+    fn add(&self, limited: &LimitedRate, amount: f64, now: Instant) -> Duration {
+        let mut rate = limited.rate.lock().unwrap_or_else(|p| p.into_inner());
+        rate.record(self.window, amount, now);
+        let (measured, window_size) = rate.measure(self.window, now);
+        bounded_throttle(measured, limited.limit, window_size, self.max_throttle())
+    }
+
+    /// Counts a new connection on `listener` against `max.connection.creation.rate`; over a
+    /// limit, how long the acceptor waits before taking it and which limit (`broker` or
+    /// `listener`) asked for the longer wait.
+    pub fn record_accept(&self, listener: &str, now: Instant) -> Option<(Duration, &'static str)> {
+        let broker = self.broker_rate(listener).map_or(Duration::ZERO, |b| self.add(b, 1.0, now));
+        let own = self.listeners.get(listener).map_or(Duration::ZERO, |l| self.add(l, 1.0, now));
+        match (broker, own) {
+            (broker, own) if broker.is_zero() && own.is_zero() => None,
+            (broker, own) if broker >= own => Some((broker, "broker")),
+            (_, own) => Some((own, "listener")),
+        }
+    }
+
+    /// Counts a new connection from `ip` against its `connection_creation_rate` quota
+    /// `limit`; over it, the connection is taken back from every rate (it will not be
+    /// served) and the time to hold it before closing it is returned.
+    pub fn record_ip(&self, listener: &str, ip: IpAddr, limit: f64, now: Instant) -> Duration {
+        let mut ips = self.ips.lock().unwrap_or_else(|p| p.into_inner());
+        let rate = ips.entry(ip).or_insert_with(Rate::new);
+        rate.record(self.window, 1.0, now);
+        let (measured, window_size) = rate.measure(self.window, now);
+        let throttle = bounded_throttle(measured, limit, window_size, self.max_throttle());
+        if !throttle.is_zero() {
+            rate.record(self.window, -1.0, now);
+        }
+        if ips.len() > IDLE_IP_RATES {
+            ips.retain(|_, rate| !rate.is_idle(self.window, now));
+        }
+        drop(ips);
+        if !throttle.is_zero() {
+            if let Some(broker) = self.broker_rate(listener) {
+                self.add(broker, -1.0, now);
+            }
+            if let Some(own) = self.listeners.get(listener) {
+                self.add(own, -1.0, now);
+            }
+        }
+        throttle
+    }
+}
+
 /// Accepts connections on every listener until `shutdown` turns true.
 pub async fn run(broker: Arc<Broker>, listeners: Vec<BoundListener>, shutdown: watch::Receiver<bool>) {
     let permits = Arc::new(Semaphore::new(broker.config.max_connections));
     let per_ip =
         PerIpLimits::new(broker.config.max_connections_per_ip, broker.config.max_connections_per_ip_overrides.clone());
+    let rates = ConnectionRates::new(&broker.config, broker.quotas.window());
     let mut tasks = Vec::new();
     for BoundListener { name, socket: listener } in listeners {
         let acceptor =
@@ -137,6 +253,7 @@ pub async fn run(broker: Arc<Broker>, listeners: Vec<BoundListener>, shutdown: w
         let broker = broker.clone();
         let permits = permits.clone();
         let per_ip = per_ip.clone();
+        let rates = rates.clone();
         let mut shutdown = shutdown.clone();
         tasks.push(tokio::spawn(async move {
             loop {
@@ -153,6 +270,36 @@ pub async fn run(broker: Arc<Broker>, listeners: Vec<BoundListener>, shutdown: w
                         continue;
                     }
                 };
+                // KIP-612: over max.connection.creation.rate the acceptor waits before it
+                // takes the connection, as Kafka's does; new ones queue in the backlog.
+                if let Some((wait, quota)) = rates.record_accept(&name, Instant::now()) {
+                    METRICS.connections_throttled.with_label_values(&[&name, quota]).inc();
+                    METRICS.connection_throttle_seconds.with_label_values(&[&name, quota]).inc_by(wait.as_secs_f64());
+                    tracing::debug!(%peer, ?wait, quota, "max.connection.creation.rate reached: delaying the connection");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.changed() => break,
+                    }
+                }
+                // An address over its connection_creation_rate quota: the connection is
+                // held unanswered for the throttle, then closed (Kafka's
+                // ConnectionThrottledException).
+                if let Some(limit) = broker.quotas.ip_connection_rate(peer.ip()) {
+                    let throttle = rates.record_ip(&name, peer.ip(), limit, Instant::now());
+                    if !throttle.is_zero() {
+                        METRICS.connections_throttled.with_label_values(&[&name, "ip"]).inc();
+                        METRICS
+                            .connection_throttle_seconds
+                            .with_label_values(&[&name, "ip"])
+                            .inc_by(throttle.as_secs_f64());
+                        tracing::debug!(%peer, ?throttle, "connection_creation_rate of the address exceeded: closing the connection after the throttle");
+                        tokio::spawn(async move {
+                            tokio::time::sleep(throttle).await;
+                            drop(stream);
+                        });
+                        continue;
+                    }
+                }
                 let ip_permit = match per_ip.try_acquire(peer.ip()) {
                     Ok(permit) => permit,
                     Err(limit) => {
@@ -307,6 +454,63 @@ mod tests {
         stop.send(true).unwrap();
         serving.await.unwrap();
         broker.shutdown();
+    }
+
+    fn rates(extra: &[(&str, &str)]) -> Arc<ConnectionRates> {
+        let mut props: BTreeMap<String, String> = [
+            ("listeners", "CLIENTS://127.0.0.1:0,BROKERS://127.0.0.1:0"),
+            ("listener.security.protocol.map", "CLIENTS:PLAINTEXT,BROKERS:PLAINTEXT"),
+            ("inter.broker.listener.name", "BROKERS"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        props.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let (config, _) = BrokerConfig::from_properties(props).unwrap();
+        ConnectionRates::new(&config, QuotaWindow { samples: 2, sample: Duration::from_secs(1) })
+    }
+
+    #[test]
+    fn connection_creation_rates_delay_the_acceptor_up_to_one_sample() {
+        let r = rates(&[("max.connection.creation.rate", "2")]);
+        let now = Instant::now();
+        // Two a second over the one-second minimum window; a third is half a window early.
+        assert_eq!(r.record_accept("CLIENTS", now), None);
+        assert_eq!(r.record_accept("CLIENTS", now), None);
+        assert_eq!(r.record_accept("CLIENTS", now), Some((Duration::from_millis(500), "broker")));
+        // Far over: at most one sample.
+        for _ in 0..10 {
+            r.record_accept("CLIENTS", now);
+        }
+        assert_eq!(r.record_accept("CLIENTS", now), Some((Duration::from_secs(1), "broker")));
+        // The inter-broker listener is protected from the broker-wide limit.
+        assert_eq!(r.record_accept("BROKERS", now), None);
+
+        let r = rates(&[("listener.name.brokers.max.connection.creation.rate", "1")]);
+        assert_eq!(r.record_accept("BROKERS", now), None);
+        assert_eq!(r.record_accept("BROKERS", now), Some((Duration::from_secs(1), "listener")));
+        assert_eq!(r.record_accept("CLIENTS", now), None);
+    }
+
+    #[test]
+    fn a_connection_over_its_address_rate_counts_in_no_rate() {
+        let r = rates(&[("max.connection.creation.rate", "3")]);
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        let other: IpAddr = "127.0.0.2".parse().unwrap();
+        let now = Instant::now();
+        for _ in 0..2 {
+            assert_eq!(r.record_accept("CLIENTS", now), None);
+            assert_eq!(r.record_ip("CLIENTS", local, 2.0, now), Duration::ZERO);
+        }
+        // Further ones from 127.0.0.1 are throttled, and taken back from every rate: the
+        // broker still has room for a third, which 127.0.0.2 gets.
+        for _ in 0..2 {
+            assert_eq!(r.record_accept("CLIENTS", now), None);
+            assert_eq!(r.record_ip("CLIENTS", local, 2.0, now), Duration::from_millis(500));
+        }
+        assert_eq!(r.record_accept("CLIENTS", now), None);
+        assert_eq!(r.record_ip("CLIENTS", other, 2.0, now), Duration::ZERO);
+        assert!(r.record_accept("CLIENTS", now).is_some());
     }
 
     #[test]

@@ -246,16 +246,23 @@ pub enum QuotaName {
 }
 
 /// What a client quota applies to: a user, a client id, or a client id of a user (Kafka's
-/// `/config/users/<user>/clients/<client-id>` and its shorter forms). At least one is set.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// `/config/users/<user>/clients/<client-id>` and its shorter forms), or a client IP address
+/// (`/config/ips/<ip>`, for `connection_creation_rate`; never combined with the others).
+/// At least one is set.
+///
+/// `ip` is absent from what was stored before IP entities existed, and left out of what is
+/// stored for user and client-id entities, so both read and write the same as before.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct QuotaEntity {
     pub user: Option<QuotaName>,
     pub client_id: Option<QuotaName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<QuotaName>,
 }
 
 impl QuotaEntity {
     /// Where the entity's quotas are stored below the store's quota prefix, readable:
-    /// `user=alice/client-id=<default>`.
+    /// `user=alice/client-id=<default>`, `ip=127.0.0.1`.
     pub fn storage_key(&self) -> String {
         fn part(kind: &str, name: &QuotaName) -> String {
             match name {
@@ -263,11 +270,14 @@ impl QuotaEntity {
                 QuotaName::Named(n) => format!("{kind}={}", n.replace('%', "%25").replace('/', "%2F")),
             }
         }
-        let parts: Vec<String> =
-            [self.user.as_ref().map(|u| part("user", u)), self.client_id.as_ref().map(|c| part("client-id", c))]
-                .into_iter()
-                .flatten()
-                .collect();
+        let parts: Vec<String> = [
+            self.user.as_ref().map(|u| part("user", u)),
+            self.client_id.as_ref().map(|c| part("client-id", c)),
+            self.ip.as_ref().map(|i| part("ip", i)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         parts.join("/")
     }
 }
@@ -295,5 +305,35 @@ pub fn apply_quota_changes(values: &mut QuotaValues, changes: &[(String, Option<
                 values.remove(key);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Quotas stored before IP entities existed read as they were, and user and client-id
+    /// entities are still written without an `ip` field.
+    #[test]
+    fn quota_entities_stored_without_ip_still_read_and_write_the_same() {
+        let old =
+            r#"{"entity":{"user":{"Named":"alice"},"client_id":"Default"},"values":{"producer_byte_rate":1024.0}}"#;
+        let stored: StoredQuota = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            stored.entity,
+            QuotaEntity { user: Some(QuotaName::Named("alice".into())), client_id: Some(QuotaName::Default), ip: None }
+        );
+        assert_eq!(serde_json::to_string(&stored).unwrap(), old);
+        assert_eq!(stored.entity.storage_key(), "user=alice/client-id=<default>");
+
+        let ip = QuotaEntity { ip: Some(QuotaName::Named("127.0.0.1".into())), ..QuotaEntity::default() };
+        let json = serde_json::to_string(&ip).unwrap();
+        assert_eq!(json, r#"{"user":null,"client_id":null,"ip":{"Named":"127.0.0.1"}}"#);
+        assert_eq!(serde_json::from_str::<QuotaEntity>(&json).unwrap(), ip);
+        assert_eq!(ip.storage_key(), "ip=127.0.0.1");
+        assert_eq!(
+            QuotaEntity { ip: Some(QuotaName::Default), ..QuotaEntity::default() }.storage_key(),
+            "ip=<default>"
+        );
     }
 }

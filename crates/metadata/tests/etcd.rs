@@ -343,6 +343,7 @@ async fn client_quota_changes_through_two_brokers_at_once_are_both_kept() {
     let entity = |user: &str| QuotaEntity {
         user: Some(QuotaName::Named(user.to_string())),
         client_id: Some(QuotaName::Default),
+        ip: None,
     };
     for i in 0..10 {
         let user = entity(&format!("user/{i}"));

@@ -1,10 +1,11 @@
 //! DescribeClientQuotas (key 48, v0–1): the quota entities matching a filter and their
 //! values, as Kafka's `ClientQuotasImage.describe` (`kafka-configs --describe
-//! --entity-type users|clients`). Needs DESCRIBE_CONFIGS on the cluster.
+//! --entity-type users|clients|ips`). Needs DESCRIBE_CONFIGS on the cluster.
 //!
-//! A filter component names an entity type (`user`, `client-id`) and matches an exact
-//! name (match type 0), the default entity (1) or any entity of the type (2); an entity
-//! matches when every component does, and with `strict` only if it has no other types.
+//! A filter component names an entity type (`user`, `client-id`, `ip`) and matches an
+//! exact name (match type 0), the default entity (1) or any entity of the type (2); an
+//! entity matches when every component does, and with `strict` only if it has no other
+//! types. An `ip` component cannot be combined with the others.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -37,6 +38,9 @@ pub(super) fn parts(entity: &QuotaEntity) -> Vec<(&'static str, &QuotaName)> {
     }
     if let Some(client_id) = &entity.client_id {
         parts.push(("client-id", client_id));
+    }
+    if let Some(ip) = &entity.ip {
+        parts.push(("ip", ip));
     }
     parts
 }

@@ -45,7 +45,7 @@ fn partition_error(index: i32, error: ResponseError) -> PartitionData {
 }
 
 /// The broker id of a follower's fetch, or `None` for a consumer.
-fn follower_id(request: &FetchRequest, version: i16) -> Option<i32> {
+pub(crate) fn follower_id(request: &FetchRequest, version: i16) -> Option<i32> {
     let id = if version >= 15 { request.replica_state.replica_id.0 } else { request.replica_id.0 };
     (id >= 0).then_some(id)
 }
@@ -285,4 +285,20 @@ fn throttled(
     broker.quotas.unrecord(QuotaType::Fetch, &ctx.principal.name, ctx.client_id.as_str(), bytes);
     let throttle_ms = i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX);
     FetchResponse::default().with_throttle_time_ms(throttle_ms)
+}
+
+/// A consumer's fetch throttled for its request time (`request_percentage`) is answered
+/// without records, as Kafka answers any throttled fetch; the bytes it would have served
+/// are taken back from its byte-rate quota (Kafka's `unrecordQuotaSensor`).
+pub(crate) fn throttle_fetch_for_request_time(broker: &Broker, ctx: &RequestContext, response: &mut FetchResponse) {
+    let bytes: usize = response
+        .responses
+        .iter()
+        .flat_map(|topic| &topic.partitions)
+        .map(|partition| partition.records.as_ref().map_or(0, |records| records.len()))
+        .sum();
+    if bytes > 0 {
+        broker.quotas.unrecord(QuotaType::Fetch, &ctx.principal.name, ctx.client_id.as_str(), bytes);
+    }
+    *response = FetchResponse::default().with_error_code(response.error_code);
 }

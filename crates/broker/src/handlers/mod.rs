@@ -74,6 +74,8 @@ use rivulet_protocol::{RequestKind, ResponseError, ResponseKind};
 use crate::broker::Broker;
 use crate::request_context::RequestContext;
 
+pub(crate) use fetch::{follower_id, throttle_fetch_for_request_time};
+
 /// What the connection does after a request.
 #[derive(Debug)]
 pub enum Reply {
