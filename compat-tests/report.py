@@ -51,7 +51,7 @@ def node_version():
 
 def client_of(module, name):
     """(client, version) for a test."""
-    if module == "test_kcat":
+    if module == "test_kcat" or "kcat" in name:
         return "kcat", kcat_version()
     if module in ("test_java_tools",) or "java" in name:
         return "Apache Kafka Java clients/tools", java_version()

@@ -1,11 +1,13 @@
-// kafkajs against a broker: node compat.js BOOTSTRAP SCENARIO
+// kafkajs against a broker: node compat.js BOOTSTRAP SCENARIO [MECHANISM USERNAME PASSWORD]
+// With MECHANISM (plain, scram-sha-256, scram-sha-512) it authenticates over SASL_PLAINTEXT.
 // Scenarios: producer-group (produce 1,000 records, a consumer group reads them all),
 // admin (create/list/fetch metadata/describe configs/delete topics, list groups).
 // Prints "PASS <scenario>" or "FAIL <scenario>: <reason>".
 const { Kafka, logLevel, ConfigResourceTypes } = require('kafkajs');
 
-const [bootstrap, scenario] = process.argv.slice(2);
-const kafka = new Kafka({ clientId: 'rivulet-compat', brokers: [bootstrap], logLevel: logLevel.NOTHING });
+const [bootstrap, scenario, mechanism, username, password] = process.argv.slice(2);
+const sasl = mechanism ? { mechanism, username, password } : undefined;
+const kafka = new Kafka({ clientId: 'rivulet-compat', brokers: [bootstrap], sasl, logLevel: logLevel.NOTHING });
 const COUNT = 1000;
 
 async function producerGroup() {
