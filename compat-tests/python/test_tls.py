@@ -151,6 +151,32 @@ def test_mutual_tls_admits_only_certified_clients_and_names_them_by_their_certif
         broker.kill()
 
 
+def test_principal_mapping_rules_name_certified_clients(tmp_path, certs, monkeypatch):
+    """`ssl.principal.mapping.rules` (KIP-371): the first rule matching the whole subject names
+    the principal (`RULE:^CN=(.*?),OU=(.*?),O=.*$/$1@$2/L` makes `app@payments`); a subject no
+    rule matches fails the connection while other clients are served."""
+    monkeypatch.setenv("RUST_LOG", "info,rivulet_broker::connection=debug")
+    tls_extra = ("ssl.client.auth=required", "ssl.truststore.type=PEM", f"ssl.truststore.location={certs / 'ca.pem'}")
+    client = {"ssl.certificate.location": str(certs / "client.pem"), "ssl.key.location": str(certs / "client.key")}
+    (tmp_path / "mapped").mkdir()
+    (tmp_path / "unmatched").mkdir()
+    broker = tls_broker(tmp_path / "mapped", certs, *tls_extra,
+                        r"ssl.principal.mapping.rules=RULE:^CN=(.*?),OU=(.*?),O=.*$/$1@$2/L,DEFAULT")
+    try:
+        assert round_trip(ssl_client(broker, certs, **client)) == [f"v{i}".encode() for i in range(20)]
+        assert "principal=User:app@payments" in broker.log_path.read_text()
+    finally:
+        broker.kill()
+    broker = tls_broker(tmp_path / "unmatched", certs, *tls_extra,
+                        r"ssl.principal.mapping.rules=RULE:^CN=(.*?),OU=ServiceUsers,.*$/$1/")
+    try:
+        assert cannot_connect(ssl_client(broker, certs, **client))
+        assert "no ssl.principal.mapping.rules rule applies" in broker.log_path.read_text()
+        assert round_trip({"bootstrap.servers": broker.bootstrap}, 5) == [f"v{i}".encode() for i in range(5)]
+    finally:
+        broker.kill()
+
+
 def test_sasl_plain_over_tls(tmp_path, certs):
     broker = tls_broker(tmp_path, certs, "sasl.enabled.mechanisms=PLAIN",
                         f"listener.name.sasl_ssl.plain.sasl.jaas.config={PLAIN_JAAS}", protocol="SASL_SSL")

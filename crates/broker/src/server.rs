@@ -345,13 +345,28 @@ async fn serve_tls(
 ) {
     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => {
-            let principal = stream
+            let subject = stream
                 .get_ref()
                 .1
                 .peer_certificates()
                 .and_then(|chain| chain.first())
-                .and_then(|certificate| tls::subject_name(certificate.as_ref()))
-                .map(|subject| KafkaPrincipal::user(&subject));
+                .and_then(|certificate| tls::subject_name(certificate.as_ref()));
+            // `ssl.principal.mapping.rules` turn the subject into the principal's name; a
+            // subject no rule matches fails the connection, as Kafka's `SslPrincipalMapper`.
+            let principal = match subject {
+                None => None,
+                Some(subject) => {
+                    let rules = broker.config.security.tls.get(&*name).map(|t| t.principal_rules.clone());
+                    match rules.map_or_else(|| Some(subject.clone()), |rules| rules.apply(&subject)) {
+                        Some(mapped) => Some(KafkaPrincipal::user(&mapped)),
+                        None => {
+                            METRICS.authentications.with_label_values(&[&name, "SSL", "failure"]).inc();
+                            tracing::info!(%peer, listener = %name, %subject, "no ssl.principal.mapping.rules rule applies to the client certificate: closing");
+                            return;
+                        }
+                    }
+                }
+            };
             connection::serve(broker, stream, peer, name, principal).await;
         }
         Ok(Err(e)) => {

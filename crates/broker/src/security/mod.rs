@@ -12,6 +12,7 @@ pub mod authorizer;
 pub mod jaas;
 pub mod oauthbearer;
 pub mod pkcs12;
+pub mod principal_mapping;
 pub mod scram;
 pub mod tls;
 

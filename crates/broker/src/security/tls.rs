@@ -23,7 +23,7 @@
 //! What is not served is refused at start rather than ignored (fail closed): JKS stores
 //! (Kafka's default type: convert them with `keytool -importkeystore -deststoretype
 //! PKCS12`), encrypted PEM keys, a PKCS12 key password other than the store password,
-//! cipher-suite lists and principal mapping rules other than `DEFAULT`. A store that cannot
+//! cipher-suite lists. A store that cannot
 //! be opened (a wrong password, a damaged file) stops the broker naming the key to fix;
 //! passwords are never shown.
 
@@ -37,6 +37,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig};
+
+use super::principal_mapping::PrincipalRules;
 
 /// `ssl.client.auth`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +58,8 @@ pub struct TlsListener {
     /// host name too, unless `ssl.endpoint.identification.algorithm` is empty), this
     /// broker's own certificate offered for mutual TLS. None without a truststore.
     pub client: Option<Arc<ClientConfig>>,
+    /// `ssl.principal.mapping.rules`: how a client certificate's subject names its principal.
+    pub principal_rules: Arc<super::principal_mapping::PrincipalRules>,
 }
 
 impl fmt::Debug for TlsListener {
@@ -64,6 +68,7 @@ impl fmt::Debug for TlsListener {
         f.debug_struct("TlsListener")
             .field("client_auth", &self.client_auth)
             .field("client", &self.client.is_some())
+            .field("principal_rules", &self.principal_rules)
             .finish_non_exhaustive()
     }
 }
@@ -161,15 +166,12 @@ pub fn resolve(
             ));
         }
     }
-    if let Some((key, value)) = settings.get("ssl.principal.mapping.rules") {
-        if value.trim() != "DEFAULT" {
-            return Err(TlsConfigError::unsupported(
-                &key,
-                value,
-                "only the DEFAULT principal mapping rule is supported",
-            ));
+    let principal_rules = match settings.get("ssl.principal.mapping.rules") {
+        None => PrincipalRules::default(),
+        Some((key, value)) => {
+            PrincipalRules::parse(value).map_err(|reason| TlsConfigError::new(&key, value, reason))?
         }
-    }
+    };
 
     let versions = protocol_versions(&mut settings)?;
     let (certs, key) = keystore(&mut settings)?;
@@ -222,7 +224,7 @@ pub fn resolve(
     let server = builder.with_single_cert(certs, key).map_err(|e| {
         TlsConfigError::new("ssl.keystore.location", "", format!("the key does not fit the certificate chain: {e}"))
     })?;
-    Ok(TlsListener { server: Arc::new(server), client_auth, client })
+    Ok(TlsListener { server: Arc::new(server), client_auth, client, principal_rules: Arc::new(principal_rules) })
 }
 
 /// The TLS client side of the inter-broker listener (see [`TlsListener::client`]).
