@@ -177,6 +177,22 @@ def test_principal_mapping_rules_name_certified_clients(tmp_path, certs, monkeyp
         broker.kill()
 
 
+def test_cipher_suites_by_kafkas_names(tmp_path, certs):
+    """`ssl.cipher.suites` with Kafka's (JSSE) names: the broker negotiates only the listed
+    suite; a suite rustls does not implement refuses start naming the setting."""
+    broker = tls_broker(tmp_path, certs, "ssl.cipher.suites=TLS_AES_128_GCM_SHA256")
+    try:
+        out = subprocess.run(["openssl", "s_client", "-connect", broker.tls_bootstrap, "-brief"],
+                             input="", capture_output=True, text=True, timeout=30)
+        assert "Ciphersuite: TLS_AES_128_GCM_SHA256" in out.stdout + out.stderr, out.stdout + out.stderr
+        assert round_trip(ssl_client(broker, certs), 5) == [f"v{i}".encode() for i in range(5)]
+    finally:
+        broker.kill()
+    with pytest.raises(RuntimeError) as refused:
+        tls_broker(tmp_path, certs, "ssl.cipher.suites=TLS_RSA_WITH_AES_128_CBC_SHA")
+    assert "ssl.cipher.suites" in str(refused.value) and "is not available" in str(refused.value)
+
+
 def test_sasl_plain_over_tls(tmp_path, certs):
     broker = tls_broker(tmp_path, certs, "sasl.enabled.mechanisms=PLAIN",
                         f"listener.name.sasl_ssl.plain.sasl.jaas.config={PLAIN_JAAS}", protocol="SASL_SSL")

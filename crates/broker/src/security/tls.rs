@@ -23,7 +23,7 @@
 //! What is not served is refused at start rather than ignored (fail closed): JKS stores
 //! (Kafka's default type: convert them with `keytool -importkeystore -deststoretype
 //! PKCS12`), encrypted PEM keys, a PKCS12 key password other than the store password,
-//! cipher-suite lists. A store that cannot
+//! cipher suites rustls does not implement (`ssl.cipher.suites` takes Kafka's names of those it does). A store that cannot
 //! be opened (a wrong password, a damaged file) stops the broker naming the key to fix;
 //! passwords are never shown.
 
@@ -157,15 +157,10 @@ pub fn resolve(
             }
         }
     }
-    if let Some((key, value)) = settings.get("ssl.cipher.suites") {
-        if !value.trim().is_empty() {
-            return Err(TlsConfigError::unsupported(
-                &key,
-                value,
-                "cipher-suite lists are not supported; rustls offers only its own modern suites",
-            ));
-        }
-    }
+    let cipher_suites = match settings.get("ssl.cipher.suites") {
+        Some((key, value)) if !value.trim().is_empty() => Some(cipher_suites(&key, value)?),
+        _ => None,
+    };
     let principal_rules = match settings.get("ssl.principal.mapping.rules") {
         None => PrincipalRules::default(),
         Some((key, value)) => {
@@ -186,7 +181,19 @@ pub fn resolve(
     };
     let roots = truststore(&mut settings)?;
 
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut provider = rustls::crypto::ring::default_provider();
+    if let Some(suites) = cipher_suites {
+        let usable = suites.iter().any(|s| versions.iter().any(|v| s.version() == *v));
+        if !usable {
+            return Err(TlsConfigError::new(
+                "ssl.cipher.suites",
+                "",
+                "none of the listed cipher suites belongs to a protocol in ssl.enabled.protocols",
+            ));
+        }
+        provider.cipher_suites = suites;
+    }
+    let provider = Arc::new(provider);
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(|e| TlsConfigError::new("ssl.enabled.protocols", "", e.to_string()))?;
@@ -225,6 +232,38 @@ pub fn resolve(
         TlsConfigError::new("ssl.keystore.location", "", format!("the key does not fit the certificate chain: {e}"))
     })?;
     Ok(TlsListener { server: Arc::new(server), client_auth, client, principal_rules: Arc::new(principal_rules) })
+}
+
+/// A cipher suite's name as Kafka (JSSE) writes it: the IANA name, with TLS 1.3's suites
+/// named `TLS_AES_128_GCM_SHA256` where rustls says `TLS13_AES_128_GCM_SHA256`.
+fn kafka_suite_name(suite: rustls::SupportedCipherSuite) -> String {
+    let name = format!("{:?}", suite.suite());
+    match name.strip_prefix("TLS13_") {
+        Some(rest) => format!("TLS_{rest}"),
+        None => name,
+    }
+}
+
+/// `ssl.cipher.suites`: the suites to offer, in the order given, by Kafka's names. A name
+/// rustls does not implement refuses the configuration, as JSSE refuses an unsupported
+/// suite (rustls has only AEAD suites with forward secrecy).
+fn cipher_suites(key: &str, value: &str) -> Result<Vec<rustls::SupportedCipherSuite>, TlsConfigError> {
+    let available = rustls::crypto::ring::ALL_CIPHER_SUITES;
+    let mut chosen = Vec::new();
+    for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let suite = available.iter().copied().find(|s| kafka_suite_name(*s) == name).ok_or_else(|| {
+            let names: Vec<String> = available.iter().map(|s| kafka_suite_name(*s)).collect();
+            TlsConfigError::unsupported(
+                key,
+                value,
+                format!("cipher suite {name} is not available; these are: {}", names.join(", ")),
+            )
+        })?;
+        if !chosen.contains(&suite) {
+            chosen.push(suite);
+        }
+    }
+    Ok(chosen)
 }
 
 /// The TLS client side of the inter-broker listener (see [`TlsListener::client`]).
@@ -1002,5 +1041,21 @@ mod tests {
         assert!(err.unsupported && err.reason.contains("keytool -importkeystore"), "{err:?}");
         let err = resolve(&trusting(&[("ssl.truststore.type", "JKS")]), "SSL", &mut Vec::new()).unwrap_err();
         assert_eq!(err.key, "ssl.truststore.type");
+    }
+}
+
+#[cfg(test)]
+mod cipher_suite_tests {
+    use super::*;
+
+    #[test]
+    fn cipher_suites_go_by_kafkas_names() {
+        let chosen =
+            cipher_suites("ssl.cipher.suites", "TLS_AES_256_GCM_SHA384, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256")
+                .unwrap();
+        let names: Vec<String> = chosen.iter().map(|s| kafka_suite_name(*s)).collect();
+        assert_eq!(names, ["TLS_AES_256_GCM_SHA384", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"]);
+        let err = cipher_suites("ssl.cipher.suites", "TLS_RSA_WITH_AES_128_CBC_SHA").unwrap_err();
+        assert!(err.unsupported && err.reason.contains("TLS_CHACHA20_POLY1305_SHA256"), "{}", err.reason);
     }
 }
