@@ -26,6 +26,8 @@ pub enum ConfigSource {
     DynamicDefaultBroker = 3,
     StaticBroker = 4,
     Default = 5,
+    /// A client-metrics subscription's own value (KIP-714).
+    ClientMetrics = 7,
 }
 
 /// One topic config Kafka defines.
