@@ -4,7 +4,8 @@
   group create their compacted internal topics themselves; a FileStreamSource and a
   FileStreamSink connector made through the REST API carry a 10,000-line file into the sink
   file exactly, in order, while the worker running the tasks is killed with SIGKILL half way
-  and its tasks move to the other worker.
+  and its tasks move to the other worker. Then the sink's offsets are read, moved back, deleted
+  and reset through the REST API (KIP-875), and the sink copies again from where they point.
 - test_exactly_once_source_survives_worker_kills: the same two workers with
   `exactly.once.source.support=enabled` (KIP-618: the config topic written by a
   transactional leader, per-task transactional producers fenced with FenceProducers, source
@@ -74,6 +75,25 @@ def worker_of(workers, worker_id: str) -> ConnectWorker:
     return next(w for w in workers if worker_id.endswith(f":{w.port}"))
 
 
+def stop_connector(worker: ConnectWorker, name: str):
+    status, body = worker.request("PUT", f"/connectors/{name}/stop")
+    assert status in (202, 204), body
+    wait_for(lambda: (s := worker.status(name)) and s["connector"]["state"] == "STOPPED" and not s["tasks"], 60,
+             f"{name} stopped")
+
+
+def resume_connector(worker: ConnectWorker, name: str):
+    status, body = worker.request("PUT", f"/connectors/{name}/resume")
+    assert status == 202, body
+    worker.wait_running(name)
+
+
+def sink_offsets(worker: ConnectWorker) -> list:
+    status, body = worker.request("GET", "/connectors/file-sink/offsets")
+    assert status == 200, body
+    return body["offsets"]
+
+
 def test_file_connectors_survive_a_worker_kill(tmp_path):
     broker = Broker(tmp_path).start()
     workers = []
@@ -123,6 +143,36 @@ def test_file_connectors_survive_a_worker_kill(tmp_path):
         committed = consumer.committed([TopicPartition("file-lines", 0)], timeout=30)
         consumer.close()
         assert committed[0].offset == LINES
+
+        # KIP-875: the sink connector's offsets read and changed through the REST API while it is
+        # stopped (the worker uses OffsetFetch, OffsetCommit on the empty group, OffsetDelete and
+        # DeleteGroups).
+        sink_partition = {"kafka_topic": "file-lines", "kafka_partition": 0}
+        stop_connector(survivor, "file-sink")
+        assert sink_offsets(survivor) == [{"partition": sink_partition, "offset": {"kafka_offset": LINES}}]
+        status, body = survivor.request("PATCH", "/connectors/file-sink/offsets",
+                                        {"offsets": [{"partition": sink_partition, "offset": {"kafka_offset": 9000}}]})
+        assert status == 200, body
+        assert sink_offsets(survivor) == [{"partition": sink_partition, "offset": {"kafka_offset": 9000}}]
+        resume_connector(survivor, "file-sink")
+        wait_for(lambda: len(read_lines(sink_file)) >= LINES + 1000, 120, "the last 1,000 lines again")
+        time.sleep(2)
+        assert read_lines(sink_file) == expected + expected[9000:]
+
+        # A null offset removes the partition's committed offset (OffsetDelete); resetting drops
+        # the group (DeleteGroups): the sink starts again from the beginning of the topic.
+        stop_connector(survivor, "file-sink")
+        status, body = survivor.request("PATCH", "/connectors/file-sink/offsets",
+                                        {"offsets": [{"partition": sink_partition, "offset": None}]})
+        assert status == 200, body
+        assert sink_offsets(survivor) == []
+        status, body = survivor.request("DELETE", "/connectors/file-sink/offsets")
+        assert status == 200, body
+        assert sink_offsets(survivor) == []
+        resume_connector(survivor, "file-sink")
+        wait_for(lambda: len(read_lines(sink_file)) >= 2 * LINES + 1000, 120, "the whole topic again")
+        time.sleep(2)
+        assert read_lines(sink_file) == expected + expected[9000:] + expected
     finally:
         stop_all(workers)
         broker.kill()
