@@ -90,7 +90,7 @@ class ConnectWorker(JvmProcess):
             "scheduled.rebalance.max.delay.ms": "5000",
             "session.timeout.ms": "10000",
             "heartbeat.interval.ms": "1000",
-            "plugin.discovery": "only_scan",
+            "plugin.discovery": "service_load",
         }
         props.update(extra or {})
         config = write_properties(work / f"{name}.properties", props)

@@ -11,7 +11,9 @@
   transactional leader, per-task transactional producers fenced with FenceProducers, source
   offsets committed in the records' transaction); the worker running the source task is
   killed twice while it copies 10,000 lines, and a read_committed consumer finds each line
-  in the topic exactly once, in order.
+  in the topic exactly once, in order. The cleaner compacts the internal topics as they go
+  (transactional records, aborted ones included); then both workers are killed and two new
+  ones read them back: the connector runs again and copies only the lines added since.
 """
 
 import threading
@@ -179,7 +181,9 @@ def test_file_connectors_survive_a_worker_kill(tmp_path):
 
 
 def test_exactly_once_source_survives_worker_kills(tmp_path):
-    broker = Broker(tmp_path).start()
+    # The cleaner looks every half second and cleans any dirty part, so the internal topics are
+    # compacted while the test runs.
+    broker = Broker(tmp_path, extra=["log.cleaner.backoff.ms=500", "log.cleaner.min.cleanable.ratio=0.01"]).start()
     workers = []
     eos = {"exactly.once.source.support": "enabled"}
     try:
@@ -246,6 +250,31 @@ def test_exactly_once_source_survives_worker_kills(tmp_path):
         assert out.returncode == 0, out.stderr
         ids = {line.split()[0] for line in out.stdout.splitlines()[1:] if line.strip()}
         assert {"connect-cluster-connect-cluster", "connect-cluster-eos-source-0"} <= ids, out.stdout
+
+        # Both workers killed; the cleaner compacts the internal topics (transactional records,
+        # aborted ones among them, and their markers); new workers read them back: the
+        # connector runs again and resumes where its committed offsets say, copying only new lines.
+        stop_all(workers)
+
+        def cleaned(topic: str) -> bool:
+            return any(b"cleaned log" in line and f'topic="{topic}"'.encode() in line
+                       for line in broker.log_path.read_bytes().splitlines())
+        wait_for(lambda: cleaned("connect-cluster-offsets"), 60, "the cleaner to compact the offsets topic")
+        workers = [ConnectWorker(tmp_path, f"worker-{5 + i}", broker.bootstrap, extra=eos) for i in (1, 2)]
+        for w in workers:
+            w.wait_ready()
+        workers[0].wait_running("eos-source")
+        more = lines(LINES, 1000)
+        append(source_file, more)
+        consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "eos-check",
+                             "isolation.level": "read_committed", "enable.auto.commit": False})
+        consumer.assign([TopicPartition("eos-lines", 0, 0)])
+        seen.clear()
+        poll_until(LINES + 1000, 120)
+        time.sleep(3)
+        poll_until(LINES + 1001, 3)
+        consumer.close()
+        assert seen == expected + more
     finally:
         stop_all(workers)
         broker.kill()

@@ -120,6 +120,7 @@ def start_mirror_maker(work: Path, source: str, target: str, identity: bool) -> 
         # An offset sync for every record, so that translated offsets are exact.
         "offset.lag.max": "0",
         "scheduled.rebalance.max.delay.ms": "5000",
+        "plugin.discovery": "service_load",
     }
     if identity:
         props["replication.policy.class"] = "org.apache.kafka.connect.mirror.IdentityReplicationPolicy"
