@@ -2,7 +2,8 @@
 
 - test_file_connectors_survive_a_worker_kill: two workers (`ConnectDistributed`) in one
   group create their compacted internal topics themselves; a FileStreamSource and a
-  FileStreamSink connector made through the REST API carry a 10,000-line file into the sink
+  FileStreamSink connector made through the REST API (the source's topic created by the
+  worker with its `topic.creation.default.*` settings, KIP-158) carry a 10,000-line file into the sink
   file exactly, in order, while the worker running the tasks is killed with SIGKILL half way
   and its tasks move to the other worker. Then the sink's offsets are read, moved back, deleted
   and reset through the REST API (KIP-875), and the sink copies again from where they point.
@@ -110,16 +111,25 @@ def test_file_connectors_survive_a_worker_kill(tmp_path):
         workers[0].create_connector("file-source", {
             "connector.class": "org.apache.kafka.connect.file.FileStreamSourceConnector",
             "tasks.max": "1", "file": str(source_file), "topic": "file-lines", "batch.size": "500",
+            # KIP-158: the worker creates the connector's topic with these settings.
+            "topic.creation.default.partitions": "1", "topic.creation.default.replication.factor": "-1",
+            "topic.creation.default.retention.ms": "86400000", "topic.creation.default.compression.type": "lz4",
         })
+        workers[0].wait_running("file-source")
+
+        expected = lines(0, LINES)
+        append(source_file, expected[:LINES // 2])
+        wait_for(lambda: "file-lines" in AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics(timeout=30).topics,
+                 60, "the source topic")
+        configs = topic_config(broker, "file-lines")
+        assert (configs["retention.ms"], configs["compression.type"]) == ("86400000", "lz4")
+        # Made only now: a consumer subscribing to a missing topic would have it auto-created
+        # (`allow.auto.create.topics`), as Kafka does, without the source's settings.
         workers[1].create_connector("file-sink", {
             "connector.class": "org.apache.kafka.connect.file.FileStreamSinkConnector",
             "tasks.max": "1", "file": str(sink_file), "topics": "file-lines",
         })
-        workers[0].wait_running("file-source")
         workers[0].wait_running("file-sink")
-
-        expected = lines(0, LINES)
-        append(source_file, expected[:LINES // 2])
         wait_for(lambda: len(read_lines(sink_file)) >= LINES // 2, 120, "the first half in the sink file")
         # Both connectors commit their progress (source offsets, the sink group's offsets)
         # every second; after that the kill loses nothing that would be copied twice.
