@@ -92,7 +92,9 @@ class ConnectWorker(JvmProcess):
             "heartbeat.interval.ms": "1000",
             "plugin.discovery": "service_load",
         }
+        # `extra` wins; a None value drops the setting (Connect's default applies).
         props.update(extra or {})
+        props = {k: v for k, v in props.items() if v is not None}
         config = write_properties(work / f"{name}.properties", props)
         super().__init__("org.apache.kafka.connect.cli.ConnectDistributed", [str(config)], work / f"{name}.log")
 

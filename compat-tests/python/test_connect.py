@@ -15,6 +15,8 @@
   in the topic exactly once, in order. The cleaner compacts the internal topics as they go
   (transactional records, aborted ones included); then both workers are killed and two new
   ones read them back: the connector runs again and copies only the lines added since.
+- test_exactly_once_source_on_a_three_broker_cluster_with_connect_defaults: Connect's own
+  defaults (replication factor 3) on a 3-broker cluster, the partition leader killed mid-copy.
 """
 
 import threading
@@ -295,3 +297,65 @@ def _running_elsewhere(worker: ConnectWorker, connector: str, dead_port: int):
     if s and s["tasks"] and all(t["state"] == "RUNNING" and not t["worker_id"].endswith(f":{dead_port}") for t in s["tasks"]):
         return s
     return None
+
+
+def test_exactly_once_source_on_a_three_broker_cluster_with_connect_defaults(tmp_path):
+    """Connect's own defaults (internal topics with replication factor 3, 25 offsets partitions)
+    on a 3-broker cluster: the exactly-once source task copies a growing file while the broker
+    leading its topic's partition is killed with SIGKILL, and every line is in the topic once."""
+    from cluster import Cluster
+
+    defaults = {"exactly.once.source.support": "enabled", "config.storage.replication.factor": None,
+                "offset.storage.replication.factor": None, "status.storage.replication.factor": None,
+                "offset.storage.partitions": None, "status.storage.partitions": None}
+    with Cluster(tmp_path) as cluster:
+        workers = []
+        try:
+            workers = [ConnectWorker(tmp_path, f"worker-{i}", cluster.bootstrap, extra=defaults) for i in (1, 2)]
+            for w in workers:
+                w.wait_ready(timeout=180)
+            admin = cluster.admin()
+            topics = admin.list_topics(timeout=30).topics
+            for suffix, count in (("configs", 1), ("offsets", 25), ("status", 5)):
+                partitions = topics[f"connect-cluster-{suffix}"].partitions
+                assert len(partitions) == count and all(len(p.replicas) == 3 for p in partitions.values()), suffix
+
+            source_file = tmp_path / "source.txt"
+            source_file.touch()
+            expected = lines(0, LINES)
+            workers[0].create_connector("eos-source", {
+                "connector.class": "org.apache.kafka.connect.file.FileStreamSourceConnector",
+                "tasks.max": "1", "file": str(source_file), "topic": "eos-lines", "batch.size": "50",
+                "exactly.once.support": "required", "transaction.boundary": "poll",
+                "topic.creation.default.partitions": "1", "topic.creation.default.replication.factor": "3",
+            })
+            workers[0].wait_running("eos-source")
+            writer = threading.Thread(target=lambda: [(append(source_file, expected[i:i + 200]), time.sleep(0.1))
+                                                      for i in range(0, LINES, 200)], daemon=True)
+            writer.start()
+
+            consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": "eos-check",
+                                 "isolation.level": "read_committed", "enable.auto.commit": False})
+            consumer.assign([TopicPartition("eos-lines", 0, 0)])
+            seen: list[str] = []
+
+            def poll_until(count: int, timeout: float):
+                deadline = time.time() + timeout
+                while len(seen) < count and time.time() < deadline:
+                    for m in consumer.consume(500, timeout=1):
+                        assert m.error() is None, m.error()
+                        seen.append(m.value().decode())
+
+            poll_until(LINES // 4, 120)
+            assert len(seen) >= LINES // 4, f"{len(seen)} lines"
+            cluster.kill(cluster.leader_of("eos-lines", 0))
+            writer.join(timeout=60)
+            poll_until(LINES, 240)
+            time.sleep(3)
+            poll_until(LINES + 1, 3)
+            consumer.close()
+            assert seen == expected
+            for w in workers:
+                assert w.alive(), w.log_tail()
+        finally:
+            stop_all(workers)
