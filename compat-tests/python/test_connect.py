@@ -5,7 +5,9 @@
   FileStreamSink connector made through the REST API (the source's topic created by the
   worker with its `topic.creation.default.*` settings, KIP-158) carry a 10,000-line file into the sink
   file exactly, in order, while the worker running the tasks is killed with SIGKILL half way
-  and its tasks move to the other worker. Then the sink's offsets are read, moved back, deleted
+  and its tasks move to the other worker (once both connectors committed their progress:
+  without exactly-once support, Connect copies again what a killed task wrote but had not
+  committed; the exactly-once test below kills mid-copy). Then the sink's offsets are read, moved back, deleted
   and reset through the REST API (KIP-875), and the sink copies again from where they point.
 - test_exactly_once_source_survives_worker_kills: the same two workers with
   `exactly.once.source.support=enabled` (KIP-618: the config topic written by a
@@ -80,6 +82,14 @@ def worker_of(workers, worker_id: str) -> ConnectWorker:
     return next(w for w in workers if worker_id.endswith(f":{w.port}"))
 
 
+def sink_committed(broker: Broker) -> int:
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "connect-file-sink"})
+    try:
+        return consumer.committed([TopicPartition("file-lines", 0)], timeout=30)[0].offset
+    finally:
+        consumer.close()
+
+
 def stop_connector(worker: ConnectWorker, name: str):
     status, body = worker.request("PUT", f"/connectors/{name}/stop")
     assert status in (202, 204), body
@@ -133,9 +143,16 @@ def test_file_connectors_survive_a_worker_kill(tmp_path):
         })
         workers[0].wait_running("file-sink")
         wait_for(lambda: len(read_lines(sink_file)) >= LINES // 2, 120, "the first half in the sink file")
-        # Both connectors commit their progress (source offsets, the sink group's offsets)
-        # every second; after that the kill loses nothing that would be copied twice.
-        time.sleep(3)
+        # Both connectors commit their progress every second (the source's file position in
+        # the offsets topic, the sink group's offsets); once both are committed, the kill
+        # loses nothing that would be copied twice.
+        position = source_file.stat().st_size
+
+        def source_committed():
+            status, body = workers[0].request("GET", "/connectors/file-source/offsets")
+            return status == 200 and [o["offset"] for o in body["offsets"]] == [{"position": position}]
+        wait_for(source_committed, 60, "the source's file position committed")
+        wait_for(lambda: sink_committed(broker) == LINES // 2, 60, "the sink group's offset committed")
 
         # Kill the worker running the source task; its tasks must move to the other one.
         source_status = workers[0].wait_running("file-source")
@@ -153,10 +170,7 @@ def test_file_connectors_survive_a_worker_kill(tmp_path):
         time.sleep(3)  # anything copied twice would arrive now
         assert read_lines(sink_file) == expected
         # The sink connector's consumer group committed the whole topic.
-        consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "connect-file-sink"})
-        committed = consumer.committed([TopicPartition("file-lines", 0)], timeout=30)
-        consumer.close()
-        assert committed[0].offset == LINES
+        wait_for(lambda: sink_committed(broker) == LINES, 60, "the sink group's offset at the end")
 
         # KIP-875: the sink connector's offsets read and changed through the REST API while it is
         # stopped (the worker uses OffsetFetch, OffsetCommit on the empty group, OffsetDelete and
