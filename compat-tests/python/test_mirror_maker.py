@@ -2,10 +2,10 @@
 into Rivulet.
 
 - test_mirror_maker_copies_topic_configs_and_group_offsets_between_rivulet_clusters: two
-  single Rivulet brokers A and B; MM2 (default replication policy) creates `A.orders` on B
-  with the source's partition count and topic configs, copies every record, and translates
-  the `billing` group's committed offsets; a consumer of that group switched to B resumes at
-  the translated offsets and reads the records the group had not consumed on A.
+  single Rivulet brokers A and B (with authorizers); MM2 (default replication policy) creates
+  `A.orders` on B with the source's partition count, topic configs and ACLs, copies every
+  record, and translates the `billing` group's committed offsets; a consumer of that group
+  switched to B resumes at the translated offsets and reads the source's records from there.
 - test_mirror_maker_migrates_from_apache_kafka_to_rivulet: the same from an Apache Kafka
   4.3.1 KRaft node into Rivulet with `IdentityReplicationPolicy` (topic names kept), the
   migration path.
@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
+from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType, AdminClient,
+                                   AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourcePatternType,
+                                   ResourceType)
 
 from conftest import Broker, free_port
 from connect_worker import JvmProcess, wait_for, write_properties
@@ -117,6 +119,7 @@ def start_mirror_maker(work: Path, source: str, target: str, identity: bool) -> 
         "refresh.topics.interval.seconds": "2",
         "refresh.groups.interval.seconds": "2",
         "sync.topic.configs.interval.seconds": "2",
+        "sync.topic.acls.interval.seconds": "2",
         # An offset sync for every record, so that translated offsets are exact.
         "offset.lag.max": "0",
         "scheduled.rebalance.max.delay.ms": "5000",
@@ -128,7 +131,9 @@ def start_mirror_maker(work: Path, source: str, target: str, identity: bool) -> 
     return JvmProcess("org.apache.kafka.connect.mirror.MirrorMaker", [str(config)], work / "mm2.log", heap="512m")
 
 
-def mirror_and_switch(work: Path, source: str, target: str, identity: bool):
+def mirror_and_switch(work: Path, source: str, target: str, identity: bool, while_running=None):
+    """Mirrors TOPIC and GROUP from `source` to `target`; `while_running(mm2)` checks more while
+    MirrorMaker 2 still runs."""
     values, consumed = prepare_source(source)
     source_committed = committed_offsets(source, TOPIC)
     assert sum(source_committed.values()) == CONSUMED
@@ -167,6 +172,8 @@ def mirror_and_switch(work: Path, source: str, target: str, identity: bool):
             if again == translated and set(again) == set(source_committed):
                 break
             translated = again
+        if while_running:
+            while_running(check_alive)
         errors = [line for line in mm2.log_text().splitlines() if " ERROR " in line or "Could not alter" in line]
         assert not errors, "\n".join(errors[:20])
     finally:
@@ -220,12 +227,34 @@ def read_partitions(bootstrap: str, topic: str) -> dict[int, list[str]]:
     return records
 
 
+def acl(principal: str, topic: str, operation: AclOperation) -> AclBinding:
+    return AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, principal, "*", operation,
+                      AclPermissionType.ALLOW)
+
+
 def test_mirror_maker_copies_topic_configs_and_group_offsets_between_rivulet_clusters(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    a, b = Broker(tmp_path / "a").start(), Broker(tmp_path / "b").start()
+    # Both clusters authorize (MM2 itself connects as the super user ANONYMOUS), so MM2 also
+    # syncs the topic's ACLs: DescribeAcls on A, CreateAcls on B.
+    authorizer = ["authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                  "super.users=User:ANONYMOUS"]
+    a, b = Broker(tmp_path / "a", extra=authorizer).start(), Broker(tmp_path / "b", extra=authorizer).start()
     try:
-        mirror_and_switch(tmp_path, a.bootstrap, b.bootstrap, identity=False)
+        admin = AdminClient({"bootstrap.servers": a.bootstrap})
+        for f in admin.create_acls([acl("User:alice", TOPIC, AclOperation.READ), acl("User:bob", TOPIC, AclOperation.WRITE),
+                                    acl("User:carol", TOPIC, AclOperation.ALL)]).values():
+            f.result(timeout=30)
+
+        def acls_synced(check_alive):
+            # As Kafka's MirrorSourceConnector: ALLOW WRITE is not synced, ALL becomes READ.
+            expected = {str(acl(p, f"A.{TOPIC}", AclOperation.READ)) for p in ("User:alice", "User:carol")}
+            target = AdminClient({"bootstrap.servers": b.bootstrap})
+            everything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY,
+                                          AclPermissionType.ANY)
+            wait_for(lambda: check_alive() or {str(x) for x in target.describe_acls(everything).result(timeout=30)} == expected,
+                     60, f"the ACLs of {TOPIC} on A.{TOPIC}")
+        mirror_and_switch(tmp_path, a.bootstrap, b.bootstrap, identity=False, while_running=acls_synced)
     finally:
         a.kill()
         b.kill()
