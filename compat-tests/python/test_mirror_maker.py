@@ -6,6 +6,8 @@ into Rivulet.
   `A.orders` on B with the source's partition count, topic configs and ACLs, copies every
   record, and translates the `billing` group's committed offsets; a consumer of that group
   switched to B resumes at the translated offsets and reads the source's records from there.
+- test_mirror_maker_copies_only_committed_transactions: a transactional source topic with
+  aborted transactions, mirrored read_committed; the group resumes past the gaps.
 - test_mirror_maker_migrates_from_apache_kafka_to_rivulet: the same from an Apache Kafka
   4.3.1 KRaft node into Rivulet with `IdentityReplicationPolicy` (topic names kept), the
   migration path.
@@ -63,7 +65,8 @@ def prepare_source(bootstrap: str) -> tuple[list[str], list[str]]:
 def committed_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": GROUP})
     try:
-        tps = consumer.committed([TopicPartition(topic, p) for p in range(3)], timeout=30)
+        partitions = partition_count(bootstrap, topic)
+        tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=30)
         return {tp.partition: tp.offset for tp in tps if tp.offset >= 0}
     finally:
         consumer.close()
@@ -90,12 +93,13 @@ def partition_count(bootstrap: str, topic: str) -> int:
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "offsets-probe"})
     try:
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in range(3)}
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+                for p in range(partition_count(bootstrap, topic))}
     finally:
         consumer.close()
 
 
-def start_mirror_maker(work: Path, source: str, target: str, identity: bool) -> JvmProcess:
+def start_mirror_maker(work: Path, source: str, target: str, identity: bool, extra: dict | None = None) -> JvmProcess:
     props = {
         "clusters": "A, B",
         "A.bootstrap.servers": source,
@@ -127,6 +131,7 @@ def start_mirror_maker(work: Path, source: str, target: str, identity: bool) -> 
     }
     if identity:
         props["replication.policy.class"] = "org.apache.kafka.connect.mirror.IdentityReplicationPolicy"
+    props.update(extra or {})
     config = write_properties(work / "mm2.properties", props)
     return JvmProcess("org.apache.kafka.connect.mirror.MirrorMaker", [str(config)], work / "mm2.log", heap="512m")
 
@@ -271,3 +276,82 @@ def test_mirror_maker_migrates_from_apache_kafka_to_rivulet(tmp_path):
     finally:
         stop(kafka)
         target.kill()
+
+
+def test_mirror_maker_copies_only_committed_transactions(tmp_path):
+    """A transactional topic on Rivulet A (transactions committed and aborted) mirrored with a
+    read_committed MM2 consumer: B holds exactly the committed records, in order, at new offsets
+    (A's have gaps for markers and aborted records); the group, committed past an aborted
+    transaction on A, resumes on B at its translated offset and reads the committed records
+    from there."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, b = Broker(tmp_path / "a").start(), Broker(tmp_path / "b").start()
+    mm2 = None
+    try:
+        admin = AdminClient({"bootstrap.servers": a.bootstrap})
+        admin.create_topics([NewTopic(TOPIC, num_partitions=1, replication_factor=1)])[TOPIC].result(timeout=60)
+        producer = Producer({"bootstrap.servers": a.bootstrap, "transactional.id": "orders-writer"})
+        producer.init_transactions(30)
+        committed: list[str] = []
+        for n, commit in enumerate([True, False, True, True, False, True]):
+            producer.begin_transaction()
+            batch = [f"txn {n} order {i:03d}" for i in range(100)]
+            for value in batch:
+                producer.produce(TOPIC, value=value)
+            if commit:
+                producer.commit_transaction(30)
+                committed += batch
+            else:
+                producer.abort_transaction(30)
+
+        # The group reads 250 committed records: past the first aborted transaction.
+        consumer = Consumer({"bootstrap.servers": a.bootstrap, "group.id": GROUP, "isolation.level": "read_committed",
+                             "enable.auto.commit": False})
+        consumer.assign([TopicPartition(TOPIC, 0, 0)])
+        read: list[str] = []
+        deadline = time.time() + 60
+        while len(read) < 250 and time.time() < deadline:
+            read += [m.value().decode() for m in consumer.consume(250 - len(read), timeout=1)]
+        assert read == committed[:250]
+        consumer.commit(asynchronous=False)
+        consumer.close()
+        # 100 committed, a marker, 100 aborted, a marker, 50 committed.
+        assert committed_offsets(a.bootstrap, TOPIC) == {0: 252}
+
+        mm2 = start_mirror_maker(tmp_path, a.bootstrap, b.bootstrap, identity=False,
+                                 extra={"A.consumer.isolation.level": "read_committed"})
+        mirrored = f"A.{TOPIC}"
+
+        def copied():
+            assert mm2.alive(), mm2.log_tail()
+            return partition_count(b.bootstrap, mirrored) == 1 and \
+                end_offsets(b.bootstrap, mirrored).get(0) == len(committed)
+        wait_for(copied, 180, "the committed records on B")
+        translated = wait_for(lambda: committed_offsets(b.bootstrap, mirrored).get(0), 180, "the translated offset")
+        time.sleep(3)
+        translated = committed_offsets(b.bootstrap, mirrored)[0]
+        errors = [line for line in mm2.log_text().splitlines() if " ERROR " in line]
+        assert not errors, "\n".join(errors[:20])
+        mm2.kill()
+        mm2 = None
+
+        assert read_partitions(b.bootstrap, mirrored) == {0: committed}
+        # Never past the 250 records the group read on A.
+        assert 0 < translated <= 250
+        consumer = Consumer({"bootstrap.servers": b.bootstrap, "group.id": GROUP, "auto.offset.reset": "latest",
+                             "enable.auto.commit": False})
+        consumer.subscribe([mirrored])
+        rest: list[tuple[int, str]] = []
+        deadline = time.time() + 60
+        while len(rest) < len(committed) - translated and time.time() < deadline:
+            rest += [(m.offset(), m.value().decode()) for m in consumer.consume(500, timeout=1)]
+        rest += [(m.offset(), m.value().decode()) for m in consumer.consume(100, timeout=2)]
+        consumer.close()
+        assert rest[:1] and rest[0][0] == translated
+        assert [v for _, v in rest] == committed[translated:]
+    finally:
+        if mm2 is not None:
+            mm2.kill()
+        a.kill()
+        b.kill()
