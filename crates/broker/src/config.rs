@@ -270,14 +270,7 @@ const KNOWN_KEYS: &[&str] = &[
     "metadata.store",
     "metadata.store.username",
     "metadata.store.password",
-    "metadata.store.ssl.client.enable",
-    "metadata.store.ssl.truststore.location",
-    "metadata.store.ssl.truststore.type",
-    "metadata.store.ssl.truststore.password",
-    "metadata.store.ssl.keystore.location",
-    "metadata.store.ssl.keystore.type",
-    "metadata.store.ssl.keystore.password",
-    "metadata.store.ssl.endpoint.identification.algorithm",
+    // `metadata.store.ssl.*` keys: `tls::METADATA_STORE_TLS_KEYS`.
     "broker.session.timeout.ms",
     "metadata.store.connection.timeout.ms",
     "transaction.max.timeout.ms",
@@ -1350,7 +1343,11 @@ impl BrokerConfig {
         }
         let unknown = props
             .keys()
-            .filter(|k| !KNOWN_KEYS.contains(&k.as_str()) && !ACCEPTED_KAFKA_KEYS.contains(&k.as_str()))
+            .filter(|k| {
+                !KNOWN_KEYS.contains(&k.as_str())
+                    && !tls::METADATA_STORE_TLS_KEYS.contains(&k.as_str())
+                    && !ACCEPTED_KAFKA_KEYS.contains(&k.as_str())
+            })
             // Security keys reaching here were resolved above (any other one stopped the
             // start as unenforced).
             .filter(|k| !UNENFORCED_SECURITY_PREFIXES.iter().any(|prefix| k.starts_with(prefix)))
