@@ -54,7 +54,6 @@ pub fn cluster(broker: &Broker) -> ClusterView {
     let controller = broker.membership.controller_id().or(quorum.controller);
     let mut leaders: BTreeMap<i32, usize> = BTreeMap::new();
     let mut replicas: BTreeMap<i32, usize> = BTreeMap::new();
-    let single = !broker.membership.assigns_replicas();
     for topic in broker.replicas.topics.all() {
         for replica in &topic.replicas {
             let view = replica.view();
@@ -62,10 +61,6 @@ pub fn cluster(broker: &Broker) -> ClusterView {
             for node in &view.replicas {
                 *replicas.entry(*node).or_default() += 1;
             }
-        }
-        if single {
-            // A single node keeps no replica lists: it holds every partition.
-            *replicas.entry(broker.config.node_id).or_default() += topic.replicas.len();
         }
     }
     let mut brokers: Vec<BrokerView> = broker

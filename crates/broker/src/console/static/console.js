@@ -36,6 +36,7 @@ function bytes(v) {
   return (i === 0 ? v : v.toFixed(1)) + " " + units[i];
 }
 
+function plural(n, word) { return n + " " + word + (n === 1 ? "" : "s"); }
 function bytesRate(v) { return v == null ? "–" : bytes(v) + "/s"; }
 function ms(v) { return v == null ? "–" : (v < 10 ? v.toFixed(2) : Math.round(v)) + " ms"; }
 
@@ -77,7 +78,7 @@ async function renderBrokers() {
     " (epoch " + cluster.controller_epoch + ") · Rivulet " + cluster.version;
   table(document.getElementById("brokers-table"),
     ["Node", "Host", "Port", "Rack", "Listeners", "Leads", "Replicas", "Role"],
-    cluster.brokers.map((b) => [b.node_id, b.host, b.port, b.rack || "", b.listeners.join(" "),
+    cluster.brokers.map((b) => [b.node_id, b.host, String(b.port), b.rack || "", b.listeners.join(" "),
       b.leader_partitions, b.replica_partitions,
       [b.is_controller ? "controller" : "", b.is_this_broker ? "this broker" : ""].filter(Boolean).join(", ")]));
   renderPlots(metrics);
@@ -128,7 +129,7 @@ async function renderTopics() {
   if (!topics.length) list.append(el("p", { class: "note" }, "No topics."));
   for (const t of topics) {
     const heading = el("h3", { "data-topic": t.name }, t.name);
-    heading.append(el("span", { class: "badge" }, t.partitions.length + " partitions"));
+    heading.append(el("span", { class: "badge" }, plural(t.partitions.length, "partition")));
     heading.append(el("span", { class: "badge" }, "RF " + t.replication_factor));
     heading.append(el("span", { class: "badge" }, t.cleanup_policy));
     heading.append(el("span", { class: "badge" }, "retention " + duration(t.retention_ms) +
@@ -153,7 +154,7 @@ async function renderGroups() {
   for (const g of doc.groups) {
     const heading = el("h3", { "data-group": g.group_id }, g.group_id);
     heading.append(el("span", { class: "badge" }, g.state));
-    heading.append(el("span", { class: "badge" }, g.members.length + " members"));
+    heading.append(el("span", { class: "badge" }, plural(g.members.length, "member")));
     if (g.protocol) heading.append(el("span", { class: "badge" }, g.protocol));
     heading.append(el("span", { class: g.total_lag > 0 ? "badge warn" : "badge" }, "lag " + g.total_lag.toLocaleString("en")));
     const offsets = el("table", { class: "offsets" });
