@@ -372,8 +372,7 @@ fn parse_console_listener(key: &str, value: &str) -> Result<String, ConfigError>
         return Err(invalid(key, value, "the port must be a number from 0 to 65535"));
     }
     let bracketed = host.starts_with('[') && host.ends_with(']') && host.len() > 2;
-    let plain = !host.is_empty()
-        && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_');
+    let plain = !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_');
     if !bracketed && !plain {
         return Err(invalid(key, value, "expected host:port, e.g. 127.0.0.1:8080 (an IPv6 host in brackets)"));
     }

@@ -247,7 +247,13 @@ pub fn groups(broker: &Broker) -> GroupsView {
                 .filter_map(|(topic, partition, value)| {
                     let committed = value?.offset;
                     let end_offset = end_offset(broker, &topic, partition);
-                    Some(OffsetView { lag: lag(committed, end_offset), topic, partition, committed_offset: committed, end_offset })
+                    Some(OffsetView {
+                        lag: lag(committed, end_offset),
+                        topic,
+                        partition,
+                        committed_offset: committed,
+                        end_offset,
+                    })
                 })
                 .collect();
             let (protocol, members) = description.map_or_else(Default::default, |d| {

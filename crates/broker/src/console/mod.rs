@@ -39,6 +39,9 @@ pub const MAX_CONNECTIONS: usize = 32;
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long writing the answer may take before the connection is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long, and how much, unread input is drained after answering (see [`linger`]).
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_MAX_BYTES: usize = 256 * 1024;
 
 const INDEX_HTML: &str = include_str!("static/index.html");
 const CONSOLE_JS: &str = include_str!("static/console.js");
@@ -127,11 +130,15 @@ impl Response {
 /// The answer to `GET path`.
 pub fn route(broker: &Broker, samples: &Samples, path: &str) -> Response {
     match path {
-        "/" | "/index.html" => Response { status: "200 OK", content_type: "text/html; charset=utf-8", body: INDEX_HTML.to_string() },
+        "/" | "/index.html" => {
+            Response { status: "200 OK", content_type: "text/html; charset=utf-8", body: INDEX_HTML.to_string() }
+        }
         "/console.js" => {
             Response { status: "200 OK", content_type: "text/javascript; charset=utf-8", body: CONSOLE_JS.to_string() }
         }
-        "/console.css" => Response { status: "200 OK", content_type: "text/css; charset=utf-8", body: CONSOLE_CSS.to_string() },
+        "/console.css" => {
+            Response { status: "200 OK", content_type: "text/css; charset=utf-8", body: CONSOLE_CSS.to_string() }
+        }
         "/api/cluster" => Response::json(&api::cluster(broker)),
         "/api/topics" => Response::json(&api::topics(broker)),
         "/api/groups" => Response::json(&api::groups(broker)),
@@ -152,11 +159,12 @@ async fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, RequestError> {
             return Err(RequestError::Incomplete);
         }
         head.extend_from_slice(&chunk[..n]);
-        if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
-            return Ok(head);
-        }
+        // The limit first: a head that ends past it is refused even when it is complete.
         if head.len() > MAX_REQUEST_HEAD_BYTES {
             return Err(RequestError::TooLarge);
+        }
+        if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
+            return Ok(head);
         }
     }
 }
@@ -165,7 +173,9 @@ async fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, RequestError> {
 async fn serve_connection(mut stream: TcpStream, broker: Weak<Broker>, samples: Arc<Samples>) {
     let (response, head_only) = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
         Err(_) | Ok(Err(RequestError::Incomplete)) => return,
-        Ok(Err(RequestError::TooLarge)) => (Response::text("431 Request Header Fields Too Large", "request too large"), false),
+        Ok(Err(RequestError::TooLarge)) => {
+            (Response::text("431 Request Header Fields Too Large", "request too large"), false)
+        }
         Ok(Err(RequestError::Malformed)) => (Response::text("400 Bad Request", "bad request"), false),
         Ok(Ok(head)) => match parse_request_line(&head) {
             Err(_) => (Response::text("400 Bad Request", "bad request"), false),
@@ -190,9 +200,29 @@ async fn serve_connection(mut stream: TcpStream, broker: Weak<Broker>, samples: 
         },
     };
     let bytes = response.encode(head_only);
-    let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
+    let written = tokio::time::timeout(WRITE_TIMEOUT, async {
         stream.write_all(&bytes).await?;
         stream.shutdown().await
+    })
+    .await;
+    if matches!(written, Ok(Ok(()))) {
+        linger(&mut stream).await;
+    }
+}
+
+/// Reads and discards what the client still sends, until it closes or [`LINGER`] passes.
+/// Closing a socket with unread input makes the kernel send a reset, which can destroy
+/// the answer before the client reads it — the 400 or 431 of a request not read whole.
+async fn linger(stream: &mut TcpStream) {
+    let mut sink = [0u8; 4096];
+    let mut left = LINGER_MAX_BYTES;
+    let _ = tokio::time::timeout(LINGER, async {
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
     })
     .await;
 }

@@ -124,7 +124,12 @@ impl Sample {
                 before.produce_seconds,
                 after.produce_seconds,
             ),
-            fetch_latency_ms: mean_ms(before.fetch_requests, after.fetch_requests, before.fetch_seconds, after.fetch_seconds),
+            fetch_latency_ms: mean_ms(
+                before.fetch_requests,
+                after.fetch_requests,
+                before.fetch_seconds,
+                after.fetch_seconds,
+            ),
         }
     }
 }
