@@ -120,6 +120,10 @@ impl Response {
             self.body.len()
         )
         .into_bytes();
+        if self.status.starts_with("405") {
+            // RFC 9110 §15.5.6: a 405 names the methods the resource has.
+            out.splice(out.len() - 2..out.len() - 2, b"Allow: GET, HEAD\r\n".iter().copied());
+        }
         if !head_only {
             out.extend_from_slice(self.body.as_bytes());
         }

@@ -33,6 +33,8 @@ fn responses_carry_their_length_and_head_drops_the_body() {
     assert!(full.starts_with("HTTP/1.1 404 Not Found\r\n"), "{full}");
     assert!(full.contains("Content-Length: 10\r\n"), "{full}");
     assert!(full.ends_with("\r\n\r\nnot found\n"), "{full}");
+    let refused = String::from_utf8(Response::text("405 Method Not Allowed", "no").encode(false)).unwrap();
+    assert!(refused.contains("\r\nAllow: GET, HEAD\r\n\r\nno\n"), "{refused}");
     let head = String::from_utf8(response.encode(true)).unwrap();
     assert!(head.ends_with("\r\n\r\n"), "{head}");
     assert!(head.contains("Content-Length: 10\r\n"), "{head}");
