@@ -12,7 +12,7 @@ DATA_DIR ?= $(CURDIR)/data
 # Everything is built with the release profile only: RocksDB (C++) compiles once.
 CARGO_FLAGS := --release --locked
 
-.PHONY: all build run test test-rust test-compat lint fmt deps-build deps-etcd deps-test deps-browser deps-fuzz compat chaos soak fuzz test-fuzz fuzz-seed bench bench-cluster bench-cleaner bench-ssl clean
+.PHONY: all build run test test-rust test-compat lint fmt deps-build deps-etcd deps-test deps-browser deps-fuzz compat docker-test chaos soak fuzz test-fuzz fuzz-seed bench bench-cluster bench-cleaner bench-ssl clean
 
 all: build
 
@@ -60,14 +60,21 @@ test: build deps-test test-rust test-compat test-fuzz
 test-rust: deps-build deps-etcd
 	cargo test $(CARGO_FLAGS) --workspace
 
-test-compat: build deps-browser deps-etcd
-	RIVULET_BIN=$(BIN) $(VENV)/bin/pytest -q -m "not slow and not chaos" compat-tests/python
+test-compat: build deps-test deps-etcd
+	RIVULET_BIN=$(BIN) $(VENV)/bin/pytest -q -m "not slow and not chaos and not docker" compat-tests/python
 
 ## compat: the whole client matrix, `slow` tests included; writes compat-tests/results.json
 ## and regenerates the client table in docs/compatibility.md.
-compat: build deps-test deps-etcd
-	RIVULET_BIN=$(BIN) $(VENV)/bin/pytest -q compat-tests/python --junitxml=$(RIVULET_CACHE)/compat-results.xml || true
+compat: build deps-browser deps-etcd
+	RIVULET_BIN=$(BIN) $(VENV)/bin/pytest -q -m "not docker" compat-tests/python --junitxml=$(RIVULET_CACHE)/compat-results.xml || true
 	$(VENV)/bin/python compat-tests/report.py $(RIVULET_CACHE)/compat-results.xml
+
+## docker-test: builds the image here (a Debian base from mmdebstrap, no image registry
+## needed), starts docker/docker-compose.cluster.yml with host networking on 127.0.0.1 ports,
+## produces, kills a broker container and reads everything back. Installs docker.io,
+## docker-compose and mmdebstrap, and starts dockerd without its bridge when none runs.
+docker-test: build deps-test
+	RIVULET_BIN=$(BIN) bash docker/test.sh
 
 ## chaos: fault campaigns (seeds 1, 2, 3; 20 faults each: kill -9, SIGSTOP, network partitions, etcd outages) against
 ## a 3-broker loopback cluster under idempotent producers and a consumer group; the checker

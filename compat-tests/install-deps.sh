@@ -76,3 +76,7 @@ resolve_jars "$here/java/pom.xml" "$cache/java-lib"
 # The Apache Kafka broker jar carries the tools still written in Scala (kafka-configs'
 # kafka.admin.ConfigCommand); the benchmark uses the same set to run Kafka itself.
 resolve_jars "$here/../bench/kafka-pom.xml" "$cache/kafka-lib"
+
+# Kafka Connect 4.3.1 (distributed worker, file connectors) and MirrorMaker 2 for test_connect.py
+# and test_mirror_maker.py.
+resolve_jars "$here/connect/pom.xml" "$cache/connect-lib"

@@ -40,8 +40,8 @@ def go_version(module):
     return "?"
 
 
-def java_version():
-    match = re.search(r"<kafka.version>([^<]+)</kafka.version>", (ROOT / "compat-tests" / "java" / "pom.xml").read_text())
+def java_version(pom: str = "java"):
+    match = re.search(r"<kafka.version>([^<]+)</kafka.version>", (ROOT / "compat-tests" / pom / "pom.xml").read_text())
     return match.group(1) if match else "?"
 
 
@@ -51,6 +51,10 @@ def node_version():
 
 def client_of(module, name):
     """(client, version) for a test."""
+    if module == "test_connect":
+        return "Kafka Connect distributed (connect-runtime, connect-file)", java_version("connect")
+    if module == "test_mirror_maker":
+        return "MirrorMaker 2 (connect-mirror)", java_version("connect")
     if module == "test_kcat" or "kcat" in name:
         return "kcat", kcat_version()
     if module in ("test_java_tools",) or "java" in name:

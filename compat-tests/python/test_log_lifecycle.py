@@ -164,6 +164,20 @@ def test_incremental_alter_configs_with_confluent_kafka(broker):
     with pytest.raises(KafkaException) as unknown:
         admin.incremental_alter_configs([missing])[missing].result(timeout=30)
     assert unknown.value.args[0].name() == "UNKNOWN_TOPIC_OR_PART"
+    # Deleting a config that is not set succeeds, even one Rivulet does not define (Kafka's
+    # tiered-storage configs, which MirrorMaker 2 from Kafka deletes on every sync), as Kafka
+    # validates only the resulting configs; setting one is refused.
+    reset = ConfigResource(ConfigResource.Type.TOPIC, "altered", incremental_configs=[
+        ConfigEntry("remote.storage.enable", None, incremental_operation=AlterConfigOpType.DELETE),
+        ConfigEntry("retention.ms", "3600000", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([reset])[reset].result(timeout=30)
+    described = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, "altered")])
+    assert list(described.values())[0].result(timeout=30)["retention.ms"].value == "3600000"
+    unknown_set = ConfigResource(ConfigResource.Type.TOPIC, "altered", incremental_configs=[
+        ConfigEntry("remote.storage.enable", "false", incremental_operation=AlterConfigOpType.SET)])
+    with pytest.raises(KafkaException) as refused:
+        admin.incremental_alter_configs([unknown_set])[unknown_set].result(timeout=30)
+    assert refused.value.args[0].name() == "INVALID_CONFIG"
 
 
 def test_delete_records_with_the_tool_and_confluent_kafka(broker, tmp_path):

@@ -24,6 +24,7 @@ use crate::replication::topics::Topic;
 use crate::replication::ReplicaManager;
 use crate::request_context::RequestContext;
 use crate::security::authorizer::{all_operations, Authorizer, CLUSTER_NAME};
+use crate::telemetry::ClientTelemetry;
 use crate::txn::{MarkerError, MarkerSink, TransactionCoordinator, TxnSettings, TRANSACTION_STATE_TOPIC};
 
 /// Why the broker could not start.
@@ -60,6 +61,8 @@ pub struct Broker {
     pub authorizer: Option<Arc<Authorizer>>,
     /// Client quotas and the usage measured against them.
     pub quotas: QuotaManager,
+    /// Client-metrics subscriptions and what clients push (KIP-714).
+    pub telemetry: ClientTelemetry,
     /// Serialises topic creation and deletion.
     admin: Mutex<()>,
 }
@@ -125,6 +128,7 @@ impl Broker {
         let broker = Arc::new(Broker {
             authorizer,
             quotas,
+            telemetry: ClientTelemetry::new(),
             config,
             store,
             metadata,
@@ -142,6 +146,7 @@ impl Broker {
             authorizer.replace_acls(broker.metadata.acls().await?);
         }
         broker.quotas.replace_quotas(broker.metadata.client_quotas().await?);
+        broker.telemetry.replace_subscriptions(broker.metadata.client_metrics_configs().await?);
         broker.load_led_coordinator_partitions()?;
         tracing::info!(topics = broker.replicas.topics.all().len(), cluster_id = %broker.cluster_id, path = %options.path.display(), "storage opened");
         Ok(broker)
@@ -221,6 +226,20 @@ impl Broker {
         let _admin = self.admin.lock().await;
         self.metadata.set_broker_configs(entity, configs.clone()).await?;
         self.membership.broker_configs_written(entity, &configs).await
+    }
+
+    /// Stores the configs of client-metrics subscription `name` (an empty map deletes it)
+    /// and applies the store's subscriptions here; other brokers apply them at their next
+    /// sync.
+    pub async fn set_client_metrics_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), MetadataError> {
+        let _admin = self.admin.lock().await;
+        self.metadata.set_client_metrics_configs(name, configs).await?;
+        self.telemetry.replace_subscriptions(self.metadata.client_metrics_configs().await?);
+        Ok(())
     }
 
     /// Reacts to a partition's new role: coordinators load the internal partitions this
@@ -429,6 +448,10 @@ impl Node for Broker {
 
     fn quotas_read(&self, quotas: Vec<(QuotaEntity, QuotaValues)>) {
         self.quotas.replace_quotas(quotas);
+    }
+
+    fn client_metrics_read(&self, configs: rivulet_metadata::ClientMetricsConfigs) {
+        self.telemetry.replace_subscriptions(configs);
     }
 }
 

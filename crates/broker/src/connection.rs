@@ -148,6 +148,13 @@ where
             }
             Request::Known { header, api_key, body } => {
                 let decoded = decode_started.map(|started| started.elapsed());
+                if let RequestKind::ApiVersions(request) = &*body {
+                    // KIP-511: v3+ names the client software; kept for the connection's life.
+                    if header.request_api_version >= 3 && !request.client_software_name.is_empty() {
+                        connection.client_software_name = Arc::from(request.client_software_name.as_str());
+                        connection.client_software_version = Arc::from(request.client_software_version.as_str());
+                    }
+                }
                 let ctx = RequestContext::new(&header, api_key, &connection);
                 if let Some(auth) = authenticator.as_mut().filter(|a| a.is_complete()) {
                     let now = std::time::Instant::now();

@@ -41,6 +41,7 @@ pub mod request_context;
 pub mod retention;
 pub mod security;
 pub mod server;
+pub mod telemetry;
 pub mod topic_config;
 
 // The coordinators live in their own crate; re-exported under the paths handlers use.

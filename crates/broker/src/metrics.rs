@@ -234,10 +234,14 @@ pub async fn serve(listener: TcpListener, broker: Weak<crate::broker::Broker>) {
             };
             let head = String::from_utf8_lossy(&request[..n]);
             let (status, body) = if head.starts_with("GET /metrics") {
-                if let Some(broker) = broker.upgrade() {
-                    refresh_log_gauges(&broker);
+                match broker.upgrade() {
+                    Some(broker) => {
+                        refresh_log_gauges(&broker);
+                        // The metrics clients pushed (KIP-714) after the broker's own.
+                        ("200 OK", render() + &broker.telemetry.render())
+                    }
+                    None => ("200 OK", render()),
                 }
-                ("200 OK", render())
             } else {
                 ("404 Not Found", "try /metrics\n".to_string())
             };

@@ -114,7 +114,14 @@ pub struct RequestContext {
     /// listeners, `User:<name>` after SASL, `User:<subject>` with a client certificate;
     /// the authorizer checks it.
     pub principal: Arc<KafkaPrincipal>,
+    /// The client software's name and version from its ApiVersions v3+ request (KIP-511),
+    /// `unknown` until one arrives, as Kafka's `ClientInformation`.
+    pub client_software_name: Arc<str>,
+    pub client_software_version: Arc<str>,
 }
+
+/// Kafka's `ClientInformation.UNKNOWN_NAME_OR_VERSION`.
+pub const UNKNOWN_SOFTWARE: &str = "unknown";
 
 impl RequestContext {
     /// The context of a request with `header` (already validated as `api_key` at a
@@ -129,6 +136,8 @@ impl RequestContext {
             listener_name: connection.listener_name.clone(),
             security_protocol: connection.security_protocol,
             principal: connection.principal.clone(),
+            client_software_name: connection.client_software_name.clone(),
+            client_software_version: connection.client_software_version.clone(),
         }
     }
 }
@@ -145,6 +154,9 @@ pub struct ConnectionContext {
     pub security_protocol: SecurityProtocol,
     /// See [`RequestContext::principal`].
     pub principal: Arc<KafkaPrincipal>,
+    /// See [`RequestContext::client_software_name`].
+    pub client_software_name: Arc<str>,
+    pub client_software_version: Arc<str>,
 }
 
 impl ConnectionContext {
@@ -156,7 +168,14 @@ impl ConnectionContext {
     /// A connection on a listener of `security_protocol`, anonymous until an authenticator
     /// sets its principal.
     pub fn new(peer: SocketAddr, listener_name: Arc<str>, security_protocol: SecurityProtocol) -> Self {
-        ConnectionContext { peer, listener_name, security_protocol, principal: Arc::new(KafkaPrincipal::anonymous()) }
+        ConnectionContext {
+            peer,
+            listener_name,
+            security_protocol,
+            principal: Arc::new(KafkaPrincipal::anonymous()),
+            client_software_name: Arc::from(UNKNOWN_SOFTWARE),
+            client_software_version: Arc::from(UNKNOWN_SOFTWARE),
+        }
     }
 }
 

@@ -26,6 +26,8 @@ pub enum ConfigSource {
     DynamicDefaultBroker = 3,
     StaticBroker = 4,
     Default = 5,
+    /// A client-metrics subscription's own value (KIP-714).
+    ClientMetrics = 7,
 }
 
 /// One topic config Kafka defines.
@@ -202,7 +204,17 @@ pub fn apply_incremental(
     for (name, code, value) in changes {
         let op = AlterOp::from_code(*code)
             .ok_or_else(|| AlterError::InvalidRequest(format!("Unknown alter config operation type {code}")))?;
-        let def = find(name).ok_or_else(|| AlterError::InvalidConfig(format!("Unknown topic config name: {name}")))?;
+        let Some(def) = find(name) else {
+            // Kafka validates the resulting configs, not the names of the operations
+            // (`ConfigurationControlManager.validateAlterConfig`): deleting a name that is not
+            // set changes nothing and succeeds, even one this broker does not define. MirrorMaker
+            // 2 sends a DELETE for every config at its default on the source cluster, Kafka's
+            // tiered-storage ones (`remote.log.delete.on.disable`, ...) included.
+            if op == AlterOp::Delete {
+                continue;
+            }
+            return Err(AlterError::InvalidConfig(format!("Unknown topic config name: {name}")));
+        };
         match op {
             AlterOp::Set => {
                 let value = value
@@ -429,6 +441,21 @@ mod tests {
         ));
         assert!(matches!(
             apply_incremental(&current, &[change("no.such", AlterOp::Set, Some("1"))]),
+            Err(AlterError::InvalidConfig(_))
+        ));
+        // Deleting a name that is not set, even an unknown one, is a no-op as in Kafka.
+        assert_eq!(
+            apply_incremental(
+                &current,
+                &[
+                    change("remote.log.delete.on.disable", AlterOp::Delete, None),
+                    change("retention.bytes", AlterOp::Delete, None)
+                ]
+            ),
+            Ok(current.clone())
+        );
+        assert!(matches!(
+            apply_incremental(&current, &[change("no.such", AlterOp::Append, Some("1"))]),
             Err(AlterError::InvalidConfig(_))
         ));
         assert!(matches!(

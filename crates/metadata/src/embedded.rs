@@ -17,6 +17,7 @@ const KEY_NEXT_LOG_ID: &str = "counters/next_log_id";
 const KEY_PRODUCER_ID_BLOCK: &str = "counters/producer_id_block_end";
 const TOPIC_PREFIX: &str = "topics/";
 const BROKER_CONFIG_PREFIX: &str = "config/brokers/";
+const CLIENT_METRICS_PREFIX: &str = "config/client-metrics/";
 /// SCRAM credentials, one JSON map (mechanism → credential) per user.
 const SCRAM_USER_PREFIX: &str = "config/users/";
 /// Client quotas, one JSON object (`{"entity": ..., "values": ...}`) per entity.
@@ -211,6 +212,33 @@ impl MetadataStore for EmbeddedMetadataStore {
         configs: std::collections::BTreeMap<String, String>,
     ) -> Result<(), MetadataError> {
         let key = format!("{BROKER_CONFIG_PREFIX}{}", broker_config_entity_name(entity));
+        if configs.is_empty() {
+            self.store.meta_apply(&[], &[key])?;
+        } else {
+            let json = serde_json::to_vec(&configs)
+                .map_err(|e| MetadataError::Corrupt { key: key.clone(), reason: e.to_string() })?;
+            self.store.meta_apply(&[(key, json)], &[])?;
+        }
+        Ok(())
+    }
+
+    async fn client_metrics_configs(&self) -> Result<crate::ClientMetricsConfigs, MetadataError> {
+        let mut out = crate::ClientMetricsConfigs::new();
+        for (key, bytes) in self.store.meta_scan(CLIENT_METRICS_PREFIX)? {
+            let name = key.trim_start_matches(CLIENT_METRICS_PREFIX).to_string();
+            let configs =
+                serde_json::from_slice(&bytes).map_err(|e| MetadataError::Corrupt { key, reason: e.to_string() })?;
+            out.insert(name, configs);
+        }
+        Ok(out)
+    }
+
+    async fn set_client_metrics_configs(
+        &self,
+        name: &str,
+        configs: std::collections::BTreeMap<String, String>,
+    ) -> Result<(), MetadataError> {
+        let key = format!("{CLIENT_METRICS_PREFIX}{name}");
         if configs.is_empty() {
             self.store.meta_apply(&[], &[key])?;
         } else {

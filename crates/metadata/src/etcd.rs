@@ -301,6 +301,8 @@ pub struct ClusterSnapshot {
     pub states: HashMap<(String, i32), VersionedState>,
     /// Dynamic broker configurations by entity (`""` = the cluster default).
     pub broker_configs: crate::BrokerConfigs,
+    /// Client-metrics subscriptions by name.
+    pub client_metrics: crate::ClientMetricsConfigs,
     /// Every ACL, in binding order.
     pub acls: Vec<crate::AclBinding>,
     /// Every client-quota entity with its values.
@@ -551,6 +553,10 @@ impl EtcdMetadataStore {
                     let entity = if *entity == "<default>" { "" } else { entity };
                     let configs = serde_json::from_slice(kv.value()).map_err(|e| corrupt(&key, e))?;
                     snapshot.broker_configs.insert(entity.to_string(), configs);
+                }
+                ["config", "client-metrics", name @ ..] => {
+                    let configs = serde_json::from_slice(kv.value()).map_err(|e| corrupt(&key, e))?;
+                    snapshot.client_metrics.insert(name.join("/"), configs);
                 }
                 ["acls", ..] => {
                     snapshot.acls.push(serde_json::from_slice(kv.value()).map_err(|e| corrupt(&key, e))?);
@@ -1065,6 +1071,25 @@ impl MetadataStore for EtcdMetadataStore {
             TxnOp::put(key.clone(), serde_json::to_vec(&configs).map_err(|e| corrupt(&key, e))?, None)
         };
         self.txn("store broker configs", Txn::new().and_then([op])).await?;
+        Ok(())
+    }
+
+    async fn client_metrics_configs(&self) -> Result<crate::ClientMetricsConfigs, MetadataError> {
+        Ok(self.snapshot().await?.client_metrics)
+    }
+
+    async fn set_client_metrics_configs(
+        &self,
+        name: &str,
+        configs: std::collections::BTreeMap<String, String>,
+    ) -> Result<(), MetadataError> {
+        let key = self.key(&format!("config/client-metrics/{name}"));
+        let op = if configs.is_empty() {
+            TxnOp::delete(key.clone(), None)
+        } else {
+            TxnOp::put(key.clone(), serde_json::to_vec(&configs).map_err(|e| corrupt(&key, e))?, None)
+        };
+        self.txn("store client metrics configs", Txn::new().and_then([op])).await?;
         Ok(())
     }
 

@@ -61,6 +61,11 @@ pub enum MetadataError {
 /// Dynamic broker configurations by entity: `""` (the cluster default) or a node id.
 pub type BrokerConfigs = std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>;
 
+/// Client-metrics subscriptions (KIP-714 `CLIENT_METRICS` config resources, as
+/// `kafka-client-metrics --alter` writes them) by subscription name: `metrics`,
+/// `interval.ms` and `match`, each as its string value.
+pub type ClientMetricsConfigs = std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>;
+
 /// The storage name of a broker-config entity (`<default>` for the cluster default).
 pub fn broker_config_entity_name(entity: &str) -> &str {
     if entity.is_empty() {
@@ -101,6 +106,14 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn set_broker_configs(
         &self,
         entity: &str,
+        configs: std::collections::BTreeMap<String, String>,
+    ) -> Result<(), MetadataError>;
+    /// Every client-metrics subscription.
+    async fn client_metrics_configs(&self) -> Result<ClientMetricsConfigs, MetadataError>;
+    /// Replaces the configs of client-metrics subscription `name` (an empty map deletes it).
+    async fn set_client_metrics_configs(
+        &self,
+        name: &str,
         configs: std::collections::BTreeMap<String, String>,
     ) -> Result<(), MetadataError>;
     /// Deletes a topic and returns what it was.

@@ -50,6 +50,9 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::DescribeQuorum, 0, 2),
     // Topics and brokers (KIP-1142); v0 is KIP-714's ListClientMetricsResources.
     api(ApiKey::ListConfigResources, 0, 1),
+    // Client telemetry (KIP-714), offered only with a Prometheus endpoint to show it on.
+    api(ApiKey::GetTelemetrySubscriptions, 0, 0),
+    api(ApiKey::PushTelemetry, 0, 0),
     api(ApiKey::DescribeCluster, 0, 2),
     // Cluster mode: preferred / unclean leader election on request.
     api(ApiKey::ElectLeaders, 0, 2),

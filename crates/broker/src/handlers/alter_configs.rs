@@ -1,5 +1,5 @@
 //! AlterConfigs (key 33): replaces a topic's whole set of configuration overrides, or a
-//! broker entity's dynamic configs (the legacy API; `kafka-configs` and current clients use
+//! broker entity's dynamic configs, or a client-metrics subscription's (the legacy API; `kafka-configs` and current clients use
 //! IncrementalAlterConfigs, which shares [`alter_topic`] and [`alter_broker`]).
 
 use std::collections::BTreeMap;
@@ -19,6 +19,7 @@ use crate::topic_config::{self, AlterError};
 /// Kafka's `ConfigResource.Type` codes.
 pub(super) const RESOURCE_TOPIC: i8 = 2;
 pub(super) const RESOURCE_BROKER: i8 = 4;
+pub(super) const RESOURCE_CLIENT_METRICS: i8 = 16;
 
 /// The outcome of altering one resource: `None` on success, else the error and its message.
 pub(super) type Outcome = Option<(ResponseError, String)>;
@@ -102,6 +103,68 @@ pub(super) async fn alter_broker(
     }
 }
 
+/// Alters client-metrics subscription `name` (KIP-714): `next` computes its new configs
+/// from the current ones; the result is checked as Kafka's `ClientMetricsConfigs.validate`
+/// does. No configs left deletes the subscription.
+pub(super) async fn alter_client_metrics(
+    broker: &Broker,
+    name: &str,
+    validate_only: bool,
+    next: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, AlterError>,
+) -> Outcome {
+    let current = broker.telemetry.subscriptions().remove(name).unwrap_or_default();
+    let configs = match next(&current) {
+        Ok(configs) => configs,
+        Err(e) => return refused(e),
+    };
+    if let Err(e) = crate::telemetry::validate(name, &configs) {
+        return refused(e);
+    }
+    if validate_only || configs == current {
+        return None;
+    }
+    match broker.set_client_metrics_configs(name, configs).await {
+        Ok(()) => None,
+        Err(e) => {
+            tracing::error!(subscription = %name, error = %e, "storing client metrics configs failed");
+            Some((ResponseError::UnknownServerError, e.to_string()))
+        }
+    }
+}
+
+/// IncrementalAlterConfigs on a client-metrics subscription: SET and DELETE, APPEND and
+/// SUBTRACT on its list configs (`metrics`, `match`).
+pub(super) fn apply_client_metrics_incremental(
+    current: &BTreeMap<String, String>,
+    changes: &[(String, i8, Option<String>)],
+) -> Result<BTreeMap<String, String>, AlterError> {
+    let mut next = current.clone();
+    for (name, code, value) in changes {
+        match topic_config::AlterOp::from_code(*code) {
+            Some(topic_config::AlterOp::Set) => {
+                let value = value
+                    .clone()
+                    .ok_or_else(|| AlterError::InvalidRequest(format!("Null value not supported for : {name}")))?;
+                next.insert(name.clone(), value);
+            }
+            Some(topic_config::AlterOp::Delete) => {
+                next.remove(name);
+            }
+            Some(op) if name == "metrics" || name == "match" => {
+                let edited = topic_config::edit_list(next.get(name).map_or("", String::as_str), op, value.as_deref());
+                next.insert(name.clone(), edited);
+            }
+            Some(_) => {
+                return Err(AlterError::InvalidConfig(format!(
+                    "Config value append/subtract is not allowed for config key: {name}"
+                )))
+            }
+            None => return Err(AlterError::InvalidRequest(format!("Unknown alter config operation type {code}"))),
+        }
+    }
+    Ok(next)
+}
+
 /// IncrementalAlterConfigs on a broker entity: SET and DELETE, APPEND / SUBTRACT on the one
 /// list setting (`log.cleanup.policy`).
 pub(super) fn apply_broker_incremental(
@@ -144,7 +207,7 @@ pub(super) fn alter_denied(broker: &Broker, ctx: &RequestContext, resource_type:
         RESOURCE_TOPIC if !broker.authorized(ctx, AclOperation::AlterConfigs, ResourceType::Topic, name) => {
             Some((ResponseError::TopicAuthorizationFailed, "Topic authorization failed.".to_string()))
         }
-        RESOURCE_BROKER if !broker.authorized_cluster(ctx, AclOperation::AlterConfigs) => {
+        RESOURCE_BROKER | RESOURCE_CLIENT_METRICS if !broker.authorized_cluster(ctx, AclOperation::AlterConfigs) => {
             Some((ResponseError::ClusterAuthorizationFailed, "Cluster authorization failed.".to_string()))
         }
         _ => None,
@@ -186,6 +249,14 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: AlterCo
                     .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
                     .collect();
                 alter_broker(broker, &name, request.validate_only, move |_| Ok(configs)).await
+            }
+            RESOURCE_CLIENT_METRICS => {
+                let configs: BTreeMap<String, String> = resource
+                    .configs
+                    .iter()
+                    .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
+                    .collect();
+                alter_client_metrics(broker, &name, request.validate_only, move |_| Ok(configs)).await
             }
             other => unsupported_resource(other),
         };

@@ -1,5 +1,6 @@
 //! DescribeConfigs (key 32): topic and broker configs, as `kafka-configs --describe` and
-//! `kafka-topics --describe` ask for them.
+//! `kafka-topics --describe` ask for them, and client-metrics subscriptions
+//! (`kafka-client-metrics --describe`).
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use crate::topic_config::{self, ConfigSource, ConfigType, TOPIC_CONFIGS};
 /// Kafka's `ConfigResource.Type` codes.
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
+const RESOURCE_CLIENT_METRICS: i8 = 16;
 
 fn entry(
     name: &str,
@@ -109,7 +111,9 @@ pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: DescribeConfi
                 {
                     Some(ResponseError::TopicAuthorizationFailed)
                 }
-                RESOURCE_BROKER if !broker.authorized_cluster(ctx, AclOperation::DescribeConfigs) => {
+                RESOURCE_BROKER | RESOURCE_CLIENT_METRICS
+                    if !broker.authorized_cluster(ctx, AclOperation::DescribeConfigs) =>
+                {
                     Some(ResponseError::ClusterAuthorizationFailed)
                 }
                 _ => None,
@@ -190,6 +194,31 @@ pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: DescribeConfi
                             } else {
                                 described
                             }
+                        })
+                        .collect();
+                    result.with_configs(configs)
+                }
+                RESOURCE_CLIENT_METRICS => {
+                    let name = resource.resource_name.as_str();
+                    if name.is_empty() {
+                        return result
+                            .with_error_code(ResponseError::InvalidRequest.code())
+                            .with_error_message(Some(str_bytes("Client metrics subscription name must not be empty")));
+                    }
+                    // Every config of the subscription: its own values, the defaults for
+                    // the rest (an unknown name describes as defaults only, as in Kafka).
+                    let stored = broker.telemetry.subscriptions().remove(name).unwrap_or_default();
+                    let defaults = [
+                        ("metrics", String::new(), ConfigType::List),
+                        ("interval.ms", crate::telemetry::DEFAULT_INTERVAL_MS.to_string(), ConfigType::Int),
+                        ("match", String::new(), ConfigType::List),
+                    ];
+                    let configs = defaults
+                        .into_iter()
+                        .filter(|(key, _, _)| wanted(&resource.configuration_keys, key))
+                        .map(|(key, default, config_type)| match stored.get(key) {
+                            Some(value) => entry(key, value.clone(), ConfigSource::ClientMetrics, config_type, false),
+                            None => entry(key, default, ConfigSource::Default, config_type, false),
                         })
                         .collect();
                     result.with_configs(configs)

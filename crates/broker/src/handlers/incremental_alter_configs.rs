@@ -1,5 +1,6 @@
 //! IncrementalAlterConfigs (key 44): SET / DELETE / APPEND / SUBTRACT on single topic
-//! configs and on dynamic broker configs (a broker id, or `""` for the cluster default), as
+//! configs, on dynamic broker configs (a broker id, or `""` for the cluster default) and on
+//! client-metrics subscriptions (`kafka-client-metrics --alter`, KIP-714), as
 //! `kafka-configs --alter --add-config / --delete-config` and the admin clients send them
 //! (Kafka's `ConfigAdminManager.incrementalAlterConfigs`). Per-resource errors:
 //! UNKNOWN_TOPIC_OR_PARTITION, INVALID_CONFIG for a name or value Kafka refuses,
@@ -11,8 +12,8 @@ use rivulet_protocol::kafka_protocol::messages::incremental_alter_configs_respon
 use rivulet_protocol::kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 
 use super::alter_configs::{
-    alter_broker, alter_denied, alter_topic, apply_broker_incremental, unsupported_resource, RESOURCE_BROKER,
-    RESOURCE_TOPIC,
+    alter_broker, alter_client_metrics, alter_denied, alter_topic, apply_broker_incremental,
+    apply_client_metrics_incremental, unsupported_resource, RESOURCE_BROKER, RESOURCE_CLIENT_METRICS, RESOURCE_TOPIC,
 };
 use super::str_bytes;
 use crate::broker::Broker;
@@ -44,6 +45,12 @@ pub async fn handle(
             RESOURCE_BROKER => {
                 alter_broker(broker, &name, request.validate_only, |current| {
                     apply_broker_incremental(current, &changes)
+                })
+                .await
+            }
+            RESOURCE_CLIENT_METRICS => {
+                alter_client_metrics(broker, &name, request.validate_only, |current| {
+                    apply_client_metrics_incremental(current, &changes)
                 })
                 .await
             }

@@ -4,10 +4,10 @@
 //!
 //! Listed as Kafka's `KafkaApis.handleListConfigResources` lists them, by type in Kafka's
 //! order (groups, client metrics, broker loggers, brokers, topics). Rivulet has no group
-//! configs, no client-metrics subscriptions and no broker-logger config resource
-//! (DescribeConfigs refuses that type), so those types are accepted and list nothing; the
-//! brokers are those with an endpoint on the request's listener, and every topic is listed,
-//! internal ones included.
+//! configs and no broker-logger config resource (DescribeConfigs refuses that type), so
+//! those types are accepted and list nothing; client-metrics subscriptions are listed by
+//! name; the brokers are those with an endpoint on the request's listener, and every topic
+//! is listed, internal ones included.
 
 use std::sync::Arc;
 
@@ -66,6 +66,8 @@ pub fn handle(
                 ids.sort_unstable();
                 resources.extend(ids.into_iter().map(|id| resource(BROKER, id.to_string())));
             }
+            CLIENT_METRICS => resources
+                .extend(broker.telemetry.subscriptions().into_keys().map(|name| resource(CLIENT_METRICS, name))),
             TOPIC => resources.extend(
                 broker.replicas.topics.all().into_iter().map(|topic| resource(TOPIC, topic.record.name.clone())),
             ),

@@ -42,6 +42,7 @@ mod elect_leaders;
 mod end_txn;
 mod fetch;
 mod find_coordinator;
+mod get_telemetry_subscriptions;
 mod heartbeat;
 mod incremental_alter_configs;
 mod init_producer_id;
@@ -58,6 +59,7 @@ mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+mod push_telemetry;
 mod sasl_authenticate;
 mod sasl_handshake;
 mod sync_group;
@@ -147,6 +149,8 @@ dispatch_table! {
     AlterReplicaLogDirs => alter_replica_log_dirs,
     DescribeQuorum => describe_quorum,
     ListConfigResources => list_config_resources,
+    GetTelemetrySubscriptions => get_telemetry_subscriptions,
+    PushTelemetry => push_telemetry,
     DescribeCluster => describe_cluster,
     ElectLeaders => elect_leaders.await,
     AlterPartitionReassignments => alter_partition_reassignments.await,

@@ -50,6 +50,8 @@ pub trait Node: Send + Sync {
     fn acls_read(&self, acls: Vec<rivulet_metadata::AclBinding>);
     /// The client quotas as the store holds them now (read at every sync, as the ACLs).
     fn quotas_read(&self, quotas: Vec<(rivulet_metadata::QuotaEntity, rivulet_metadata::QuotaValues)>);
+    /// The client-metrics subscriptions as the store holds them now (read at every sync).
+    fn client_metrics_read(&self, configs: rivulet_metadata::ClientMetricsConfigs);
 }
 
 /// Who decides the cluster's metadata and how far this broker has applied it.

@@ -172,6 +172,7 @@ impl Cluster {
         if let Some(node) = &node {
             node.acls_read(snapshot.acls.clone());
             node.quotas_read(snapshot.quotas.clone());
+            node.client_metrics_read(snapshot.client_metrics.clone());
         }
         for (replica, transition) in transitions {
             if transition != Transition::Unchanged {
