@@ -12,7 +12,7 @@ DATA_DIR ?= $(CURDIR)/data
 # Everything is built with the release profile only: RocksDB (C++) compiles once.
 CARGO_FLAGS := --release --locked
 
-.PHONY: all build run test test-rust test-compat lint fmt deps-build deps-etcd deps-test deps-fuzz compat docker-test chaos soak fuzz test-fuzz fuzz-seed bench bench-cluster bench-cleaner bench-ssl clean
+.PHONY: all build run test test-rust test-compat lint fmt deps-build deps-etcd deps-test deps-browser deps-fuzz compat docker-test chaos soak fuzz test-fuzz fuzz-seed bench bench-cluster bench-cleaner bench-ssl clean
 
 all: build
 
@@ -49,6 +49,10 @@ run: build
 deps-test:
 	bash compat-tests/install-deps.sh
 
+## deps-browser: deps-test and Debian's chromium, for the web console's headless-browser test.
+deps-browser:
+	bash compat-tests/install-deps.sh --browser
+
 ## test: every test — unit, integration (real broker processes), and the client suite
 ## (without the tests marked `slow`, e.g. 1,000,000 offset commits; `make compat` runs them).
 test: build deps-test test-rust test-compat test-fuzz
@@ -61,7 +65,7 @@ test-compat: build deps-test deps-etcd
 
 ## compat: the whole client matrix, `slow` tests included; writes compat-tests/results.json
 ## and regenerates the client table in docs/compatibility.md.
-compat: build deps-test deps-etcd
+compat: build deps-browser deps-etcd
 	RIVULET_BIN=$(BIN) $(VENV)/bin/pytest -q -m "not docker" compat-tests/python --junitxml=$(RIVULET_CACHE)/compat-results.xml || true
 	$(VENV)/bin/python compat-tests/report.py $(RIVULET_CACHE)/compat-results.xml
 

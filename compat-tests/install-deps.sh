@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the compatibility tests drive: kcat and openssl (Debian), a Python venv with the
-# Python clients and pytest, and the Apache Kafka 4.3.1 client/tool jars (Maven).
+# Python clients and pytest, and the Apache Kafka 4.3.1 client/tool jars (Maven); with
+# `--browser` also Debian's chromium.
 # Idempotent and quick when everything is already there.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -61,6 +62,13 @@ resolve_jars() {
     cp "$pom" "$dir/.complete"
   fi
 }
+
+# Debian's chromium for the web console's headless-browser test (`--browser`; `make compat`
+# asks for it, `make test` does not run that test).
+if [ "${1:-}" = "--browser" ] && ! command -v chromium >/dev/null 2>&1; then
+  echo "installing chromium"
+  apt_install chromium
+fi
 
 # The Kafka 4.3.1 clients and console tools.
 resolve_jars "$here/java/pom.xml" "$cache/java-lib"

@@ -196,6 +196,12 @@ pub struct BrokerConfig {
     /// `host:port` for the Prometheus `/metrics` endpoint (`rivulet.metrics.listener`);
     /// none by default.
     pub metrics_listener: Option<String>,
+    /// `host:port` the web console listens on (`rivulet.console.listener`); none by
+    /// default, so no console socket is opened unless asked for.
+    pub console_listener: Option<String>,
+    /// `rivulet.console.allow.unauthenticated`: the console has no login, so with an
+    /// authorizer configured it starts only when this says its readers may see everything.
+    pub console_allow_unauthenticated: bool,
     /// Every key that was set, as given (for DescribeConfigs).
     pub raw: RawProperties,
     /// Keys of `raw` that dynamic broker configs set, and at which level.
@@ -261,6 +267,8 @@ const KNOWN_KEYS: &[&str] = &[
     "log.flush.interval.messages",
     "broker.rack",
     "rivulet.metrics.listener",
+    "rivulet.console.listener",
+    "rivulet.console.allow.unauthenticated",
     "group.initial.rebalance.delay.ms",
     "group.min.session.timeout.ms",
     "group.max.session.timeout.ms",
@@ -343,6 +351,25 @@ where
 
 fn invalid(key: &str, value: &str, reason: &str) -> ConfigError {
     ConfigError::Invalid { key: key.to_string(), value: value.to_string(), reason: reason.to_string() }
+}
+
+/// `host:port` of an HTTP listener: a non-empty host (a name, an IPv4 address or a
+/// bracketed IPv6 one) and a port number. Checked here so a typo stops the start with the
+/// key named, rather than a bind error later.
+fn parse_console_listener(key: &str, value: &str) -> Result<String, ConfigError> {
+    let value = value.trim();
+    let Some((host, port)) = value.rsplit_once(':') else {
+        return Err(invalid(key, value, "expected host:port, e.g. 127.0.0.1:8080"));
+    };
+    if port.parse::<u16>().is_err() {
+        return Err(invalid(key, value, "the port must be a number from 0 to 65535"));
+    }
+    let bracketed = host.starts_with('[') && host.ends_with(']') && host.len() > 2;
+    let plain = !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_');
+    if !bracketed && !plain {
+        return Err(invalid(key, value, "expected host:port, e.g. 127.0.0.1:8080 (an IPv6 host in brackets)"));
+    }
+    Ok(value.to_string())
 }
 
 /// Parses `NAME://host:port[,NAME://host:port]`.
@@ -1284,6 +1311,11 @@ impl BrokerConfig {
                 }
                 Some(v) => return Err(invalid("rivulet.metrics.listener", v, "expected host:port")),
             },
+            console_listener: get("rivulet.console.listener")
+                .map(|v| parse_console_listener("rivulet.console.listener", v))
+                .transpose()?,
+            console_allow_unauthenticated: get("rivulet.console.allow.unauthenticated")
+                .map_or(Ok(false), |v| parse_bool("rivulet.console.allow.unauthenticated", v))?,
             security,
             failed_authentication_delay_ms: get("connection.failed.authentication.delay.ms")
                 .map_or(Ok(100), |v| parse_non_negative("connection.failed.authentication.delay.ms", v))?,
@@ -1332,6 +1364,20 @@ impl BrokerConfig {
             let ratio: f64 = parse("log.cleaner.min.cleanable.ratio", v)?;
             if !(0.0..=1.0).contains(&ratio) {
                 return Err(invalid("log.cleaner.min.cleanable.ratio", v, "must be between 0 and 1"));
+            }
+        }
+        // The console answers without asking who reads it: with ACLs in force it would show
+        // every topic, group and transactional id the ACLs hide, so it starts only when the
+        // operator says so.
+        if let Some(console) = &config.console_listener {
+            if config.security.authorizer.is_some() && !config.console_allow_unauthenticated {
+                return Err(invalid(
+                    "rivulet.console.listener",
+                    console,
+                    "an authorizer is configured and the console has no login: it would show what the ACLs \
+                     hide; set rivulet.console.allow.unauthenticated=true to serve it anyway (bind it to a \
+                     trusted address)",
+                ));
             }
         }
         if config.socket_request_max_bytes > i32::MAX as usize {
@@ -1697,6 +1743,36 @@ mod tests {
             .inter_broker
             .unusable
             .is_some_and(|(key, _)| key == "sasl.mechanism.inter.broker.protocol"));
+    }
+
+    #[test]
+    fn the_console_is_off_by_default_and_checks_its_address() {
+        let (config, _) = BrokerConfig::from_properties(props(&[])).unwrap();
+        assert_eq!(config.console_listener, None);
+        for good in ["127.0.0.1:8080", "localhost:0", "[::1]:8080", "console-host:8080"] {
+            let (config, unknown) =
+                BrokerConfig::from_properties(props(&[("rivulet.console.listener", good)])).unwrap();
+            assert_eq!(config.console_listener.as_deref(), Some(good));
+            assert!(unknown.is_empty(), "{unknown:?}");
+        }
+        for bad in ["", "8080", "127.0.0.1", "127.0.0.1:http", "127.0.0.1:70000", ":8080", "a b:8080", "[]:1"] {
+            let err = BrokerConfig::from_properties(props(&[("rivulet.console.listener", bad)])).unwrap_err();
+            assert!(err.to_string().contains("rivulet.console.listener"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_console_refuses_to_start_beside_an_authorizer_unless_allowed() {
+        const STANDARD: &str = "org.apache.kafka.metadata.authorizer.StandardAuthorizer";
+        let secured = [("authorizer.class.name", STANDARD), ("rivulet.console.listener", "127.0.0.1:8080")];
+        let err = BrokerConfig::from_properties(props(&secured)).unwrap_err();
+        assert!(err.to_string().contains("rivulet.console.allow.unauthenticated"), "{err}");
+        let mut allowed = secured.to_vec();
+        allowed.push(("rivulet.console.allow.unauthenticated", "true"));
+        let (config, _) = BrokerConfig::from_properties(props(&allowed)).unwrap();
+        assert!(config.console_allow_unauthenticated);
+        // Without a console the authorizer alone starts as before.
+        assert!(BrokerConfig::from_properties(props(&secured[..1])).is_ok());
     }
 
     #[test]

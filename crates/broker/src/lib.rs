@@ -20,6 +20,8 @@
 //! encoded and written before the next request on that connection is read. On a
 //! `SASL_PLAINTEXT` listener, [`security`]'s authenticator runs first and sets the principal.
 //!
+//! The optional web console ([`console`]) reads the same state over HTTP, read-only.
+//!
 //! This crate never touches RocksDB directly and never panics on client input: every
 //! malformed request ends in a Kafka error code or a logged, closed connection.
 
@@ -28,6 +30,7 @@ pub mod broker;
 pub mod cleaner;
 pub mod config;
 pub mod connection;
+pub mod console;
 mod handlers;
 pub mod membership;
 pub mod metrics;

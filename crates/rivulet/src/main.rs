@@ -92,6 +92,14 @@ async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         tracing::info!(%address, "serving Prometheus metrics at /metrics");
         tokio::spawn(rivulet_broker::metrics::serve(metrics_listener, std::sync::Arc::downgrade(&broker)));
     }
+    if let Some(address) = &broker.config.console_listener {
+        let console_listener = tokio::net::TcpListener::bind(address.as_str())
+            .await
+            .with_context(|| format!("binding the web console (rivulet.console.listener) on {address}"))?;
+        let bound = console_listener.local_addr().map_or_else(|_| address.clone(), |a| a.to_string());
+        tracing::info!(address = %bound, "serving the web console");
+        tokio::spawn(rivulet_broker::console::serve(console_listener, std::sync::Arc::downgrade(&broker)));
+    }
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let serving = tokio::spawn(server::run(broker.clone(), listeners, shutdown_rx));
     tracing::info!(node_id, startup_ms = started.elapsed().as_millis() as u64, "rivulet started");
