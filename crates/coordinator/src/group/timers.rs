@@ -13,6 +13,7 @@ impl GroupCoordinator {
         let mut groups = self.lock();
         let mut dead = Vec::new();
         for group in groups.values_mut() {
+            self.expire_consumer_members(group, now);
             let expired: Vec<String> = group
                 .members
                 .values()
@@ -47,7 +48,8 @@ impl GroupCoordinator {
                         self.prepare_rebalance(group, now);
                     }
                 }
-                GroupState::Empty => {
+                // A consumer group keeps its offsets while it has members.
+                GroupState::Empty if !group.has_members() => {
                     let retention = i64::try_from(self.settings.offsets_retention.as_millis()).unwrap_or(i64::MAX);
                     let expired: Vec<(String, i32)> = group
                         .offsets
