@@ -25,7 +25,6 @@ def consumer_groups(broker: Broker, *args: str) -> subprocess.CompletedProcess:
                 *args)
 
 
-@pytest.mark.slow
 def test_java_consumer_protocol_members_join_and_leave(tmp_path):
     """4 Java members share 12 partitions exactly once, joining and leaving one by one under a
     producer's load: nothing lost, no partition owned twice, committed offsets never back."""
@@ -100,8 +99,9 @@ def _produce(bootstrap: str, topic: str, values):
 
 def test_librdkafka_consumer_protocol_survives_a_broker_restart(tmp_path):
     """librdkafka with `group.protocol=consumer` consumes and commits through a KIP-848 group;
-    across a broker `kill -9` and restart the same consumer goes on from its committed
-    offsets: it reads exactly what was produced since, nothing again, nothing lost."""
+    across a broker `kill -9` and restart (the group rebuilt from its ConsumerGroup* records)
+    the same consumer goes on from its committed offsets: it reads exactly what was produced
+    since, nothing again, nothing lost."""
     from confluent_kafka import Consumer
 
     broker = Broker(tmp_path, extra=FAST_GROUPS).start()

@@ -63,6 +63,11 @@ impl GroupCoordinator {
             })
             .collect();
         entries.push((RecordKey::Group { group: group_id.to_string() }, None));
+        if group.modern.is_some() {
+            // An empty consumer group has no member records left: its epochs go too.
+            entries.push((RecordKey::ConsumerTargetEpoch { group: group_id.to_string() }, None));
+            entries.push((RecordKey::ConsumerGroup { group: group_id.to_string() }, None));
+        }
         if let Err(e) = self.write(group_id, &entries) {
             tracing::warn!(group = %group_id, error = %e, "deleting the group failed");
             return Some(e.kafka_error());

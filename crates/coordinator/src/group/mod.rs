@@ -20,6 +20,9 @@
 //! coordinators read `time.milliseconds()`, so tests move a `ManualClock` instead of
 //! sleeping.
 //!
+//! KIP-848 consumer groups (ConsumerGroupHeartbeat, server-side assignment) live beside
+//! classic ones in the same map: see [`consumer`] and [`assignor`].
+//!
 //! This file holds the types and the state machine of one group; the coordinator's work
 //! is split by job: `membership` (join, sync, heartbeat, leave, rebalances), `offsets`
 //! (commit, fetch, delete, transactional offsets), `load` (replaying and writing

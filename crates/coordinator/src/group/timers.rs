@@ -81,6 +81,16 @@ impl GroupCoordinator {
                         }
                     }
                     if group.offsets.is_empty() && group.members.is_empty() && group.pending.is_empty() {
+                        if group.modern.is_some() {
+                            // A consumer group that emptied leaves no records behind to replay.
+                            let tombstones = [
+                                (RecordKey::ConsumerTargetEpoch { group: group.id.clone() }, None),
+                                (RecordKey::ConsumerGroup { group: group.id.clone() }, None),
+                            ];
+                            if self.write(&group.id, &tombstones).is_err() {
+                                continue;
+                            }
+                        }
                         dead.push(group.id.clone());
                     }
                 }
