@@ -16,7 +16,7 @@ use crate::broker::Broker;
 use crate::group::consumer::{ConsumerHeartbeat, TopicMeta};
 use crate::request_context::RequestContext;
 
-pub fn handle(
+pub async fn handle(
     broker: &Arc<Broker>,
     ctx: &RequestContext,
     request: ConsumerGroupHeartbeatRequest,
@@ -56,7 +56,16 @@ pub fn handle(
         server_assignor: request.server_assignor.map(|s| s.to_string()),
         owned: request.topic_partitions.map(|o| o.into_iter().map(|t| (t.topic_id, t.partitions)).collect()),
     };
-    let outcome = broker.groups.consumer_heartbeat(heartbeat, &topics);
+    let group_id = heartbeat.group_id.clone();
+    let mut outcome = broker.groups.consumer_heartbeat(heartbeat, &topics);
+    // As Kafka's coordinator answers once its records are committed: what this heartbeat
+    // wrote (a new epoch, an assignment) must be in the ISR of the group's partition, or a
+    // coordinator failover could forget what the member was told.
+    if outcome.error.is_none() {
+        if let Some(error) = super::group_stored(broker, &group_id).await {
+            outcome.error = Some((error, None));
+        }
+    }
     let response = ConsumerGroupHeartbeatResponse::default();
     if let Some((error, message)) = outcome.error {
         return response.with_error_code(error.code()).with_error_message(message.map(str_bytes)).with_member_epoch(-1);

@@ -164,7 +164,7 @@ dispatch_table! {
     ListGroups => list_groups,
     DescribeGroups => describe_groups,
     DeleteGroups => delete_groups,
-    ConsumerGroupHeartbeat => consumer_group_heartbeat,
+    ConsumerGroupHeartbeat => consumer_group_heartbeat.await,
     ConsumerGroupDescribe => consumer_group_describe,
     AddPartitionsToTxn => add_partitions_to_txn.await,
     AddOffsetsToTxn => add_offsets_to_txn.await,

@@ -207,8 +207,21 @@ impl GroupCoordinator {
         let subscriptions: Vec<Bytes> = group.members.values().map(|m| m.metadata_for(protocol.as_deref())).collect();
         let mut results = Vec::with_capacity(partitions.len());
         let mut entries = Vec::new();
+        // A KIP-848 member's subscription is by names or a regular expression.
+        let modern_subscribed = |topic: &str| {
+            group.modern.as_deref().is_some_and(|m| {
+                m.members.values().any(|member| {
+                    member.subscribed_topic_names.iter().any(|t| t == topic)
+                        || member
+                            .subscribed_topic_regex
+                            .as_deref()
+                            .and_then(|r| regex::Regex::new(&format!("^(?:{r})$")).ok())
+                            .is_some_and(|r| r.is_match(topic))
+                })
+            })
+        };
         for (topic, partition) in partitions {
-            if !group.members.is_empty() && subscribed(topic, &subscriptions) {
+            if (!group.members.is_empty() && subscribed(topic, &subscriptions)) || modern_subscribed(topic) {
                 results.push(Some(ResponseError::GroupSubscribedToTopic));
                 continue;
             }
