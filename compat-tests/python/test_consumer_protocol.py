@@ -117,11 +117,18 @@ def test_librdkafka_consumer_protocol_survives_a_broker_restart(tmp_path):
         assert sorted(before) == sorted(f"a{i}" for i in range(200)), f"{len(before)} of 200\n{broker.log_tail()}"
 
         broker.kill()
+        restart_at = broker.log_path.stat().st_size
         broker.start()
         _produce(broker.bootstrap, "rdk848", [f"b{i}" for i in range(50)])
         after = _consume(consumer, 50, timeout=60)
         extra = _consume(consumer, 1, timeout=3)
         assert sorted(after + extra) == sorted(f"b{i}" for i in range(50)), f"{after + extra}\n{broker.log_tail()}"
+        # The member carried on in its epoch: the rebuilt group knew it, so it never rejoined.
+        with open(broker.log_path, "rb") as f:
+            f.seek(restart_at)
+            since = f.read().decode(errors="replace")
+        assert "member joins the consumer group" not in since, since[-3000:]
+        assert "fencing consumer group member" not in since, since[-3000:]
     finally:
         if consumer is not None:
             consumer.close()
