@@ -74,10 +74,11 @@ def test_broker_api_versions_lists_every_advertised_api(broker):
     for line in ["Produce(0): 0 to 13 [usable: 13]", "Fetch(1): 4 to 18 [usable: 18]", "JoinGroup(11): 0 to 9 [usable: 9]",
                  "EndTxn(26): 0 to 5 [usable: 5]", "WriteTxnMarkers(27): 1 [usable: 1]",
                  "ElectLeaders(43): 0 to 2 [usable: 2]", "DescribeAcls(29): 1 to 3 [usable: 3]",
-                 "AlterClientQuotas(49): 0 to 1 [usable: 1]"]:
+                 "AlterClientQuotas(49): 0 to 1 [usable: 1]", "ConsumerGroupHeartbeat(68): 0 to 1 [usable: 1]",
+                 "ConsumerGroupDescribe(69): 0 to 1 [usable: 1]"]:
         assert line in out.stdout, out.stdout
     # APIs Rivulet does not implement are reported as such, not advertised.
-    assert "ConsumerGroupHeartbeat(68): UNSUPPORTED" in out.stdout
+    assert "ShareGroupHeartbeat(76): UNSUPPORTED" in out.stdout
 
 
 def test_verifiable_producer_and_consumer_agree(broker):

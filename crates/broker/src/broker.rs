@@ -116,6 +116,7 @@ impl Broker {
             max_session_timeout_ms: config.group_max_session_timeout_ms,
             offsets_retention: Duration::from_secs(config.offsets_retention_minutes * 60),
             offset_metadata_max_bytes: config.offset_metadata_max_bytes,
+            consumer: config.group_consumer.clone(),
         };
         let groups = GroupCoordinator::new(settings, config.offsets_topic_num_partitions);
         let txn_settings = TxnSettings { max_timeout_ms: config.transaction_max_timeout_ms };

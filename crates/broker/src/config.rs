@@ -115,6 +115,9 @@ pub struct BrokerConfig {
     pub group_min_session_timeout_ms: i32,
     /// `group.max.session.timeout.ms`
     pub group_max_session_timeout_ms: i32,
+    /// KIP-848 consumer groups: `group.consumer.heartbeat.interval.ms`,
+    /// `group.consumer.session.timeout.ms`, `group.consumer.assignors`, `group.consumer.max.size`.
+    pub group_consumer: crate::group::consumer::ConsumerGroupSettings,
     /// `offsets.topic.num.partitions`
     pub offsets_topic_num_partitions: i32,
     /// `offsets.retention.minutes`
@@ -272,6 +275,14 @@ const KNOWN_KEYS: &[&str] = &[
     "group.initial.rebalance.delay.ms",
     "group.min.session.timeout.ms",
     "group.max.session.timeout.ms",
+    "group.consumer.heartbeat.interval.ms",
+    "group.consumer.min.heartbeat.interval.ms",
+    "group.consumer.max.heartbeat.interval.ms",
+    "group.consumer.session.timeout.ms",
+    "group.consumer.min.session.timeout.ms",
+    "group.consumer.max.session.timeout.ms",
+    "group.consumer.assignors",
+    "group.consumer.max.size",
     "offsets.topic.num.partitions",
     "offsets.retention.minutes",
     "transaction.state.log.num.partitions",
@@ -370,6 +381,66 @@ fn parse_console_listener(key: &str, value: &str) -> Result<String, ConfigError>
         return Err(invalid(key, value, "expected host:port, e.g. 127.0.0.1:8080 (an IPv6 host in brackets)"));
     }
     Ok(value.to_string())
+}
+
+/// The KIP-848 settings, checked as Kafka's `GroupCoordinatorConfig` does: each timeout
+/// within its min/max bounds (defaults 5 s in [5 s, 15 s] for the heartbeat interval, 45 s
+/// in [45 s, 60 s] for the session), the interval below the session timeout, and assignors
+/// by name (`uniform`, `range`) or by Kafka's class names.
+fn consumer_group_settings<'a>(
+    get: &impl Fn(&str) -> Option<&'a str>,
+) -> Result<crate::group::consumer::ConsumerGroupSettings, ConfigError> {
+    let value = |key: &str, default: i32| get(key).map_or(Ok(default), |v| parse_positive::<i32>(key, v));
+    let heartbeat = value("group.consumer.heartbeat.interval.ms", 5_000)?;
+    let min_heartbeat = value("group.consumer.min.heartbeat.interval.ms", 5_000)?;
+    let max_heartbeat = value("group.consumer.max.heartbeat.interval.ms", 15_000)?;
+    let session = value("group.consumer.session.timeout.ms", 45_000)?;
+    let min_session = value("group.consumer.min.session.timeout.ms", 45_000)?;
+    let max_session = value("group.consumer.max.session.timeout.ms", 60_000)?;
+    let shown = |v: i32| v.to_string();
+    if !(min_heartbeat..=max_heartbeat).contains(&heartbeat) {
+        let reason =
+            format!("must be within [{min_heartbeat}, {max_heartbeat}] (group.consumer.min/max.heartbeat.interval.ms)");
+        return Err(invalid("group.consumer.heartbeat.interval.ms", &shown(heartbeat), &reason));
+    }
+    if !(min_session..=max_session).contains(&session) {
+        let reason =
+            format!("must be within [{min_session}, {max_session}] (group.consumer.min/max.session.timeout.ms)");
+        return Err(invalid("group.consumer.session.timeout.ms", &shown(session), &reason));
+    }
+    if heartbeat >= session {
+        return Err(invalid(
+            "group.consumer.heartbeat.interval.ms",
+            &shown(heartbeat),
+            "must be less than group.consumer.session.timeout.ms",
+        ));
+    }
+    let mut assignors = Vec::new();
+    if let Some(list) = get("group.consumer.assignors") {
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let short = match name {
+                "org.apache.kafka.coordinator.group.assignor.UniformAssignor" | "uniform" => "uniform",
+                "org.apache.kafka.coordinator.group.assignor.RangeAssignor" | "range" => "range",
+                other => {
+                    return Err(invalid("group.consumer.assignors", other, "unknown assignor; known: uniform, range"))
+                }
+            };
+            if !assignors.iter().any(|a| a == short) {
+                assignors.push(short.to_string());
+            }
+        }
+        if assignors.is_empty() {
+            return Err(invalid("group.consumer.assignors", list, "must name at least one assignor"));
+        }
+    }
+    let defaults = crate::group::consumer::ConsumerGroupSettings::default();
+    Ok(crate::group::consumer::ConsumerGroupSettings {
+        heartbeat_interval_ms: heartbeat,
+        session_timeout_ms: session,
+        assignors: if assignors.is_empty() { defaults.assignors } else { assignors },
+        max_size: get("group.consumer.max.size")
+            .map_or(Ok(defaults.max_size), |v| parse_positive::<usize>("group.consumer.max.size", v))?,
+    })
 }
 
 /// Parses `NAME://host:port[,NAME://host:port]`.
@@ -1183,7 +1254,9 @@ impl BrokerConfig {
                 listener_max_connection_creation_rate.insert(listener.name.clone(), rate);
             }
         }
+        let group_consumer = consumer_group_settings(&get)?;
         let config = BrokerConfig {
+            group_consumer,
             node_id,
             listeners,
             advertised_listeners,
@@ -1464,6 +1537,10 @@ impl BrokerConfig {
             ("group.initial.rebalance.delay.ms", self.group_initial_rebalance_delay_ms.to_string()),
             ("group.min.session.timeout.ms", self.group_min_session_timeout_ms.to_string()),
             ("group.max.session.timeout.ms", self.group_max_session_timeout_ms.to_string()),
+            ("group.consumer.heartbeat.interval.ms", self.group_consumer.heartbeat_interval_ms.to_string()),
+            ("group.consumer.session.timeout.ms", self.group_consumer.session_timeout_ms.to_string()),
+            ("group.consumer.assignors", self.group_consumer.assignors.join(",")),
+            ("group.consumer.max.size", self.group_consumer.max_size.to_string()),
             ("offsets.topic.num.partitions", self.offsets_topic_num_partitions.to_string()),
             ("offsets.retention.minutes", self.offsets_retention_minutes.to_string()),
             ("offset.metadata.max.bytes", self.offset_metadata_max_bytes.to_string()),

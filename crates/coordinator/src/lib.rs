@@ -3,7 +3,8 @@
 //! The broker's coordinators, whose state lives in keyed records of internal topics:
 //!
 //! * [`group`] — the group coordinator (classic JoinGroup / SyncGroup / Heartbeat /
-//!   LeaveGroup, committed offsets, transactional offsets), on `__consumer_offsets`.
+//!   LeaveGroup, KIP-848 ConsumerGroupHeartbeat / ConsumerGroupDescribe with server-side
+//!   assignors, committed offsets, transactional offsets), on `__consumer_offsets`.
 //! * [`txn`] — the transaction coordinator (KIP-98/360/447), on `__transaction_state`.
 //! * [`runtime`] — the runtime both coordinators run on (after Kafka 4's
 //!   `CoordinatorRuntime`): one per internal topic, a [`runtime::Shard`] per served

@@ -9,6 +9,11 @@
 //! |-------------|--------------------|-------------------------------|
 //! | 0, 1        | `OffsetCommitKey`  | `OffsetCommitValue` v0–4      |
 //! | 2           | `GroupMetadataKey` | `GroupMetadataValue` v0–4     |
+//! | 3           | `ConsumerGroupMetadataKey` | `ConsumerGroupMetadataValue` v0 |
+//! | 5           | `ConsumerGroupMemberMetadataKey` | `ConsumerGroupMemberMetadataValue` v0 |
+//! | 6           | `ConsumerGroupTargetAssignmentMetadataKey` | `ConsumerGroupTargetAssignmentMetadataValue` v0 |
+//! | 7           | `ConsumerGroupTargetAssignmentMemberKey` | `ConsumerGroupTargetAssignmentMemberValue` v0 |
+//! | 8           | `ConsumerGroupCurrentMemberAssignmentKey` | `ConsumerGroupCurrentMemberAssignmentValue` v0 |
 //! | 0           | `TransactionLogKey`| `TransactionLogValue` v0–1    |
 //!
 //! Writing the same formats lets Kafka's own tools read the topics
@@ -16,8 +21,9 @@
 //! on the bytes: every encoder here is canonical (one value, one encoding). Writers use the
 //! versions Apache Kafka 4 writes (offset commit key 1 / value 3, group metadata key 2 /
 //! value 3, transaction log key 0 / value 1); readers accept every version of the schemas.
-//! Key types this module does not know (the KIP-848 and share-group records) are told
-//! apart from malformed ones, so a reader can skip them.
+//! Key types this module does not know (KIP-848's partition metadata, which Kafka 4.1
+//! stopped writing, and the share-group records) are told apart from malformed ones, so a
+//! reader can skip them.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -44,6 +50,44 @@ pub enum GroupKey {
     OffsetCommit { group: String, topic: String, partition: i32 },
     /// `GroupMetadataKey`: a classic group's membership.
     GroupMetadata { group: String },
+    /// `ConsumerGroupMetadataKey` (KIP-848): a consumer group's epoch.
+    ConsumerGroupMetadata { group: String },
+    /// `ConsumerGroupMemberMetadataKey`: one member's subscription and client facts.
+    ConsumerGroupMemberMetadata { group: String, member: String },
+    /// `ConsumerGroupTargetAssignmentMetadataKey`: the target assignment's epoch.
+    ConsumerGroupTargetAssignmentMetadata { group: String },
+    /// `ConsumerGroupTargetAssignmentMemberKey`: one member's target assignment.
+    ConsumerGroupTargetAssignmentMember { group: String, member: String },
+    /// `ConsumerGroupCurrentMemberAssignmentKey`: one member's epochs and current assignment.
+    ConsumerGroupCurrentMemberAssignment { group: String, member: String },
+}
+
+/// Partitions by topic id, as the KIP-848 records list them.
+pub type TopicPartitionList = Vec<(uuid::Uuid, Vec<i32>)>;
+
+/// `ConsumerGroupMemberMetadataValue` v0 (without the tagged classic-member metadata of
+/// online migration, which Rivulet does not offer).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConsumerGroupMemberMetadataValue {
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub subscribed_topic_names: Vec<String>,
+    pub subscribed_topic_regex: Option<String>,
+    pub rebalance_timeout_ms: i32,
+    pub server_assignor: Option<String>,
+}
+
+/// `ConsumerGroupCurrentMemberAssignmentValue` v0. `state` is Kafka's `MemberState` code
+/// (0 stable, 1 unrevoked partitions, 2 unreleased partitions).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConsumerGroupCurrentMemberAssignmentValue {
+    pub member_epoch: i32,
+    pub previous_member_epoch: i32,
+    pub state: i8,
+    pub assigned_partitions: TopicPartitionList,
+    pub partitions_pending_revocation: TopicPartitionList,
 }
 
 /// `OffsetCommitValue` (Kafka's `OffsetAndMetadata`).
@@ -105,6 +149,29 @@ impl GroupKey {
                 w.i16(GROUP_METADATA_KEY_VERSION);
                 w.string(group);
             }
+            GroupKey::ConsumerGroupMetadata { group } => {
+                w.i16(3);
+                w.string(group);
+            }
+            GroupKey::ConsumerGroupMemberMetadata { group, member } => {
+                w.i16(5);
+                w.string(group);
+                w.string(member);
+            }
+            GroupKey::ConsumerGroupTargetAssignmentMetadata { group } => {
+                w.i16(6);
+                w.string(group);
+            }
+            GroupKey::ConsumerGroupTargetAssignmentMember { group, member } => {
+                w.i16(7);
+                w.string(group);
+                w.string(member);
+            }
+            GroupKey::ConsumerGroupCurrentMemberAssignment { group, member } => {
+                w.i16(8);
+                w.string(group);
+                w.string(member);
+            }
         }
         w.finish()
     }
@@ -117,6 +184,11 @@ impl GroupKey {
         let key = match version {
             0 | 1 => GroupKey::OffsetCommit { group: r.string()?, topic: r.string()?, partition: r.i32()? },
             2 => GroupKey::GroupMetadata { group: r.string()? },
+            3 => GroupKey::ConsumerGroupMetadata { group: r.string()? },
+            5 => GroupKey::ConsumerGroupMemberMetadata { group: r.string()?, member: r.string()? },
+            6 => GroupKey::ConsumerGroupTargetAssignmentMetadata { group: r.string()? },
+            7 => GroupKey::ConsumerGroupTargetAssignmentMember { group: r.string()?, member: r.string()? },
+            8 => GroupKey::ConsumerGroupCurrentMemberAssignment { group: r.string()?, member: r.string()? },
             _ => return Ok(Err(version)),
         };
         r.finish()?;
@@ -214,6 +286,154 @@ impl GroupMetadataValue {
         r.tagged_fields(|_, _| Ok(()))?;
         r.finish()?;
         Ok(GroupMetadataValue { protocol_type, generation, protocol, leader, current_state_timestamp_ms, members })
+    }
+}
+
+/// A flexible (v0) KIP-848 value writer: the `int16` version 0, then compact fields.
+fn flexible_writer() -> Writer {
+    let mut w = Writer::default();
+    w.i16(0);
+    w.flexible = true;
+    w
+}
+
+fn write_partitions(w: &mut Writer, list: &TopicPartitionList) {
+    w.array_len(list.len());
+    for (topic, partitions) in list {
+        w.buf.put_slice(topic.as_bytes());
+        w.array_len(partitions.len());
+        for p in partitions {
+            w.i32(*p);
+        }
+        w.no_tagged_fields();
+    }
+}
+
+fn read_partitions(r: &mut Reader<'_>) -> Result<TopicPartitionList> {
+    let count = r.array_len()?.unwrap_or(0);
+    let mut out = Vec::with_capacity(count.min(1024));
+    for _ in 0..count {
+        let id = uuid::Uuid::from_slice(r.take(16)?).map_err(|_| r.malformed("topic id is not 16 bytes"))?;
+        let n = r.array_len()?.unwrap_or(0);
+        let mut partitions = Vec::with_capacity(n.min(1024));
+        for _ in 0..n {
+            partitions.push(r.i32()?);
+        }
+        r.tagged_fields(|_, _| Ok(()))?;
+        out.push((id, partitions));
+    }
+    Ok(out)
+}
+
+/// `ConsumerGroupMetadataValue` and `ConsumerGroupTargetAssignmentMetadataValue` v0: one
+/// epoch (the group epoch, or the target assignment epoch).
+pub fn encode_epoch_value(epoch: i32) -> Bytes {
+    let mut w = flexible_writer();
+    w.i32(epoch);
+    w.no_tagged_fields();
+    w.finish()
+}
+
+pub fn decode_epoch_value(bytes: &[u8]) -> Result<i32> {
+    let (_, mut r) = Reader::versioned(bytes, "ConsumerGroup epoch value", 0, 0)?;
+    let epoch = r.i32()?;
+    // Later versions add fields (e.g. a metadata hash) as tagged or trailing data: only the
+    // epoch is read.
+    Ok(epoch)
+}
+
+/// `ConsumerGroupTargetAssignmentMemberValue` v0.
+pub fn encode_target_assignment(list: &TopicPartitionList) -> Bytes {
+    let mut w = flexible_writer();
+    write_partitions(&mut w, list);
+    w.no_tagged_fields();
+    w.finish()
+}
+
+pub fn decode_target_assignment(bytes: &[u8]) -> Result<TopicPartitionList> {
+    let (_, mut r) = Reader::versioned(bytes, "ConsumerGroupTargetAssignmentMemberValue", 0, 0)?;
+    let list = read_partitions(&mut r)?;
+    r.tagged_fields(|_, _| Ok(()))?;
+    r.finish()?;
+    Ok(list)
+}
+
+impl ConsumerGroupMemberMetadataValue {
+    pub fn encode(&self) -> Bytes {
+        let mut w = flexible_writer();
+        w.nullable_string(self.instance_id.as_deref());
+        w.nullable_string(self.rack_id.as_deref());
+        w.string(&self.client_id);
+        w.string(&self.client_host);
+        w.array_len(self.subscribed_topic_names.len());
+        for t in &self.subscribed_topic_names {
+            w.string(t);
+        }
+        w.nullable_string(self.subscribed_topic_regex.as_deref());
+        w.i32(self.rebalance_timeout_ms);
+        w.nullable_string(self.server_assignor.as_deref());
+        w.no_tagged_fields();
+        w.finish()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let (_, mut r) = Reader::versioned(bytes, "ConsumerGroupMemberMetadataValue", 0, 0)?;
+        let instance_id = r.nullable_string()?;
+        let rack_id = r.nullable_string()?;
+        let client_id = r.string()?;
+        let client_host = r.string()?;
+        let count = r.array_len()?.unwrap_or(0);
+        let mut subscribed_topic_names = Vec::with_capacity(count.min(1024));
+        for _ in 0..count {
+            subscribed_topic_names.push(r.string()?);
+        }
+        let subscribed_topic_regex = r.nullable_string()?;
+        let rebalance_timeout_ms = r.i32()?;
+        let server_assignor = r.nullable_string()?;
+        // Tag 0 is the classic-member metadata of a migrated member: not used here.
+        r.tagged_fields(|_, _| Ok(()))?;
+        r.finish()?;
+        Ok(ConsumerGroupMemberMetadataValue {
+            instance_id,
+            rack_id,
+            client_id,
+            client_host,
+            subscribed_topic_names,
+            subscribed_topic_regex,
+            rebalance_timeout_ms,
+            server_assignor,
+        })
+    }
+}
+
+impl ConsumerGroupCurrentMemberAssignmentValue {
+    pub fn encode(&self) -> Bytes {
+        let mut w = flexible_writer();
+        w.i32(self.member_epoch);
+        w.i32(self.previous_member_epoch);
+        w.i8(self.state);
+        write_partitions(&mut w, &self.assigned_partitions);
+        write_partitions(&mut w, &self.partitions_pending_revocation);
+        w.no_tagged_fields();
+        w.finish()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let (_, mut r) = Reader::versioned(bytes, "ConsumerGroupCurrentMemberAssignmentValue", 0, 0)?;
+        let member_epoch = r.i32()?;
+        let previous_member_epoch = r.i32()?;
+        let state = r.i8()?;
+        let assigned_partitions = read_partitions(&mut r)?;
+        let partitions_pending_revocation = read_partitions(&mut r)?;
+        r.tagged_fields(|_, _| Ok(()))?;
+        r.finish()?;
+        Ok(ConsumerGroupCurrentMemberAssignmentValue {
+            member_epoch,
+            previous_member_epoch,
+            state,
+            assigned_partitions,
+            partitions_pending_revocation,
+        })
     }
 }
 
@@ -683,7 +903,7 @@ mod tests {
 
     #[test]
     fn unknown_key_versions_are_named_not_refused() {
-        assert_eq!(GroupKey::decode(&[0, 3, 0, 1, b'g']), Ok(Err(3)));
+        assert_eq!(GroupKey::decode(&[0, 4, 0, 1, b'g']), Ok(Err(4)));
         assert!(TransactionLogKey::decode(&[0, 1, 0, 0]).is_err());
     }
 

@@ -72,6 +72,10 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::ListGroups, 0, 5),
     api(ApiKey::DescribeGroups, 0, 6),
     api(ApiKey::DeleteGroups, 0, 2),
+    // KIP-848 consumer groups; v1 of the heartbeat is KIP-1082 (client-generated member
+    // ids), v1 of the describe adds the member type.
+    api(ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    api(ApiKey::ConsumerGroupDescribe, 0, 1),
     // Transactions (KIP-98/447/890). ListTransactions v2 filters by a Java regular
     // expression, which is not offered.
     api(ApiKey::AddPartitionsToTxn, 0, 5),

@@ -1,4 +1,4 @@
-//! ListGroups (key 16), with the state (v4+) and type (v5+) filters. With an authorizer,
+//! ListGroups (key 16), with the state (v4+) and type (v5+, `classic` or `consumer`) filters. With an authorizer,
 //! DESCRIBE on the cluster lists every group; otherwise only groups the principal may
 //! DESCRIBE are listed, as Kafka does.
 
@@ -23,16 +23,15 @@ pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: ListGroupsReq
         .list()
         .into_iter()
         .filter(|(id, ..)| all_visible || broker.may(ctx, AclOperation::Describe, ResourceType::Group, id))
-        .filter(|(_, _, state)| states.is_empty() || states.contains(&state.name().to_ascii_lowercase()))
-        // Every group here is a classic group.
-        .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
-        .map(|(id, protocol_type, state)| {
+        .filter(|(_, _, state, _)| states.is_empty() || states.contains(&state.to_ascii_lowercase()))
+        .filter(|(_, _, _, kind)| types.is_empty() || types.iter().any(|t| t == kind))
+        .map(|(id, protocol_type, state, kind)| {
             let listed = ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(id)))
                 .with_protocol_type(str_bytes(protocol_type));
-            let listed = if version >= 4 { listed.with_group_state(str_bytes(state.name())) } else { listed };
+            let listed = if version >= 4 { listed.with_group_state(str_bytes(state)) } else { listed };
             if version >= 5 {
-                listed.with_group_type(str_bytes("classic"))
+                listed.with_group_type(str_bytes(kind))
             } else {
                 listed
             }

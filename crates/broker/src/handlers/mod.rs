@@ -21,6 +21,8 @@ mod alter_partition_reassignments;
 mod alter_replica_log_dirs;
 mod alter_user_scram_credentials;
 mod api_versions;
+mod consumer_group_describe;
+mod consumer_group_heartbeat;
 mod create_acls;
 mod create_partitions;
 mod create_topics;
@@ -166,6 +168,8 @@ dispatch_table! {
     ListGroups => list_groups,
     DescribeGroups => describe_groups,
     DeleteGroups => delete_groups,
+    ConsumerGroupHeartbeat => consumer_group_heartbeat.await,
+    ConsumerGroupDescribe => consumer_group_describe,
     AddPartitionsToTxn => add_partitions_to_txn.await,
     AddOffsetsToTxn => add_offsets_to_txn.await,
     EndTxn => end_txn.await,

@@ -162,6 +162,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: OffsetC
         request.member_id.as_str(),
         request.group_instance_id.as_ref().map(|i| i.as_str()),
         request.generation_id_or_member_epoch,
+        ctx.api_version,
         &known,
     );
     let outcome = replicated(broker, request.group_id.0.as_str(), outcome).await;

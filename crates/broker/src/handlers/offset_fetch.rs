@@ -129,7 +129,10 @@ pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, request: OffsetFetchRe
             let denied =
                 (!broker.authorized(ctx, AclOperation::Describe, ResourceType::Group, group.group_id.0.as_str()))
                     .then_some(ResponseError::GroupAuthorizationFailed);
-            if let Some(error) = denied.or_else(|| broker.groups.status(group.group_id.0.as_str())) {
+            // v9 (KIP-848): a consumer-group member's fetch is checked against its epoch.
+            let member = (version >= 9).then(|| group.member_id.as_ref().map(|m| m.as_str())).flatten();
+            let stale = || broker.groups.check_offset_fetch(group.group_id.0.as_str(), member, group.member_epoch);
+            if let Some(error) = denied.or_else(|| broker.groups.status(group.group_id.0.as_str())).or_else(stale) {
                 return OffsetFetchResponseGroup::default().with_group_id(group.group_id).with_error_code(error.code());
             }
             let wanted: Option<Vec<(String, Vec<i32>)>> = group

@@ -10,13 +10,22 @@ impl GroupCoordinator {
     pub fn load_partition(&self, partition: i32, log: Arc<PartitionLog>) -> Result<(), PersistError> {
         let mut replay = GroupReplay { now_ms: self.now_ms(), ..GroupReplay::default() };
         self.runtime.load(partition, &log, &mut replay)?;
-        let GroupReplay { mut groups, pending, failure, .. } = replay;
+        let GroupReplay { mut groups, pending, failure, now_ms } = replay;
         if let Some(e) = failure {
             self.runtime.finish_loading(partition, None);
             return Err(PersistError::Record(e));
         }
+        for group in groups.values_mut() {
+            if let Some(modern) = group.modern.as_deref_mut() {
+                modern.rebuild(now_ms);
+            }
+        }
         groups.retain(|_, g| {
-            !(g.members.is_empty() && g.offsets.is_empty() && g.state == GroupState::Empty && g.generation == 0)
+            !(g.members.is_empty()
+                && g.offsets.is_empty()
+                && g.state == GroupState::Empty
+                && g.generation == 0
+                && g.modern.is_none())
         });
         let loaded = groups.len();
         {
@@ -145,6 +154,11 @@ fn apply_record(groups: &mut HashMap<String, Group>, (key, value): Record, now_m
                 }
             }
         }
+        RecordKey::ConsumerGroup { .. }
+        | RecordKey::ConsumerMember { .. }
+        | RecordKey::ConsumerTargetEpoch { .. }
+        | RecordKey::ConsumerTarget { .. }
+        | RecordKey::ConsumerAssignment { .. } => apply_consumer_record(groups, key, value, now_ms),
         RecordKey::Group { group } => {
             let Some(RecordValue::Group(value)) = value else {
                 groups.remove(&group);
@@ -186,4 +200,24 @@ fn apply_record(groups: &mut HashMap<String, Group>, (key, value): Record, now_m
             entry.state = if entry.members.is_empty() { GroupState::Empty } else { GroupState::Stable };
         }
     }
+}
+
+/// Replays one KIP-848 record into its group's consumer-protocol state.
+fn apply_consumer_record(groups: &mut HashMap<String, Group>, key: RecordKey, value: Option<RecordValue>, now_ms: i64) {
+    let (RecordKey::ConsumerGroup { group }
+    | RecordKey::ConsumerMember { group, .. }
+    | RecordKey::ConsumerTargetEpoch { group }
+    | RecordKey::ConsumerTarget { group, .. }
+    | RecordKey::ConsumerAssignment { group, .. }) = &key
+    else {
+        return;
+    };
+    let entry = groups.entry(group.clone()).or_insert_with(|| Group::new(group, now_ms));
+    if matches!(key, RecordKey::ConsumerGroup { .. }) && value.is_none() {
+        // The consumer group was deleted or became a classic group.
+        entry.modern = None;
+        return;
+    }
+    entry.protocol_type = Some("consumer".to_string());
+    entry.modern.get_or_insert_with(Box::default).replay(&key, value, now_ms);
 }

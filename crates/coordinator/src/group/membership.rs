@@ -30,6 +30,23 @@ impl GroupCoordinator {
         if group.state == GroupState::Dead {
             return Pending::Ready(JoinResult::error(ResponseError::CoordinatorNotAvailable, &member_id));
         }
+        if let Some(modern) = &group.modern {
+            // A KIP-848 group takes classic members only through online migration, which is
+            // not offered (as Kafka with `group.consumer.migration.policy=disabled`); an
+            // empty one becomes a classic group, keeping its offsets.
+            if !modern.members.is_empty() {
+                return Pending::Ready(JoinResult::error(ResponseError::InconsistentGroupProtocol, &member_id));
+            }
+            let tombstones = [
+                (RecordKey::ConsumerTargetEpoch { group: group.id.clone() }, None),
+                (RecordKey::ConsumerGroup { group: group.id.clone() }, None),
+            ];
+            if let Err(e) = self.write(&group.id, &tombstones) {
+                return Pending::Ready(JoinResult::error(e.kafka_error(), &member_id));
+            }
+            group.modern = None;
+            group.protocol_type = None;
+        }
         if !group.supports(&request.protocol_type, &request.protocols) {
             return Pending::Ready(JoinResult::error(ResponseError::InconsistentGroupProtocol, &member_id));
         }

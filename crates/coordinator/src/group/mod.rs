@@ -20,12 +20,17 @@
 //! coordinators read `time.milliseconds()`, so tests move a `ManualClock` instead of
 //! sleeping.
 //!
+//! KIP-848 consumer groups (ConsumerGroupHeartbeat, server-side assignment) live beside
+//! classic ones in the same map: see [`consumer`] and [`assignor`].
+//!
 //! This file holds the types and the state machine of one group; the coordinator's work
 //! is split by job: `membership` (join, sync, heartbeat, leave, rebalances), `offsets`
 //! (commit, fetch, delete, transactional offsets), `load` (replaying and writing
 //! `__consumer_offsets`), `timers` and `admin` (list, describe, delete).
 
 mod admin;
+pub mod assignor;
+pub mod consumer;
 mod load;
 mod membership;
 mod offsets;
@@ -70,6 +75,8 @@ pub struct GroupSettings {
     pub offsets_retention: Duration,
     /// `offset.metadata.max.bytes`
     pub offset_metadata_max_bytes: usize,
+    /// The KIP-848 consumer group settings (`group.consumer.*`).
+    pub consumer: consumer::ConsumerGroupSettings,
 }
 
 /// Kafka's group states, with the names `DescribeGroups` and `ListGroups` use.
@@ -217,6 +224,9 @@ struct Group {
     /// The delayed first join of an empty group (`group.initial.rebalance.delay.ms`).
     initial_delay_until_ms: Option<i64>,
     state_since_ms: i64,
+    /// Set when this is a KIP-848 consumer group (its members use ConsumerGroupHeartbeat);
+    /// the classic fields above then stay empty, and the committed offsets are shared.
+    modern: Option<Box<consumer::ConsumerGroupState>>,
 }
 
 impl Group {
@@ -235,6 +245,20 @@ impl Group {
             deadline_ms: None,
             initial_delay_until_ms: None,
             state_since_ms: now_ms,
+            modern: None,
+        }
+    }
+
+    /// Whether the group has members, of either protocol.
+    fn has_members(&self) -> bool {
+        !self.members.is_empty() || self.modern.as_ref().is_some_and(|m| !m.members.is_empty())
+    }
+
+    /// The state name ListGroups shows: Kafka's classic or consumer group states.
+    fn state_name(&self) -> &'static str {
+        match &self.modern {
+            Some(modern) => consumer::consumer_state_name(modern),
+            None => self.state.name(),
         }
     }
 

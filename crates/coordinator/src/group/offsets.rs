@@ -23,7 +23,11 @@ impl GroupCoordinator {
             return Err(ResponseError::InvalidGroupId);
         }
         let mut groups = self.lock();
-        if generation >= 0 || !member_id.is_empty() {
+        if let Some(check) =
+            groups.get(group_id).and_then(|g| Self::check_consumer_commit(g, member_id, generation, true, i16::MAX))
+        {
+            check?;
+        } else if generation >= 0 || !member_id.is_empty() {
             match groups.get_mut(group_id) {
                 Some(group) => Self::check_member(group, member_id, instance_id, generation)?,
                 None => return Err(ResponseError::IllegalGeneration),
@@ -91,13 +95,15 @@ impl GroupCoordinator {
             .any(|o| o.group == group && o.topic == topic && o.partition == partition)
     }
 
-    /// OffsetCommit for one group: `None` per partition on success.
+    /// OffsetCommit (request `version`) for one group: `None` per partition on success.
+    /// `generation` is the member epoch for a consumer group (v9+, KIP-848).
     pub fn commit_offsets(
         &self,
         group_id: &str,
         member_id: &str,
         instance_id: Option<&str>,
         generation: i32,
+        version: i16,
         offsets: &[(String, i32, OffsetValue)],
     ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
         if let Some(error) = self.status(group_id) {
@@ -118,7 +124,9 @@ impl GroupCoordinator {
             return Err(ResponseError::CoordinatorNotAvailable);
         }
         let simple = generation < 0 && member_id.is_empty();
-        if simple {
+        if let Some(check) = Self::check_consumer_commit(group, member_id, generation, false, version) {
+            check?;
+        } else if simple {
             if group.state != GroupState::Empty {
                 // Only a member can commit for a group with members.
                 return Err(ResponseError::UnknownMemberId);
@@ -199,8 +207,21 @@ impl GroupCoordinator {
         let subscriptions: Vec<Bytes> = group.members.values().map(|m| m.metadata_for(protocol.as_deref())).collect();
         let mut results = Vec::with_capacity(partitions.len());
         let mut entries = Vec::new();
+        // A KIP-848 member's subscription is by names or a regular expression.
+        let modern_subscribed = |topic: &str| {
+            group.modern.as_deref().is_some_and(|m| {
+                m.members.values().any(|member| {
+                    member.subscribed_topic_names.iter().any(|t| t == topic)
+                        || member
+                            .subscribed_topic_regex
+                            .as_deref()
+                            .and_then(|r| regex::Regex::new(&format!("^(?:{r})$")).ok())
+                            .is_some_and(|r| r.is_match(topic))
+                })
+            })
+        };
         for (topic, partition) in partitions {
-            if !group.members.is_empty() && subscribed(topic, &subscriptions) {
+            if (!group.members.is_empty() && subscribed(topic, &subscriptions)) || modern_subscribed(topic) {
                 results.push(Some(ResponseError::GroupSubscribedToTopic));
                 continue;
             }

@@ -15,7 +15,8 @@
 
 use bytes::Bytes;
 use rivulet_protocol::coordinator_records::{
-    GroupKey, GroupMetadataValue, MemberMetadata, OffsetCommitValue, RecordFormatError,
+    self as records, ConsumerGroupCurrentMemberAssignmentValue, ConsumerGroupMemberMetadataValue, GroupKey,
+    GroupMetadataValue, MemberMetadata, OffsetCommitValue, RecordFormatError, TopicPartitionList,
 };
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +33,16 @@ pub enum RecordKey {
     Offset { group: String, topic: String, partition: i32 },
     /// A group's membership after its last completed rebalance.
     Group { group: String },
+    /// KIP-848: a consumer group's epoch (`ConsumerGroupMetadataKey`).
+    ConsumerGroup { group: String },
+    /// KIP-848: a member's subscription (`ConsumerGroupMemberMetadataKey`).
+    ConsumerMember { group: String, member: String },
+    /// KIP-848: the target assignment epoch (`ConsumerGroupTargetAssignmentMetadataKey`).
+    ConsumerTargetEpoch { group: String },
+    /// KIP-848: a member's target assignment (`ConsumerGroupTargetAssignmentMemberKey`).
+    ConsumerTarget { group: String, member: String },
+    /// KIP-848: a member's epochs and assignment (`ConsumerGroupCurrentMemberAssignmentKey`).
+    ConsumerAssignment { group: String, member: String },
 }
 
 /// A committed offset (Kafka's `OffsetAndMetadata`).
@@ -98,6 +109,11 @@ pub use crate::internal_topic::partition_for;
 pub enum RecordValue {
     Offset(OffsetValue),
     Group(GroupValue),
+    /// The group epoch or the target assignment epoch (KIP-848).
+    Epoch(i32),
+    ConsumerMember(ConsumerGroupMemberMetadataValue),
+    ConsumerTarget(TopicPartitionList),
+    ConsumerAssignment(ConsumerGroupCurrentMemberAssignmentValue),
 }
 
 /// One `__consumer_offsets` record; a `None` value is a tombstone.
@@ -123,6 +139,19 @@ impl RecordKey {
                 GroupKey::OffsetCommit { group: group.clone(), topic: topic.clone(), partition: *partition }
             }
             RecordKey::Group { group } => GroupKey::GroupMetadata { group: group.clone() },
+            RecordKey::ConsumerGroup { group } => GroupKey::ConsumerGroupMetadata { group: group.clone() },
+            RecordKey::ConsumerMember { group, member } => {
+                GroupKey::ConsumerGroupMemberMetadata { group: group.clone(), member: member.clone() }
+            }
+            RecordKey::ConsumerTargetEpoch { group } => {
+                GroupKey::ConsumerGroupTargetAssignmentMetadata { group: group.clone() }
+            }
+            RecordKey::ConsumerTarget { group, member } => {
+                GroupKey::ConsumerGroupTargetAssignmentMember { group: group.clone(), member: member.clone() }
+            }
+            RecordKey::ConsumerAssignment { group, member } => {
+                GroupKey::ConsumerGroupCurrentMemberAssignment { group: group.clone(), member: member.clone() }
+            }
         }
     }
 }
@@ -209,14 +238,31 @@ pub fn encode_record((key, value): &Record) -> Result<(Vec<u8>, Option<Vec<u8>>)
         (_, None) => None,
         (RecordKey::Offset { .. }, Some(RecordValue::Offset(v))) => Some(OffsetCommitValue::from(v).encode()),
         (RecordKey::Group { .. }, Some(RecordValue::Group(v))) => Some(GroupMetadataValue::from(v).encode()),
-        (RecordKey::Offset { .. }, Some(RecordValue::Group(_))) => {
-            return Err(RecordError::Mismatch { key: "offset", value: "group" })
+        (RecordKey::ConsumerGroup { .. } | RecordKey::ConsumerTargetEpoch { .. }, Some(RecordValue::Epoch(e))) => {
+            Some(records::encode_epoch_value(*e))
         }
-        (RecordKey::Group { .. }, Some(RecordValue::Offset(_))) => {
-            return Err(RecordError::Mismatch { key: "group", value: "offset" })
+        (RecordKey::ConsumerMember { .. }, Some(RecordValue::ConsumerMember(v))) => Some(v.encode()),
+        (RecordKey::ConsumerTarget { .. }, Some(RecordValue::ConsumerTarget(v))) => {
+            Some(records::encode_target_assignment(v))
         }
+        (RecordKey::ConsumerAssignment { .. }, Some(RecordValue::ConsumerAssignment(v))) => Some(v.encode()),
+        (_, Some(_)) => return Err(RecordError::Mismatch { key: key.kind(), value: "another type" }),
     };
     Ok((key.to_kafka().encode().to_vec(), value.map(|v| v.to_vec())))
+}
+
+impl RecordKey {
+    fn kind(&self) -> &'static str {
+        match self {
+            RecordKey::Offset { .. } => "offset",
+            RecordKey::Group { .. } => "group",
+            RecordKey::ConsumerGroup { .. } => "consumer group",
+            RecordKey::ConsumerMember { .. } => "consumer member",
+            RecordKey::ConsumerTargetEpoch { .. } => "consumer target epoch",
+            RecordKey::ConsumerTarget { .. } => "consumer target",
+            RecordKey::ConsumerAssignment { .. } => "consumer assignment",
+        }
+    }
 }
 
 /// Encodes records as one record batch; with `txn`, as a transactional batch of that
@@ -235,6 +281,15 @@ pub fn decode_record(key: &[u8], value: Option<&[u8]>) -> Result<Option<Record>,
     let key = match GroupKey::decode(key)? {
         Ok(GroupKey::OffsetCommit { group, topic, partition }) => RecordKey::Offset { group, topic, partition },
         Ok(GroupKey::GroupMetadata { group }) => RecordKey::Group { group },
+        Ok(GroupKey::ConsumerGroupMetadata { group }) => RecordKey::ConsumerGroup { group },
+        Ok(GroupKey::ConsumerGroupMemberMetadata { group, member }) => RecordKey::ConsumerMember { group, member },
+        Ok(GroupKey::ConsumerGroupTargetAssignmentMetadata { group }) => RecordKey::ConsumerTargetEpoch { group },
+        Ok(GroupKey::ConsumerGroupTargetAssignmentMember { group, member }) => {
+            RecordKey::ConsumerTarget { group, member }
+        }
+        Ok(GroupKey::ConsumerGroupCurrentMemberAssignment { group, member }) => {
+            RecordKey::ConsumerAssignment { group, member }
+        }
         Err(version) => {
             tracing::debug!(version, "skipping a __consumer_offsets record of a type not served here");
             return Ok(None);
@@ -244,6 +299,18 @@ pub fn decode_record(key: &[u8], value: Option<&[u8]>) -> Result<Option<Record>,
         (_, None) => None,
         (RecordKey::Offset { .. }, Some(v)) => Some(RecordValue::Offset(OffsetCommitValue::decode(v)?.into())),
         (RecordKey::Group { .. }, Some(v)) => Some(RecordValue::Group(GroupMetadataValue::decode(v)?.into())),
+        (RecordKey::ConsumerGroup { .. } | RecordKey::ConsumerTargetEpoch { .. }, Some(v)) => {
+            Some(RecordValue::Epoch(records::decode_epoch_value(v)?))
+        }
+        (RecordKey::ConsumerMember { .. }, Some(v)) => {
+            Some(RecordValue::ConsumerMember(ConsumerGroupMemberMetadataValue::decode(v)?))
+        }
+        (RecordKey::ConsumerTarget { .. }, Some(v)) => {
+            Some(RecordValue::ConsumerTarget(records::decode_target_assignment(v)?))
+        }
+        (RecordKey::ConsumerAssignment { .. }, Some(v)) => {
+            Some(RecordValue::ConsumerAssignment(ConsumerGroupCurrentMemberAssignmentValue::decode(v)?))
+        }
     };
     Ok(Some((key, value)))
 }
@@ -255,6 +322,8 @@ fn decode_legacy(key: &[u8], value: Option<&[u8]>) -> Result<Record, RecordError
         (_, None) => None,
         (RecordKey::Offset { .. }, Some(v)) => Some(RecordValue::Offset(serde_json::from_slice(v)?)),
         (RecordKey::Group { .. }, Some(v)) => Some(RecordValue::Group(serde_json::from_slice(v)?)),
+        // Earlier versions wrote no KIP-848 records.
+        (_, Some(_)) => return Err(RecordError::Mismatch { key: key.kind(), value: "JSON" }),
     };
     Ok((key, value))
 }
@@ -330,8 +399,8 @@ mod tests {
 
     #[test]
     fn unknown_record_types_are_skipped_and_garbage_refused() {
-        // Key version 3: KIP-848's ConsumerGroupMetadataKey.
-        assert!(decode_record(&[0, 3, 0, 1, b'g'], Some(&[0u8, 0][..])).unwrap().is_none());
+        // Key version 4: KIP-848's ConsumerGroupPartitionMetadataKey, which Kafka 4.1 stopped writing.
+        assert!(decode_record(&[0, 4, 0, 1, b'g'], Some(&[0u8, 0][..])).unwrap().is_none());
         assert!(decode_record(&[0, 2, 0, 9, b'g'], None).is_err());
         assert!(decode_record(b"{not json", None).is_err());
     }

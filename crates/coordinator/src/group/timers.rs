@@ -13,6 +13,7 @@ impl GroupCoordinator {
         let mut groups = self.lock();
         let mut dead = Vec::new();
         for group in groups.values_mut() {
+            self.expire_consumer_members(group, now);
             let expired: Vec<String> = group
                 .members
                 .values()
@@ -47,7 +48,8 @@ impl GroupCoordinator {
                         self.prepare_rebalance(group, now);
                     }
                 }
-                GroupState::Empty => {
+                // A consumer group keeps its offsets while it has members.
+                GroupState::Empty if !group.has_members() => {
                     let retention = i64::try_from(self.settings.offsets_retention.as_millis()).unwrap_or(i64::MAX);
                     let expired: Vec<(String, i32)> = group
                         .offsets
@@ -79,6 +81,16 @@ impl GroupCoordinator {
                         }
                     }
                     if group.offsets.is_empty() && group.members.is_empty() && group.pending.is_empty() {
+                        if group.modern.is_some() {
+                            // A consumer group that emptied leaves no records behind to replay.
+                            let tombstones = [
+                                (RecordKey::ConsumerTargetEpoch { group: group.id.clone() }, None),
+                                (RecordKey::ConsumerGroup { group: group.id.clone() }, None),
+                            ];
+                            if self.write(&group.id, &tombstones).is_err() {
+                                continue;
+                            }
+                        }
                         dead.push(group.id.clone());
                     }
                 }
