@@ -238,7 +238,7 @@ pub fn groups(broker: &Broker) -> GroupsView {
         .groups
         .list()
         .into_iter()
-        .map(|(group_id, protocol_type, state)| {
+        .map(|(group_id, protocol_type, state, _group_type)| {
             let description = broker.groups.describe(&group_id);
             let offsets: Vec<OffsetView> = broker
                 .groups
@@ -271,7 +271,7 @@ pub fn groups(broker: &Broker) -> GroupsView {
             });
             GroupView {
                 group_id,
-                state: state.name(),
+                state,
                 protocol_type,
                 protocol,
                 members,
